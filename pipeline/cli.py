@@ -1,0 +1,128 @@
+"""``harvest``: the command line face of the pipeline. Every command is a thin call into the library."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.config import Settings
+from pipeline.event import EventDefinitionError, load_event
+from pipeline.store import Layout, Manifest
+
+app = typer.Typer(
+    help="Harvest: turn world-cafe table notes into a ranked output paper.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data root (default ./data, or the HARVEST_DATA environment variable)."),
+]
+EventDir = Annotated[Path, typer.Argument(help="Folder holding event.yaml (and note files for `run`).")]
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+
+
+def _event_and_layout(event_dir: Path, settings: Settings, out: Path | None = None):  # noqa: ANN202
+    try:
+        event = load_event(event_dir)
+    except EventDefinitionError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    return event, Layout(settings.data_dir, event.id, out)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+@app.command()
+def ingest(
+    event_dir: EventDir,
+    files: Annotated[list[Path], typer.Argument(help="Note files: .csv .xlsx .docx .md .txt", exists=True,
+                                                dir_okay=False)],
+    who: Annotated[str, typer.Option(help="Who hands the files in (recorded in the manifest).")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Validate note files and store them; a file with any error is rejected whole.
+
+    Writes notes.parquet and statements.parquet under data/processed/<event>/. Exits 1 if any file was
+    rejected (the others are still ingested).
+    """
+    from pipeline.ingest import build_statements, ingest_paths
+
+    settings = _settings(data_dir)
+    event, layout = _event_and_layout(event_dir, settings)
+    results = ingest_paths(layout, event, files, who=who or _whoami(), via="cli",
+                           max_bytes=settings.max_upload_bytes)
+    for r in results:
+        if r.status == "rejected":
+            typer.secho(f"REJECTED {r.filename} ({len(r.problems)} problem(s)):", fg="red", err=True)
+            for problem in r.problems:
+                typer.echo(f"  {problem}", err=True)
+        else:
+            extra = f"; supersedes {', '.join(r.superseded)}" if r.superseded else ""
+            typer.echo(f"{r.status:9} {r.filename}: {r.n_notes} notes{extra}")
+    if any(r.status == "accepted" for r in results) or not layout.statements.exists():
+        notes, statements = build_statements(layout, event, settings.spacy_model, event.language)
+        typer.echo(f"{len(notes)} notes, {len(statements)} statements -> {layout.processed}")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(event_dir: EventDir,
+             files: Annotated[list[Path] | None, typer.Argument(help="Note files to check.")] = None) -> None:
+    """Check event.yaml and note files without storing anything (default: the event folder's note files)."""
+    from pipeline.ingest import discover_note_files
+    from pipeline.readers import NoteFileError, read_notes
+
+    settings = Settings()
+    event, _ = _event_and_layout(event_dir, settings)
+    typer.echo(f"event '{event.id}': {len(event.sessions)} sessions, {len(event.questions())} questions")
+    failed = False
+    for path in files or discover_note_files(event_dir, event):
+        try:
+            notes = read_notes(path.name, path.read_bytes(), event, max_bytes=settings.max_upload_bytes)
+            typer.echo(f"ok       {path}: {len(notes)} notes")
+        except NoteFileError as exc:
+            failed = True
+            typer.secho(f"INVALID  {path}:", fg="red", err=True)
+            typer.echo("\n".join(f"  {p}" for p in exc.problems), err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(event_dir: EventDir, data_dir: DataDir = None) -> None:
+    """List the event's uploads: accepted, superseded and rejected, with who and when."""
+    event, layout = _event_and_layout(event_dir, _settings(data_dir))
+    manifest = Manifest.load(layout)
+    live = set(manifest.current_keys().values())
+    for u in manifest.uploads:
+        state = u.status if u.status != "accepted" or u.upload_id in live else "superseded"
+        typer.echo(f"{u.received_at}  {state:10} {u.filename:30} {u.n_notes:5} notes  {u.who} via {u.via}")
+        for error in u.errors:
+            typer.echo(f"    {error}")
+    typer.echo(f"{len(manifest.uploads)} uploads for event '{event.id}' in {layout.raw}")
+
+
+def _whoami() -> str:
+    try:
+        return os.environ.get("HARVEST_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,110 @@
+"""The event definition (``EVENT_DIR/event.yaml``): sessions, topics and their questions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+EVENT_FILE = "event.yaml"
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Question(_Strict):
+    id: Slug
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class Topic(_Strict):
+    id: Slug
+    kind: Literal["challenge", "ecosystem"]
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    questions: list[Question] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_questions(self) -> Topic:
+        _no_duplicates([q.id for q in self.questions], f"question id in topic '{self.id}'")
+        return self
+
+    def question(self, question_id: str) -> Question | None:
+        return next((q for q in self.questions if q.id == question_id), None)
+
+
+class Session(_Strict):
+    id: Slug
+    title: str = ""
+    topics: list[Topic] = Field(min_length=1)
+
+
+class Event(_Strict):
+    event: Slug
+    title: str = ""
+    language: str = "en"
+    sessions: list[Session] = Field(min_length=1)
+    notes: list[str] | None = Field(
+        default=None,
+        description="Glob patterns, relative to the event folder, of the note files `harvest run` reads. "
+        "Default: everything under notes/ if that folder exists, else the note files beside event.yaml.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Event:
+        _no_duplicates([s.id for s in self.sessions], "session id")
+        _no_duplicates([t.id for s in self.sessions for t in s.topics], "topic id")
+        return self
+
+    @property
+    def id(self) -> str:
+        return self.event
+
+    @property
+    def topics(self) -> dict[str, Topic]:
+        return {t.id: t for s in self.sessions for t in s.topics}
+
+    def session_of(self, topic_id: str) -> Session:
+        return next(s for s in self.sessions if any(t.id == topic_id for t in s.topics))
+
+    def questions(self) -> list[tuple[str, str]]:
+        """Every (topic, question) pair in the order the event declares them."""
+        return [(t.id, q.id) for s in self.sessions for t in s.topics for q in t.questions]
+
+
+class EventDefinitionError(ValueError):
+    """event.yaml is missing or invalid; the message lists every problem."""
+
+
+def _no_duplicates(ids: list[str], what: str) -> None:
+    dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if dupes:
+        raise ValueError(f"duplicate {what}: {', '.join(dupes)}")
+
+
+def parse_event(data: object, source: str = EVENT_FILE) -> Event:
+    try:
+        return Event.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            problems.append(f"  {where}: {err['msg']}")
+        raise EventDefinitionError(f"{source}: invalid event definition\n" + "\n".join(problems)) from None
+
+
+def load_event(event_dir: Path) -> Event:
+    """Read and validate ``event_dir/event.yaml``."""
+    path = Path(event_dir) / EVENT_FILE
+    if not path.is_file():
+        raise EventDefinitionError(f"{path}: no event definition (expected {EVENT_FILE} in {event_dir})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise EventDefinitionError(f"{path}: not valid YAML: {exc}") from None
+    return parse_event(data, str(path))

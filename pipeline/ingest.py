@@ -1,0 +1,198 @@
+"""Ingest: accept facilitators' files whole or not at all, keep every upload, and know which notes count.
+
+Rules (the manifest is the record of truth):
+- an upload is stored byte for byte under ``raw/<event>/uploads/<sha256><suffix>``;
+- the same bytes twice are a no-op;
+- a file with any problem is rejected whole: kept under ``raw/<event>/rejected/`` and recorded with its
+  errors, while the accepted notes stay exactly as they were;
+- notes are grouped by (table, round, topic, question); for each group the latest accepted upload that
+  holds it wins, so a corrected file supersedes the earlier one, which stays on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePath
+
+import pandas as pd
+
+from pipeline.event import EVENT_FILE, Event
+from pipeline.readers import SUPPORTED_SUFFIXES, NoteFileError, Problem, read_notes
+from pipeline.schema import NOTES, conform
+from pipeline.store import ACCEPTED, REJECTED, Layout, Manifest, Upload, write_bytes
+
+log = logging.getLogger(__name__)
+
+KEY_COLUMNS = ["table", "round", "topic", "question"]
+
+
+@dataclass
+class IngestResult:
+    filename: str
+    upload_id: str
+    status: str  # accepted | unchanged | rejected
+    n_notes: int = 0
+    superseded: list[str] = field(default_factory=list)  # files whose groups this upload replaced
+    problems: list[Problem] = field(default_factory=list)
+    notes: pd.DataFrame | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != REJECTED
+
+
+def discover_note_files(event_dir: Path, event: Event) -> list[Path]:
+    """The note files of an event folder (see ``Event.notes`` for the rule)."""
+    event_dir = Path(event_dir)
+    if event.notes:
+        patterns = event.notes
+    elif (event_dir / "notes").is_dir():
+        patterns = ["notes/**/*"]
+    else:
+        patterns = ["*"]
+    found = {p for pattern in patterns for p in event_dir.glob(pattern)}
+    return sorted(
+        p for p in found
+        if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and p.name != EVENT_FILE
+        and not p.name.startswith((".", "~$"))  # editor lock and temp files
+    )
+
+
+def _keys(notes: pd.DataFrame) -> list[list[str | int]]:
+    keys = notes[KEY_COLUMNS].drop_duplicates().sort_values(KEY_COLUMNS)
+    return [[str(t), int(r), str(tp), str(q)] for t, r, tp, q in keys.itertuples(index=False)]
+
+
+def current_notes(layout: Layout, event: Event, manifest: Manifest | None = None) -> pd.DataFrame:
+    """The notes that count now: for each group, the rows of the latest accepted upload holding it."""
+    manifest = manifest or Manifest.load(layout)
+    owners = manifest.current_keys()
+    frames = []
+    for upload in manifest.accepted():
+        owned = {k for k, owner in owners.items() if owner == upload.upload_id}
+        if not owned:
+            continue
+        data = (layout.raw / upload.stored_as).read_bytes()
+        notes = read_notes(upload.filename, data, event, upload.upload_id)
+        keys = pd.MultiIndex.from_frame(notes[KEY_COLUMNS])
+        frames.append(notes.loc[keys.isin(list(owned))])
+    if not frames:
+        return NOTES.empty()
+    notes = pd.concat(frames, ignore_index=True)
+    return conform(notes.sort_values(["topic", "question", "table", "round", "source_file", "source_line"],
+                                     kind="stable"), NOTES)
+
+
+def ingest(
+    layout: Layout,
+    event: Event,
+    files: Sequence[tuple[str, bytes]],
+    who: str = "",
+    via: str = "cli",
+    max_bytes: int | None = None,
+) -> list[IngestResult]:
+    """Ingest uploads given as (file name, bytes); each is accepted whole or rejected whole."""
+    results = []
+    with layout.lock():
+        manifest = Manifest.load(layout)
+        notes = current_notes(layout, event, manifest)
+        for name, data in files:
+            result = _ingest_one(layout, event, manifest, notes, name, data, who, via, max_bytes)
+            if result.status == ACCEPTED:
+                notes = current_notes(layout, event, manifest)
+            results.append(result)
+    return results
+
+
+def ingest_paths(layout: Layout, event: Event, paths: Iterable[Path], **kwargs: object) -> list[IngestResult]:
+    return ingest(layout, event, [(Path(p).name, Path(p).read_bytes()) for p in paths], **kwargs)  # type: ignore[arg-type]
+
+
+def _ingest_one(
+    layout: Layout, event: Event, manifest: Manifest, current: pd.DataFrame,
+    name: str, data: bytes, who: str, via: str, max_bytes: int | None,
+) -> IngestResult:
+    name = PurePath(name).name  # never trust a client's path
+    upload_id = hashlib.sha256(data).hexdigest()
+    suffix = PurePath(name).suffix.lower()
+    known = manifest.find(upload_id)
+    if known is not None and known.status == ACCEPTED:
+        return IngestResult(name, upload_id, "unchanged", known.n_notes)
+    try:
+        notes = read_notes(name, data, event, upload_id, max_bytes)
+        _check_note_ids(name, notes, current)
+    except NoteFileError as exc:
+        _record_rejection(layout, manifest, known, name, upload_id, suffix, data, who, via, exc, max_bytes)
+        return IngestResult(name, upload_id, REJECTED, problems=exc.problems)
+    stored = layout.upload_path(upload_id, suffix)
+    if not stored.exists():
+        write_bytes(stored, data)
+    keys = _keys(notes)
+    owners = manifest.current_keys()
+    superseded = sorted({
+        manifest.find(owners[tuple(k)]).filename  # type: ignore[union-attr]
+        for k in keys if tuple(k) in owners
+    })
+    manifest.uploads = [u for u in manifest.uploads if u.upload_id != upload_id]  # a fixed re-try
+    manifest.uploads.append(Upload(
+        upload_id=upload_id, filename=name, stored_as=str(stored.relative_to(layout.raw)), size=len(data),
+        received_at=_now(), who=who, via=via, status=ACCEPTED, n_notes=len(notes), keys=keys,
+    ))
+    manifest.save(layout)
+    log.info("accepted %s: %d notes in %d groups", name, len(notes), len(keys))
+    return IngestResult(name, upload_id, ACCEPTED, len(notes), superseded, notes=notes)
+
+
+def _check_note_ids(name: str, notes: pd.DataFrame, current: pd.DataFrame) -> None:
+    """A note_id may not be taken by a note of another group that this upload does not replace."""
+    new_keys = pd.MultiIndex.from_frame(notes[KEY_COLUMNS]).unique()
+    others = current.loc[~pd.MultiIndex.from_frame(current[KEY_COLUMNS]).isin(new_keys)]
+    taken = dict(zip(others["note_id"], others["source_file"] + " " + others["source_line"].astype(str),
+                     strict=True))
+    problems = [
+        Problem(name, f"note_id '{nid}' is already used in {taken[nid]}", line, "note_id")
+        for nid, line in zip(notes["note_id"], notes["source_line"], strict=True) if nid in taken
+    ]
+    if problems:
+        raise NoteFileError(name, problems)
+
+
+def _record_rejection(
+    layout: Layout, manifest: Manifest, known: Upload | None, name: str, upload_id: str, suffix: str,
+    data: bytes, who: str, via: str, error: NoteFileError, max_bytes: int | None,
+) -> None:
+    errors = [str(p) for p in error.problems]
+    if known is not None and known.errors == errors:
+        return  # the same rejected file again: nothing new to record
+    oversize = max_bytes is not None and len(data) > max_bytes
+    stored = "" if oversize else str(Path("rejected") / f"{upload_id}{suffix}")
+    if stored and not (layout.raw / stored).exists():
+        write_bytes(layout.raw / stored, data)  # kept so nobody's work is lost, outside the notes store
+    manifest.uploads = [u for u in manifest.uploads if u.upload_id != upload_id]
+    manifest.uploads.append(Upload(
+        upload_id=upload_id, filename=name, stored_as=stored, size=len(data), received_at=_now(), who=who,
+        via=via, status=REJECTED, errors=errors,
+    ))
+    manifest.save(layout)
+    log.info("rejected %s: %d problems", name, len(errors))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def build_statements(layout: Layout, event: Event, spacy_model: str, language: str = "en"
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Current notes -> statements; writes ``notes.parquet`` and ``statements.parquet`` atomically."""
+    from pipeline.statements import load_nlp, notes_to_statements
+    from pipeline.store import write_parquet
+
+    notes = current_notes(layout, event)
+    statements = notes_to_statements(notes, load_nlp(spacy_model, language), language)
+    write_parquet(layout.notes, notes)
+    write_parquet(layout.statements, statements)
+    return notes, statements

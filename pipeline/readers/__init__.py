@@ -1,0 +1,39 @@
+"""Note readers: every supported format becomes the same validated notes frame (see ``schema.NOTES``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import PurePath
+
+import pandas as pd
+
+from pipeline.event import Event
+from pipeline.readers.common import NoteFileError, Problem, RawNote, validate_notes
+from pipeline.readers.tabular import read_csv, read_xlsx
+from pipeline.readers.text import read_docx, read_text
+
+__all__ = ["READERS", "SUPPORTED_SUFFIXES", "NoteFileError", "Problem", "read_notes"]
+
+READERS: dict[str, tuple[Callable[[str, bytes], list[RawNote]], str]] = {
+    ".csv": (read_csv, "row"),
+    ".xlsx": (read_xlsx, "row"),
+    ".md": (read_text, "line"),
+    ".markdown": (read_text, "line"),
+    ".txt": (read_text, "line"),
+    ".docx": (read_docx, "paragraph"),
+}
+SUPPORTED_SUFFIXES = tuple(READERS)
+
+
+def read_notes(name: str, data: bytes, event: Event, upload_id: str = "", max_bytes: int | None = None
+               ) -> pd.DataFrame:
+    """Parse and validate one uploaded file; raise :class:`NoteFileError` listing every problem."""
+    suffix = PurePath(name).suffix.lower()
+    if suffix not in READERS:
+        raise NoteFileError(name, [Problem(
+            name, f"unsupported file type '{suffix or '(none)'}' (supported: {', '.join(SUPPORTED_SUFFIXES)})")])
+    if max_bytes is not None and len(data) > max_bytes:
+        raise NoteFileError(name, [Problem(
+            name, f"file is {len(data):,} bytes, over the limit of {max_bytes:,} bytes")])
+    reader, line_kind = READERS[suffix]
+    return validate_notes(name, reader(name, data), event, upload_id, line_kind)

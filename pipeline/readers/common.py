@@ -1,0 +1,162 @@
+"""What every note reader shares: the error type, decoding, vote markers and row validation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from pipeline.event import Event
+from pipeline.schema import NOTES, OPTIONAL_NOTE_FIELDS, REQUIRED_NOTE_FIELDS, conform
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an uploaded file, precise enough for a facilitator to fix it."""
+
+    file: str
+    reason: str
+    line: int | None = None  # spreadsheet row, text line or docx paragraph (1-based)
+    column: str | None = None
+    line_kind: str = "row"
+
+    def __str__(self) -> str:
+        where = [self.file]
+        if self.line is not None:
+            where.append(f"{self.line_kind} {self.line}")
+        if self.column:
+            where.append(f"column '{self.column}'")
+        return f"{', '.join(where)}: {self.reason}"
+
+
+@dataclass
+class NoteFileError(Exception):
+    """A file was rejected whole; ``problems`` lists everything wrong with it at once."""
+
+    file: str
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+@dataclass
+class RawNote:
+    """A note as a reader found it, before validation; values are stripped strings."""
+
+    line: int
+    fields: dict[str, str]
+
+
+# --------------------------------------------------------------------------- decoding
+def decode_text(name: str, data: bytes) -> str:
+    """UTF-8 (with or without BOM) or the cp1252 that Excel writes; anything else is rejected."""
+    if not data.strip():
+        raise NoteFileError(name, [Problem(name, "the file is empty")])
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise NoteFileError(
+            name, [Problem(name, "binary data (NUL byte): not a text file in UTF-8 or cp1252", line, None, "line")]
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as utf8_error:
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError:
+            line = data[: utf8_error.start].count(b"\n") + 1
+            raise NoteFileError(
+                name,
+                [Problem(name, f"unreadable encoding: byte 0x{data[utf8_error.start]:02x} is neither UTF-8 "
+                         "nor cp1252; save the file as UTF-8", line, None, "line")],
+            ) from None
+
+
+# --------------------------------------------------------------------------- votes
+_VOTE_MARKERS = re.compile(
+    r"\(\s*\+\s*(\d+)\s*\)"  # (+2)
+    r"|\[\s*\+?\s*(\d+)\s*(?:dots?|votes?|points?|stickers?)?\s*\]",  # [3 dots], [3], [+3]
+    re.IGNORECASE,
+)
+
+
+def split_vote_markers(text: str) -> tuple[str, int | None]:
+    """Strip ``(+2)`` / ``[3 dots]`` markers from a note; return the text and their sum (None if none)."""
+    found = [int(a or b) for a, b in _VOTE_MARKERS.findall(text)]
+    if not found:
+        return text, None
+    cleaned = re.sub(r"\s{2,}", " ", _VOTE_MARKERS.sub(" ", text)).strip()
+    return cleaned, sum(found)
+
+
+# --------------------------------------------------------------------------- validation
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "notes"
+
+
+def derive_note_id(file_name: str, line: int) -> str:
+    """A stable id for a note that came without one: from the file name and its row/line."""
+    return f"{_slug(file_name)}:{line}"
+
+
+def _valid(ids: object) -> str:
+    return ", ".join(sorted(ids))  # type: ignore[arg-type]
+
+
+def validate_notes(
+    name: str, raw: list[RawNote], event: Event, upload_id: str, line_kind: str = "row"
+) -> pd.DataFrame:
+    """Check every raw note against the event; return the notes frame or raise with all problems."""
+    problems: list[Problem] = []
+
+    def bad(line: int, column: str | None, reason: str) -> None:
+        problems.append(Problem(name, reason, line, column, line_kind))
+
+    topics = event.topics
+    rows, seen_ids = [], {}
+    for note in raw:
+        f = {k: (note.fields.get(k) or "").strip() for k in (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)}
+        text, marker_votes = split_vote_markers(f["text"])
+        if not text:
+            bad(note.line, "text", "empty text")
+        topic = topics.get(f["topic"].lower())
+        if not f["topic"]:
+            bad(note.line, "topic", f"missing topic (valid: {_valid(topics)})")
+        elif topic is None:
+            bad(note.line, "topic", f"unknown topic '{f['topic']}' (valid: {_valid(topics)})")
+        elif topic.question(f["question"].lower()) is None:
+            valid_q = _valid(q.id for q in topic.questions)
+            what = f"unknown question '{f['question']}'" if f["question"] else "missing question"
+            bad(note.line, "question", f"{what} for topic '{topic.id}' (valid: {valid_q})")
+        if not f["table"]:
+            bad(note.line, "table", "missing table")
+        round_ = _whole_number(f["round"])
+        if round_ is None or round_ < 1:
+            bad(note.line, "round", f"round must be a whole number from 1, got '{f['round']}'")
+        votes = _whole_number(f["votes"]) if f["votes"] else marker_votes or 0
+        if votes is None or votes < 0:
+            bad(note.line, "votes", f"votes must be a whole number from 0, got '{f['votes']}'")
+        note_id = f["note_id"] or derive_note_id(name, note.line)
+        if note_id in seen_ids:
+            bad(note.line, "note_id", f"note_id '{note_id}' already used at {line_kind} {seen_ids[note_id]}")
+        seen_ids.setdefault(note_id, note.line)
+        rows.append({
+            "note_id": note_id, "topic": f["topic"].lower(), "question": f["question"].lower(),
+            "table": f["table"], "round": round_ or 0, "text": text, "votes": votes or 0,
+            "facilitator": f["facilitator"], "language": f["language"].lower(),
+            "source_file": name, "source_line": note.line, "upload_id": upload_id,
+        })
+    if problems:
+        raise NoteFileError(name, problems)
+    if not rows:
+        raise NoteFileError(name, [Problem(name, "no notes found in the file")])
+    return conform(pd.DataFrame(rows), NOTES)
+
+
+def _whole_number(value: str) -> int | None:
+    try:
+        number = float(value)  # spreadsheets hand back 2.0 for 2
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None

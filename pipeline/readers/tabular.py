@@ -1,0 +1,83 @@
+"""CSV and XLSX: one note a row, columns ``table, round, topic, question, text`` in any order and case."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+
+from pipeline.readers.common import NoteFileError, Problem, RawNote, decode_text
+from pipeline.schema import OPTIONAL_NOTE_FIELDS, REQUIRED_NOTE_FIELDS
+
+_KNOWN = (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)
+
+
+def read_csv(name: str, data: bytes) -> list[RawNote]:
+    text = decode_text(name, data)
+    try:  # Excel writes ';' or tabs in some locales
+        dialect = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        start = 1
+        for cells in reader:
+            rows.append((start, cells))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise NoteFileError(name, [Problem(name, f"malformed CSV: {exc}", reader.line_num)]) from None
+    return _from_rows(name, rows)
+
+
+def read_xlsx(name: str, data: bytes) -> list[RawNote]:
+    from openpyxl import load_workbook
+
+    if not data.strip():
+        raise NoteFileError(name, [Problem(name, "the file is empty")])
+    try:
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise NoteFileError(name, [Problem(name, f"not a readable XLSX workbook ({exc})")]) from None
+    sheet = workbook.worksheets[0]
+    rows = [
+        (i, ["" if v is None else _cell_text(v) for v in values])
+        for i, values in enumerate(sheet.iter_rows(values_only=True), start=1)
+    ]
+    workbook.close()
+    return _from_rows(name, rows)
+
+
+def _cell_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _from_rows(name: str, rows: list[tuple[int, list[str]]]) -> list[RawNote]:
+    rows = [(i, cells) for i, cells in rows if any(c.strip() for c in cells)]  # blank rows are layout
+    if not rows:
+        raise NoteFileError(name, [Problem(name, "the file is empty")])
+    header_line, header = rows[0]
+    columns = [h.strip().lower() for h in header]
+    missing = [c for c in REQUIRED_NOTE_FIELDS if c not in columns]
+    if len(missing) == len(REQUIRED_NOTE_FIELDS):
+        raise NoteFileError(name, [Problem(
+            name, f"no header row: the first row must name the columns {', '.join(REQUIRED_NOTE_FIELDS)} "
+            f"(found {', '.join(repr(h) for h in header[:6])})", header_line)])
+    problems = [Problem(name, f"missing column '{c}' (columns needed: {', '.join(REQUIRED_NOTE_FIELDS)}; "
+                        f"found: {', '.join(c for c in columns if c)})", header_line) for c in missing]
+    dupes = sorted({c for c in columns if c and columns.count(c) > 1})
+    problems += [Problem(name, f"column '{c}' appears twice", header_line) for c in dupes]
+    if problems:
+        raise NoteFileError(name, problems)
+    index = {c: columns.index(c) for c in _KNOWN if c in columns}
+    notes = []
+    for line, cells in rows[1:]:
+        if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns):]):
+            problems.append(Problem(name, f"{len(cells)} cells but the header has {len(columns)}", line))
+            continue
+        notes.append(RawNote(line, {k: cells[i] if i < len(cells) else "" for k, i in index.items()}))
+    if problems:
+        raise NoteFileError(name, problems)
+    return notes

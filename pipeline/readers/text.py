@@ -1,0 +1,131 @@
+"""Markdown / plain text and DOCX: a ``key: value`` header, then one note per bullet or paragraph.
+
+    ---
+    topic: green
+    question: needs
+    table: green-t03
+    round: 1
+    ---
+    - more EUR for pilots (+2)
+    - DIH + clusters -> link!! [3 dots]
+
+    A paragraph is one note too.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+import yaml
+
+from pipeline.readers.common import NoteFileError, Problem, RawNote, decode_text
+
+HEADER_KEYS = ("topic", "question", "table", "round", "facilitator", "language")
+_HEADER_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$")
+BULLET = re.compile(r"^\s*(?:[-*•‣◦▪+–]|\d{1,3}[.)])\s+")
+
+
+def parse_header(
+    name: str, lines: list[tuple[int, str]], line_kind: str
+) -> tuple[dict[str, str], list[tuple[int, str]]]:
+    """Split leading header lines (optionally fenced by ``---``) from the body."""
+    problems: list[Problem] = []
+    body_start, header, fenced = 0, {}, False
+    content = [(n, s) for n, s in lines if s.strip()]
+    if content and content[0][1].strip() == "---":
+        fenced = True
+        end = next((i for i, (_, s) in enumerate(content[1:], 1) if s.strip() in ("---", "...")), None)
+        if end is None:
+            raise NoteFileError(name, [Problem(name, "front matter opened with '---' is never closed",
+                                               content[0][0], None, line_kind)])
+        block = "\n".join(s for _, s in content[1:end])
+        try:
+            loaded = yaml.safe_load(block) or {}
+        except yaml.YAMLError as exc:
+            raise NoteFileError(name, [Problem(name, f"front matter is not valid YAML: {exc}",
+                                               content[0][0], None, line_kind)]) from None
+        if not isinstance(loaded, dict):
+            raise NoteFileError(name, [Problem(name, "front matter must be 'key: value' lines",
+                                               content[0][0], None, line_kind)])
+        header = {str(k).strip().lower(): "" if v is None else str(v) for k, v in loaded.items()}
+        for key in header:
+            if key not in HEADER_KEYS:
+                problems.append(Problem(name, f"unknown header key '{key}' (known: {', '.join(HEADER_KEYS)})",
+                                        content[0][0], None, line_kind))
+        body_start = end + 1
+    else:
+        for i, (line, text) in enumerate(content):
+            match = _HEADER_LINE.match(text)
+            if not match or match.group(1).lower() not in HEADER_KEYS or BULLET.match(text):
+                break
+            header[match.group(1).lower()] = match.group(2)
+            body_start = i + 1
+    missing = [k for k in ("topic", "question", "table", "round") if not header.get(k, "").strip()]
+    if missing:
+        problems.append(Problem(
+            name, f"header lacks {', '.join(missing)}: start the file with "
+            f"'key: value' lines{' (in the --- block)' if fenced else ''} for topic, question, table, round",
+            content[0][0] if content else 1, None, line_kind))
+    if problems:
+        raise NoteFileError(name, problems)
+    first_body_line = content[body_start][0] if body_start < len(content) else None
+    body = [(n, s) for n, s in lines if first_body_line is not None and n >= first_body_line]
+    return header, body
+
+
+def _notes_from_body(header: dict[str, str], body: list[tuple[int, str]], bullets_only_split: bool
+                     ) -> list[RawNote]:
+    """Group body lines into notes: a bullet starts one; a blank line or heading ends one."""
+    notes: list[RawNote] = []
+    current: tuple[int, list[str]] | None = None
+
+    def flush() -> None:
+        nonlocal current
+        if current:
+            notes.append(RawNote(current[0], {**header, "text": " ".join(current[1])}))
+        current = None
+
+    for line, text in body:
+        stripped = text.strip()
+        if not stripped or stripped.startswith("#") or stripped in ("---", "***"):
+            flush()
+            continue
+        bullet = BULLET.match(text)
+        if bullet or current is None or not bullets_only_split:
+            flush()
+            current = (line, [text[bullet.end():].strip() if bullet else stripped])
+        else:
+            current[1].append(stripped)
+    flush()
+    return notes
+
+
+def read_text(name: str, data: bytes) -> list[RawNote]:
+    text = decode_text(name, data)
+    lines = list(enumerate(text.splitlines(), start=1))
+    header, body = parse_header(name, lines, "line")
+    return _notes_from_body(header, body, bullets_only_split=True)
+
+
+def read_docx(name: str, data: bytes) -> list[RawNote]:
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    if not data.strip():
+        raise NoteFileError(name, [Problem(name, "the file is empty")])
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise NoteFileError(name, [Problem(name, f"not a readable DOCX document ({exc})")]) from None
+    paragraphs = []
+    for number, paragraph in enumerate(document.paragraphs, start=1):
+        style = (paragraph.style.name if paragraph.style is not None else "").lower()
+        text = paragraph.text
+        if style.startswith(("heading", "title")):
+            text = "# " + text  # headings structure the page; they are not notes
+        paragraphs.append((number, text))
+    header, body = parse_header(name, paragraphs, "paragraph")
+    # every docx paragraph is its own note (Word has no soft continuation lines)
+    return _notes_from_body(header, body, bullets_only_split=False)

@@ -1,0 +1,87 @@
+"""The frames that pass between steps: one column list and dtype map each, in one place.
+
+``conform(df, NOTES)`` orders and casts a frame to its schema and fails loudly on a missing column, so
+every step can trust what it is handed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class FrameSchema:
+    name: str
+    columns: dict[str, str]  # column -> pandas dtype
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def empty(self) -> pd.DataFrame:
+        return conform(pd.DataFrame({c: [] for c in self.columns}), self)
+
+
+STR = "string"
+INT = "int64"
+FLOAT = "float64"
+BOOL = "bool"
+
+#: One row per note as a facilitator wrote it (a cell, bullet or paragraph).
+NOTES = FrameSchema(
+    "notes",
+    {
+        "note_id": STR,
+        "topic": STR,
+        "question": STR,
+        "table": STR,
+        "round": INT,
+        "text": STR,
+        "votes": INT,
+        "facilitator": STR,
+        "language": STR,  # as declared in the input; empty = detect
+        "source_file": STR,  # the name the file was uploaded under
+        "source_line": INT,  # spreadsheet row, text line or docx paragraph number
+        "upload_id": STR,  # sha256 of the stored upload
+    },
+)
+
+#: One row per statement split from a note; keeps the note's provenance.
+STATEMENTS = FrameSchema(
+    "statements",
+    {
+        "statement_id": STR,
+        "note_id": STR,
+        "position": INT,  # index of the statement within its note
+        "topic": STR,
+        "question": STR,
+        "table": STR,
+        "round": INT,
+        "text": STR,
+        "language": STR,
+        "votes": INT,
+        "facilitator": STR,
+        "source_file": STR,
+        "source_line": INT,
+        "upload_id": STR,
+    },
+)
+
+#: Columns every note reader must find in a spreadsheet, and the optional ones it understands.
+REQUIRED_NOTE_FIELDS = ("table", "round", "topic", "question", "text")
+OPTIONAL_NOTE_FIELDS = ("votes", "note_id", "facilitator", "language")
+
+
+def conform(df: pd.DataFrame, schema: FrameSchema) -> pd.DataFrame:
+    missing = [c for c in schema.columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"{schema.name} frame lacks columns {missing}")
+    out = df[schema.names].copy()
+    for col, dtype in schema.columns.items():
+        if dtype == STR:
+            out[col] = out[col].fillna("").astype(STR)
+        else:
+            out[col] = out[col].astype(dtype)
+    return out.reset_index(drop=True)

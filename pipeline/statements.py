@@ -1,0 +1,158 @@
+"""Notes -> statements: split each note into the statements it holds, and tag each with a language.
+
+A note may list several points ("- a\\n- b", "1) a 2) b", two sentences). Shorthand such as
+"more €€ for pilots" or "DIH + clusters -> link!!" stays whole: a piece too short to stand alone, or one
+that starts in lower case after an abbreviation ("incl.", "e.g."), is glued back to its neighbour.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+import pandas as pd
+import spacy
+from spacy.language import Language
+
+from pipeline.readers.common import split_vote_markers
+from pipeline.readers.text import BULLET
+from pipeline.schema import NOTES, STATEMENTS, conform
+
+log = logging.getLogger(__name__)
+
+_ABBREVIATIONS = ("incl.", "e.g.", "i.e.", "esp.", "approx.", "etc.", "vs.", "gov.", "govt.", "resp.",
+                  "cf.", "min.", "max.", "no.", "dept.", "int.", "nat.", "reg.")
+_INLINE_NUMBERING = re.compile(r"\s+(?=\d{1,2}[.)]\s)")
+_INLINE_BULLETS = re.compile(r"\s+[•▪◦‣]\s+")
+_MIN_WORDS = 2  # a piece with fewer alphabetic words is a fragment ("Important!"), not a statement
+
+
+@lru_cache(maxsize=4)
+def load_nlp(name: str, lang: str = "en") -> Language:
+    """The trained pipeline ``name`` if installed, else ``spacy.blank(lang)`` with a sentencizer."""
+    try:
+        nlp = spacy.load(name, exclude=["ner"])
+    except OSError:
+        log.warning("spaCy pipeline %r is not installed; using spacy.blank(%r) + sentencizer", name, lang)
+        nlp = spacy.blank(lang)
+    if not nlp.has_pipe("parser") and not nlp.has_pipe("senter") and not nlp.has_pipe("sentencizer"):
+        nlp.add_pipe("sentencizer")
+    return nlp
+
+
+def _items(text: str) -> list[str]:
+    """Split a note on its own bullets and numbering (lines, or inline '1) a 2) b' / 'a • b')."""
+    items: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        for piece in _INLINE_BULLETS.split(line):
+            if re.match(r"^\s*1[.)]\s", piece):
+                items.extend(_INLINE_NUMBERING.split(piece))
+            else:
+                items.append(piece)
+    if len(items) > 1 and not any(BULLET.match(i) for i in items) and any(
+        _alpha_words(i) < _MIN_WORDS for i in items
+    ):
+        # plain line breaks inside a cell: one statement per line only if each line stands alone
+        items = [" ".join(items)]
+    cleaned = (clean_statement(i) for i in items)
+    return [c for c in cleaned if c]
+
+
+def clean_statement(text: str) -> str:
+    """Strip bullet glyphs, numbering, vote markers and stray whitespace."""
+    text = BULLET.sub("", text, count=1)
+    text, _ = split_vote_markers(text)
+    return re.sub(r"\s+", " ", text).strip(" \t-–;,")
+
+
+def _alpha_words(text: str) -> int:
+    return sum(1 for w in re.findall(r"[^\W\d_]{2,}", text))
+
+
+def _sentences(doc: spacy.tokens.Doc) -> list[str]:
+    sentences: list[str] = []
+    for sent in doc.sents:
+        text = sent.text.strip()
+        if not text:
+            continue
+        if sentences and (
+            _alpha_words(text) < _MIN_WORDS
+            or text[0].islower()
+            or sentences[-1].lower().endswith(_ABBREVIATIONS)
+            or _alpha_words(sentences[-1]) < _MIN_WORDS
+        ):
+            sentences[-1] = f"{sentences[-1]} {text}"
+        else:
+            sentences.append(text)
+    return sentences
+
+
+def split_statements(texts: Iterable[str], nlp: Language) -> list[list[str]]:
+    """For each note text, the statements it holds, in order."""
+    per_note: list[list[str]] = []
+    items = [_items(t) for t in texts]
+    flat = [i for note in items for i in note]
+    docs = iter(nlp.pipe(flat, batch_size=256))
+    for note in items:
+        statements = [s for _ in note for s in _sentences(next(docs))]
+        per_note.append([clean_statement(s) for s in statements if clean_statement(s)])
+    return per_note
+
+
+# --------------------------------------------------------------------------- language
+_EU_LANGUAGES = "en de fr es it nl pl pt sv da fi cs el hu ro bg hr sk sl et lv lt".split()
+
+
+@lru_cache(maxsize=2)
+def _detector(default: str):  # noqa: ANN202 - lingua's type
+    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+    codes = set(_EU_LANGUAGES) | {default}
+    languages = [Language.from_iso_code_639_1(getattr(IsoCode639_1, c.upper())) for c in sorted(codes)]
+    # Short English shorthand ("reduce red tape", "DIHs") looks foreign to any detector, so a language
+    # other than the event's is only taken when lingua is clearly sure.
+    return LanguageDetectorBuilder.from_languages(*languages).with_minimum_relative_distance(0.25).build()
+
+
+def detect_languages(texts: list[str], default: str = "en") -> list[str]:
+    """ISO 639-1 code per text; the event language unless another one is unmistakable."""
+    if not texts:
+        return []
+    from lingua import IsoCode639_1, Language
+
+    detector = _detector(default)
+    own = Language.from_iso_code_639_1(getattr(IsoCode639_1, default.upper()))
+    detected = detector.detect_languages_in_parallel_of(texts)
+    out = []
+    for text, lang in zip(texts, detected, strict=True):
+        if lang is None or lang == own or _alpha_words(text) < 3:
+            out.append(default)
+        elif detector.compute_language_confidence(text, own) >= 0.15:
+            out.append(default)
+        else:
+            out.append(lang.iso_code_639_1.name.lower())
+    return out
+
+
+# --------------------------------------------------------------------------- the step
+def notes_to_statements(notes: pd.DataFrame, nlp: Language, default_language: str = "en") -> pd.DataFrame:
+    """One row per statement, keeping each note's provenance; ``statement_id`` = ``<note_id>-s<k>``."""
+    notes = conform(notes, NOTES)
+    split = split_statements(notes["text"].tolist(), nlp)
+    rows = []
+    for note, statements in zip(notes.to_dict("records"), split, strict=True):
+        for position, text in enumerate(statements or [clean_statement(note["text"])], start=1):
+            rows.append({**note, "statement_id": f"{note['note_id']}-s{position}", "position": position,
+                         "text": text, "declared_language": note["language"]})
+    if not rows:
+        return STATEMENTS.empty()
+    frame = pd.DataFrame(rows)
+    undeclared = frame["declared_language"] == ""
+    detected = detect_languages(frame.loc[undeclared, "text"].tolist(), default_language)
+    frame.loc[undeclared, "language"] = detected
+    return conform(frame, STATEMENTS)
