@@ -32,7 +32,7 @@ def _settings(data_dir: Path | None) -> Settings:
     return Settings(data_dir=data_dir) if data_dir is not None else Settings()
 
 
-def _event_and_layout(event_dir: Path, settings: Settings, out: Path | None = None):  # noqa: ANN202
+def _event_and_layout(event_dir: Path, settings: Settings, out: Path | None = None):
     try:
         event = load_event(event_dir)
     except EventDefinitionError as exc:
@@ -43,14 +43,17 @@ def _event_and_layout(event_dir: Path, settings: Settings, out: Path | None = No
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
 
 
 @app.command()
 def ingest(
     event_dir: EventDir,
-    files: Annotated[list[Path], typer.Argument(help="Note files: .csv .xlsx .docx .md .txt", exists=True,
-                                                dir_okay=False)],
+    files: Annotated[
+        list[Path], typer.Argument(help="Note files: .csv .xlsx .docx .md .txt", exists=True, dir_okay=False)
+    ],
     who: Annotated[str, typer.Option(help="Who hands the files in (recorded in the manifest).")] = "",
     data_dir: DataDir = None,
 ) -> None:
@@ -63,8 +66,9 @@ def ingest(
 
     settings = _settings(data_dir)
     event, layout = _event_and_layout(event_dir, settings)
-    results = ingest_paths(layout, event, files, who=who or _whoami(), via="cli",
-                           max_bytes=settings.max_upload_bytes)
+    results = ingest_paths(
+        layout, event, files, who=who or _whoami(), via="cli", max_bytes=settings.max_upload_bytes
+    )
     for r in results:
         if r.status == "rejected":
             typer.secho(f"REJECTED {r.filename} ({len(r.problems)} problem(s)):", fg="red", err=True)
@@ -81,8 +85,10 @@ def ingest(
 
 
 @app.command()
-def validate(event_dir: EventDir,
-             files: Annotated[list[Path] | None, typer.Argument(help="Note files to check.")] = None) -> None:
+def validate(
+    event_dir: EventDir,
+    files: Annotated[list[Path] | None, typer.Argument(help="Note files to check.")] = None,
+) -> None:
     """Check event.yaml and note files without storing anything (default: the event folder's note files)."""
     from pipeline.ingest import discover_note_files
     from pipeline.readers import NoteFileError, read_notes

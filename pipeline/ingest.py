@@ -56,8 +56,11 @@ def discover_note_files(event_dir: Path, event: Event) -> list[Path]:
         patterns = ["*"]
     found = {p for pattern in patterns for p in event_dir.glob(pattern)}
     return sorted(
-        p for p in found
-        if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and p.name != EVENT_FILE
+        p
+        for p in found
+        if p.is_file()
+        and p.suffix.lower() in SUPPORTED_SUFFIXES
+        and p.name != EVENT_FILE
         and not p.name.startswith((".", "~$"))  # editor lock and temp files
     )
 
@@ -83,8 +86,12 @@ def current_notes(layout: Layout, event: Event, manifest: Manifest | None = None
     if not frames:
         return NOTES.empty()
     notes = pd.concat(frames, ignore_index=True)
-    return conform(notes.sort_values(["topic", "question", "table", "round", "source_file", "source_line"],
-                                     kind="stable"), NOTES)
+    return conform(
+        notes.sort_values(
+            ["topic", "question", "table", "round", "source_file", "source_line"], kind="stable"
+        ),
+        NOTES,
+    )
 
 
 def ingest(
@@ -113,8 +120,15 @@ def ingest_paths(layout: Layout, event: Event, paths: Iterable[Path], **kwargs: 
 
 
 def _ingest_one(
-    layout: Layout, event: Event, manifest: Manifest, current: pd.DataFrame,
-    name: str, data: bytes, who: str, via: str, max_bytes: int | None,
+    layout: Layout,
+    event: Event,
+    manifest: Manifest,
+    current: pd.DataFrame,
+    name: str,
+    data: bytes,
+    who: str,
+    via: str,
+    max_bytes: int | None,
 ) -> IngestResult:
     name = PurePath(name).name  # never trust a client's path
     upload_id = hashlib.sha256(data).hexdigest()
@@ -133,15 +147,28 @@ def _ingest_one(
         write_bytes(stored, data)
     keys = _keys(notes)
     owners = manifest.current_keys()
-    superseded = sorted({
-        manifest.find(owners[tuple(k)]).filename  # type: ignore[union-attr]
-        for k in keys if tuple(k) in owners
-    })
+    superseded = sorted(
+        {
+            manifest.find(owners[tuple(k)]).filename  # type: ignore[union-attr]
+            for k in keys
+            if tuple(k) in owners
+        }
+    )
     manifest.uploads = [u for u in manifest.uploads if u.upload_id != upload_id]  # a fixed re-try
-    manifest.uploads.append(Upload(
-        upload_id=upload_id, filename=name, stored_as=str(stored.relative_to(layout.raw)), size=len(data),
-        received_at=_now(), who=who, via=via, status=ACCEPTED, n_notes=len(notes), keys=keys,
-    ))
+    manifest.uploads.append(
+        Upload(
+            upload_id=upload_id,
+            filename=name,
+            stored_as=str(stored.relative_to(layout.raw)),
+            size=len(data),
+            received_at=_now(),
+            who=who,
+            via=via,
+            status=ACCEPTED,
+            n_notes=len(notes),
+            keys=keys,
+        )
+    )
     manifest.save(layout)
     log.info("accepted %s: %d notes in %d groups", name, len(notes), len(keys))
     return IngestResult(name, upload_id, ACCEPTED, len(notes), superseded, notes=notes)
@@ -151,19 +178,30 @@ def _check_note_ids(name: str, notes: pd.DataFrame, current: pd.DataFrame) -> No
     """A note_id may not be taken by a note of another group that this upload does not replace."""
     new_keys = pd.MultiIndex.from_frame(notes[KEY_COLUMNS]).unique()
     others = current.loc[~pd.MultiIndex.from_frame(current[KEY_COLUMNS]).isin(new_keys)]
-    taken = dict(zip(others["note_id"], others["source_file"] + " " + others["source_line"].astype(str),
-                     strict=True))
+    taken = dict(
+        zip(others["note_id"], others["source_file"] + " " + others["source_line"].astype(str), strict=True)
+    )
     problems = [
         Problem(name, f"note_id '{nid}' is already used in {taken[nid]}", line, "note_id")
-        for nid, line in zip(notes["note_id"], notes["source_line"], strict=True) if nid in taken
+        for nid, line in zip(notes["note_id"], notes["source_line"], strict=True)
+        if nid in taken
     ]
     if problems:
         raise NoteFileError(name, problems)
 
 
 def _record_rejection(
-    layout: Layout, manifest: Manifest, known: Upload | None, name: str, upload_id: str, suffix: str,
-    data: bytes, who: str, via: str, error: NoteFileError, max_bytes: int | None,
+    layout: Layout,
+    manifest: Manifest,
+    known: Upload | None,
+    name: str,
+    upload_id: str,
+    suffix: str,
+    data: bytes,
+    who: str,
+    via: str,
+    error: NoteFileError,
+    max_bytes: int | None,
 ) -> None:
     errors = [str(p) for p in error.problems]
     if known is not None and known.errors == errors:
@@ -173,10 +211,19 @@ def _record_rejection(
     if stored and not (layout.raw / stored).exists():
         write_bytes(layout.raw / stored, data)  # kept so nobody's work is lost, outside the notes store
     manifest.uploads = [u for u in manifest.uploads if u.upload_id != upload_id]
-    manifest.uploads.append(Upload(
-        upload_id=upload_id, filename=name, stored_as=stored, size=len(data), received_at=_now(), who=who,
-        via=via, status=REJECTED, errors=errors,
-    ))
+    manifest.uploads.append(
+        Upload(
+            upload_id=upload_id,
+            filename=name,
+            stored_as=stored,
+            size=len(data),
+            received_at=_now(),
+            who=who,
+            via=via,
+            status=REJECTED,
+            errors=errors,
+        )
+    )
     manifest.save(layout)
     log.info("rejected %s: %d problems", name, len(errors))
 
@@ -185,8 +232,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def build_statements(layout: Layout, event: Event, spacy_model: str, language: str = "en"
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_statements(
+    layout: Layout, event: Event, spacy_model: str, language: str = "en"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Current notes -> statements; writes ``notes.parquet`` and ``statements.parquet`` atomically."""
     from pipeline.statements import load_nlp, notes_to_statements
     from pipeline.store import write_parquet

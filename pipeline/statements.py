@@ -22,8 +22,26 @@ from pipeline.schema import NOTES, STATEMENTS, conform
 
 log = logging.getLogger(__name__)
 
-_ABBREVIATIONS = ("incl.", "e.g.", "i.e.", "esp.", "approx.", "etc.", "vs.", "gov.", "govt.", "resp.",
-                  "cf.", "min.", "max.", "no.", "dept.", "int.", "nat.", "reg.")
+_ABBREVIATIONS = (
+    "incl.",
+    "e.g.",
+    "i.e.",
+    "esp.",
+    "approx.",
+    "etc.",
+    "vs.",
+    "gov.",
+    "govt.",
+    "resp.",
+    "cf.",
+    "min.",
+    "max.",
+    "no.",
+    "dept.",
+    "int.",
+    "nat.",
+    "reg.",
+)
 _INLINE_NUMBERING = re.compile(r"\s+(?=\d{1,2}[.)]\s)")
 _INLINE_BULLETS = re.compile(r"\s+[•▪◦‣]\s+")
 _MIN_WORDS = 2  # a piece with fewer alphabetic words is a fragment ("Important!"), not a statement
@@ -54,8 +72,10 @@ def _items(text: str) -> list[str]:
                 items.extend(_INLINE_NUMBERING.split(piece))
             else:
                 items.append(piece)
-    if len(items) > 1 and not any(BULLET.match(i) for i in items) and any(
-        _alpha_words(i) < _MIN_WORDS for i in items
+    if (
+        len(items) > 1
+        and not any(BULLET.match(i) for i in items)
+        and any(_alpha_words(i) < _MIN_WORDS for i in items)
     ):
         # plain line breaks inside a cell: one statement per line only if each line stands alone
         items = [" ".join(items)]
@@ -105,11 +125,34 @@ def split_statements(texts: Iterable[str], nlp: Language) -> list[list[str]]:
 
 
 # --------------------------------------------------------------------------- language
-_EU_LANGUAGES = "en de fr es it nl pl pt sv da fi cs el hu ro bg hr sk sl et lv lt".split()
+_EU_LANGUAGES = (
+    "en",
+    "de",
+    "fr",
+    "es",
+    "it",
+    "nl",
+    "pl",
+    "pt",
+    "sv",
+    "da",
+    "fi",
+    "cs",
+    "el",
+    "hu",
+    "ro",
+    "bg",
+    "hr",
+    "sk",
+    "sl",
+    "et",
+    "lv",
+    "lt",
+)
 
 
 @lru_cache(maxsize=2)
-def _detector(default: str):  # noqa: ANN202 - lingua's type
+def _detector(default: str):
     from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
     codes = set(_EU_LANGUAGES) | {default}
@@ -130,9 +173,8 @@ def detect_languages(texts: list[str], default: str = "en") -> list[str]:
     detected = detector.detect_languages_in_parallel_of(texts)
     out = []
     for text, lang in zip(texts, detected, strict=True):
-        if lang is None or lang == own or _alpha_words(text) < 3:
-            out.append(default)
-        elif detector.compute_language_confidence(text, own) >= 0.15:
+        unsure = lang is None or _alpha_words(text) < 3
+        if unsure or lang == own or detector.compute_language_confidence(text, own) >= 0.15:
             out.append(default)
         else:
             out.append(lang.iso_code_639_1.name.lower())
@@ -147,8 +189,15 @@ def notes_to_statements(notes: pd.DataFrame, nlp: Language, default_language: st
     rows = []
     for note, statements in zip(notes.to_dict("records"), split, strict=True):
         for position, text in enumerate(statements or [clean_statement(note["text"])], start=1):
-            rows.append({**note, "statement_id": f"{note['note_id']}-s{position}", "position": position,
-                         "text": text, "declared_language": note["language"]})
+            rows.append(
+                {
+                    **note,
+                    "statement_id": f"{note['note_id']}-s{position}",
+                    "position": position,
+                    "text": text,
+                    "declared_language": note["language"],
+                }
+            )
     if not rows:
         return STATEMENTS.empty()
     frame = pd.DataFrame(rows)

@@ -25,15 +25,25 @@ READERS: dict[str, tuple[Callable[[str, bytes], list[RawNote]], str]] = {
 SUPPORTED_SUFFIXES = tuple(READERS)
 
 
-def read_notes(name: str, data: bytes, event: Event, upload_id: str = "", max_bytes: int | None = None
-               ) -> pd.DataFrame:
+def read_notes(
+    name: str, data: bytes, event: Event, upload_id: str = "", max_bytes: int | None = None
+) -> pd.DataFrame:
     """Parse and validate one uploaded file; raise :class:`NoteFileError` listing every problem."""
     suffix = PurePath(name).suffix.lower()
     if suffix not in READERS:
-        raise NoteFileError(name, [Problem(
-            name, f"unsupported file type '{suffix or '(none)'}' (supported: {', '.join(SUPPORTED_SUFFIXES)})")])
+        raise NoteFileError(
+            name,
+            [
+                Problem(
+                    name,
+                    f"unsupported file type '{suffix or '(none)'}' "
+                    f"(supported: {', '.join(SUPPORTED_SUFFIXES)})",
+                )
+            ],
+        )
     if max_bytes is not None and len(data) > max_bytes:
-        raise NoteFileError(name, [Problem(
-            name, f"file is {len(data):,} bytes, over the limit of {max_bytes:,} bytes")])
+        raise NoteFileError(
+            name, [Problem(name, f"file is {len(data):,} bytes, over the limit of {max_bytes:,} bytes")]
+        )
     reader, line_kind = READERS[suffix]
     return validate_notes(name, reader(name, data), event, upload_id, line_kind)

@@ -57,7 +57,8 @@ def decode_text(name: str, data: bytes) -> str:
     if b"\x00" in data:
         line = data[: data.index(b"\x00")].count(b"\n") + 1
         raise NoteFileError(
-            name, [Problem(name, "binary data (NUL byte): not a text file in UTF-8 or cp1252", line, None, "line")]
+            name,
+            [Problem(name, "binary data (NUL byte): not a text file in UTF-8 or cp1252", line, None, "line")],
         )
     try:
         return data.decode("utf-8-sig")
@@ -68,8 +69,16 @@ def decode_text(name: str, data: bytes) -> str:
             line = data[: utf8_error.start].count(b"\n") + 1
             raise NoteFileError(
                 name,
-                [Problem(name, f"unreadable encoding: byte 0x{data[utf8_error.start]:02x} is neither UTF-8 "
-                         "nor cp1252; save the file as UTF-8", line, None, "line")],
+                [
+                    Problem(
+                        name,
+                        f"unreadable encoding: byte 0x{data[utf8_error.start]:02x} is neither UTF-8 "
+                        "nor cp1252; save the file as UTF-8",
+                        line,
+                        None,
+                        "line",
+                    )
+                ],
             ) from None
 
 
@@ -141,12 +150,22 @@ def validate_notes(
         if note_id in seen_ids:
             bad(note.line, "note_id", f"note_id '{note_id}' already used at {line_kind} {seen_ids[note_id]}")
         seen_ids.setdefault(note_id, note.line)
-        rows.append({
-            "note_id": note_id, "topic": f["topic"].lower(), "question": f["question"].lower(),
-            "table": f["table"], "round": round_ or 0, "text": text, "votes": votes or 0,
-            "facilitator": f["facilitator"], "language": f["language"].lower(),
-            "source_file": name, "source_line": note.line, "upload_id": upload_id,
-        })
+        rows.append(
+            {
+                "note_id": note_id,
+                "topic": f["topic"].lower(),
+                "question": f["question"].lower(),
+                "table": f["table"],
+                "round": round_ or 0,
+                "text": text,
+                "votes": votes or 0,
+                "facilitator": f["facilitator"],
+                "language": f["language"].lower(),
+                "source_file": name,
+                "source_line": note.line,
+                "upload_id": upload_id,
+            }
+        )
     if problems:
         raise NoteFileError(name, problems)
     if not rows:

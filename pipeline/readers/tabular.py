@@ -62,11 +62,26 @@ def _from_rows(name: str, rows: list[tuple[int, list[str]]]) -> list[RawNote]:
     columns = [h.strip().lower() for h in header]
     missing = [c for c in REQUIRED_NOTE_FIELDS if c not in columns]
     if len(missing) == len(REQUIRED_NOTE_FIELDS):
-        raise NoteFileError(name, [Problem(
-            name, f"no header row: the first row must name the columns {', '.join(REQUIRED_NOTE_FIELDS)} "
-            f"(found {', '.join(repr(h) for h in header[:6])})", header_line)])
-    problems = [Problem(name, f"missing column '{c}' (columns needed: {', '.join(REQUIRED_NOTE_FIELDS)}; "
-                        f"found: {', '.join(c for c in columns if c)})", header_line) for c in missing]
+        raise NoteFileError(
+            name,
+            [
+                Problem(
+                    name,
+                    f"no header row: the first row must name the columns {', '.join(REQUIRED_NOTE_FIELDS)} "
+                    f"(found {', '.join(repr(h) for h in header[:6])})",
+                    header_line,
+                )
+            ],
+        )
+    problems = [
+        Problem(
+            name,
+            f"missing column '{c}' (columns needed: {', '.join(REQUIRED_NOTE_FIELDS)}; "
+            f"found: {', '.join(c for c in columns if c)})",
+            header_line,
+        )
+        for c in missing
+    ]
     dupes = sorted({c for c in columns if c and columns.count(c) > 1})
     problems += [Problem(name, f"column '{c}' appears twice", header_line) for c in dupes]
     if problems:
@@ -74,7 +89,7 @@ def _from_rows(name: str, rows: list[tuple[int, list[str]]]) -> list[RawNote]:
     index = {c: columns.index(c) for c in _KNOWN if c in columns}
     notes = []
     for line, cells in rows[1:]:
-        if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns):]):
+        if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
             problems.append(Problem(name, f"{len(cells)} cells but the header has {len(columns)}", line))
             continue
         notes.append(RawNote(line, {k: cells[i] if i < len(cells) else "" for k, i in index.items()}))

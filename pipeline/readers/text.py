@@ -1,15 +1,15 @@
 """Markdown / plain text and DOCX: a ``key: value`` header, then one note per bullet or paragraph.
 
-    ---
-    topic: green
-    question: needs
-    table: green-t03
-    round: 1
-    ---
-    - more EUR for pilots (+2)
-    - DIH + clusters -> link!! [3 dots]
+---
+topic: green
+question: needs
+table: green-t03
+round: 1
+---
+- more EUR for pilots (+2)
+- DIH + clusters -> link!! [3 dots]
 
-    A paragraph is one note too.
+A paragraph is one note too.
 """
 
 from __future__ import annotations
@@ -38,25 +38,42 @@ def parse_header(
         fenced = True
         end = next((i for i, (_, s) in enumerate(content[1:], 1) if s.strip() in ("---", "...")), None)
         if end is None:
-            raise NoteFileError(name, [Problem(name, "front matter opened with '---' is never closed",
-                                               content[0][0], None, line_kind)])
+            raise NoteFileError(
+                name,
+                [
+                    Problem(
+                        name, "front matter opened with '---' is never closed", content[0][0], None, line_kind
+                    )
+                ],
+            )
         block = "\n".join(s for _, s in content[1:end])
         try:
             loaded = yaml.safe_load(block) or {}
         except yaml.YAMLError as exc:
-            raise NoteFileError(name, [Problem(name, f"front matter is not valid YAML: {exc}",
-                                               content[0][0], None, line_kind)]) from None
+            raise NoteFileError(
+                name,
+                [Problem(name, f"front matter is not valid YAML: {exc}", content[0][0], None, line_kind)],
+            ) from None
         if not isinstance(loaded, dict):
-            raise NoteFileError(name, [Problem(name, "front matter must be 'key: value' lines",
-                                               content[0][0], None, line_kind)])
+            raise NoteFileError(
+                name,
+                [Problem(name, "front matter must be 'key: value' lines", content[0][0], None, line_kind)],
+            )
         header = {str(k).strip().lower(): "" if v is None else str(v) for k, v in loaded.items()}
         for key in header:
             if key not in HEADER_KEYS:
-                problems.append(Problem(name, f"unknown header key '{key}' (known: {', '.join(HEADER_KEYS)})",
-                                        content[0][0], None, line_kind))
+                problems.append(
+                    Problem(
+                        name,
+                        f"unknown header key '{key}' (known: {', '.join(HEADER_KEYS)})",
+                        content[0][0],
+                        None,
+                        line_kind,
+                    )
+                )
         body_start = end + 1
     else:
-        for i, (line, text) in enumerate(content):
+        for i, (_, text) in enumerate(content):
             match = _HEADER_LINE.match(text)
             if not match or match.group(1).lower() not in HEADER_KEYS or BULLET.match(text):
                 break
@@ -64,10 +81,17 @@ def parse_header(
             body_start = i + 1
     missing = [k for k in ("topic", "question", "table", "round") if not header.get(k, "").strip()]
     if missing:
-        problems.append(Problem(
-            name, f"header lacks {', '.join(missing)}: start the file with "
-            f"'key: value' lines{' (in the --- block)' if fenced else ''} for topic, question, table, round",
-            content[0][0] if content else 1, None, line_kind))
+        problems.append(
+            Problem(
+                name,
+                f"header lacks {', '.join(missing)}: start the file with "
+                f"'key: value' lines{' (in the --- block)' if fenced else ''} "
+                "for topic, question, table, round",
+                content[0][0] if content else 1,
+                None,
+                line_kind,
+            )
+        )
     if problems:
         raise NoteFileError(name, problems)
     first_body_line = content[body_start][0] if body_start < len(content) else None
@@ -75,8 +99,9 @@ def parse_header(
     return header, body
 
 
-def _notes_from_body(header: dict[str, str], body: list[tuple[int, str]], bullets_only_split: bool
-                     ) -> list[RawNote]:
+def _notes_from_body(
+    header: dict[str, str], body: list[tuple[int, str]], bullets_only_split: bool
+) -> list[RawNote]:
     """Group body lines into notes: a bullet starts one; a blank line or heading ends one."""
     notes: list[RawNote] = []
     current: tuple[int, list[str]] | None = None
@@ -95,7 +120,7 @@ def _notes_from_body(header: dict[str, str], body: list[tuple[int, str]], bullet
         bullet = BULLET.match(text)
         if bullet or current is None or not bullets_only_split:
             flush()
-            current = (line, [text[bullet.end():].strip() if bullet else stripped])
+            current = (line, [text[bullet.end() :].strip() if bullet else stripped])
         else:
             current[1].append(stripped)
     flush()
