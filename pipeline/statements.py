@@ -17,7 +17,7 @@ import spacy
 from spacy.language import Language
 
 from pipeline.readers.common import split_vote_markers
-from pipeline.readers.text import BULLET
+from pipeline.readers.text import BULLET, is_inline_enumeration
 from pipeline.schema import NOTES, STATEMENTS, conform
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def _items(text: str) -> list[str]:
         if not line:
             continue
         for piece in _INLINE_BULLETS.split(line):
-            if re.match(r"^\s*1[.)]\s", piece):
+            if is_inline_enumeration(piece):
                 items.extend(_INLINE_NUMBERING.split(piece))
             else:
                 items.append(piece)

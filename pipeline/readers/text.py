@@ -27,6 +27,12 @@ _HEADER_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$")
 BULLET = re.compile(r"^\s*(?:[-*•‣◦▪+–]|\d{1,3}[.)])\s+")
 
 
+def is_inline_enumeration(text: str) -> bool:
+    """'1) a 2) b': several numbered points in one line, which the statements step splits."""
+    numbers = [int(n) for n in re.findall(r"(?:^|\s)(\d{1,2})[.)]\s", text)]
+    return len(numbers) >= 2 and numbers == list(range(1, len(numbers) + 1))
+
+
 def parse_header(
     name: str, lines: list[tuple[int, str]], line_kind: str
 ) -> tuple[dict[str, str], list[tuple[int, str]]]:
@@ -120,7 +126,10 @@ def _notes_from_body(
         bullet = BULLET.match(text)
         if bullet or current is None or not bullets_only_split:
             flush()
-            current = (line, [text[bullet.end() :].strip() if bullet else stripped])
+            after = text[bullet.end() :].strip() if bullet else stripped
+            if is_inline_enumeration(stripped) and not is_inline_enumeration(after):
+                after = stripped  # the '1)' of '1) a 2) b' is part of the note, not list markup
+            current = (line, [after])
         else:
             current[1].append(stripped)
     flush()

@@ -1,0 +1,114 @@
+"""Ingest keeps every upload, accepts whole files only, and knows which notes count."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.event import Event, load_event
+from pipeline.ingest import current_notes, discover_note_files, ingest
+from pipeline.store import Layout, Manifest
+from tests.conftest import FIXTURES, SAMPLE_EVENT
+from tests.test_readers import BROKEN
+
+GOOD = (FIXTURES / "table-notes.csv").read_bytes()
+
+
+def _snapshot(layout: Layout) -> dict[str, bytes]:
+    """Every stored upload and the current notes: what 'the store' holds."""
+    files = {p.name: p.read_bytes() for p in sorted(layout.uploads.glob("*"))}
+    files["notes"] = current_notes(layout, load_event(FIXTURES)).to_json().encode()
+    return files
+
+
+def test_upload_is_stored_unchanged_by_sha256(layout: Layout, event: Event) -> None:
+    [result] = ingest(layout, event, [("table-notes.csv", GOOD)], who="anna")
+    sha = hashlib.sha256(GOOD).hexdigest()
+    assert (result.status, result.upload_id, result.n_notes) == ("accepted", sha, 6)
+    assert (layout.uploads / f"{sha}.csv").read_bytes() == GOOD
+    [upload] = Manifest.load(layout).uploads
+    assert (upload.who, upload.status, upload.keys) == (
+        "anna",
+        "accepted",
+        [["green-t03", 1, "green", "needs"]],
+    )
+    assert upload.received_at
+
+
+def test_same_file_twice_is_a_no_op(layout: Layout, event: Event) -> None:
+    ingest(layout, event, [("table-notes.csv", GOOD)])
+    manifest_before = layout.manifest.read_bytes()
+    [again] = ingest(layout, event, [("renamed.csv", GOOD)])
+    assert again.status == "unchanged"
+    assert layout.manifest.read_bytes() == manifest_before
+
+
+def test_corrected_file_supersedes_only_its_groups(layout: Layout, event: Event) -> None:
+    other_table = GOOD.replace(b"green-t03", b"green-t04")
+    ingest(layout, event, [("t03.csv", GOOD), ("t04.csv", other_table)])
+    corrected = b"table,round,topic,question,text\ngreen-t03,1,green,needs,only this note now\n"
+    [result] = ingest(layout, event, [("t03-fixed.csv", corrected)])
+    assert result.superseded == ["t03.csv"]
+    notes = current_notes(layout, event)
+    assert notes[notes.table == "green-t03"]["text"].tolist() == ["only this note now"]
+    assert len(notes[notes.table == "green-t04"]) == 6
+    assert len(list(layout.uploads.glob("*"))) == 3  # the superseded file stays on disk
+
+
+def test_broken_batch_is_rejected_and_store_unchanged(layout: Layout, event: Event) -> None:
+    ingest(layout, event, [("table-notes.csv", GOOD)])
+    before = _snapshot(layout)
+    results = ingest(layout, event, [(name, data) for name, (data, _) in BROKEN.items()])
+    assert [r.status for r in results] == ["rejected"] * len(BROKEN)
+    for result in results:
+        expected = BROKEN[result.filename][1]
+        assert [str(p)[: len(e)] for p, e in zip(result.problems, expected, strict=True)] == expected
+    assert _snapshot(layout) == before
+    manifest = Manifest.load(layout)
+    rejected = [u for u in manifest.uploads if u.status == "rejected"]
+    assert len(rejected) == len(BROKEN) and all(u.errors for u in rejected)  # recorded, not lost
+
+
+def test_a_note_id_may_not_be_reused_by_another_group(layout: Layout, event: Event) -> None:
+    ingest(layout, event, [("a.csv", b"table,round,topic,question,text,note_id\nt1,1,green,needs,a b,n1\n")])
+    [result] = ingest(
+        layout, event, [("b.csv", b"table,round,topic,question,text,note_id\nt2,1,green,needs,c d,n1\n")]
+    )
+    assert result.status == "rejected"
+    assert (
+        str(result.problems[0]) == "b.csv, row 2, column 'note_id': note_id 'n1' is already used in a.csv 2"
+    )
+
+
+def test_event_folder_discovery_never_reads_gold_files(tmp_path: Path) -> None:
+    shutil.copytree(SAMPLE_EVENT, tmp_path / "ev")
+    (tmp_path / "ev" / "gold.csv").write_text("note_id,topic,question,table,round,theme_id,gold,text\n")
+    event = load_event(tmp_path / "ev")
+    found = discover_note_files(tmp_path / "ev", event)
+    assert len(found) == 11 and all(p.parent.name == "notes" for p in found)
+
+
+def test_cli_ingest_sample_then_broken_files(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data = tmp_path / "data"
+    notes = sorted((SAMPLE_EVENT / "notes").glob("*.csv"))
+    first = runner.invoke(app, ["ingest", str(SAMPLE_EVENT), *map(str, notes), "--data-dir", str(data)])
+    assert first.exit_code == 0, first.output
+    assert "690 notes, 690 statements" in first.output
+    statements = pd.read_parquet(data / "processed" / "ecc2020-sample" / "statements.parquet")
+    assert statements["note_id"].nunique() == 690 and statements["statement_id"].is_unique
+    again = runner.invoke(app, ["ingest", str(SAMPLE_EVENT), str(notes[0]), "--data-dir", str(data)])
+    assert again.exit_code == 0 and again.output.startswith("unchanged")
+
+    broken = tmp_path / "unknown-topic.csv"
+    broken.write_bytes(BROKEN["unknown-topic.csv"][0])
+    bad = runner.invoke(app, ["ingest", str(SAMPLE_EVENT), str(broken), "--data-dir", str(data)])
+    assert bad.exit_code == 1
+    assert "REJECTED unknown-topic.csv (4 problem(s))" in bad.output
+    assert "row 3, column 'topic': unknown topic 'gren' (valid: digital, electronics, green" in bad.output
+    assert pd.read_parquet(data / "processed" / "ecc2020-sample" / "statements.parquet").equals(statements)

