@@ -85,6 +85,33 @@ def ingest(
 
 
 @app.command()
+def run(
+    event_dir: EventDir,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default data/processed/<event>).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the whole pipeline (a Prefect flow) on every note file in EVENT_DIR.
+
+    Ingests new or changed files, splits statements, embeds them (cached), finds and ranks themes per
+    topic and question, and writes statements.csv, themes.csv (+ parquet), paper.md and paper.html.
+    """
+    from flows.harvest import harvest_event
+
+    settings = _settings(data_dir)
+    _event_and_layout(event_dir, settings)  # a clear error for a bad event.yaml before Prefect starts
+    summary = harvest_event(event_dir, settings.data_dir, out)
+    typer.echo(
+        f"{summary['statements']} statements, {summary['themes']} themes, {summary['unassigned']} unassigned; "
+        f"files: {summary['accepted']} new, {summary['unchanged']} unchanged, {summary['rejected']} rejected"
+    )
+    typer.echo(f"export and paper in {summary['out']}")
+    if summary["rejected"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def validate(
     event_dir: EventDir,
     files: Annotated[list[Path] | None, typer.Argument(help="Note files to check.")] = None,

@@ -49,6 +49,11 @@ class Event(_Strict):
     title: str = ""
     language: str = "en"
     sessions: list[Session] = Field(min_length=1)
+    glossary: dict[str, str] = Field(
+        default_factory=dict,
+        description="Shorthand the embedding model cannot know, e.g. {DIH: digital innovation hub}; "
+        "replaced (case-sensitively, whole words) in the text the model sees, never in the paper.",
+    )
     notes: list[str] | None = Field(
         default=None,
         description="Glob patterns, relative to the event folder, of the note files `harvest run` reads. "

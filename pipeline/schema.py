@@ -85,3 +85,51 @@ def conform(df: pd.DataFrame, schema: FrameSchema) -> pd.DataFrame:
         else:
             out[col] = out[col].astype(dtype)
     return out.reset_index(drop=True)
+
+
+#: One row per theme; ``rank`` 1 = strongest within its topic and question. The export contract's
+#: columns come first (see EXPORT_THEME_COLUMNS); the rest serve the paper and the editors.
+THEMES = FrameSchema(
+    "themes",
+    {
+        "theme_id": STR,
+        "topic": STR,
+        "question": STR,
+        "rank": INT,
+        "label": STR,
+        "recommendation": STR,
+        "n_tables": INT,
+        "n_statements": INT,
+        "votes": INT,
+        "tables": STR,  # "table r<round>" of every table session that raised it, "; "-separated
+        "statement_ids": STR,  # members, "; "-separated, the representative first
+    },
+)
+
+#: Statement flags: why a statement is in no theme although it was read.
+FLAG_OFF_TOPIC = "off-topic"  # a remark about the session, not an answer
+FLAG_LANGUAGE = "language"  # not in the embedding model's language; needs an editor or a multilingual model
+
+#: The export contract read by other tools and by benchmarks: keep these columns and meanings.
+EXPORT_STATEMENT_COLUMNS = [
+    "statement_id",
+    "note_id",
+    "topic",
+    "question",
+    "table",
+    "round",
+    "text",
+    "language",
+    "theme_id",
+]
+EXPORT_THEME_COLUMNS = [
+    "theme_id",
+    "topic",
+    "question",
+    "rank",
+    "label",
+    "recommendation",
+    "n_tables",
+    "n_statements",
+    "votes",
+]

@@ -1,0 +1,31 @@
+"""The export contract: statements.csv / themes.csv and their parquet twins (see schema.EXPORT_*)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.schema import EXPORT_STATEMENT_COLUMNS, EXPORT_THEME_COLUMNS, STATEMENTS, THEMES, conform
+from pipeline.store import Layout, write_csv, write_parquet
+
+STATEMENT_EXTRAS = ["flag", "votes", "position", "source_file", "source_line", "upload_id"]
+
+
+def themed_statements(statements: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
+    """Statements with ``theme_id`` ('' = unassigned) and ``flag``, in the export's column order."""
+    merged = conform(statements, STATEMENTS).merge(assignments, on="statement_id", how="left", validate="1:1")
+    merged["theme_id"] = merged["theme_id"].fillna("").astype("string")
+    merged["flag"] = merged["flag"].fillna("").astype("string")
+    columns = EXPORT_STATEMENT_COLUMNS + [c for c in STATEMENT_EXTRAS if c in merged.columns]
+    return (
+        merged[columns]
+        .sort_values(["topic", "question", "table", "round", "statement_id"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def write_exports(layout: Layout, statements: pd.DataFrame, themes: pd.DataFrame) -> None:
+    themes = conform(themes, THEMES)
+    themes = themes[EXPORT_THEME_COLUMNS + [c for c in THEMES.names if c not in EXPORT_THEME_COLUMNS]]
+    for frame, name in ((statements, "statements"), (themes, "themes")):
+        write_csv(layout.processed / f"{name}.csv", frame)
+        write_parquet(layout.processed / f"{name}.parquet", frame)

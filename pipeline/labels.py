@@ -1,0 +1,111 @@
+"""Words for a theme: a short keyphrase label (c-TF-IDF over spaCy lemmas and noun chunks) and a
+recommendation sentence (the most representative statement, cleaned)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+import numpy as np
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from pipeline.themes import text_for_embedding
+
+_CONTENT = {"NOUN", "PROPN", "ADJ", "VERB"}
+_GENERIC = {
+    "need",
+    "important",
+    "key",
+    "role",
+    "thing",
+    "way",
+    "more",
+    "new",
+    "good",
+    "have",
+    "be",
+    "do",
+    "make",
+    "get",
+    "use",
+    "should",
+    "must",
+    "also",
+    "agree",
+    "level",
+}
+
+
+def keyphrases(doc: Doc) -> list[str]:
+    """Candidate terms of one statement: lemmatised noun chunks and content words."""
+    terms: list[str] = []
+    if doc.has_annotation("DEP"):
+        for chunk in doc.noun_chunks:
+            words = [t.lemma_.lower() for t in chunk if not t.is_stop and not t.is_punct and t.is_alpha]
+            if len(words) >= 2:
+                terms.append(" ".join(words))
+    for token in doc:
+        lemma = token.lemma_.lower() if token.lemma_ else token.lower_
+        if (
+            token.is_alpha
+            and not token.is_stop
+            and len(lemma) > 2
+            and lemma not in _GENERIC
+            and (not doc.has_annotation("TAG") or token.pos_ in _CONTENT)
+        ):
+            terms.append(lemma)
+    return terms
+
+
+def ctfidf_labels(terms_per_statement: list[list[str]], labels: np.ndarray, top: int = 3) -> dict[int, str]:
+    """Per theme, the terms that are frequent in it and rare in the question's other themes."""
+    per_theme: dict[int, Counter] = {}
+    for terms, label in zip(terms_per_statement, labels, strict=True):
+        if label >= 0:
+            per_theme.setdefault(int(label), Counter()).update(set(terms))
+    if not per_theme:
+        return {}
+    overall = Counter()
+    for counts in per_theme.values():
+        overall.update(counts)
+    average_size = sum(sum(c.values()) for c in per_theme.values()) / len(per_theme)
+    out = {}
+    for label, counts in per_theme.items():
+        size = sum(counts.values()) or 1
+        scored = sorted(
+            (
+                (c / size * math.log(1 + average_size / overall[t]) * (1.15 if " " in t else 1.0), t)
+                for t, c in counts.items()
+                if c >= 1
+            ),
+            key=lambda x: (-x[0], x[1]),
+        )
+        chosen: list[str] = []
+        for _, term in scored:
+            if any(term in c or c in term for c in chosen):
+                continue
+            chosen.append(term)
+            if len(chosen) == top:
+                break
+        out[label] = ", ".join(chosen) if chosen else "(no keywords)"
+    return out
+
+
+def label_themes(texts: list[str], labels: np.ndarray, nlp: Language, top: int = 3) -> dict[int, str]:
+    docs = list(nlp.pipe(texts, batch_size=256))
+    return ctfidf_labels([keyphrases(d) for d in docs], labels, top)
+
+
+def representative(embeddings: np.ndarray) -> int:
+    """Index of the member with the highest mean similarity to the others (the medoid)."""
+    centroid = embeddings.mean(axis=0)
+    return int(np.argmax(embeddings @ centroid))
+
+
+def recommendation_text(statement: str) -> str:
+    """A statement as a recommendation: no agreement prefix, emphasis or shouting; a capital first."""
+    text = text_for_embedding(statement)
+    text = re.sub(r"\s+", " ", text).strip(" -–;,")
+    return text[:1].upper() + text[1:] if text else statement

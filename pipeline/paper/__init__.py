@@ -1,0 +1,187 @@
+"""The output paper: per session, topic and question, the ranked recommendations with their support,
+examples and a bar chart, in Markdown and in one self-contained HTML file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from pipeline.event import Event
+from pipeline.schema import FLAG_LANGUAGE, FLAG_OFF_TOPIC
+
+TEMPLATES = Path(__file__).parent / "templates"
+EXAMPLES_PER_THEME = 3
+
+
+@dataclass
+class Example:
+    text: str
+    table: str
+
+
+@dataclass
+class Recommendation:
+    rank: int
+    theme_id: str
+    label: str
+    text: str
+    n_tables: int
+    n_statements: int
+    votes: int
+    examples: list[Example]
+
+
+@dataclass
+class QuestionSection:
+    id: str
+    text: str
+    n_sessions: int  # table sessions that answered the question
+    n_statements: int
+    recommendations: list[Recommendation]
+    n_unassigned: int
+    n_off_topic: int
+    n_other_language: int
+
+
+@dataclass
+class TopicSection:
+    id: str
+    title: str
+    kind: str
+    questions: list[QuestionSection] = field(default_factory=list)
+
+
+@dataclass
+class SessionSection:
+    id: str
+    title: str
+    topics: list[TopicSection] = field(default_factory=list)
+
+
+@dataclass
+class Paper:
+    title: str
+    event: str
+    n_tables: int
+    n_sessions: int
+    n_statements: int
+    n_themes: int
+    sessions: list[SessionSection]
+
+
+def _examples(theme: pd.Series, by_id: pd.DataFrame) -> list[Example]:
+    """Verbatim statements, from different tables where possible, the representative one first."""
+    examples, seen_tables, seen_texts = [], set(), set()
+    for sid in theme["statement_ids"].split("; "):
+        row = by_id.loc[sid]
+        key = row["text"].strip().lower()
+        if row["table"] in seen_tables or key in seen_texts:
+            continue
+        seen_tables.add(row["table"])
+        seen_texts.add(key)
+        examples.append(Example(row["text"], f"{row['table']}, round {row['round']}"))
+        if len(examples) == EXAMPLES_PER_THEME:
+            break
+    return examples
+
+
+def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) -> Paper:
+    """Arrange the ranked themes as the paper's sections; ``statements`` carry theme_id and flag."""
+    by_id = statements.set_index("statement_id")
+    sessions = []
+    for session in event.sessions:
+        session_section = SessionSection(session.id, session.title)
+        for topic in session.topics:
+            topic_section = TopicSection(topic.id, topic.title, topic.kind)
+            for question in topic.questions:
+                mine = statements[(statements.topic == topic.id) & (statements.question == question.id)]
+                ranked = themes[(themes.topic == topic.id) & (themes.question == question.id)].sort_values(
+                    "rank"
+                )
+                recommendations = [
+                    Recommendation(
+                        int(t["rank"]),
+                        t["theme_id"],
+                        t["label"],
+                        t["recommendation"],
+                        int(t["n_tables"]),
+                        int(t["n_statements"]),
+                        int(t["votes"]),
+                        _examples(t, by_id),
+                    )
+                    for _, t in ranked.iterrows()
+                ]
+                flags = mine["flag"] if "flag" in mine else pd.Series(dtype=str)
+                topic_section.questions.append(
+                    QuestionSection(
+                        question.id,
+                        question.text,
+                        n_sessions=int(mine[["table", "round"]].drop_duplicates().shape[0]),
+                        n_statements=len(mine),
+                        recommendations=recommendations,
+                        n_unassigned=int((mine["theme_id"] == "").sum()),
+                        n_off_topic=int((flags == FLAG_OFF_TOPIC).sum()),
+                        n_other_language=int((flags == FLAG_LANGUAGE).sum()),
+                    )
+                )
+            session_section.topics.append(topic_section)
+        sessions.append(session_section)
+    return Paper(
+        title=event.title or event.id,
+        event=event.id,
+        n_tables=int(statements["table"].nunique()),
+        n_sessions=int(statements[["table", "round"]].drop_duplicates().shape[0]),
+        n_statements=len(statements),
+        n_themes=len(themes),
+        sessions=sessions,
+    )
+
+
+def _environment(autoescape: bool) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]) if autoescape else False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.globals["bar_chart"] = bar_chart
+    return env
+
+
+def render_markdown(paper: Paper) -> str:
+    return _environment(False).get_template("paper.md.j2").render(paper=paper)
+
+
+def render_html(paper: Paper) -> str:
+    return _environment(True).get_template("paper.html.j2").render(paper=paper)
+
+
+def bar_chart(section: QuestionSection, width: int = 560) -> str:
+    """An inline SVG bar per recommendation: tables that raised it, out of the tables that answered."""
+    from markupsafe import Markup, escape
+
+    bar_height, gap, label_width = 18, 6, 36
+    rows = section.recommendations
+    height = len(rows) * (bar_height + gap) + gap
+    scale = (width - label_width - 60) / max(1, section.n_sessions)
+    parts = [
+        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(section.text)}: tables per recommendation</title>",
+    ]
+    for i, r in enumerate(rows):
+        y = gap + i * (bar_height + gap)
+        length = max(2.0, r.n_tables * scale)
+        parts.append(
+            f'<text x="0" y="{y + 13}" class="rank">{r.rank}</text>'
+            f'<rect x="{label_width}" y="{y}" width="{length:.1f}" height="{bar_height}" rx="3">'
+            f"<title>{escape(r.text)}</title></rect>"
+            f'<text x="{label_width + length + 6:.1f}" y="{y + 13}">{r.n_tables} of '
+            f"{section.n_sessions}</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -1,0 +1,97 @@
+"""Statements + embeddings of one topic x question -> themes with labels, recommendations and support."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from spacy.language import Language
+
+from pipeline.chatter import DEFAULT_THRESHOLD, chatter_mask
+from pipeline.labels import label_themes, recommendation_text, representative
+from pipeline.rank import distinct_statements
+from pipeline.schema import FLAG_LANGUAGE, FLAG_OFF_TOPIC, THEMES, conform
+from pipeline.themes import ThemeParams, cluster_statements
+
+
+@dataclass(frozen=True)
+class SynthesisParams:
+    themes: ThemeParams = field(default_factory=ThemeParams)
+    chatter_threshold: float = DEFAULT_THRESHOLD
+    model_language: str = "en"
+    multilingual_model: bool = False
+
+
+def statement_flags(
+    statements: pd.DataFrame, embeddings: np.ndarray, chatter_prototypes: np.ndarray, params: SynthesisParams
+) -> np.ndarray:
+    """'' for statements to cluster; otherwise why a statement stays out of the themes."""
+    flags = np.full(len(statements), "", dtype=object)
+    if not params.multilingual_model:
+        flags[(statements["language"] != params.model_language).to_numpy()] = FLAG_LANGUAGE
+    chatter = chatter_mask(
+        statements["text"].tolist(), embeddings, chatter_prototypes, params.chatter_threshold
+    )
+    flags[chatter & (flags == "")] = FLAG_OFF_TOPIC
+    return flags
+
+
+def theme_id(topic: str, question: str, member_ids: list[str]) -> str:
+    digest = hashlib.sha1("\n".join(sorted(member_ids)).encode()).hexdigest()[:8]
+    return f"{topic}.{question}.{digest}"
+
+
+def synthesise_group(
+    statements: pd.DataFrame,
+    embeddings: np.ndarray,
+    chatter_prototypes: np.ndarray,
+    nlp: Language,
+    params: SynthesisParams | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Themes of one topic x question.
+
+    Returns ``(assignments, themes)``: assignments has ``statement_id, theme_id, flag`` for every
+    statement (theme_id empty = unassigned); themes follows ``schema.THEMES`` with rank still 0.
+    """
+    params = params or SynthesisParams()
+    statements = statements.reset_index(drop=True)
+    flags = statement_flags(statements, embeddings, chatter_prototypes, params)
+    eligible = np.where(flags == "")[0]
+    sessions = (statements["table"] + " r" + statements["round"].astype(str)).to_numpy()
+    labels = np.full(len(statements), -1)
+    labels[eligible] = cluster_statements(embeddings[eligible], sessions[eligible], params.themes)
+
+    names = label_themes(statements["text"].tolist(), labels, nlp)
+    topic, question = statements["topic"].iloc[0], statements["question"].iloc[0]
+    theme_of = np.full(len(statements), "", dtype=object)
+    rows = []
+    for label in sorted(set(labels.tolist()) - {-1}):
+        members = np.where(labels == label)[0]
+        best = members[representative(embeddings[members])]
+        ordered = [best, *[m for m in members if m != best]]
+        ids = statements["statement_id"].iloc[ordered].tolist()
+        tid = theme_id(topic, question, ids)
+        theme_of[members] = tid
+        member_rows = statements.iloc[members]
+        rows.append(
+            {
+                "theme_id": tid,
+                "topic": topic,
+                "question": question,
+                "rank": 0,
+                "label": names.get(label, ""),
+                "recommendation": recommendation_text(statements["text"].iloc[best]),
+                "n_tables": len(set(sessions[members])),
+                "n_statements": distinct_statements(embeddings[members], sessions[members]),
+                "votes": int(member_rows.drop_duplicates("note_id")["votes"].sum()),
+                "tables": "; ".join(sorted(set(sessions[members]))),
+                "statement_ids": "; ".join(ids),
+            }
+        )
+    assignments = pd.DataFrame(
+        {"statement_id": statements["statement_id"], "theme_id": theme_of, "flag": flags}
+    )
+    themes = conform(pd.DataFrame(rows), THEMES) if rows else THEMES.empty()
+    return assignments, themes
