@@ -103,7 +103,8 @@ def run(
     _event_and_layout(event_dir, settings)  # a clear error for a bad event.yaml before Prefect starts
     summary = harvest_event(event_dir, settings.data_dir, out)
     typer.echo(
-        f"{summary['statements']} statements, {summary['themes']} themes, {summary['unassigned']} unassigned; "
+        f"{summary['statements']} statements, {summary['themes']} themes, "
+        f"{summary['unassigned']} unassigned; "
         f"files: {summary['accepted']} new, {summary['unchanged']} unchanged, {summary['rejected']} rejected"
     )
     typer.echo(f"export and paper in {summary['out']}")

@@ -15,11 +15,15 @@ import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.config import DEFAULT_EMBEDDING_MODEL
 from pipeline.store import atomic_path
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ def resolve_model_path(name: str) -> str:
 
 
 @lru_cache(maxsize=2)
-def load_model(name: str, device: str = "cpu"):  # noqa: ANN201 - SentenceTransformer, imported lazily
+def load_model(name: str, device: str = "cpu") -> SentenceTransformer:
     path = resolve_model_path(name)
     if Path(path).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model never needs the hub
@@ -80,9 +84,8 @@ class EmbeddingCache:
             return
         self._vectors.update(zip(keys, vectors, strict=True))
         shard = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-        with atomic_path(self.folder / f"{shard}.npz") as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, keys=np.asarray(keys), vectors=np.asarray(vectors, dtype=np.float32))
+        with atomic_path(self.folder / f"{shard}.npz") as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, keys=np.asarray(keys), vectors=np.asarray(vectors, dtype=np.float32))
 
 
 def embed_texts(
