@@ -30,3 +30,12 @@ def event_dir(tmp_path: Path) -> Path:
     target.mkdir()
     shutil.copy(FIXTURES / "event.yaml", target / "event.yaml")
     return target
+
+
+@pytest.fixture(scope="session")
+def prefect_ephemeral(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """Prefect in ephemeral mode with its own throwaway database, as a laptop user runs it."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield

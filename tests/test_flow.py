@@ -1,0 +1,101 @@
+"""End to end: the Prefect flow on a small real event with the real model and libraries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.harvest import harvest_event
+from pipeline.schema import EXPORT_STATEMENT_COLUMNS, EXPORT_THEME_COLUMNS
+from tests.conftest import FIXTURES
+
+MINI = FIXTURES / "mini-event"
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_ephemeral")]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`harvest run` as a user types it, in its own process (Prefect in ephemeral mode)."""
+    work = tmp_path_factory.mktemp("run")
+    env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "HARVEST_DATA": str(work / "data")}
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(MINI)], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "54 statements" in result.stdout and "1 new, 0 unchanged, 0 rejected" in result.stdout
+    return work / "data" / "processed" / "mini"
+
+
+def test_export_has_the_contract_columns(first_run: Path) -> None:
+    statements = pd.read_csv(first_run / "statements.csv", dtype=str, keep_default_na=False)
+    themes = pd.read_csv(first_run / "themes.csv", keep_default_na=False)
+    assert list(statements.columns[: len(EXPORT_STATEMENT_COLUMNS)]) == EXPORT_STATEMENT_COLUMNS
+    assert list(themes.columns[: len(EXPORT_THEME_COLUMNS)]) == EXPORT_THEME_COLUMNS
+    assert len(statements) == 54 and statements["note_id"].is_unique
+    assert pd.read_parquet(first_run / "themes.parquet").shape == themes.shape
+    # every theme's members are the statements pointing at it; ranks run 1..k per question
+    for _, theme in themes.iterrows():
+        members = statements[statements.theme_id == theme.theme_id]
+        assert theme.n_tables == members[["table", "round"]].drop_duplicates().shape[0]
+    for _, group in themes.groupby(["topic", "question"]):
+        assert sorted(group["rank"]) == list(range(1, len(group) + 1))
+        assert group.sort_values("rank")["n_tables"].is_monotonic_decreasing
+
+
+def test_themes_match_what_the_tables_said(first_run: Path) -> None:
+    statements = pd.read_csv(first_run / "statements.csv", dtype=str, keep_default_na=False)
+    themes = pd.read_csv(first_run / "themes.csv", keep_default_na=False).set_index("theme_id")
+
+    def theme_of(text: str) -> str:
+        return statements.loc[statements.text == text, "theme_id"].iloc[0]
+
+    # paraphrases from different tables land together, different ideas apart
+    assert theme_of("banks and investors must be on board") == theme_of("without the banks nothing moves")
+    assert theme_of("DIH-cluster partnerships") == theme_of("link clusters and DIHs")
+    assert theme_of("DIH-cluster partnerships") != theme_of("banks and investors must be on board")
+    # chatter is flagged and in no theme
+    chatter = statements[statements.text.isin(["see flipchart photo", "host: Anna", "question not clear to us"])]
+    assert (chatter["theme_id"] == "").all() and (chatter["flag"] == "off-topic").all()
+    top_green = themes[(themes.topic == "green") & (themes["rank"] == 1)].iloc[0]
+    assert top_green.n_tables >= 8 and top_green.label
+
+
+def test_paper_is_readable_and_traceable(first_run: Path) -> None:
+    md = (first_run / "paper.md").read_text()
+    html = (first_run / "paper.html").read_text()
+    themes = pd.read_csv(first_run / "themes.csv", keep_default_na=False)
+    assert "## World cafe" in md and "#### Who are the key actors in the green transition?" in md
+    best = themes.sort_values(["topic", "rank"]).iloc[0]
+    assert f"**{best.recommendation}** (raised at {best.n_tables} of " in md
+    assert best.theme_id in md and best.theme_id in html
+    assert "<svg" in html and "<script" not in html and "http" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
+
+
+def test_rerun_is_deterministic_and_incremental(first_run: Path, tmp_path: Path) -> None:
+    data = first_run.parent.parent
+    shards = sorted((first_run / "embeddings").rglob("*.npz"))
+    summary = harvest_event(MINI, data, tmp_path / "again")
+    assert (summary["accepted"], summary["unchanged"]) == (0, 1)
+    assert sorted((first_run / "embeddings").rglob("*.npz")) == shards  # nothing re-embedded
+    for name in ("statements.csv", "themes.csv", "paper.md", "paper.html"):
+        assert (tmp_path / "again" / name).read_bytes() == (first_run / name).read_bytes(), name
+
+
+def test_unseen_event_layout_runs_without_changes(tmp_path: Path) -> None:
+    """Notes beside event.yaml (no notes/ folder), as XLSX, DOCX and Markdown."""
+    event_dir = tmp_path / "other-event"
+    event_dir.mkdir()
+    shutil.copy(FIXTURES / "event.yaml", event_dir / "event.yaml")
+    for name in ("table-notes.xlsx", "table-notes.md"):
+        shutil.copy(FIXTURES / name, event_dir / name)
+    (event_dir / "t04.md").write_text((FIXTURES / "table-notes.md").read_text().replace("green-t03", "green-t04"))
+    harvest_event(event_dir, tmp_path / "data")
+    statements = pd.read_csv(tmp_path / "data/processed/fixture-event/statements.csv", keep_default_na=False)
+    assert set(statements["table"]) == {"green-t03", "green-t04"}
+    assert (statements.loc[statements.language == "de", "flag"] == "language").all()

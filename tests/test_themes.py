@@ -1,0 +1,83 @@
+"""Units of the theme step: clustering, labels, recommendations, ranking and support counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.cluster.hierarchy import fcluster, linkage
+from sklearn.metrics import adjusted_rand_score
+
+from pipeline.labels import ctfidf_labels, recommendation_text
+from pipeline.rank import distinct_statements, rank_themes
+from pipeline.themes import ThemeParams, cluster_statements, merge_average_linkage, text_for_embedding
+
+
+def _unit(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:
+    x = rng.normal(size=(n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_group_average_merge_equals_scipy_average_linkage() -> None:
+    rng = np.random.default_rng(0)
+    centres = _unit(rng, 4)
+    x = np.repeat(centres, 10, axis=0) + rng.normal(scale=0.25, size=(40, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    for similarity in (0.2, 0.35, 0.5):
+        ours = merge_average_linkage(x, np.arange(len(x)), similarity)
+        reference = fcluster(linkage(x, method="average", metric="cosine"), t=1 - similarity, criterion="distance")
+        assert adjusted_rand_score(reference, ours) == 1.0
+
+
+def test_clusters_found_and_outliers_unassigned() -> None:
+    rng = np.random.default_rng(1)
+    centres = _unit(rng, 3, 128)
+    x = np.vstack([np.repeat(centres, 8, axis=0) + rng.normal(scale=0.05, size=(24, 128)), _unit(rng, 3, 128)])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    tables = np.array([f"t{i}" for i in range(len(x))])
+    labels = cluster_statements(x, tables, ThemeParams())
+    truth = np.r_[np.repeat([0, 1, 2], 8), [-1, -1, -1]]
+    assert adjusted_rand_score(truth[:24], labels[:24]) == 1.0
+    assert (labels[24:] == -1).all()
+    assert list(dict.fromkeys(labels[:24])) == [0, 1, 2]  # labels in order of first appearance
+
+
+def test_text_for_embedding_keeps_the_point() -> None:
+    assert text_for_embedding("agree: media - to tell the story - important") == "media - to tell the story"
+    assert text_for_embedding("DIH + clusters -> link!!") == "DIH + clusters -> link"
+    assert text_for_embedding("DIHs matter", {"DIHs": "digital innovation hubs"}) == "digital innovation hubs matter"
+    assert text_for_embedding("EDIHs matter", {"DIHs": "digital innovation hubs"}) == "EDIHs matter"
+
+
+def test_recommendation_text() -> None:
+    assert recommendation_text("agree: support upskilling programmes!!") == "Support upskilling programmes"
+    assert recommendation_text("SMEs + large firms = all needed - important") == "SMEs + large firms = all needed"
+
+
+def test_ctfidf_prefers_words_distinctive_of_the_theme() -> None:
+    terms = [["cluster", "funding"], ["cluster", "funding", "cascade funding"], ["cluster", "skill"],
+             ["cluster", "skill", "training"]]
+    labels = ctfidf_labels(terms, np.array([0, 0, 1, 1]), top=2)
+    assert labels[0].startswith("cascade funding") or labels[0].startswith("funding")
+    assert "cluster" not in labels[0].split(", ")[0]
+    assert labels[1].split(", ")[0] == "skill"
+
+
+def test_near_duplicates_of_one_table_count_once() -> None:
+    a, b = np.eye(3)[0], np.eye(3)[1]
+    vectors = np.stack([a, a * 0.99 + b * 0.01, b, a])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sessions = np.array(["t1 r1", "t1 r1", "t1 r1", "t2 r1"])
+    assert distinct_statements(vectors, sessions) == 3  # t1: a (twice) + b; t2: a
+
+
+def test_ranking_is_led_by_tables_then_votes_then_statements_then_label() -> None:
+    themes = pd.DataFrame({
+        "theme_id": ["x1", "x2", "x3", "x4", "y1"],
+        "topic": ["t", "t", "t", "t", "u"], "question": ["q"] * 5,
+        "label": ["b", "a", "c", "d", "z"],
+        "n_tables": [5, 5, 5, 9, 1], "votes": [0, 0, 3, 0, 0], "n_statements": [6, 6, 5, 9, 1],
+    })
+    ranked = rank_themes(themes)
+    assert ranked[ranked.topic == "t"]["theme_id"].tolist() == ["x4", "x3", "x2", "x1"]
+    assert ranked[ranked.topic == "t"]["rank"].tolist() == [1, 2, 3, 4]
+    assert ranked[ranked.topic == "u"]["rank"].tolist() == [1]
