@@ -30,7 +30,8 @@ class ThemeParams:
     min_tables: int = 1
     #: Above this many statements HDBSCAN runs on vectors (Boruvka KD-tree), below on a cosine matrix.
     dense_limit: int = 4000
-    #: Micro-themes are capped for the merge so memory stays bounded on huge groups (kept largest first).
+    #: At most this many micro-themes (the largest) enter the merge, whose similarity matrix is
+    #: quadratic in them; the others join the nearest theme afterwards if they fit it (memory stays bounded).
     max_micro_themes: int = 6000
 
 
@@ -72,7 +73,7 @@ def merge_average_linkage(embeddings: np.ndarray, micro: np.ndarray, min_similar
     sums = np.zeros((m, embeddings.shape[1]))
     np.add.at(sums, micro, embeddings)
     means = sums / sizes[:, None]
-    similarity = means @ means.T  # mean pairwise cosine between the two groups' statements
+    similarity = (means @ means.T).astype(np.float32)  # mean pairwise cosine between two groups' statements
     np.fill_diagonal(similarity, -np.inf)
     alive = np.ones(m, dtype=bool)
     parent = np.arange(m)
@@ -110,15 +111,40 @@ def cluster_statements(
     if n < 2:
         return np.full(n, -1)
     micro = micro_themes(embeddings, params)
-    groups = merge_average_linkage(embeddings, micro, params.merge_similarity)
+    sizes = np.bincount(micro)
+    if len(sizes) > params.max_micro_themes:
+        # bound the merge's memory: merge the largest micro-themes, then attach the rest where they fit
+        keep = np.argsort(-sizes, kind="stable")[: params.max_micro_themes]
+        kept = np.isin(micro, keep)
+        groups = np.full(n, -1)
+        groups[kept] = merge_average_linkage(embeddings[kept], micro[kept], params.merge_similarity)
+        groups[~kept] = _attach(embeddings, groups, np.where(~kept)[0], params.merge_similarity)
+    else:
+        groups = merge_average_linkage(embeddings, micro, params.merge_similarity)
     labels = np.full(n, -1)
     next_label = 0
-    for group in dict.fromkeys(groups):  # first-appearance order keeps labels deterministic
+    for group in dict.fromkeys(groups[groups >= 0].tolist()):  # first-appearance order: deterministic
         members = np.where(groups == group)[0]
         if len(members) >= 2 and len(set(tables[members])) >= params.min_tables:
             labels[members] = next_label
             next_label += 1
     return labels
+
+
+def _attach(
+    embeddings: np.ndarray, groups: np.ndarray, rows: np.ndarray, min_similarity: float
+) -> np.ndarray:
+    """Group of the most similar theme (mean similarity to its statements) per row, -1 below the bar."""
+    ids = np.unique(groups[groups >= 0])
+    means = np.stack([embeddings[groups == g].mean(axis=0) for g in ids])
+    out = np.full(len(rows), -1)
+    for start in range(0, len(rows), 4096):
+        chunk = rows[start : start + 4096]
+        similarity = embeddings[chunk] @ means.T
+        best = similarity.argmax(axis=1)
+        fits = similarity[np.arange(len(chunk)), best] >= min_similarity
+        out[start : start + len(chunk)] = np.where(fits, ids[best], -1)
+    return out
 
 
 # --------------------------------------------------------------------------- text for embedding

@@ -24,8 +24,13 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`harvest run` as a user types it, in its own process (Prefect in ephemeral mode)."""
     work = tmp_path_factory.mktemp("run")
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "HARVEST_DATA": str(work / "data")}
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(MINI)], env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(MINI)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "54 statements" in result.stdout and "1 new, 0 unchanged, 0 rejected" in result.stdout
     return work / "data" / "processed" / "mini"
@@ -59,7 +64,9 @@ def test_themes_match_what_the_tables_said(first_run: Path) -> None:
     assert theme_of("DIH-cluster partnerships") == theme_of("link clusters and DIHs")
     assert theme_of("DIH-cluster partnerships") != theme_of("banks and investors must be on board")
     # chatter is flagged and in no theme
-    chatter = statements[statements.text.isin(["see flipchart photo", "host: Anna", "question not clear to us"])]
+    chatter = statements[
+        statements.text.isin(["see flipchart photo", "host: Anna", "question not clear to us"])
+    ]
     assert (chatter["theme_id"] == "").all() and (chatter["flag"] == "off-topic").all()
     top_green = themes[(themes.topic == "green") & (themes["rank"] == 1)].iloc[0]
     assert top_green.n_tables >= 8 and top_green.label
@@ -73,8 +80,11 @@ def test_paper_is_readable_and_traceable(first_run: Path) -> None:
     best = themes.sort_values(["topic", "rank"]).iloc[0]
     assert f"**{best.recommendation}** (raised at {best.n_tables} of " in md
     assert best.theme_id in md and best.theme_id in html
-    assert "<svg" in html and "<script" not in html and "http" not in html.replace(
-        'xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
+    assert (
+        "<svg" in html
+        and "<script" not in html
+        and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    )  # self-contained
 
 
 def test_rerun_is_deterministic_and_incremental(first_run: Path, tmp_path: Path) -> None:
@@ -94,7 +104,9 @@ def test_unseen_event_layout_runs_without_changes(tmp_path: Path) -> None:
     shutil.copy(FIXTURES / "event.yaml", event_dir / "event.yaml")
     for name in ("table-notes.xlsx", "table-notes.md"):
         shutil.copy(FIXTURES / name, event_dir / name)
-    (event_dir / "t04.md").write_text((FIXTURES / "table-notes.md").read_text().replace("green-t03", "green-t04"))
+    (event_dir / "t04.md").write_text(
+        (FIXTURES / "table-notes.md").read_text().replace("green-t03", "green-t04")
+    )
     harvest_event(event_dir, tmp_path / "data")
     statements = pd.read_csv(tmp_path / "data/processed/fixture-event/statements.csv", keep_default_na=False)
     assert set(statements["table"]) == {"green-t03", "green-t04"}

@@ -24,14 +24,18 @@ def test_group_average_merge_equals_scipy_average_linkage() -> None:
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     for similarity in (0.2, 0.35, 0.5):
         ours = merge_average_linkage(x, np.arange(len(x)), similarity)
-        reference = fcluster(linkage(x, method="average", metric="cosine"), t=1 - similarity, criterion="distance")
+        reference = fcluster(
+            linkage(x, method="average", metric="cosine"), t=1 - similarity, criterion="distance"
+        )
         assert adjusted_rand_score(reference, ours) == 1.0
 
 
 def test_clusters_found_and_outliers_unassigned() -> None:
     rng = np.random.default_rng(1)
     centres = _unit(rng, 3, 128)
-    x = np.vstack([np.repeat(centres, 8, axis=0) + rng.normal(scale=0.05, size=(24, 128)), _unit(rng, 3, 128)])
+    x = np.vstack(
+        [np.repeat(centres, 8, axis=0) + rng.normal(scale=0.05, size=(24, 128)), _unit(rng, 3, 128)]
+    )
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     tables = np.array([f"t{i}" for i in range(len(x))])
     labels = cluster_statements(x, tables, ThemeParams())
@@ -44,18 +48,28 @@ def test_clusters_found_and_outliers_unassigned() -> None:
 def test_text_for_embedding_keeps_the_point() -> None:
     assert text_for_embedding("agree: media - to tell the story - important") == "media - to tell the story"
     assert text_for_embedding("DIH + clusters -> link!!") == "DIH + clusters -> link"
-    assert text_for_embedding("DIHs matter", {"DIHs": "digital innovation hubs"}) == "digital innovation hubs matter"
+    assert (
+        text_for_embedding("DIHs matter", {"DIHs": "digital innovation hubs"})
+        == "digital innovation hubs matter"
+    )
     assert text_for_embedding("EDIHs matter", {"DIHs": "digital innovation hubs"}) == "EDIHs matter"
 
 
 def test_recommendation_text() -> None:
     assert recommendation_text("agree: support upskilling programmes!!") == "Support upskilling programmes"
-    assert recommendation_text("SMEs + large firms = all needed - important") == "SMEs + large firms = all needed"
+    assert (
+        recommendation_text("SMEs + large firms = all needed - important")
+        == "SMEs + large firms = all needed"
+    )
 
 
 def test_ctfidf_prefers_words_distinctive_of_the_theme() -> None:
-    terms = [["cluster", "funding"], ["cluster", "funding", "cascade funding"], ["cluster", "skill"],
-             ["cluster", "skill", "training"]]
+    terms = [
+        ["cluster", "funding"],
+        ["cluster", "funding", "cascade funding"],
+        ["cluster", "skill"],
+        ["cluster", "skill", "training"],
+    ]
     labels = ctfidf_labels(terms, np.array([0, 0, 1, 1]), top=2)
     assert labels[0].startswith("cascade funding") or labels[0].startswith("funding")
     assert "cluster" not in labels[0].split(", ")[0]
@@ -71,13 +85,28 @@ def test_near_duplicates_of_one_table_count_once() -> None:
 
 
 def test_ranking_is_led_by_tables_then_votes_then_statements_then_label() -> None:
-    themes = pd.DataFrame({
-        "theme_id": ["x1", "x2", "x3", "x4", "y1"],
-        "topic": ["t", "t", "t", "t", "u"], "question": ["q"] * 5,
-        "label": ["b", "a", "c", "d", "z"],
-        "n_tables": [5, 5, 5, 9, 1], "votes": [0, 0, 3, 0, 0], "n_statements": [6, 6, 5, 9, 1],
-    })
+    themes = pd.DataFrame(
+        {
+            "theme_id": ["x1", "x2", "x3", "x4", "y1"],
+            "topic": ["t", "t", "t", "t", "u"],
+            "question": ["q"] * 5,
+            "label": ["b", "a", "c", "d", "z"],
+            "n_tables": [5, 5, 5, 9, 1],
+            "votes": [0, 0, 3, 0, 0],
+            "n_statements": [6, 6, 5, 9, 1],
+        }
+    )
     ranked = rank_themes(themes)
     assert ranked[ranked.topic == "t"]["theme_id"].tolist() == ["x4", "x3", "x2", "x1"]
     assert ranked[ranked.topic == "t"]["rank"].tolist() == [1, 2, 3, 4]
     assert ranked[ranked.topic == "u"]["rank"].tolist() == [1]
+
+
+def test_capped_merge_gives_the_same_themes_on_clear_clusters() -> None:
+    rng = np.random.default_rng(2)
+    x = np.repeat(_unit(rng, 6, 64), 12, axis=0) + rng.normal(scale=0.05, size=(72, 64))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    tables = np.arange(72).astype(str)
+    full = cluster_statements(x, tables, ThemeParams())
+    capped = cluster_statements(x, tables, ThemeParams(max_micro_themes=3))
+    assert adjusted_rand_score(full, capped) == 1.0 and full.max() == 5

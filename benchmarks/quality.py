@@ -1,0 +1,211 @@
+"""Quality benchmark: Harvest on the dev event against gold and the reference methods, and the clustering
+step on public short-text sets. Writes benchmarks/results/quality.md (and quality.json).
+
+    python benchmarks/quality.py [--gold ../shared/ecc2020-dev] [--skip-public] [--skip-references]
+
+Reference methods need bertopic (pip install -e ".[bench]"); without it those rows say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = REPO.parent / "shared"
+WORK = HERE / ".work"
+RESULTS = HERE / "results"
+METRICS = [
+    "theme_recall",
+    "ami",
+    "top3_agreement",
+    "rank_spearman",
+    "noise_leak_top3",
+    "recommendation_fidelity",
+    "theme_ratio_pred_over_gold",
+]
+
+
+def score(gold: Path, *args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(SHARED / "tools" / "score.py"), str(gold), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_harvest(gold: Path) -> tuple[Path, float]:
+    """Harvest's own flow on the event folder (it reads notes/ only, never the gold files)."""
+    from flows.harvest import harvest_event
+
+    shutil.rmtree(WORK / "data", ignore_errors=True)
+    started = time.perf_counter()
+    summary = harvest_event(gold, WORK / "data")
+    return Path(summary["out"]), time.perf_counter() - started
+
+
+def chatter_as_one_group(out: Path) -> Path:
+    """The same export, with each question's off-topic statements as one group (as the gold's 'noise')."""
+    target = WORK / "chatter-grouped"
+    target.mkdir(parents=True, exist_ok=True)
+    statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
+    off = statements["flag"] == "off-topic"
+    statements.loc[off, "theme_id"] = (
+        statements.loc[off, "topic"] + "." + statements.loc[off, "question"] + ".chatter"
+    )
+    statements.to_csv(target / "statements.csv", index=False)
+    shutil.copy(out / "themes.csv", target / "themes.csv")
+    return target
+
+
+# --------------------------------------------------------------------------- public short-text sets
+def hungarian_accuracy(truth: np.ndarray, labels: np.ndarray) -> float:
+    from scipy.optimize import linear_sum_assignment
+
+    t_ids, t = np.unique(truth, return_inverse=True)
+    p_ids, p = np.unique(labels, return_inverse=True)  # -1 (unassigned) is one more cluster
+    table = np.zeros((len(p_ids), len(t_ids)))
+    np.add.at(table, (p, t), 1)
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / len(truth))
+
+
+def public_sets(limit: int | None) -> list[dict]:
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from pipeline.embed import embed_texts
+    from pipeline.themes import ThemeParams, cluster_statements
+
+    rows = []
+    for path in sorted((SHARED / "benchmarks").glob("*.csv")):
+        data = pd.read_csv(path, keep_default_na=False)
+        if limit:
+            data = data.sample(n=min(limit, len(data)), random_state=0)
+        texts = data["text"].astype(str).tolist()
+        started = time.perf_counter()
+        vectors = embed_texts(texts, cache_dir=WORK / "public-embeddings", batch_size=128)
+        encode_s = time.perf_counter() - started
+        started = time.perf_counter()
+        labels = cluster_statements(vectors, np.arange(len(texts)).astype(str), ThemeParams())
+        cluster_s = time.perf_counter() - started
+        truth = data["label"].astype(str).to_numpy()
+        rows.append(
+            {
+                "dataset": path.stem,
+                "n": len(texts),
+                "k": int(data["label"].nunique()),
+                "acc": round(100 * hungarian_accuracy(truth, labels), 1),
+                "nmi": round(100 * normalized_mutual_info_score(truth, labels), 1),
+                "clusters": int(labels.max() + 1),
+                "unassigned": round(100 * float((labels < 0).mean()), 1),
+                "encode_s": round(encode_s, 1),
+                "cluster_s": round(cluster_s, 1),
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+def _fmt(value: object) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def write_report(results: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "quality.json").write_text(json.dumps(results, indent=1))
+    lines = [
+        "# Quality benchmark",
+        "",
+        f"Run {results['date']} by `python benchmarks/quality.py` on a 2-core CPU machine "
+        f"(model {results['model']}). Harvest's flow took {results['harvest_seconds']:.1f} s on the dev event "
+        "(cold, including Prefect start-up and model load).",
+        "",
+        "## Dev event (`../shared/ecc2020-dev`), scored by `../shared/tools/score.py`",
+        "",
+        "| method | " + " | ".join(METRICS) + " |",
+        "|---" * (len(METRICS) + 1) + "|",
+    ]
+    for name, scores in results["dev"].items():
+        if "error" in scores:
+            lines.append(f"| {name} | {scores['error']} |")
+        else:
+            lines.append(f"| {name} | " + " | ".join(_fmt(scores.get(m)) for m in METRICS) + " |")
+    lines += [
+        "",
+        "*Harvest, chatter as one group* rescores the same export with each question's off-topic statements "
+        "given one shared id, the way the gold labels chatter as one `noise` class; score.py counts "
+        "unassigned statements as singletons, which caps AMI at 0.85 for a method that leaves all chatter "
+        "unassigned (measured by scoring the gold partition with noise as singletons).",
+        "",
+        "Targets (issue 3): theme recall ≥ 0.85, AMI ≥ 0.8, top-3 ≥ 0.8, better than every reference.",
+        "",
+    ]
+    if results.get("public"):
+        lines += [
+            "## Clustering step on public short-text sets (`../shared/benchmarks/`)",
+            "",
+            "Harvest's clustering (chatter filter off, no number of clusters given); references from "
+            "`../shared/benchmarks/RESULTS.md`. ACC counts unassigned texts as one extra cluster.",
+            "",
+            "| dataset | n | k | ACC | NMI | clusters | unassigned % | encode s | cluster s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['dataset']} | {r['n']} | {r['k']} | {r['acc']} | {r['nmi']} | {r['clusters']} | "
+            f"{r['unassigned']} | {r['encode_s']} | {r['cluster_s']} |"
+            for r in results["public"]
+        ]
+        lines.append("")
+    (RESULTS / "quality.md").write_text("\n".join(lines))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gold", type=Path, default=SHARED / "ecc2020-dev")
+    parser.add_argument("--skip-public", action="store_true")
+    parser.add_argument("--skip-references", action="store_true")
+    parser.add_argument("--public-limit", type=int, default=None, help="sample each public set to N texts")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(REPO))
+    WORK.mkdir(exist_ok=True)
+
+    out, seconds = run_harvest(args.gold)
+    dev = {
+        "Harvest": score(args.gold, "--pipeline", str(out)),
+        "Harvest, chatter as one group": score(args.gold, "--pipeline", str(chatter_as_one_group(out))),
+    }
+    if not args.skip_references:
+        for method in ("kmeans-oracle", "hdbscan", "bertopic-small", "bertopic"):
+            dev[f"reference: {method}"] = score(args.gold, "--method", method)
+    from pipeline.config import Settings
+
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "model": Settings().embedding_model,
+        "harvest_seconds": seconds,
+        "dev": dev,
+        "public": [] if args.skip_public else public_sets(args.public_limit),
+    }
+    write_report(results)
+    print((RESULTS / "quality.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
