@@ -132,8 +132,8 @@ def write_report(results: dict) -> None:
         "# Quality benchmark",
         "",
         f"Run {results['date']} by `python benchmarks/quality.py` on a 2-core CPU machine "
-        f"(model {results['model']}). Harvest's flow took {results['harvest_seconds']:.1f} s on the dev event "
-        "(cold, including Prefect start-up and model load).",
+        f"(model {results['model']}). Harvest's flow took {results['harvest_seconds']:.1f} s "
+        "on the dev event (cold, including Prefect start-up and model load).",
         "",
         "## Dev event (`../shared/ecc2020-dev`), scored by `../shared/tools/score.py`",
         "",

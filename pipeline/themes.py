@@ -110,17 +110,7 @@ def cluster_statements(
     n = len(embeddings)
     if n < 2:
         return np.full(n, -1)
-    micro = micro_themes(embeddings, params)
-    sizes = np.bincount(micro)
-    if len(sizes) > params.max_micro_themes:
-        # bound the merge's memory: merge the largest micro-themes, then attach the rest where they fit
-        keep = np.argsort(-sizes, kind="stable")[: params.max_micro_themes]
-        kept = np.isin(micro, keep)
-        groups = np.full(n, -1)
-        groups[kept] = merge_average_linkage(embeddings[kept], micro[kept], params.merge_similarity)
-        groups[~kept] = _attach(embeddings, groups, np.where(~kept)[0], params.merge_similarity)
-    else:
-        groups = merge_average_linkage(embeddings, micro, params.merge_similarity)
+    groups = _merge_bounded(embeddings, micro_themes(embeddings, params), params)
     labels = np.full(n, -1)
     next_label = 0
     for group in dict.fromkeys(groups[groups >= 0].tolist()):  # first-appearance order: deterministic
@@ -129,6 +119,24 @@ def cluster_statements(
             labels[members] = next_label
             next_label += 1
     return labels
+
+
+def _merge_bounded(embeddings: np.ndarray, micro: np.ndarray, params: ThemeParams) -> np.ndarray:
+    """Merge micro-themes; past ``max_micro_themes``, merge the largest, attach the rest where they fit,
+    and merge what is left over the same way, so memory stays bounded and no theme is lost."""
+    micro = np.unique(micro, return_inverse=True)[1]
+    sizes = np.bincount(micro)
+    if len(sizes) <= params.max_micro_themes:
+        return merge_average_linkage(embeddings, micro, params.merge_similarity)
+    kept = np.isin(micro, np.argsort(-sizes, kind="stable")[: params.max_micro_themes])
+    groups = np.full(len(embeddings), -1)
+    groups[kept] = merge_average_linkage(embeddings[kept], micro[kept], params.merge_similarity)
+    rest = np.where(~kept)[0]
+    groups[rest] = _attach(embeddings, groups, rest, params.merge_similarity)
+    left = rest[groups[rest] < 0]
+    if len(left):
+        groups[left] = _merge_bounded(embeddings[left], micro[left], params) + groups.max() + 1
+    return groups
 
 
 def _attach(

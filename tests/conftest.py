@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def event_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_ephemeral(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def prefect_ephemeral(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Prefect in ephemeral mode with its own throwaway database, as a laptop user runs it."""
     from prefect.testing.utilities import prefect_test_harness
 
