@@ -15,13 +15,13 @@ from pipeline.chatter import PROTOTYPES
 from pipeline.config import Settings
 from pipeline.embed import embed_texts
 from pipeline.event import Event, load_event
-from pipeline.export import themed_statements, write_exports
 from pipeline.ingest import build_statements, discover_note_files, ingest_paths
-from pipeline.paper import build_paper, render_html, render_markdown
+from pipeline.publish import publish, save_machine_themes
 from pipeline.rank import rank_themes
+from pipeline.review import carry_identity
 from pipeline.schema import THEMES
 from pipeline.statements import load_nlp
-from pipeline.store import Layout, write_text
+from pipeline.store import Layout
 from pipeline.synthesis import SynthesisParams, synthesise_group
 from pipeline.themes import text_for_embedding
 
@@ -70,11 +70,23 @@ def themes_for_question(
 
 
 @task
-def write_outputs(event: Event, layout: Layout, statements: pd.DataFrame, themes: pd.DataFrame) -> None:
-    write_exports(layout, statements, themes)
-    paper = build_paper(event, statements, themes)
-    write_text(layout.paper_md, render_markdown(paper))
-    write_text(layout.paper_html, render_html(paper))
+def keep_theme_identity(
+    layout: Layout, assignments: pd.DataFrame, themes: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """New machine themes take the ids of the earlier run's themes they continue (pipeline.review)."""
+    if layout.clusters.exists():
+        mapping = carry_identity(assignments, pd.read_parquet(layout.clusters))
+        assignments = assignments.assign(theme_id=assignments["theme_id"].map(lambda t: mapping.get(t, t)))
+        themes = themes.assign(theme_id=themes["theme_id"].map(lambda t: mapping.get(t, t)))
+    save_machine_themes(layout, assignments, themes)
+    return assignments, themes
+
+
+@task
+def publish_outputs(
+    event: Event, layout: Layout, settings: Settings, statements: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return publish(layout, event, settings, statements=statements)
 
 
 @flow(name="harvest-event", log_prints=True)
@@ -110,8 +122,8 @@ def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | Non
         if assignments
         else pd.DataFrame(columns=["statement_id", "theme_id", "flag"])
     )
-    export = themed_statements(statements, assignment_frame)
-    write_outputs(event, layout, export, themes_frame)
+    keep_theme_identity(layout, assignment_frame, themes_frame)
+    export, themes_frame = publish_outputs(event, layout, settings, statements)
     summary = {
         **ingest_counts,
         "statements": len(export),

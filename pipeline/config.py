@@ -27,6 +27,15 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("HARVEST_DATA", "HARVEST_DATA_DIR", "data_dir"),
         description="Root of the data store: raw uploads under raw/, outputs under processed/.",
     )
+    database_url_: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("HARVEST_DATABASE_URL", "database_url"),
+        description="SQLAlchemy URL of the review database; default a SQLite file in the data root.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Signs web sessions; default: generated once and kept in <data>/.secret_key.",
+    )
     # --- ingest
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, description="Largest note file accepted.")
     # --- statements
@@ -50,6 +59,10 @@ class Settings(BaseSettings):
         description="Set when the embedding model is multilingual: other languages then cluster with the "
         "rest instead of being flagged for editors.",
     )
+
+    @property
+    def database_url(self) -> str:
+        return self.database_url_ or f"sqlite:///{self.data_dir / 'harvest.db'}"
 
     @classmethod
     def settings_customise_sources(

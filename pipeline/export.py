@@ -7,14 +7,20 @@ import pandas as pd
 from pipeline.schema import EXPORT_STATEMENT_COLUMNS, EXPORT_THEME_COLUMNS, STATEMENTS, THEMES, conform
 from pipeline.store import Layout, write_csv, write_parquet
 
-STATEMENT_EXTRAS = ["flag", "votes", "position", "source_file", "source_line", "upload_id"]
+STATEMENT_EXTRAS = ["flag", "votes", "position", "facilitator", "source_file", "source_line", "upload_id"]
 
 
-def themed_statements(statements: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
-    """Statements with ``theme_id`` ('' = unassigned) and ``flag``, in the export's column order."""
-    merged = conform(statements, STATEMENTS).merge(assignments, on="statement_id", how="left", validate="1:1")
+def themed_statements(
+    statements: pd.DataFrame, assignments: pd.DataFrame, themes: pd.DataFrame
+) -> pd.DataFrame:
+    """Statements with ``theme_id`` ('' = unassigned), its ``status`` and the statement's ``flag``."""
+    merged = conform(statements, STATEMENTS).merge(
+        assignments[["statement_id", "theme_id", "flag"]], on="statement_id", how="left", validate="1:1"
+    )
     merged["theme_id"] = merged["theme_id"].fillna("").astype("string")
     merged["flag"] = merged["flag"].fillna("").astype("string")
+    status = dict(zip(themes["theme_id"], themes["status"], strict=True))
+    merged["status"] = merged["theme_id"].map(lambda t: status.get(t, "")).astype("string")
     columns = EXPORT_STATEMENT_COLUMNS + [c for c in STATEMENT_EXTRAS if c in merged.columns]
     return (
         merged[columns]

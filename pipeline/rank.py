@@ -29,12 +29,55 @@ def distinct_statements(embeddings: np.ndarray, sessions: np.ndarray) -> int:
     return count
 
 
+def theme_support(members: pd.DataFrame, embeddings: np.ndarray) -> dict[str, object]:
+    """Support columns of one theme from its member statements (the representative first)."""
+    sessions = (members["table"] + " r" + members["round"].astype(str)).to_numpy()
+    return {
+        "n_tables": len(set(sessions)),
+        "n_statements": distinct_statements(embeddings, sessions),
+        "votes": int(members.drop_duplicates("note_id")["votes"].sum()),
+        "tables": "; ".join(sorted(set(sessions))),
+        "statement_ids": "; ".join(members["statement_id"]),
+    }
+
+
+_STATUS_ORDER = {"approved": 0, "draft": 1, "rejected": 2}
+
+
 def rank_themes(themes: pd.DataFrame) -> pd.DataFrame:
-    """Add ``rank`` (1 = strongest) within each topic x question."""
+    """Add ``rank`` (1 = strongest) within each topic x question.
+
+    Editors come first: approved themes before drafts, rejected ones last; a pinned rank
+    (``pinned_rank``) puts a theme at that place and the others keep their order around it.
+    """
+    themes = themes.copy()
+    status = themes["status"] if "status" in themes else pd.Series("draft", index=themes.index)
+    themes["_status"] = status.map(_STATUS_ORDER).fillna(1)
     ordered = themes.sort_values(
-        ["topic", "question", "n_tables", "votes", "n_statements", "label", "theme_id"],
-        ascending=[True, True, False, False, False, True, True],
+        ["topic", "question", "_status", "n_tables", "votes", "n_statements", "label", "theme_id"],
+        ascending=[True, True, True, False, False, False, True, True],
         kind="stable",
-    ).copy()
-    ordered["rank"] = ordered.groupby(["topic", "question"]).cumcount() + 1
-    return ordered.reset_index(drop=True)
+    )
+    out = []
+    for _, group in ordered.groupby(["topic", "question"], sort=False):
+        out.append(_apply_pins(group))
+    result = pd.concat(out) if out else ordered
+    return result.drop(columns="_status").reset_index(drop=True)
+
+
+def _apply_pins(group: pd.DataFrame) -> pd.DataFrame:
+    pins = group["pinned_rank"] if "pinned_rank" in group else pd.Series(0, index=group.index)
+    pins = pins.fillna(0).astype(int)
+    pinned = group[(pins > 0) & (group.get("status", "draft") != "rejected")]
+    free = [i for i in group.index if i not in pinned.index]
+    slots: list[object] = [None] * len(group)
+    for index in pins[pinned.index].sort_values(kind="stable").index:
+        place = min(int(pins[index]), len(group)) - 1
+        while slots[place] is not None:  # two pins on one place: the later one goes below
+            place = place + 1 if place + 1 < len(group) else slots.index(None)
+        slots[place] = index
+    fill = iter(free)
+    order = [slot if slot is not None else next(fill) for slot in slots]
+    ranked = group.loc[order].copy()
+    ranked["rank"] = range(1, len(ranked) + 1)
+    return ranked

@@ -103,6 +103,7 @@ THEMES = FrameSchema(
         "votes": INT,
         "tables": STR,  # "table r<round>" of every table session that raised it, "; "-separated
         "statement_ids": STR,  # members, "; "-separated, the representative first
+        "status": STR,  # draft | approved | rejected (editors' decision)
     },
 )
 
@@ -121,6 +122,7 @@ EXPORT_STATEMENT_COLUMNS = [
     "text",
     "language",
     "theme_id",
+    "status",  # the theme's status; empty when unassigned
 ]
 EXPORT_THEME_COLUMNS = [
     "theme_id",
@@ -132,4 +134,5 @@ EXPORT_THEME_COLUMNS = [
     "n_tables",
     "n_statements",
     "votes",
+    "status",  # issue "Review": draft | approved | rejected
 ]

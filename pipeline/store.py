@@ -59,6 +59,15 @@ class Layout:
         return self.processed / "themes.parquet"
 
     @property
+    def clusters(self) -> Path:
+        """The machine's theme per statement, before editors: the reference for theme identity."""
+        return self.processed / "clusters.parquet"
+
+    @property
+    def machine_themes(self) -> Path:
+        return self.processed / "machine_themes.parquet"
+
+    @property
     def embedding_cache(self) -> Path:
         return self.processed / "embeddings"
 

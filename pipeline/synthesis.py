@@ -11,7 +11,7 @@ from spacy.language import Language
 
 from pipeline.chatter import DEFAULT_THRESHOLD, chatter_mask
 from pipeline.labels import label_themes, recommendation_text, representative
-from pipeline.rank import distinct_statements
+from pipeline.rank import theme_support
 from pipeline.schema import FLAG_LANGUAGE, FLAG_OFF_TOPIC, THEMES, conform
 from pipeline.themes import ThemeParams, cluster_statements
 
@@ -74,7 +74,6 @@ def synthesise_group(
         ids = statements["statement_id"].iloc[ordered].tolist()
         tid = theme_id(topic, question, ids)
         theme_of[members] = tid
-        member_rows = statements.iloc[members]
         rows.append(
             {
                 "theme_id": tid,
@@ -83,11 +82,8 @@ def synthesise_group(
                 "rank": 0,
                 "label": names.get(label, ""),
                 "recommendation": recommendation_text(statements["text"].iloc[best]),
-                "n_tables": len(set(sessions[members])),
-                "n_statements": distinct_statements(embeddings[members], sessions[members]),
-                "votes": int(member_rows.drop_duplicates("note_id")["votes"].sum()),
-                "tables": "; ".join(sorted(set(sessions[members]))),
-                "statement_ids": "; ".join(ids),
+                **theme_support(statements.iloc[ordered], embeddings[ordered]),
+                "status": "draft",
             }
         )
     assignments = pd.DataFrame(

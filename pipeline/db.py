@@ -1,0 +1,256 @@
+"""The database (SQLAlchemy): editors, facilitators' upload tokens, editors' decisions and their audit log.
+
+SQLite file by default (``<data>/harvest.db``); any SQLAlchemy URL works, e.g.
+``postgresql+psycopg://user:pass@host/harvest`` (set ``HARVEST_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, create_engine, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from pipeline.review import DECISION_COLUMNS, ReviewState
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class UploadToken(Base):
+    """A facilitators' upload link for one event: it can hand in notes, nothing else."""
+
+    __tablename__ = "upload_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event: Mapped[str] = mapped_column(String(80), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ThemeDecision(Base):
+    __tablename__ = "theme_decisions"
+    event: Mapped[str] = mapped_column(String(80), primary_key=True)
+    theme_id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(80))
+    question: Mapped[str] = mapped_column(String(80))
+    label: Mapped[str | None] = mapped_column(Text, nullable=True)
+    recommendation: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    pinned_rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    merged_into: Mapped[str | None] = mapped_column(String(120), nullable=True)
+
+
+class Placement(Base):
+    __tablename__ = "placements"
+    event: Mapped[str] = mapped_column(String(80), primary_key=True)
+    statement_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    theme_id: Mapped[str] = mapped_column(String(120))  # '' = unassigned by an editor
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event: Mapped[str] = mapped_column(String(80), index=True)
+    who: Mapped[str] = mapped_column(String(80))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    action: Mapped[str] = mapped_column(String(40))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    before: Mapped[str] = mapped_column(Text)  # JSON snapshot of every row the action touched
+    after: Mapped[str] = mapped_column(Text)
+    undone: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --------------------------------------------------------------------------- engine and sessions
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    connect_args = {}
+    if url.startswith("sqlite"):
+        connect_args = {"check_same_thread": False}
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args=connect_args, future=True)
+    Base.metadata.create_all(engine)
+    return engine
+
+
+@contextmanager
+def session_scope(url: str) -> Iterator[Session]:
+    session = sessionmaker(engine_for(url), expire_on_commit=False)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# --------------------------------------------------------------------------- users and tokens
+_hasher = PasswordHasher()
+
+
+def add_user(session: Session, username: str, password: str) -> None:
+    if len(password) < 8:
+        raise ValueError("a password needs at least 8 characters")
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        session.add(User(username=username, password_hash=_hasher.hash(password)))
+    else:
+        user.password_hash = _hasher.hash(password)
+
+
+def check_password(session: Session, username: str, password: str) -> bool:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        _hasher.hash(password)  # same time as a real check: no user enumeration by timing
+        return False
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except VerificationError:
+        return False
+
+
+def create_upload_token(session: Session, event: str, label: str = "") -> str:
+    token = secrets.token_urlsafe(24)
+    session.add(
+        UploadToken(event=event, token_sha256=hashlib.sha256(token.encode()).hexdigest(), label=label)
+    )
+    return token
+
+
+def token_event(session: Session, token: str) -> str | None:
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    row = session.scalar(select(UploadToken).where(UploadToken.token_sha256 == digest))
+    return row.event if row else None
+
+
+# --------------------------------------------------------------------------- review state
+def load_state(session: Session, event: str) -> ReviewState:
+    themes = session.scalars(select(ThemeDecision).where(ThemeDecision.event == event)).all()
+    placements = session.scalars(select(Placement).where(Placement.event == event)).all()
+    return ReviewState(
+        pd.DataFrame(
+            [{c: getattr(t, c) for c in DECISION_COLUMNS} for t in themes], columns=DECISION_COLUMNS
+        ),
+        pd.DataFrame(
+            [{"statement_id": p.statement_id, "theme_id": p.theme_id} for p in placements],
+            columns=["statement_id", "theme_id"],
+        ),
+    )
+
+
+def _snapshot(session: Session, event: str, theme_ids: set[str], statement_ids: set[str]) -> dict:
+    themes = {}
+    for theme_id in sorted(theme_ids):
+        row = session.get(ThemeDecision, (event, theme_id))
+        themes[theme_id] = None if row is None else {c: getattr(row, c) for c in DECISION_COLUMNS}
+    placements = {}
+    for statement_id in sorted(statement_ids):
+        row = session.get(Placement, (event, statement_id))
+        placements[statement_id] = None if row is None else row.theme_id
+    return {"themes": themes, "placements": placements}
+
+
+def _restore(session: Session, event: str, snapshot: dict) -> None:
+    for theme_id, values in snapshot["themes"].items():
+        row = session.get(ThemeDecision, (event, theme_id))
+        if values is None:
+            if row is not None:
+                session.delete(row)
+        elif row is None:
+            session.add(ThemeDecision(event=event, **values))
+        else:
+            for column, value in values.items():
+                setattr(row, column, value)
+    for statement_id, theme_id in snapshot["placements"].items():
+        row = session.get(Placement, (event, statement_id))
+        if theme_id is None:
+            if row is not None:
+                session.delete(row)
+        elif row is None:
+            session.add(Placement(event=event, statement_id=statement_id, theme_id=theme_id))
+        else:
+            row.theme_id = theme_id
+    session.flush()
+
+
+@contextmanager
+def audited(
+    session: Session,
+    event: str,
+    who: str,
+    action: str,
+    summary: str,
+    theme_ids: set[str],
+    statement_ids: set[str],
+) -> Iterator[None]:
+    """Record who changed what, with the rows before and after, so that the action can be undone."""
+    before = _snapshot(session, event, theme_ids, statement_ids)
+    yield
+    session.flush()
+    after = _snapshot(session, event, theme_ids, statement_ids)
+    session.add(
+        AuditEntry(
+            event=event,
+            who=who,
+            action=action,
+            summary=summary,
+            before=json.dumps(before),
+            after=json.dumps(after),
+        )
+    )
+
+
+def undo(session: Session, event: str, entry_id: int, who: str) -> AuditEntry:
+    entry = session.get(AuditEntry, entry_id)
+    if entry is None or entry.event != event:
+        raise KeyError(f"no audit entry {entry_id} for event {event}")
+    if entry.undone:
+        raise ValueError(f"audit entry {entry_id} is already undone")
+    before = json.loads(entry.before)
+    with audited(
+        session,
+        event,
+        who,
+        "undo",
+        f"undo #{entry.id}: {entry.summary}",
+        set(before["themes"]),
+        set(before["placements"]),
+    ):
+        _restore(session, event, before)
+    entry.undone = True
+    return entry
+
+
+def audit_log(session: Session, event: str) -> list[AuditEntry]:
+    return list(
+        session.scalars(
+            select(AuditEntry).where(AuditEntry.event == event).order_by(AuditEntry.id.desc())
+        ).all()
+    )

@@ -1,0 +1,130 @@
+"""What an editor can do to the themes of one topic x question; every action is audited and undoable.
+
+Actions change the review state in the database (see ``pipeline.review``); ``publish`` then rebuilds the
+export and the paper from the machine's themes and that state.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy.orm import Session
+
+from pipeline.db import Placement, ThemeDecision, audited
+
+STATUSES = ("draft", "approved", "rejected")
+
+
+def _decision(session: Session, event: str, theme_id: str, topic: str, question: str) -> ThemeDecision:
+    row = session.get(ThemeDecision, (event, theme_id))
+    if row is None:
+        row = ThemeDecision(event=event, theme_id=theme_id, topic=topic, question=question)
+        session.add(row)
+    return row
+
+
+def rename(
+    session: Session, event: str, who: str, theme_id: str, topic: str, question: str, label: str
+) -> None:
+    label = label.strip()
+    if not label:
+        raise ValueError("a label cannot be empty")
+    with audited(session, event, who, "rename", f"{theme_id} → “{label}”", {theme_id}, set()):
+        _decision(session, event, theme_id, topic, question).label = label
+
+
+def edit_recommendation(
+    session: Session, event: str, who: str, theme_id: str, topic: str, question: str, text: str
+) -> None:
+    text = text.strip()
+    if not text:
+        raise ValueError("a recommendation cannot be empty")
+    with audited(session, event, who, "edit", f"{theme_id}: recommendation edited", {theme_id}, set()):
+        _decision(session, event, theme_id, topic, question).recommendation = text
+
+
+def set_status(
+    session: Session, event: str, who: str, theme_id: str, topic: str, question: str, status: str
+) -> None:
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    with audited(
+        session,
+        event,
+        who,
+        status if status != "draft" else "reopen",
+        f"{theme_id} → {status}",
+        {theme_id},
+        set(),
+    ):
+        _decision(session, event, theme_id, topic, question).status = status
+
+
+def pin(
+    session: Session, event: str, who: str, theme_id: str, topic: str, question: str, rank: int | None
+) -> None:
+    if rank is not None and rank < 1:
+        raise ValueError("a pinned rank starts at 1")
+    summary = f"{theme_id} pinned at rank {rank}" if rank else f"{theme_id} unpinned"
+    with audited(session, event, who, "pin", summary, {theme_id}, set()):
+        _decision(session, event, theme_id, topic, question).pinned_rank = rank
+
+
+def merge(
+    session: Session, event: str, who: str, sources: list[str], target: str, topic: str, question: str
+) -> None:
+    sources = [s for s in dict.fromkeys(sources) if s != target]
+    if not sources:
+        raise ValueError("choose at least one other theme to merge into this one")
+    with audited(session, event, who, "merge", f"{', '.join(sources)} → {target}", {*sources, target}, set()):
+        for source in sources:
+            _decision(session, event, source, topic, question).merged_into = target
+
+
+def move(session: Session, event: str, who: str, statement_ids: list[str], theme_id: str) -> None:
+    """Put statements into a theme, or take them out of every theme (``theme_id=''``)."""
+    if not statement_ids:
+        raise ValueError("select at least one statement")
+    where = theme_id or "unassigned"
+    with audited(
+        session, event, who, "move", f"{len(statement_ids)} statement(s) → {where}", set(), set(statement_ids)
+    ):
+        for statement_id in statement_ids:
+            row = session.get(Placement, (event, statement_id))
+            if row is None:
+                session.add(Placement(event=event, statement_id=statement_id, theme_id=theme_id))
+            else:
+                row.theme_id = theme_id
+
+
+def split(
+    session: Session,
+    event: str,
+    who: str,
+    statement_ids: list[str],
+    topic: str,
+    question: str,
+    label: str = "",
+) -> str:
+    """Selected statements become a new theme; returns its id."""
+    if not statement_ids:
+        raise ValueError("select the statements that form the new theme")
+    new_id = f"{topic}.{question}.e{secrets.token_hex(4)}"
+    with audited(
+        session,
+        event,
+        who,
+        "split",
+        f"{len(statement_ids)} statement(s) → new theme {new_id}",
+        {new_id},
+        set(statement_ids),
+    ):
+        decision = _decision(session, event, new_id, topic, question)
+        decision.label = label.strip() or None
+        for statement_id in statement_ids:
+            row = session.get(Placement, (event, statement_id))
+            if row is None:
+                session.add(Placement(event=event, statement_id=statement_id, theme_id=new_id))
+            else:
+                row.theme_id = new_id
+    return new_id

@@ -1,0 +1,58 @@
+"""From the machine's themes and the editors' decisions to the export and the paper.
+
+Used at the end of every run and after every editor action, so both always show the same thing.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.config import Settings
+from pipeline.db import load_state, session_scope
+from pipeline.embed import embed_texts
+from pipeline.event import Event
+from pipeline.export import themed_statements, write_exports
+from pipeline.paper import build_paper, render_html, render_markdown
+from pipeline.review import ReviewState, apply_review
+from pipeline.schema import STATEMENTS, conform
+from pipeline.store import Layout, write_parquet, write_text
+from pipeline.themes import text_for_embedding
+
+
+def save_machine_themes(layout: Layout, assignments: pd.DataFrame, themes: pd.DataFrame) -> None:
+    write_parquet(layout.clusters, assignments)
+    write_parquet(layout.machine_themes, themes)
+
+
+def publish(
+    layout: Layout,
+    event: Event,
+    settings: Settings,
+    state: ReviewState | None = None,
+    statements: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Apply the review state to the last run's machine themes; write export and paper."""
+    if statements is None:
+        statements = pd.read_parquet(layout.statements)
+    statements = conform(statements, STATEMENTS)
+    if state is None:
+        with session_scope(settings.database_url) as session:
+            state = load_state(session, event.id)
+    texts = [text_for_embedding(t, event.glossary) for t in statements["text"]]
+    cache = Layout(settings.data_dir, event.id).embedding_cache
+    embeddings = embed_texts(
+        texts, settings.embedding_model, cache, settings.embedding_batch_size, settings.embedding_device
+    )
+    assignments, themes = apply_review(
+        statements,
+        embeddings,
+        pd.read_parquet(layout.clusters),
+        pd.read_parquet(layout.machine_themes),
+        state,
+    )
+    export = themed_statements(statements, assignments, themes)
+    write_exports(layout, export, themes)
+    paper = build_paper(event, export, themes[themes.status != "rejected"])
+    write_text(layout.paper_md, render_markdown(paper))
+    write_text(layout.paper_html, render_html(paper))
+    return export, themes

@@ -1,0 +1,150 @@
+"""Editors' decisions, and how every run re-applies them.
+
+The machine's clustering of a run is kept as it came out (``clusters.parquet``); the editors' work is
+kept as *state*, not as a replay of clicks:
+
+- per theme: label, recommendation, status (draft/approved/rejected), pinned rank, merged into;
+- per statement: the theme an editor put it in ('' = unassigned).
+
+**Theme identity across runs.** A run's new machine theme inherits the id of an earlier machine theme
+when they share at least half of the smaller one's statements (overlap coefficient >= 0.5); pairs are
+matched greedily, most shared statements first, one to one. So a theme keeps its id while new statements
+join it, and every decision keyed by that id still applies. A new theme that matches nothing gets a new id.
+New statements join an existing theme when the clustering puts them with its members, and form new themes
+otherwise; statements an editor placed stay where they were put.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.labels import recommendation_text, representative
+from pipeline.rank import rank_themes, theme_support
+from pipeline.schema import THEMES, conform
+
+MIN_OVERLAP = 0.5
+DECISION_COLUMNS = [
+    "theme_id",
+    "topic",
+    "question",
+    "label",
+    "recommendation",
+    "status",
+    "pinned_rank",
+    "merged_into",
+]
+
+
+@dataclass
+class ReviewState:
+    """What editors decided for one event. ``themes`` has DECISION_COLUMNS (None = not decided);
+    ``placements`` has ``statement_id, theme_id``."""
+
+    themes: pd.DataFrame
+    placements: pd.DataFrame
+
+    @classmethod
+    def empty(cls) -> ReviewState:
+        return cls(pd.DataFrame(columns=DECISION_COLUMNS), pd.DataFrame(columns=["statement_id", "theme_id"]))
+
+
+def carry_identity(new: pd.DataFrame, previous: pd.DataFrame) -> dict[str, str]:
+    """Map new machine theme ids to earlier ones (rule in the module docstring).
+
+    Both frames have ``statement_id, theme_id`` ('' = unassigned)."""
+    new_sets = {t: set(g) for t, g in new[new.theme_id != ""].groupby("theme_id")["statement_id"]}
+    old_sets = {t: set(g) for t, g in previous[previous.theme_id != ""].groupby("theme_id")["statement_id"]}
+    candidates = []
+    for n_id, n_members in new_sets.items():
+        for o_id, o_members in old_sets.items():
+            shared = len(n_members & o_members)
+            if shared and shared / min(len(n_members), len(o_members)) >= MIN_OVERLAP:
+                candidates.append((-shared, n_id, o_id))
+    mapping: dict[str, str] = {}
+    taken: set[str] = set()
+    for _, n_id, o_id in sorted(candidates):
+        if n_id not in mapping and o_id not in taken:
+            mapping[n_id] = o_id
+            taken.add(o_id)
+    return mapping
+
+
+def _resolve(theme_id: str, merged_into: dict[str, str]) -> str:
+    seen = set()
+    while theme_id in merged_into and merged_into[theme_id] and theme_id not in seen:
+        seen.add(theme_id)
+        theme_id = merged_into[theme_id]
+    return theme_id
+
+
+def apply_review(
+    statements: pd.DataFrame,
+    embeddings: np.ndarray,
+    machine_assignments: pd.DataFrame,
+    machine_themes: pd.DataFrame,
+    state: ReviewState,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The machine's themes with the editors' decisions applied, ranked.
+
+    ``statements`` and ``embeddings`` are aligned row by row; ``machine_assignments`` has
+    ``statement_id, theme_id, flag``. Returns ``(assignments, themes)`` like ``synthesise_group``.
+    """
+    decisions = (
+        state.themes.set_index("theme_id")
+        if len(state.themes)
+        else pd.DataFrame(columns=DECISION_COLUMNS[1:])
+    )
+    merged_into = {t: m for t, m in decisions["merged_into"].dropna().items() if m}
+    assignments = machine_assignments.set_index("statement_id").reindex(statements["statement_id"])
+    assignments["theme_id"] = (
+        assignments["theme_id"].fillna("").map(lambda t: _resolve(t, merged_into) if t else "")
+    )
+    for statement_id, theme in zip(
+        state.placements["statement_id"], state.placements["theme_id"], strict=True
+    ):
+        if statement_id in assignments.index:
+            assignments.loc[statement_id, "theme_id"] = _resolve(theme, merged_into) if theme else ""
+    assignments["flag"] = assignments["flag"].fillna("")
+
+    machine = machine_themes.set_index("theme_id") if len(machine_themes) else None
+    position = {sid: i for i, sid in enumerate(statements["statement_id"])}
+    rows = []
+    for theme, members in assignments[assignments.theme_id != ""].groupby("theme_id", sort=True):
+        member_rows = [position[s] for s in members.index]
+        base = machine.loc[theme] if machine is not None and theme in machine.index else None
+        if base is not None:  # keep the machine's representative first when it is still a member
+            order = {s: i for i, s in enumerate(str(base["statement_ids"]).split("; "))}
+            member_rows.sort(key=lambda r: order.get(statements["statement_id"].iloc[r], len(order)))
+        else:
+            best = member_rows[representative(embeddings[member_rows])]
+            member_rows = [best, *[r for r in member_rows if r != best]]
+        first = statements.iloc[member_rows[0]]
+        decided = decisions.loc[theme] if theme in decisions.index else None
+        row = {
+            "theme_id": theme,
+            "topic": first["topic"],
+            "question": first["question"],
+            "rank": 0,
+            "label": base["label"] if base is not None else "",
+            "recommendation": base["recommendation"]
+            if base is not None
+            else recommendation_text(first["text"]),
+            **theme_support(statements.iloc[member_rows], embeddings[member_rows]),
+            "status": "draft",
+            "pinned_rank": 0,
+        }
+        if decided is not None:
+            for column in ("label", "recommendation", "status"):
+                if isinstance(decided[column], str) and decided[column]:
+                    row[column] = decided[column]
+            if pd.notna(decided["pinned_rank"]) and decided["pinned_rank"]:
+                row["pinned_rank"] = int(decided["pinned_rank"])
+        row["label"] = row["label"] or row["recommendation"]
+        rows.append(row)
+    if not rows:
+        return assignments.reset_index(), THEMES.empty()
+    ranked = rank_themes(pd.DataFrame(rows))
+    return assignments.reset_index(), conform(ranked, THEMES)
