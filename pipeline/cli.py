@@ -62,7 +62,8 @@ def ingest(
     Writes notes.parquet and statements.parquet under data/processed/<event>/. Exits 1 if any file was
     rejected (the others are still ingested).
     """
-    from pipeline.ingest import build_statements, ingest_paths
+    from pipeline.ingest import ingest_paths
+    from pipeline.publish import refresh_after_ingest
 
     settings = _settings(data_dir)
     event, layout = _event_and_layout(event_dir, settings)
@@ -78,8 +79,10 @@ def ingest(
             extra = f"; supersedes {', '.join(r.superseded)}" if r.superseded else ""
             typer.echo(f"{r.status:9} {r.filename}: {r.n_notes} notes{extra}")
     if any(r.status == "accepted" for r in results) or not layout.statements.exists():
-        notes, statements = build_statements(layout, event, settings.spacy_model, event.language)
-        typer.echo(f"{len(notes)} notes, {len(statements)} statements -> {layout.processed}")
+        statements = refresh_after_ingest(layout, event, settings)
+        typer.echo(
+            f"{statements['note_id'].nunique()} notes, {len(statements)} statements -> {layout.processed}"
+        )
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 
@@ -149,6 +152,77 @@ def status(event_dir: EventDir, data_dir: DataDir = None) -> None:
         for error in u.errors:
             typer.echo(f"    {error}")
     typer.echo(f"{len(manifest.uploads)} uploads for event '{event.id}' in {layout.raw}")
+
+
+@app.command()
+def serve(
+    event_dirs: Annotated[list[Path], typer.Argument(help="Event folders to serve (each with event.yaml).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: DataDir = None,
+) -> None:
+    """Start the web app: facilitators' upload page and editors' review pages."""
+    import uvicorn
+
+    from web.app import create_app
+
+    settings = _settings(data_dir)
+    for folder in event_dirs:
+        _event_and_layout(folder, settings)
+    typer.echo(
+        f"Harvest on http://{host}:{port}/  (editors: `harvest user add NAME`; facilitators: "
+        "`harvest token EVENT_DIR`)"
+    )
+    uvicorn.run(create_app(event_dirs, settings), host=host, port=port, log_level="info")
+
+
+user_app = typer.Typer(help="Editors' accounts.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="The editor's sign-in name.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="HARVEST_NEW_PASSWORD",
+            help="At least 8 characters (prompted if not given).",
+        ),
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Add an editor, or set a new password for one. Passwords are stored hashed (argon2)."""
+    from pipeline import db
+
+    settings = _settings(data_dir)
+    try:
+        with db.session_scope(settings.database_url) as session:
+            db.add_user(session, name, password)
+    except ValueError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"editor {name!r} can sign in")
+
+
+@app.command()
+def token(
+    event_dir: EventDir,
+    label: Annotated[str, typer.Option(help="What the link is for, e.g. 'day 1 facilitators'.")] = "",
+    base_url: Annotated[str, typer.Option(help="Where the web app is reachable.")] = "http://127.0.0.1:8000",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an upload link for facilitators of one event (they can hand in notes, nothing else)."""
+    from pipeline import db
+
+    settings = _settings(data_dir)
+    event, _ = _event_and_layout(event_dir, settings)
+    with db.session_scope(settings.database_url) as session:
+        secret = db.create_upload_token(session, event.id, label)
+    typer.echo(f"{base_url.rstrip('/')}/u/{secret}")
 
 
 def _whoami() -> str:

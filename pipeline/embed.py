@@ -120,3 +120,18 @@ def embed_texts(
     if cache is not None:
         return cache.get(keys)
     return np.stack([fresh[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, 0), np.float32)
+
+
+def cached_embeddings(texts: Sequence[str], model_name: str, cache_dir: Path) -> np.ndarray:
+    """Vectors from the cache only, never the model: zero rows for texts no run has embedded yet.
+
+    For re-publishing after an editor action or an upload, where loading the model would only slow
+    the page down and new statements are in no theme until the next run anyway."""
+    cache = EmbeddingCache(cache_dir, model_name)
+    keys = [text_key(t) for t in texts]
+    dimension = next((len(cache._vectors[k]) for k in keys if k in cache), 1)
+    out = np.zeros((len(keys), dimension), dtype=np.float32)
+    for i, key in enumerate(keys):
+        if key in cache:
+            out[i] = cache._vectors[key]
+    return out

@@ -80,7 +80,7 @@ def current_notes(layout: Layout, event: Event, manifest: Manifest | None = None
         if not owned:
             continue
         data = (layout.raw / upload.stored_as).read_bytes()
-        notes = read_notes(upload.filename, data, event, upload.upload_id)
+        notes = read_notes(upload.filename, data, event, upload.upload_id, defaults=upload.defaults)
         keys = pd.MultiIndex.from_frame(notes[KEY_COLUMNS])
         frames.append(notes.loc[keys.isin(list(owned))])
     if not frames:
@@ -101,14 +101,19 @@ def ingest(
     who: str = "",
     via: str = "cli",
     max_bytes: int | None = None,
+    defaults: dict[str, str] | None = None,
 ) -> list[IngestResult]:
-    """Ingest uploads given as (file name, bytes); each is accepted whole or rejected whole."""
+    """Ingest uploads given as (file name, bytes); each is accepted whole or rejected whole.
+
+    ``defaults`` fill the fields a file leaves out (the upload form's topic, question, table, round)."""
     results = []
     with layout.lock():
         manifest = Manifest.load(layout)
         notes = current_notes(layout, event, manifest)
         for name, data in files:
-            result = _ingest_one(layout, event, manifest, notes, name, data, who, via, max_bytes)
+            result = _ingest_one(
+                layout, event, manifest, notes, name, data, who, via, max_bytes, defaults or {}
+            )
             if result.status == ACCEPTED:
                 notes = current_notes(layout, event, manifest)
             results.append(result)
@@ -129,6 +134,7 @@ def _ingest_one(
     who: str,
     via: str,
     max_bytes: int | None,
+    defaults: dict[str, str],
 ) -> IngestResult:
     name = PurePath(name).name  # never trust a client's path
     upload_id = hashlib.sha256(data).hexdigest()
@@ -137,7 +143,7 @@ def _ingest_one(
     if known is not None and known.status == ACCEPTED:
         return IngestResult(name, upload_id, "unchanged", known.n_notes)
     try:
-        notes = read_notes(name, data, event, upload_id, max_bytes)
+        notes = read_notes(name, data, event, upload_id, max_bytes, defaults)
         _check_note_ids(name, notes, current)
     except NoteFileError as exc:
         _record_rejection(layout, manifest, known, name, upload_id, suffix, data, who, via, exc, max_bytes)
@@ -167,6 +173,7 @@ def _ingest_one(
             status=ACCEPTED,
             n_notes=len(notes),
             keys=keys,
+            defaults=defaults,
         )
     )
     manifest.save(layout)

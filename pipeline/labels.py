@@ -15,6 +15,10 @@ from pipeline.themes import text_for_embedding
 
 _CONTENT = {"NOUN", "PROPN", "ADJ", "VERB"}
 _GENERIC = {
+    "incl",  # abbreviations the tokenizer leaves as words
+    "etc",
+    "esp",
+    "approx",
     "need",
     "important",
     "key",
@@ -38,14 +42,21 @@ _GENERIC = {
 }
 
 
-def keyphrases(doc: Doc) -> list[str]:
-    """Candidate terms of one statement: lemmatised noun chunks and content words."""
-    terms: list[str] = []
+def keyphrases(doc: Doc) -> list[tuple[str, str]]:
+    """Candidate terms of one statement as (lemma key, words as written): noun chunks and content words.
+
+    Counting by lemma joins "cluster" and "clusters"; showing the written form keeps "media" from
+    becoming its lemma "medium"."""
+    terms: list[tuple[str, str]] = []
     if doc.has_annotation("DEP"):
         for chunk in doc.noun_chunks:
-            words = [t.lemma_.lower() for t in chunk if not t.is_stop and not t.is_punct and t.is_alpha]
+            words = [
+                t
+                for t in chunk
+                if not t.is_stop and not t.is_punct and t.is_alpha and t.lower_ not in _GENERIC
+            ]
             if len(words) >= 2:
-                terms.append(" ".join(words))
+                terms.append((" ".join(t.lemma_.lower() for t in words), " ".join(t.lower_ for t in words)))
     for token in doc:
         lemma = token.lemma_.lower() if token.lemma_ else token.lower_
         if (
@@ -55,12 +66,20 @@ def keyphrases(doc: Doc) -> list[str]:
             and lemma not in _GENERIC
             and (not doc.has_annotation("TAG") or token.pos_ in _CONTENT)
         ):
-            terms.append(lemma)
+            terms.append((lemma, token.lower_))
     return terms
 
 
-def ctfidf_labels(terms_per_statement: list[list[str]], labels: np.ndarray, top: int = 3) -> dict[int, str]:
-    """Per theme, the terms that are frequent in it and rare in the question's other themes."""
+def ctfidf_labels(
+    terms_per_statement: list[list[str]],
+    labels: np.ndarray,
+    top: int = 3,
+    display: dict[str, str] | None = None,
+) -> dict[int, str]:
+    """Per theme, the terms that are frequent in it and rare in the question's other themes.
+
+    ``display`` maps a term (lemma) to the words shown for it."""
+    display = display or {}
     per_theme: dict[int, Counter] = {}
     for terms, label in zip(terms_per_statement, labels, strict=True):
         if label >= 0:
@@ -89,13 +108,18 @@ def ctfidf_labels(terms_per_statement: list[list[str]], labels: np.ndarray, top:
             chosen.append(term)
             if len(chosen) == top:
                 break
-        out[label] = ", ".join(chosen) if chosen else "(no keywords)"
+        out[label] = ", ".join(display.get(c, c) for c in chosen) if chosen else "(no keywords)"
     return out
 
 
 def label_themes(texts: list[str], labels: np.ndarray, nlp: Language, top: int = 3) -> dict[int, str]:
-    docs = list(nlp.pipe(texts, batch_size=256))
-    return ctfidf_labels([keyphrases(d) for d in docs], labels, top)
+    pairs = [keyphrases(d) for d in nlp.pipe(texts, batch_size=256)]
+    written: dict[str, Counter] = {}
+    for terms in pairs:
+        for key, surface in terms:
+            written.setdefault(key, Counter())[surface] += 1
+    display = {key: forms.most_common(1)[0][0] for key, forms in written.items()}
+    return ctfidf_labels([[key for key, _ in terms] for terms in pairs], labels, top, display)
 
 
 def representative(embeddings: np.ndarray) -> int:

@@ -9,9 +9,10 @@ import pandas as pd
 
 from pipeline.config import Settings
 from pipeline.db import load_state, session_scope
-from pipeline.embed import embed_texts
+from pipeline.embed import cached_embeddings
 from pipeline.event import Event
 from pipeline.export import themed_statements, write_exports
+from pipeline.ingest import build_statements
 from pipeline.paper import build_paper, render_html, render_markdown
 from pipeline.review import ReviewState, apply_review
 from pipeline.schema import STATEMENTS, conform
@@ -40,9 +41,7 @@ def publish(
             state = load_state(session, event.id)
     texts = [text_for_embedding(t, event.glossary) for t in statements["text"]]
     cache = Layout(settings.data_dir, event.id).embedding_cache
-    embeddings = embed_texts(
-        texts, settings.embedding_model, cache, settings.embedding_batch_size, settings.embedding_device
-    )
+    embeddings = cached_embeddings(texts, settings.embedding_model, cache)
     assignments, themes = apply_review(
         statements,
         embeddings,
@@ -56,3 +55,12 @@ def publish(
     write_text(layout.paper_md, render_markdown(paper))
     write_text(layout.paper_html, render_html(paper))
     return export, themes
+
+
+def refresh_after_ingest(layout: Layout, event: Event, settings: Settings) -> pd.DataFrame:
+    """New notes -> statements; where themes exist, the export keeps them and lists the new statements
+    as unassigned until the next run. Returns the statements."""
+    _, statements = build_statements(layout, event, settings.spacy_model, event.language)
+    if layout.clusters.exists():
+        publish(layout, event, settings, statements=statements)
+    return statements

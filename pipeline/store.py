@@ -150,6 +150,7 @@ class Upload:
     n_notes: int = 0
     keys: list[list[str | int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    defaults: dict[str, str] = field(default_factory=dict)  # fields picked on the upload form
 
 
 class Manifest:

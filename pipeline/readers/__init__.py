@@ -14,7 +14,7 @@ from pipeline.readers.text import read_docx, read_text
 
 __all__ = ["READERS", "SUPPORTED_SUFFIXES", "NoteFileError", "Problem", "read_notes"]
 
-READERS: dict[str, tuple[Callable[[str, bytes], list[RawNote]], str]] = {
+READERS: dict[str, tuple[Callable[[str, bytes, dict[str, str] | None], list[RawNote]], str]] = {
     ".csv": (read_csv, "row"),
     ".xlsx": (read_xlsx, "row"),
     ".md": (read_text, "line"),
@@ -26,9 +26,16 @@ SUPPORTED_SUFFIXES = tuple(READERS)
 
 
 def read_notes(
-    name: str, data: bytes, event: Event, upload_id: str = "", max_bytes: int | None = None
+    name: str,
+    data: bytes,
+    event: Event,
+    upload_id: str = "",
+    max_bytes: int | None = None,
+    defaults: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Parse and validate one uploaded file; raise :class:`NoteFileError` listing every problem."""
+    """Parse and validate one uploaded file; raise :class:`NoteFileError` listing every problem.
+
+    ``defaults`` fill fields the file leaves out (topic, question, table, round picked on a form)."""
     suffix = PurePath(name).suffix.lower()
     if suffix not in READERS:
         raise NoteFileError(
@@ -46,4 +53,4 @@ def read_notes(
             name, [Problem(name, f"file is {len(data):,} bytes, over the limit of {max_bytes:,} bytes")]
         )
     reader, line_kind = READERS[suffix]
-    return validate_notes(name, reader(name, data), event, upload_id, line_kind)
+    return validate_notes(name, reader(name, data, defaults), event, upload_id, line_kind)

@@ -12,7 +12,7 @@ from pipeline.schema import OPTIONAL_NOTE_FIELDS, REQUIRED_NOTE_FIELDS
 _KNOWN = (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)
 
 
-def read_csv(name: str, data: bytes) -> list[RawNote]:
+def read_csv(name: str, data: bytes, defaults: dict[str, str] | None = None) -> list[RawNote]:
     text = decode_text(name, data)
     try:  # Excel writes ';' or tabs in some locales
         dialect = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
@@ -27,10 +27,10 @@ def read_csv(name: str, data: bytes) -> list[RawNote]:
             start = reader.line_num + 1
     except csv.Error as exc:
         raise NoteFileError(name, [Problem(name, f"malformed CSV: {exc}", reader.line_num)]) from None
-    return _from_rows(name, rows)
+    return _from_rows(name, rows, defaults or {})
 
 
-def read_xlsx(name: str, data: bytes) -> list[RawNote]:
+def read_xlsx(name: str, data: bytes, defaults: dict[str, str] | None = None) -> list[RawNote]:
     from openpyxl import load_workbook
 
     if not data.strip():
@@ -45,7 +45,7 @@ def read_xlsx(name: str, data: bytes) -> list[RawNote]:
         for i, values in enumerate(sheet.iter_rows(values_only=True), start=1)
     ]
     workbook.close()
-    return _from_rows(name, rows)
+    return _from_rows(name, rows, defaults or {})
 
 
 def _cell_text(value: object) -> str:
@@ -54,14 +54,15 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _from_rows(name: str, rows: list[tuple[int, list[str]]]) -> list[RawNote]:
+def _from_rows(name: str, rows: list[tuple[int, list[str]]], defaults: dict[str, str]) -> list[RawNote]:
+    """Rows -> notes; a column missing from the sheet may come from ``defaults``."""
     rows = [(i, cells) for i, cells in rows if any(c.strip() for c in cells)]  # blank rows are layout
     if not rows:
         raise NoteFileError(name, [Problem(name, "the file is empty")])
     header_line, header = rows[0]
     columns = [h.strip().lower() for h in header]
-    missing = [c for c in REQUIRED_NOTE_FIELDS if c not in columns]
-    if len(missing) == len(REQUIRED_NOTE_FIELDS):
+    missing = [c for c in REQUIRED_NOTE_FIELDS if c not in columns and not defaults.get(c)]
+    if not any(c in columns for c in REQUIRED_NOTE_FIELDS):
         raise NoteFileError(
             name,
             [
@@ -92,7 +93,8 @@ def _from_rows(name: str, rows: list[tuple[int, list[str]]]) -> list[RawNote]:
         if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
             problems.append(Problem(name, f"{len(cells)} cells but the header has {len(columns)}", line))
             continue
-        notes.append(RawNote(line, {k: cells[i] if i < len(cells) else "" for k, i in index.items()}))
+        cells_by_name = {k: cells[i] if i < len(cells) else "" for k, i in index.items()}
+        notes.append(RawNote(line, {**defaults, **{k: v for k, v in cells_by_name.items() if v.strip()}}))
     if problems:
         raise NoteFileError(name, problems)
     return notes

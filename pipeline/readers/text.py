@@ -34,9 +34,11 @@ def is_inline_enumeration(text: str) -> bool:
 
 
 def parse_header(
-    name: str, lines: list[tuple[int, str]], line_kind: str
+    name: str, lines: list[tuple[int, str]], line_kind: str, defaults: dict[str, str] | None = None
 ) -> tuple[dict[str, str], list[tuple[int, str]]]:
-    """Split leading header lines (optionally fenced by ``---``) from the body."""
+    """Split leading header lines (optionally fenced by ``---``) from the body.
+
+    ``defaults`` (e.g. what a facilitator picked on the upload page) stand in for missing header keys."""
     problems: list[Problem] = []
     body_start, header, fenced = 0, {}, False
     content = [(n, s) for n, s in lines if s.strip()]
@@ -85,6 +87,7 @@ def parse_header(
                 break
             header[match.group(1).lower()] = match.group(2)
             body_start = i + 1
+    header = {**(defaults or {}), **{k: v for k, v in header.items() if str(v).strip()}}
     missing = [k for k in ("topic", "question", "table", "round") if not header.get(k, "").strip()]
     if missing:
         problems.append(
@@ -136,14 +139,14 @@ def _notes_from_body(
     return notes
 
 
-def read_text(name: str, data: bytes) -> list[RawNote]:
+def read_text(name: str, data: bytes, defaults: dict[str, str] | None = None) -> list[RawNote]:
     text = decode_text(name, data)
     lines = list(enumerate(text.splitlines(), start=1))
-    header, body = parse_header(name, lines, "line")
+    header, body = parse_header(name, lines, "line", defaults)
     return _notes_from_body(header, body, bullets_only_split=True)
 
 
-def read_docx(name: str, data: bytes) -> list[RawNote]:
+def read_docx(name: str, data: bytes, defaults: dict[str, str] | None = None) -> list[RawNote]:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
@@ -160,6 +163,6 @@ def read_docx(name: str, data: bytes) -> list[RawNote]:
         if style.startswith(("heading", "title")):
             text = "# " + text  # headings structure the page; they are not notes
         paragraphs.append((number, text))
-    header, body = parse_header(name, paragraphs, "paragraph")
+    header, body = parse_header(name, paragraphs, "paragraph", defaults)
     # every docx paragraph is its own note (Word has no soft continuation lines)
     return _notes_from_body(header, body, bullets_only_split=False)

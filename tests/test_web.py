@@ -1,0 +1,314 @@
+"""The web app: access rules, CSRF, escaping and limits (HTTP client), and the whole facilitator and editor
+round trip in real Chromium (Playwright driving Debian's /usr/bin/chromium)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from flows.harvest import harvest_event
+from pipeline import db
+from pipeline.config import Settings
+from tests.conftest import FIXTURES
+from web.app import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_ephemeral")]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, prefect_ephemeral: None) -> dict:
+    """The mini event, run once, with an editor account and a facilitators' upload link."""
+    root = tmp_path_factory.mktemp("web")
+    event_dir = root / "mini-event"
+    shutil.copytree(FIXTURES / "mini-event", event_dir)
+    settings = Settings(data_dir=root / "data", secret_key="test-secret")
+    harvest_event(event_dir, settings.data_dir)
+    with db.session_scope(settings.database_url) as session:
+        db.add_user(session, "editor", "correct horse")
+        token = db.create_upload_token(session, "mini", "tests")
+    return {"event_dir": event_dir, "settings": settings, "token": token}
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+@pytest.fixture
+def client(site: dict) -> TestClient:
+    return TestClient(create_app([site["event_dir"]], site["settings"]))
+
+
+def _sign_in(client: TestClient) -> None:
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        data={"csrf": _csrf(page.text), "username": "editor", "password": "correct horse", "next": "/"},
+    )
+    assert response.status_code == 200 and "Sign out editor" in response.text
+
+
+def test_editor_pages_need_sign_in_and_a_wrong_password_fails(client: TestClient) -> None:
+    response = client.get("/e/mini/review", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/login")
+    page = client.get("/login")
+    bad = client.post("/login", data={"csrf": _csrf(page.text), "username": "editor", "password": "nope"})
+    assert bad.status_code == 401 and "wrong name or password" in bad.text
+
+
+def test_facilitator_link_opens_upload_only(client: TestClient, site: dict) -> None:
+    assert client.get("/e/mini/upload").status_code == 403
+    assert client.get("/u/not-a-token").status_code == 403
+    assert client.get(f"/u/{site['token']}").status_code == 200  # redirected to the upload page
+    assert client.get("/e/mini/upload").status_code == 200
+    review = client.get("/e/mini/review", follow_redirects=False)
+    assert review.status_code == 303  # still no editor pages
+
+
+def test_forms_without_csrf_token_are_refused(client: TestClient, site: dict) -> None:
+    client.get(f"/u/{site['token']}")
+    response = client.post(
+        "/e/mini/upload", data={"topic_question": "green/actors", "table": "t1", "text": "a note"}
+    )
+    assert response.status_code == 403
+    page = client.get("/login")
+    assert (
+        client.post(
+            "/login", data={"csrf": "forged", "username": "editor", "password": "correct horse"}
+        ).status_code
+        == 403
+    )
+    assert "csrf" in page.text
+
+
+def test_note_text_is_escaped_and_limits_hold(client: TestClient, site: dict) -> None:
+    page = client.get(f"/u/{site['token']}")
+    token = _csrf(page.text)
+    form = {
+        "csrf": token,
+        "topic_question": "green/actors",
+        "table": "green-t77",
+        "round": "1",
+        "text": "- <script>alert('x')</script> banks must act\n- media campaigns on climate",
+    }
+    response = client.post("/e/mini/upload", data=form)
+    assert response.status_code == 200
+    assert "<script>alert" not in response.text and "&lt;script&gt;alert" in response.text
+    big = {"files": ("big.csv", b"x" * (site["settings"].max_upload_bytes + 10), "text/csv")}
+    response = client.post(
+        "/e/mini/upload", data={"csrf": token, "topic_question": "green/actors"}, files=big
+    )
+    assert response.status_code == 422 and "over the limit" in response.text
+    many = [("files", (f"f{i}.md", b"- a note here", "text/markdown")) for i in range(11)]
+    response = client.post(
+        "/e/mini/upload", data={"csrf": token, "topic_question": "green/actors", "table": "t1"}, files=many
+    )
+    assert response.status_code == 422 and "at most 10 files" in response.text
+
+
+# --------------------------------------------------------------------------- the browser round trip
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(site: dict) -> Iterator[str]:
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app([site["event_dir"]], site["settings"]), host="127.0.0.1", port=port, log_level="warning"
+    )
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not running.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    running.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+def _theme(page, text: str):
+    return page.locator("section.theme", has=page.get_by_text(text, exact=True))
+
+
+def test_facilitator_uploads_on_a_phone_and_sees_statements(
+    server: str, site: dict, browser, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # phone-sized
+    page.goto(f"{server}/u/{site['token']}")
+    assert page.get_by_role("heading", name="Hand in your table's notes").is_visible()
+    page.select_option("#topic_question", "green/actors")
+    page.fill("#table", "green-t21")
+    page.fill("#round", "2")
+    notes = tmp_path / "our-table.md"
+    notes.write_text("- regional development banks as partners (+2)\n- host: Zoe\n")
+    page.set_input_files("#files", str(notes))
+    page.click("button:has-text('Hand in')")
+    result = page.locator(".result.accepted")
+    assert "Received: our-table.md" in result.inner_text()
+    assert result.get_by_text("regional development banks as partners").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # no sideways scrolling
+
+    bad = tmp_path / "broken.csv"
+    bad.write_text("table,round,topic,question,text\ngreen-t22,1,gren,actors,typo in the topic\n")
+    page.set_input_files("#files", str(bad))
+    page.click("button:has-text('Hand in')")
+    rejected = page.locator(".result.rejected")
+    assert "Not accepted: broken.csv" in rejected.inner_text()
+    assert "row 2, column 'topic': unknown topic 'gren' (valid: digital, green)" in rejected.inner_text()
+    page.close()
+
+
+def test_editor_round_trip_survives_a_rerun(server: str, site: dict, browser) -> None:
+    page = browser.new_page()
+    page.goto(f"{server}/login")
+    page.fill("#username", "editor")
+    page.fill("#password", "correct horse")
+    page.click("button:has-text('Sign in')")
+    green = f"{server}/e/mini/review/green/actors"
+    page.goto(green)
+
+    # merge the green-bonds theme into the banks theme, then rename and approve it
+    banks = _theme(page, "without the banks nothing moves")
+    bonds_id = _theme(page, "financial institutions - green loans, green bonds").get_attribute("data-theme")
+    banks_id = banks.get_attribute("data-theme")
+    banks.locator("summary").click()
+    banks.locator("select[name=sources]").select_option(bonds_id)
+    banks.locator("button[value=merge]").click()
+    banks = page.locator(f"section[data-theme='{banks_id}']")
+    assert banks.get_by_text(
+        "financial institutions - green loans, green bonds", exact=True
+    ).first.is_visible()
+    banks.locator("input[name=label]").first.fill("Finance sector on board")
+    banks.locator("button[value=rename]").click()
+    banks.locator("button[value=approved]").click()
+    banks = page.locator(f"section[data-theme='{banks_id}']")
+    assert banks.locator(".theme-label").inner_text() == "Finance sector on board"
+    assert banks.locator(".badge").inner_text() == "approved"
+    assert banks.locator(".rank").inner_text() == "#1"  # approved themes come first
+
+    # split one statement of the firms theme into a new theme
+    firms = _theme(page, "All businesses, big and small, must be part of it")
+    firms.locator("li", has_text="every company has a role, not only the big polluters").locator(
+        "input[type=checkbox]"
+    ).first.check()
+    firms.locator("input[name=label]").last.fill("Every company has a role")
+    firms.locator("button[value=split]").click()
+    split = page.locator(
+        "section.theme", has=page.locator(".theme-label", has_text="Every company has a role")
+    )
+    assert split.get_by_text(
+        "every company has a role, not only the big polluters", exact=True
+    ).first.is_visible()
+
+    # move an unassigned statement into a theme, reject another theme
+    policy = f"{server}/e/mini/review/digital/policy"
+    page.goto(policy)
+    upskilling_id = _theme(page, "support upskilling programmes").get_attribute("data-theme")
+    loose = page.locator("#unassigned")
+    loose.locator("li", has_text="subsidise training for managers and staff").locator("input").check()
+    loose.locator("select[name=target]").select_option(upskilling_id)
+    loose.locator("button[value=move]").click()
+    assert (
+        page.locator(f"section[data-theme='{upskilling_id}']")
+        .get_by_text("subsidise training for managers and staff", exact=True)
+        .first.is_visible()
+    )
+    red_tape = _theme(page, "reduce red tape")
+    red_tape_id = red_tape.get_attribute("data-theme")
+    red_tape.locator("button[value=rejected]").click()
+
+    # new notes arrive; the editor re-runs the flow from the browser
+    (site["event_dir"] / "notes" / "late-table.csv").write_text(
+        "table,round,topic,question,text\n"
+        "green-t30,1,green,actors,banks and investors must be on board\n"
+        "green-t30,1,green,actors,hydrogen valley consortia\n"
+        "green-t31,1,green,actors,hydrogen valley consortia!!\n"
+    )
+    page.goto(f"{server}/e/mini/review")
+    page.click("button:has-text('Re-run with new notes')")
+    assert "Run finished" in page.locator(".flash").inner_text()
+
+    page.goto(green)
+    banks = page.locator(f"section[data-theme='{banks_id}']")
+    assert banks.locator(".theme-label").inner_text() == "Finance sector on board"
+    assert banks.locator(".badge").inner_text() == "approved"
+    assert banks.get_by_text(
+        "financial institutions - green loans, green bonds", exact=True
+    ).first.is_visible()
+    assert (
+        banks.locator("li", has_text="banks and investors must be on board")
+        .filter(has_text="green-t30")
+        .count()
+        == 1
+    )  # the new table's statement joined the existing theme
+    hydrogen = page.locator("section.theme", has=page.locator("ul.statements li", has_text="hydrogen valley"))
+    assert hydrogen.count() == 1 and hydrogen.locator("ul.statements li").count() == 2  # a new theme
+    split = page.locator(
+        "section.theme", has=page.locator(".theme-label", has_text="Every company has a role")
+    )
+    assert split.count() == 1
+    page.goto(policy)
+    assert (
+        page.locator(f"section[data-theme='{upskilling_id}']")
+        .get_by_text("subsidise training for managers and staff", exact=True)
+        .first.is_visible()
+    )
+    assert page.locator(f"section[data-theme='{red_tape_id}'] .badge").inner_text() == "rejected"
+
+    # the paper follows the editors; the export carries the status
+    page.goto(f"{server}/e/mini/paper")
+    first = page.locator("section#green-actors ol.recs > li").first
+    assert "Theme: Finance sector on board" in first.inner_text()
+    assert page.get_by_text("reduce red tape").count() == 0
+    themes = pd.read_csv(site["settings"].data_dir / "processed/mini/themes.csv", keep_default_na=False)
+    assert themes.set_index("theme_id").loc[red_tape_id, "status"] == "rejected"
+    assert themes.set_index("theme_id").loc[banks_id, "status"] == "approved"
+
+    # every action is in the audit log and can be undone
+    page.goto(f"{server}/e/mini/audit")
+    log = page.locator("table").inner_text()
+    for action in ("merge", "rename", "approved", "split", "move", "rejected"):
+        assert action in log
+    page.locator("tr", has_text="rejected").locator("button:has-text('Undo')").click()
+    assert "Undone" in page.locator(".flash").inner_text()
+    page.goto(policy)
+    assert page.locator(f"section[data-theme='{red_tape_id}'] .badge").inner_text() == "draft"
+    page.close()

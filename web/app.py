@@ -1,0 +1,423 @@
+"""The web app: a thin layer over the same library functions the CLI uses.
+
+- Facilitators open a per-event upload link (``/u/<token>``): they can hand in notes, nothing else.
+- Editors sign in (``harvest user add``) and review themes; every action is audited and undoable.
+Every form carries a CSRF token bound to the session; all note text is escaped by the templates.
+"""
+
+# no `from __future__ import annotations`: FastAPI must see the closures (Depends(editor)) at def time
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.sessions import SessionMiddleware
+
+from pipeline import db, editing
+from pipeline.config import Settings
+from pipeline.event import Event, load_event
+from pipeline.ingest import ingest
+from pipeline.publish import publish, refresh_after_ingest
+from pipeline.store import Layout, Manifest
+
+HERE = Path(__file__).parent
+MAX_FILES_PER_UPLOAD = 10
+MAX_PASTE_CHARS = 50_000
+
+
+@dataclass
+class EventSite:
+    event: Event
+    folder: Path
+    layout: Layout
+
+
+def _secret_key(settings: Settings) -> str:
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / ".secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(event_dirs: list[Path], settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    sites = {}
+    for folder in event_dirs:
+        event = load_event(folder)
+        sites[event.id] = EventSite(event, Path(folder), Layout(settings.data_dir, event.id))
+    app = FastAPI(title="Harvest", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=_secret_key(settings),
+        same_site="lax",
+        session_cookie="harvest_session",
+        max_age=12 * 3600,
+    )
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    templates = Jinja2Templates(directory=HERE / "templates")
+    database = settings.database_url
+
+    # ------------------------------------------------------------------ helpers
+    def render(request: Request, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
+        if "csrf" not in request.session:
+            request.session["csrf"] = secrets.token_urlsafe(32)
+        flash = request.session.pop("flash", None)
+        return templates.TemplateResponse(
+            request,
+            name,
+            {
+                "csrf": request.session["csrf"],
+                "user": request.session.get("user"),
+                "flash": flash,
+                "sites": sites,
+                **context,
+            },
+            status_code=status_code,
+        )
+
+    def redirect(url: str, flash: str | None = None, request: Request | None = None) -> RedirectResponse:
+        if flash and request is not None:
+            request.session["flash"] = flash
+        return RedirectResponse(url, status_code=303)
+
+    async def check_csrf(request: Request) -> None:
+        form = await request.form()
+        sent = form.get("csrf")
+        if not sent or not secrets.compare_digest(str(sent), request.session.get("csrf", "")):
+            raise HTTPException(403, "the form has expired or did not come from this site; reload the page")
+
+    def site_of(event_id: str) -> EventSite:
+        if event_id not in sites:
+            raise HTTPException(404, f"no event {event_id!r}")
+        return sites[event_id]
+
+    def editor(request: Request) -> str:
+        user = request.session.get("user")
+        if not user:
+            raise HTTPException(401, "sign in as an editor")
+        return user
+
+    def may_upload(request: Request, event_id: str) -> None:
+        if not request.session.get("user") and event_id not in request.session.get("upload_events", []):
+            raise HTTPException(403, "open the upload link your organiser gave you")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 401:
+            return redirect(f"/login?next={request.url.path}")
+        return render(request, "error.html", status_code=exc.status_code, message=exc.detail)
+
+    # ------------------------------------------------------------------ pages
+    @app.get("/", response_class=HTMLResponse)
+    def home(request: Request) -> HTMLResponse:
+        return render(request, "home.html")
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request, next: str = "/") -> HTMLResponse:
+        return render(request, "login.html", next=next if next.startswith("/") else "/")
+
+    @app.post("/login", dependencies=[Depends(check_csrf)])
+    def login(
+        request: Request,
+        username: Annotated[str, Form()],
+        password: Annotated[str, Form()],
+        next: Annotated[str, Form()] = "/",
+    ) -> Response:
+        with db.session_scope(database) as session:
+            ok = db.check_password(session, username, password)
+        if not ok:
+            return render(request, "login.html", status_code=401, next=next, error="wrong name or password")
+        request.session.clear()  # a fresh session on sign-in
+        request.session["user"] = username
+        return redirect(next if next.startswith("/") else "/")
+
+    @app.post("/logout", dependencies=[Depends(check_csrf)])
+    def logout(request: Request) -> Response:
+        request.session.clear()
+        return redirect("/")
+
+    # ------------------------------------------------------------------ facilitators
+    @app.get("/u/{token}")
+    def upload_link(request: Request, token: str) -> Response:
+        with db.session_scope(database) as session:
+            event_id = db.token_event(session, token)
+        if event_id is None or event_id not in sites:
+            raise HTTPException(403, "this upload link is not valid; ask your organiser for a new one")
+        granted = set(request.session.get("upload_events", []))
+        request.session["upload_events"] = sorted(granted | {event_id})
+        return redirect(f"/e/{event_id}/upload")
+
+    @app.get("/e/{event_id}/upload", response_class=HTMLResponse)
+    def upload_page(request: Request, event_id: str) -> HTMLResponse:
+        may_upload(request, event_id)
+        return render(request, "upload.html", site=site_of(event_id), form={}, results=[])
+
+    @app.post("/e/{event_id}/upload", response_class=HTMLResponse, dependencies=[Depends(check_csrf)])
+    async def upload(
+        request: Request,
+        event_id: str,
+        topic_question: Annotated[str, Form()] = "",
+        table: Annotated[str, Form()] = "",
+        round: Annotated[str, Form()] = "1",
+        facilitator: Annotated[str, Form()] = "",
+        text: Annotated[str, Form()] = "",
+        files: Annotated[list[UploadFile] | None, File()] = None,
+    ) -> HTMLResponse:
+        may_upload(request, event_id)
+        site = site_of(event_id)
+        topic, _, question = topic_question.partition("/")
+        form = {
+            "topic_question": topic_question,
+            "table": table.strip(),
+            "round": round.strip(),
+            "facilitator": facilitator.strip(),
+            "text": text,
+        }
+        defaults = {
+            k: v
+            for k, v in {
+                "topic": topic,
+                "question": question,
+                "table": form["table"],
+                "round": form["round"],
+                "facilitator": form["facilitator"],
+            }.items()
+            if v
+        }
+        field_errors = {}
+        uploads: list[tuple[str, bytes]] = []
+        real_files = [f for f in files or [] if f.filename]
+        if len(real_files) > MAX_FILES_PER_UPLOAD:
+            field_errors["files"] = f"at most {MAX_FILES_PER_UPLOAD} files at a time"
+        for file in real_files[:MAX_FILES_PER_UPLOAD]:
+            data = await file.read(settings.max_upload_bytes + 1)  # never read more than the limit
+            uploads.append((file.filename or "upload", data))
+        if text.strip():
+            if len(text) > MAX_PASTE_CHARS:
+                field_errors["text"] = f"at most {MAX_PASTE_CHARS:,} characters; upload a file instead"
+            elif not form["table"]:
+                field_errors["table"] = "which table are these notes from?"
+            else:
+                uploads.append((_paste_name(defaults), text.encode("utf-8")))
+        if not uploads and not field_errors:
+            field_errors["text"] = "paste notes or choose a file"
+        if field_errors:
+            return render(
+                request,
+                "upload.html",
+                status_code=422,
+                site=site,
+                form=form,
+                results=[],
+                field_errors=field_errors,
+            )
+        who = request.session.get("user") or f"facilitator {form['facilitator'] or form['table']}".strip()
+        results = ingest(
+            site.layout,
+            site.event,
+            uploads,
+            who=who,
+            via="web",
+            max_bytes=settings.max_upload_bytes,
+            defaults=defaults,
+        )
+        statements = None
+        if any(r.status == "accepted" for r in results):
+            statements = refresh_after_ingest(site.layout, site.event, settings)
+        shown = []
+        for r in results:
+            mine = (
+                statements[statements.upload_id == r.upload_id] if statements is not None else pd.DataFrame()
+            )
+            shown.append(
+                {
+                    "result": r,
+                    "statements": mine.to_dict("records"),
+                    "pasted": r.filename == _paste_name(defaults),
+                }
+            )
+        ok = all(r.ok for r in results)
+        return render(
+            request,
+            "upload.html",
+            status_code=200 if ok else 422,
+            site=site,
+            form=form if not ok else {**form, "text": ""},
+            results=shown,
+        )
+
+    # ------------------------------------------------------------------ editors
+    @app.get("/e/{event_id}/review", response_class=HTMLResponse)
+    def review_event(request: Request, event_id: str, user: Annotated[str, Depends(editor)]) -> HTMLResponse:
+        site = site_of(event_id)
+        statements, themes = _outputs(site)
+        counts = {}
+        for topic, question in site.event.questions():
+            st = statements[(statements.topic == topic) & (statements.question == question)]
+            th = themes[(themes.topic == topic) & (themes.question == question)]
+            counts[(topic, question)] = {
+                "statements": len(st),
+                "themes": len(th),
+                "approved": int((th.status == "approved").sum()),
+                "unassigned": int((st.theme_id == "").sum()),
+            }
+        totals = {
+            "statements": len(statements),
+            "themes": len(themes),
+            "unassigned": int((statements.theme_id == "").sum()),
+            "approved": int((themes.status == "approved").sum()),
+        }
+        uploads = Manifest.load(site.layout).uploads[-15:][::-1]
+        return render(request, "review_event.html", site=site, counts=counts, totals=totals, uploads=uploads)
+
+    @app.get("/e/{event_id}/review/{topic}/{question}", response_class=HTMLResponse)
+    def review_question(
+        request: Request, event_id: str, topic: str, question: str, user: Annotated[str, Depends(editor)]
+    ) -> HTMLResponse:
+        site = site_of(event_id)
+        topic_def = site.event.topics.get(topic)
+        if topic_def is None or topic_def.question(question) is None:
+            raise HTTPException(404, "no such topic and question")
+        statements, themes = _outputs(site)
+        mine = statements[(statements.topic == topic) & (statements.question == question)]
+        ranked = themes[(themes.topic == topic) & (themes.question == question)].sort_values("rank")
+        members = {t: mine[mine.theme_id == t].to_dict("records") for t in ranked.theme_id}
+        for t, rows in members.items():  # representative first, as in the paper
+            order = {
+                s: i for i, s in enumerate(ranked.set_index("theme_id").loc[t, "statement_ids"].split("; "))
+            }
+            rows.sort(key=lambda r: order.get(r["statement_id"], 1 << 30))
+        loose = mine[mine.theme_id == ""]
+        return render(
+            request,
+            "review_question.html",
+            site=site,
+            topic=topic_def,
+            question=topic_def.question(question),
+            themes=ranked.to_dict("records"),
+            members=members,
+            unassigned=loose[loose.flag == ""].to_dict("records"),
+            flagged=loose[loose.flag != ""].to_dict("records"),
+        )
+
+    @app.post("/e/{event_id}/review/{topic}/{question}", dependencies=[Depends(check_csrf)])
+    async def act(
+        request: Request, event_id: str, topic: str, question: str, user: Annotated[str, Depends(editor)]
+    ) -> Response:
+        site = site_of(event_id)
+        form = await request.form()
+        action = str(form.get("action", ""))
+        theme_id = str(form.get("theme_id", ""))
+        statement_ids = [str(s) for s in form.getlist("statement_ids")]
+        here = f"/e/{event_id}/review/{topic}/{question}"
+        try:
+            with db.session_scope(database) as session:
+                if action == "rename":
+                    editing.rename(
+                        session, event_id, user, theme_id, topic, question, str(form.get("label", ""))
+                    )
+                elif action == "edit":
+                    editing.edit_recommendation(
+                        session,
+                        event_id,
+                        user,
+                        theme_id,
+                        topic,
+                        question,
+                        str(form.get("recommendation", "")),
+                    )
+                elif action in ("approved", "rejected", "draft"):
+                    editing.set_status(session, event_id, user, theme_id, topic, question, action)
+                elif action == "pin":
+                    rank = str(form.get("rank", "")).strip()
+                    editing.pin(
+                        session, event_id, user, theme_id, topic, question, int(rank) if rank else None
+                    )
+                elif action == "merge":
+                    editing.merge(
+                        session,
+                        event_id,
+                        user,
+                        [str(s) for s in form.getlist("sources")],
+                        theme_id,
+                        topic,
+                        question,
+                    )
+                elif action == "move":
+                    editing.move(session, event_id, user, statement_ids, str(form.get("target", "")))
+                elif action == "split":
+                    editing.split(
+                        session, event_id, user, statement_ids, topic, question, str(form.get("label", ""))
+                    )
+                else:
+                    raise ValueError(f"unknown action {action!r}")
+        except ValueError as exc:
+            return redirect(here, f"Not done: {exc}", request)
+        publish(site.layout, site.event, settings)
+        return redirect(f"{here}#{theme_id}" if theme_id else here, f"Done: {action}", request)
+
+    @app.get("/e/{event_id}/audit", response_class=HTMLResponse)
+    def audit(request: Request, event_id: str, user: Annotated[str, Depends(editor)]) -> HTMLResponse:
+        site = site_of(event_id)
+        with db.session_scope(database) as session:
+            entries = db.audit_log(session, event_id)
+        return render(request, "audit.html", site=site, entries=entries)
+
+    @app.post("/e/{event_id}/audit/{entry_id}/undo", dependencies=[Depends(check_csrf)])
+    def undo(
+        request: Request, event_id: str, entry_id: int, user: Annotated[str, Depends(editor)]
+    ) -> Response:
+        site = site_of(event_id)
+        try:
+            with db.session_scope(database) as session:
+                db.undo(session, event_id, entry_id, user)
+        except (KeyError, ValueError) as exc:
+            return redirect(f"/e/{event_id}/audit", f"Not undone: {exc}", request)
+        publish(site.layout, site.event, settings)
+        return redirect(f"/e/{event_id}/audit", f"Undone #{entry_id}", request)
+
+    @app.post("/e/{event_id}/run", dependencies=[Depends(check_csrf)])
+    def rerun(request: Request, event_id: str, user: Annotated[str, Depends(editor)]) -> Response:
+        from flows.harvest import harvest_event
+
+        site = site_of(event_id)
+        summary = harvest_event(site.folder, settings.data_dir)
+        return redirect(
+            f"/e/{event_id}/review",
+            f"Run finished: {summary['statements']} statements, {summary['themes']} themes",
+            request,
+        )
+
+    @app.get("/e/{event_id}/paper")
+    def paper(event_id: str, user: Annotated[str, Depends(editor)]) -> FileResponse:
+        site = site_of(event_id)
+        if not site.layout.paper_html.exists():
+            raise HTTPException(404, "no paper yet: run the pipeline first")
+        return FileResponse(site.layout.paper_html, media_type="text/html")
+
+    def _outputs(site: EventSite) -> tuple[pd.DataFrame, pd.DataFrame]:
+        folder = site.layout.processed
+        if not (folder / "themes.parquet").exists():
+            raise HTTPException(
+                409, "no themes yet: run the pipeline (button on the event page, or harvest run)"
+            )
+        return pd.read_parquet(folder / "statements.parquet"), pd.read_parquet(folder / "themes.parquet")
+
+    return app
+
+
+def _paste_name(defaults: dict[str, str]) -> str:
+    """Pasted notes become a text upload named after their table, round and question: a corrected paste
+    for the same table and question supersedes the earlier one."""
+    parts = [defaults.get(k, "") for k in ("table", "round", "topic", "question")]
+    return "pasted-" + "-".join(p for p in parts if p) + ".txt"
