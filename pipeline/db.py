@@ -177,26 +177,36 @@ def _snapshot(session: Session, event: str, theme_ids: set[str], statement_ids: 
     return {"themes": themes, "placements": placements}
 
 
-def _restore(session: Session, event: str, snapshot: dict) -> None:
-    for theme_id, values in snapshot["themes"].items():
+def _revert(session: Session, event: str, before: dict, after: dict) -> None:
+    """Put back what one action changed, field by field, leaving later changes to other fields alone."""
+    for theme_id, old in before["themes"].items():
+        new = after["themes"].get(theme_id)
+        old_values = old or {}
+        new_values = new or {}
+        changed = [c for c in DECISION_COLUMNS[3:] if old_values.get(c) != new_values.get(c)]
         row = session.get(ThemeDecision, (event, theme_id))
-        if values is None:
-            if row is not None:
-                session.delete(row)
-        elif row is None:
-            session.add(ThemeDecision(event=event, **values))
-        else:
-            for column, value in values.items():
-                setattr(row, column, value)
-    for statement_id, theme_id in snapshot["placements"].items():
+        if not changed:
+            continue
+        if row is None:
+            if old is None:
+                continue
+            row = ThemeDecision(event=event, theme_id=theme_id, topic=old["topic"], question=old["question"])
+            session.add(row)
+        for column in changed:
+            setattr(row, column, old_values.get(column))
+        if all(getattr(row, c) is None for c in DECISION_COLUMNS[3:]):
+            session.delete(row)  # nothing decided any more
+    for statement_id, old_theme in before["placements"].items():
+        if old_theme == after["placements"].get(statement_id):
+            continue
         row = session.get(Placement, (event, statement_id))
-        if theme_id is None:
+        if old_theme is None:
             if row is not None:
                 session.delete(row)
         elif row is None:
-            session.add(Placement(event=event, statement_id=statement_id, theme_id=theme_id))
+            session.add(Placement(event=event, statement_id=statement_id, theme_id=old_theme))
         else:
-            row.theme_id = theme_id
+            row.theme_id = old_theme
     session.flush()
 
 
@@ -233,7 +243,7 @@ def undo(session: Session, event: str, entry_id: int, who: str) -> AuditEntry:
         raise KeyError(f"no audit entry {entry_id} for event {event}")
     if entry.undone:
         raise ValueError(f"audit entry {entry_id} is already undone")
-    before = json.loads(entry.before)
+    before, after = json.loads(entry.before), json.loads(entry.after)
     with audited(
         session,
         event,
@@ -243,7 +253,7 @@ def undo(session: Session, event: str, entry_id: int, who: str) -> AuditEntry:
         set(before["themes"]),
         set(before["placements"]),
     ):
-        _restore(session, event, before)
+        _revert(session, event, before, after)
     entry.undone = True
     return entry
 
