@@ -5,6 +5,8 @@ Runs without a Prefect server (ephemeral mode) unless PREFECT_API_URL points at 
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,8 @@ from pipeline.rank import rank_themes
 from pipeline.review import carry_identity
 from pipeline.schema import THEMES
 from pipeline.statements import load_nlp
-from pipeline.store import Layout
-from pipeline.synthesis import SynthesisParams, synthesise_group
+from pipeline.store import Layout, write_text
+from pipeline.synthesis import SynthesisParams, group_fingerprint, synthesise_group
 from pipeline.themes import text_for_embedding
 
 
@@ -89,13 +91,47 @@ def publish_outputs(
     return publish(layout, event, settings, statements=statements)
 
 
+@task
+def reuse_unchanged(
+    layout: Layout, fingerprints: dict[str, str], statements: pd.DataFrame
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """The previous run's machine themes of every topic x question whose input did not change."""
+    if not (layout.groups.exists() and layout.clusters.exists() and layout.machine_themes.exists()):
+        return {}
+    before = json.loads(layout.groups.read_text())
+    same = {g for g, f in fingerprints.items() if before.get(g) == f}
+    if not same:
+        return {}
+    clusters, themes = pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes)
+    group_of = dict(
+        zip(statements["statement_id"], statements["topic"] + "/" + statements["question"], strict=True)
+    )
+    clusters_group = clusters["statement_id"].map(group_of)
+    themes_group = themes["topic"] + "/" + themes["question"]
+    return {g: (clusters[clusters_group == g], themes[themes_group == g]) for g in same}
+
+
 @flow(name="harvest-event", log_prints=True)
 def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | None = None) -> dict:
-    """Run the whole pipeline on an event folder; returns counts and where the outputs are."""
+    """Run the whole pipeline on an event folder; returns counts and where the outputs are.
+
+    One run per event at a time (a file lock); a second run waits for the first. Incremental: only
+    new statements are embedded, only topic x question groups whose statements changed are clustered
+    again, and reviewed themes keep their ids (``pipeline.review``).
+    """
+    started = time.perf_counter()
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     event = load_event(event_dir)
     layout = Layout(settings.data_dir, event.id, out)
-    ingest_counts = ingest_event_folder(Path(event_dir), event, layout, settings.max_upload_bytes)
+    with layout.run_lock():
+        summary = _run(Path(event_dir), event, layout, settings)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    get_run_logger().info("harvest %s: %s", event.id, summary)
+    return summary
+
+
+def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> dict:
+    ingest_counts = ingest_event_folder(event_dir, event, layout, settings.max_upload_bytes)
     statements = split_statements(event, layout, settings.spacy_model)
 
     cache = Layout(settings.data_dir, event.id).embedding_cache  # shared by every --out of the event
@@ -105,15 +141,31 @@ def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | Non
     params = SynthesisParams(
         model_language=settings.model_language, multilingual_model=settings.multilingual_model
     )
+    groups = {
+        (topic, question): np.where((statements["topic"] == topic) & (statements["question"] == question))[0]
+        for topic, question in event.questions()
+    }
+    groups = {key: rows for key, rows in groups.items() if len(rows)}
+    fingerprints = {
+        f"{t}/{q}": group_fingerprint(statements.iloc[rows], settings.embedding_model, params, event.glossary)
+        for (t, q), rows in groups.items()
+    }
+    previous = reuse_unchanged(layout, fingerprints, statements)
 
     assignments, themes = [], []
-    for topic, question in event.questions():
-        rows = np.where((statements["topic"] == topic) & (statements["question"] == question))[0]
-        if len(rows) == 0:
-            continue
-        assigned, found = themes_for_question(
-            topic, question, statements.iloc[rows], embeddings[rows], prototypes, settings.spacy_model, params
-        )
+    for (topic, question), rows in groups.items():
+        if f"{topic}/{question}" in previous:
+            assigned, found = previous[f"{topic}/{question}"]
+        else:
+            assigned, found = themes_for_question(
+                topic,
+                question,
+                statements.iloc[rows],
+                embeddings[rows],
+                prototypes,
+                settings.spacy_model,
+                params,
+            )
         assignments.append(assigned)
         themes.append(found)
     themes_frame = rank_themes(pd.concat(themes, ignore_index=True)) if themes else THEMES.empty()
@@ -123,13 +175,14 @@ def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | Non
         else pd.DataFrame(columns=["statement_id", "theme_id", "flag"])
     )
     keep_theme_identity(layout, assignment_frame, themes_frame)
+    write_text(layout.groups, json.dumps(fingerprints, indent=1, sort_keys=True))
     export, themes_frame = publish_outputs(event, layout, settings, statements)
-    summary = {
+    return {
         **ingest_counts,
         "statements": len(export),
         "themes": len(themes_frame),
         "unassigned": int((export["theme_id"] == "").sum()),
+        "groups_clustered": len(groups) - len(previous),
+        "groups_reused": len(previous),
         "out": str(layout.processed),
     }
-    get_run_logger().info("harvest %s: %s", event.id, summary)
-    return summary

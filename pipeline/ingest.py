@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePath
 
+import numpy as np
 import pandas as pd
 
 from pipeline.event import EVENT_FILE, Event
 from pipeline.readers import SUPPORTED_SUFFIXES, NoteFileError, Problem, read_notes
-from pipeline.schema import NOTES, conform
+from pipeline.schema import NOTES, STATEMENTS, conform
 from pipeline.store import ACCEPTED, REJECTED, Layout, Manifest, Upload, write_bytes
 
 log = logging.getLogger(__name__)
@@ -242,12 +243,46 @@ def _now() -> str:
 def build_statements(
     layout: Layout, event: Event, spacy_model: str, language: str = "en"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Current notes -> statements; writes ``notes.parquet`` and ``statements.parquet`` atomically."""
+    """Current notes -> statements; writes ``notes.parquet`` and ``statements.parquet`` atomically.
+
+    Incremental: a note whose id, text and declared language are as in the last build keeps its
+    statements (split and language as before); only new or changed notes go through spaCy and lingua.
+    """
     from pipeline.statements import load_nlp, notes_to_statements
     from pipeline.store import write_parquet
 
     notes = current_notes(layout, event)
-    statements = notes_to_statements(notes, load_nlp(spacy_model, language), language)
+    unchanged = np.zeros(len(notes), dtype=bool)
+    reused = STATEMENTS.empty()
+    if layout.notes.exists() and layout.statements.exists():
+        before = pd.read_parquet(layout.notes).set_index("note_id")
+        known = notes["note_id"].isin(before.index).to_numpy()
+        same = before.reindex(notes["note_id"])
+        unchanged = (
+            known
+            & (same["text"].to_numpy() == notes["text"].to_numpy())
+            & (same["language"].to_numpy() == notes["language"].to_numpy())
+        )
+        old = pd.read_parquet(
+            layout.statements, columns=["note_id", "statement_id", "position", "text", "language"]
+        )
+        old = old[old["note_id"].isin(set(notes.loc[unchanged, "note_id"]))]
+        provenance = notes.loc[unchanged].drop(columns=["text", "language"])
+        reused = conform(old.merge(provenance, on="note_id", how="inner"), STATEMENTS)
+    changed = notes.loc[~unchanged]
+    fresh = (
+        notes_to_statements(changed, load_nlp(spacy_model, language), language)
+        if len(changed)
+        else STATEMENTS.empty()
+    )
+    order = {note_id: i for i, note_id in enumerate(notes["note_id"])}
+    statements = pd.concat([reused, fresh], ignore_index=True)
+    statements = (
+        statements.assign(_order=statements["note_id"].map(order))
+        .sort_values(["_order", "position"], kind="stable")
+        .drop(columns="_order")
+    )
+    statements = conform(statements, STATEMENTS)
     write_parquet(layout.notes, notes)
     write_parquet(layout.statements, statements)
     return notes, statements

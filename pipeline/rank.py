@@ -31,13 +31,15 @@ def distinct_statements(embeddings: np.ndarray, sessions: np.ndarray) -> int:
 
 def theme_support(members: pd.DataFrame, embeddings: np.ndarray) -> dict[str, object]:
     """Support columns of one theme from its member statements (the representative first)."""
-    sessions = (members["table"] + " r" + members["round"].astype(str)).to_numpy()
+    sessions = (members["table"].astype(str) + " r" + members["round"].astype(str)).to_numpy()
+    note_ids = members["note_id"].to_numpy()
+    _, first_of_note = np.unique(note_ids, return_index=True)  # a note's votes count once
     return {
         "n_tables": len(set(sessions)),
         "n_statements": distinct_statements(embeddings, sessions),
-        "votes": int(members.drop_duplicates("note_id")["votes"].sum()),
+        "votes": int(members["votes"].to_numpy()[first_of_note].sum()),
         "tables": "; ".join(sorted(set(sessions))),
-        "statement_ids": "; ".join(members["statement_id"]),
+        "statement_ids": "; ".join(members["statement_id"].astype(str)),
     }
 
 

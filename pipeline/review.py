@@ -26,6 +26,7 @@ from pipeline.rank import rank_themes, theme_support
 from pipeline.schema import THEMES, conform
 
 MIN_OVERLAP = 0.5
+SUPPORT_COLUMNS = ["statement_id", "note_id", "topic", "question", "table", "round", "votes", "text"]
 DECISION_COLUMNS = [
     "theme_id",
     "topic",
@@ -109,20 +110,24 @@ def apply_review(
             assignments.loc[statement_id, "theme_id"] = _resolve(theme, merged_into) if theme else ""
     assignments["flag"] = assignments["flag"].fillna("")
 
-    machine = machine_themes.set_index("theme_id") if len(machine_themes) else None
-    position = {sid: i for i, sid in enumerate(statements["statement_id"])}
+    machine = {r["theme_id"]: r for r in machine_themes.to_dict("records")}
+    decided_rows = {t: r for t, r in decisions.to_dict("index").items()}
+    # plain columns: per-theme pandas indexing would dominate a re-publish after every editor action
+    light = pd.DataFrame({c: statements[c].to_numpy(dtype=object) for c in SUPPORT_COLUMNS})
+    ids = light["statement_id"].to_numpy()
+    theme_of = assignments["theme_id"].to_numpy(dtype=object)
     rows = []
-    for theme, members in assignments[assignments.theme_id != ""].groupby("theme_id", sort=True):
-        member_rows = [position[s] for s in members.index]
-        base = machine.loc[theme] if machine is not None and theme in machine.index else None
+    for theme in sorted(set(theme_of) - {""}):
+        member_rows = list(np.flatnonzero(theme_of == theme))
+        base = machine.get(theme)
         if base is not None:  # keep the machine's representative first when it is still a member
             order = {s: i for i, s in enumerate(str(base["statement_ids"]).split("; "))}
-            member_rows.sort(key=lambda r: order.get(statements["statement_id"].iloc[r], len(order)))
+            member_rows.sort(key=lambda r: order.get(ids[r], len(order)))
         else:
             best = member_rows[representative(embeddings[member_rows])]
             member_rows = [best, *[r for r in member_rows if r != best]]
-        first = statements.iloc[member_rows[0]]
-        decided = decisions.loc[theme] if theme in decisions.index else None
+        first = light.iloc[member_rows[0]]
+        decided = decided_rows.get(theme)
         row = {
             "theme_id": theme,
             "topic": first["topic"],
@@ -132,7 +137,7 @@ def apply_review(
             "recommendation": base["recommendation"]
             if base is not None
             else recommendation_text(first["text"]),
-            **theme_support(statements.iloc[member_rows], embeddings[member_rows]),
+            **theme_support(light.iloc[member_rows], embeddings[member_rows]),
             "status": "draft",
             "pinned_rank": 0,
         }

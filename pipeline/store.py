@@ -68,6 +68,11 @@ class Layout:
         return self.processed / "machine_themes.parquet"
 
     @property
+    def groups(self) -> Path:
+        """Fingerprints of each topic x question's input at the last run (incremental re-clustering)."""
+        return self.processed / "groups.json"
+
+    @property
     def embedding_cache(self) -> Path:
         return self.processed / "embeddings"
 
@@ -81,6 +86,13 @@ class Layout:
 
     def upload_path(self, upload_id: str, suffix: str) -> Path:
         return self.uploads / f"{upload_id}{suffix.lower()}"
+
+    @contextmanager
+    def run_lock(self, timeout: float = 3600) -> Iterator[None]:
+        """One pipeline run per event at a time: overlapping runs never both write; the later waits."""
+        self.raw.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.raw / ".run.lock"), timeout=timeout):
+            yield
 
     @contextmanager
     def lock(self, timeout: float = 600) -> Iterator[None]:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from spacy.language import Language
 
-from pipeline.chatter import DEFAULT_THRESHOLD, chatter_mask
+from pipeline.chatter import DEFAULT_THRESHOLD, PROTOTYPES, chatter_mask
 from pipeline.labels import label_themes, recommendation_text, representative
 from pipeline.rank import theme_support
 from pipeline.schema import FLAG_LANGUAGE, FLAG_OFF_TOPIC, THEMES, conform
 from pipeline.themes import ThemeParams, cluster_statements
+
+CHATTER_VERSION = hashlib.sha256("\n".join(PROTOTYPES).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,16 @@ def statement_flags(
     )
     flags[chatter & (flags == "")] = FLAG_OFF_TOPIC
     return flags
+
+
+def group_fingerprint(
+    statements: pd.DataFrame, model: str, params: SynthesisParams, glossary: dict[str, str] | None = None
+) -> str:
+    """Everything a topic x question's machine themes depend on; unchanged -> the last run's themes hold."""
+    columns = ["statement_id", "text", "language", "table", "round", "votes", "note_id"]
+    rows = statements[columns].astype(str).sort_values("statement_id").to_numpy().tolist()
+    payload = json.dumps([rows, model, repr(params), sorted((glossary or {}).items()), CHATTER_VERSION])
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def theme_id(topic: str, question: str, member_ids: list[str]) -> str:

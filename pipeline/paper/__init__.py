@@ -3,6 +3,7 @@ examples and a bar chart, in Markdown and in one self-contained HTML file."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,12 +73,12 @@ class Paper:
     sessions: list[SessionSection]
 
 
-def _examples(theme: pd.Series, by_id: pd.DataFrame) -> list[Example]:
+def _examples(theme: pd.Series, by_id: dict[str, dict]) -> list[Example]:
     """Verbatim statements, from different tables where possible, the representative one first."""
     examples, seen_tables, seen_texts = [], set(), set()
     for sid in theme["statement_ids"].split("; "):
-        row = by_id.loc[sid]
-        key = row["text"].strip().lower()
+        row = by_id[sid]
+        key = re.sub(r"\W+", " ", row["text"].lower()).strip()  # "X!!" is the same example as "x"
         if row["table"] in seen_tables or key in seen_texts:
             continue
         seen_tables.add(row["table"])
@@ -90,7 +91,10 @@ def _examples(theme: pd.Series, by_id: pd.DataFrame) -> list[Example]:
 
 def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) -> Paper:
     """Arrange the ranked themes as the paper's sections; ``statements`` carry theme_id and flag."""
-    by_id = statements.set_index("statement_id")
+    by_id = {
+        r["statement_id"]: r
+        for r in statements[["statement_id", "text", "table", "round"]].to_dict("records")
+    }
     sessions = []
     for session in event.sessions:
         session_section = SessionSection(session.id, session.title)
