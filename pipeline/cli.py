@@ -176,6 +176,44 @@ def serve(
     uvicorn.run(create_app(event_dirs, settings), host=host, port=port, log_level="info")
 
 
+@app.command()
+def schedule(
+    event_dir: EventDir,
+    cron: Annotated[
+        list[str] | None, typer.Option(help="A cron schedule, e.g. '*/30 9-18 * * *'; repeatable.")
+    ] = None,
+    interval: Annotated[float | None, typer.Option(help="Run every N seconds.")] = None,
+    at_session_ends: Annotated[
+        bool, typer.Option(help="Run when each session in event.yaml ends (ends_at).")
+    ] = False,
+    watch: Annotated[
+        bool, typer.Option(help="Also run when new notes arrive (files or web uploads).")
+    ] = True,
+    debounce: Annotated[
+        float, typer.Option(help="Seconds of quiet after new notes before a run starts.")
+    ] = 60.0,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the flow as a Prefect deployment: scheduled runs plus runs when new notes arrive.
+
+    Runs until Ctrl-C. Without PREFECT_API_URL, Prefect starts a local server for it; in production point
+    PREFECT_API_URL at a Prefect server (see README)."""
+    from flows.schedule import serve_event
+
+    settings = _settings(data_dir)
+    _event_and_layout(event_dir, settings)  # a clear error for a bad event.yaml
+    if not (cron or interval or at_session_ends or watch):
+        typer.secho(
+            "nothing to schedule: give --cron, --interval, --at-session-ends or --watch", fg="red", err=True
+        )
+        raise typer.Exit(2)
+    try:
+        serve_event(event_dir, settings.data_dir, cron or [], interval, at_session_ends, watch, debounce)
+    except ValueError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
 user_app = typer.Typer(help="Editors' accounts.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -41,6 +42,11 @@ class Topic(_Strict):
 class Session(_Strict):
     id: Slug
     title: str = ""
+    ends_at: datetime | None = Field(
+        default=None,
+        description="When the session ends (with its UTC offset): `harvest schedule "
+        "--at-session-ends` runs the flow then.",
+    )
     topics: list[Topic] = Field(min_length=1)
 
 

@@ -1,0 +1,221 @@
+"""Scheduled and upload-triggered runs of the Harvest flow, served as a Prefect deployment.
+
+``harvest schedule EVENT_DIR`` serves the flow with the chosen schedules (cron, an interval, or the end
+time of each session in event.yaml) and, unless ``--no-watch``, watches the event for new notes: note
+files added to the event folder or uploads through the web app. A change that stays quiet for
+``debounce`` seconds triggers one run through the deployment. The deployment runs one flow run at a time
+(``global_limit=1``) and the flow itself holds the event's run lock, so overlapping runs never both write.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, timedelta
+from pathlib import Path
+
+from prefect.schedules import Cron, Interval, RRule, Schedule
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.harvest import harvest_event
+from pipeline.event import Event, load_event
+from pipeline.ingest import discover_note_files
+from pipeline.store import Layout, Manifest
+
+log = logging.getLogger(__name__)
+FLOW_NAME = "harvest-event"
+
+
+def deployment_name(event: Event) -> str:
+    return f"harvest-{event.id}"
+
+
+def build_schedules(
+    event: Event, cron: list[str], interval: float | None, at_session_ends: bool, timezone: str = "UTC"
+) -> list[Schedule]:
+    schedules: list[Schedule] = [Cron(c, timezone=timezone) for c in cron]
+    if interval:
+        schedules.append(Interval(timedelta(seconds=interval), timezone=timezone))
+    if at_session_ends:
+        ends = [s.ends_at for s in event.sessions if s.ends_at is not None]
+        if not ends:
+            raise ValueError(
+                "no session in event.yaml has ends_at; add e.g. `ends_at: 2020-11-10T17:30:00+01:00`"
+            )
+        for end in ends:  # one run right after each session
+            start = end.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+            schedules.append(RRule(f"DTSTART:{start}\nRRULE:FREQ=DAILY;COUNT=1", timezone="UTC"))
+    return schedules
+
+
+def new_notes_signature(event_dir: Path, event: Event, layout: Layout) -> tuple:
+    """Changes when facilitators hand in notes: files in the event folder, or web uploads.
+
+    The runs' own ingest of event-folder files is left out, so a run does not trigger the next."""
+    files = tuple(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in discover_note_files(event_dir, event)
+    )
+    web = tuple(u.upload_id for u in Manifest.load(layout).uploads if u.via == "web")
+    return files, web
+
+
+class UploadWatcher(threading.Thread):
+    """Calls ``trigger`` once new notes have stopped arriving for ``debounce`` seconds."""
+
+    def __init__(
+        self, signature: Callable[[], tuple], trigger: Callable[[], None], debounce: float, poll: float = 2.0
+    ) -> None:
+        super().__init__(daemon=True, name="harvest-upload-watcher")
+        self.signature, self.trigger, self.debounce, self.poll = signature, trigger, debounce, poll
+        self.stopped = threading.Event()
+        self.triggered = 0
+        # Prefect's settings (the API URL) live in context variables, which a new thread does not inherit
+        self._context = contextvars.copy_context()
+
+    def run(self) -> None:
+        self._context.run(self._watch)
+
+    def _watch(self) -> None:
+        seen = handled = self.signature()
+        changed_at: float | None = None
+        while not self.stopped.wait(self.poll):
+            try:
+                current = self.signature()
+            except OSError:  # a file being written or moved right now; look again next time
+                continue
+            if current != seen:
+                seen, changed_at = current, time.monotonic()
+            elif (
+                changed_at is not None
+                and current != handled
+                and time.monotonic() - changed_at >= self.debounce
+            ):
+                log.info("new notes for the event: starting a run")
+                try:
+                    self.trigger()
+                    self.triggered += 1
+                    handled = current
+                except Exception:  # keep watching: the next change tries again
+                    log.exception("could not start a run")
+                changed_at = None
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+@contextmanager
+def prefect_api(home: Path) -> Iterator[str]:
+    """The Prefect API to serve against: PREFECT_API_URL if set, else a local Prefect server started here.
+
+    Prefect's ephemeral mode runs flows but has no scheduler, so schedules need a real server; on a
+    laptop this starts one on a free loopback port (its database under ``home``) and stops it on exit."""
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        yield configured
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+    log_file = open(home / "server.log", "ab")  # noqa: SIM115 - open for the server's whole life
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the local Prefect server did not start; see {home / 'server.log'}")
+            time.sleep(0.5)
+        log.info("local Prefect server on %s", url)
+        os.environ["PREFECT_API_URL"] = url  # flow runs started by the runner inherit it
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log_file.close()
+
+
+def serve_event(
+    event_dir: Path,
+    data_dir: Path,
+    cron: list[str],
+    interval: float | None,
+    at_session_ends: bool,
+    watch: bool = True,
+    debounce: float = 60.0,
+    poll: float = 2.0,
+) -> None:
+    """Serve the flow for one event until interrupted (Ctrl-C / SIGTERM)."""
+    with prefect_api(Path(data_dir).resolve() / "prefect"):
+        _serve(event_dir, data_dir, cron, interval, at_session_ends, watch, debounce, poll)
+
+
+def _serve(
+    event_dir: Path,
+    data_dir: Path,
+    cron: list[str],
+    interval: float | None,
+    at_session_ends: bool,
+    watch: bool,
+    debounce: float,
+    poll: float,
+) -> None:
+    from prefect.deployments import run_deployment
+
+    event_dir = Path(event_dir).resolve()
+    data_dir = Path(data_dir).resolve()
+    event = load_event(event_dir)
+    layout = Layout(data_dir, event.id)
+    name = deployment_name(event)
+    parameters = {"event_dir": str(event_dir), "data_dir": str(data_dir)}
+    watcher = None
+    if watch:
+        watcher = UploadWatcher(
+            lambda: new_notes_signature(event_dir, event, layout),
+            lambda: run_deployment(f"{FLOW_NAME}/{name}", parameters=parameters, timeout=0),
+            debounce,
+            poll,
+        )
+        watcher.start()
+    try:
+        harvest_event.serve(
+            name=name,
+            schedules=build_schedules(event, cron, interval, at_session_ends),
+            parameters=parameters,
+            global_limit=1,
+            description=f"Harvest runs for {event.title or event.id}",
+        )
+    finally:
+        if watcher is not None:
+            watcher.stop()

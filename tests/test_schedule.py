@@ -1,0 +1,134 @@
+"""Schedules: what gets scheduled, the upload watcher's debounce, and `harvest schedule` starting, running
+on new notes, and stopping."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.schedule import UploadWatcher, build_schedules
+from pipeline.event import load_event, parse_event
+from tests.conftest import FIXTURES
+
+
+def test_session_end_times_become_one_off_runs() -> None:
+    data = {
+        "event": "e",
+        "sessions": [
+            {
+                "id": "day1",
+                "ends_at": "2020-11-10T17:30:00+01:00",
+                "topics": [
+                    {"id": "g", "kind": "challenge", "title": "G", "questions": [{"id": "q", "text": "?"}]}
+                ],
+            },
+            {
+                "id": "day2",
+                "topics": [
+                    {"id": "h", "kind": "ecosystem", "title": "H", "questions": [{"id": "q", "text": "?"}]}
+                ],
+            },
+        ],
+    }
+    event = parse_event(data)
+    assert event.sessions[0].ends_at == datetime(2020, 11, 10, 17, 30, tzinfo=timezone(timedelta(hours=1)))
+    schedules = build_schedules(event, ["*/30 9-18 * * *"], 600, at_session_ends=True)
+    assert [type(s.schedule if hasattr(s, "schedule") else s).__name__ for s in schedules]
+    text = " ".join(str(s) for s in schedules)
+    assert "*/30 9-18 * * *" in text and "DTSTART:20201110T163000" in text and "COUNT=1" in text
+    with pytest.raises(ValueError, match="ends_at"):
+        build_schedules(load_event(FIXTURES), [], None, at_session_ends=True)
+
+
+def test_watcher_waits_for_quiet_then_triggers_once() -> None:
+    state = {"signature": 0}
+    fired: list[float] = []
+    watcher = UploadWatcher(
+        lambda: state["signature"], lambda: fired.append(time.monotonic()), debounce=0.3, poll=0.05
+    )
+    watcher.start()
+    try:
+        for _ in range(5):  # a burst of uploads
+            state["signature"] += 1
+            last_change = time.monotonic()
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert len(fired) == 1 and fired[0] - last_change >= 0.3
+        time.sleep(0.5)
+        assert len(fired) == 1  # nothing new, no new run
+        state["signature"] += 1
+        time.sleep(1.0)
+        assert len(fired) == 2
+    finally:
+        watcher.stop()
+
+
+@pytest.mark.slow
+def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path) -> None:
+    event_dir = tmp_path / "mini-event"
+    shutil.copytree(FIXTURES / "mini-event", event_dir)
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "schedule",
+            str(event_dir),
+            "--interval",
+            "86400",
+            "--debounce",
+            "1",
+            "--data-dir",
+            str(data),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    statements = data / "processed" / "mini" / "statements.csv"
+    try:
+        deadline = time.time() + 300
+        while not any("is being served" in line for line in lines):
+            assert process.poll() is None and time.time() < deadline, "".join(lines)
+            time.sleep(0.5)
+        (event_dir / "notes" / "late.csv").write_text(
+            "table,round,topic,question,text\ngreen-t50,1,green,actors,hydrogen valley consortia\n"
+        )
+        while time.time() < deadline:
+            if statements.exists() and "green-t50" in statements.read_text():
+                break
+            assert process.poll() is None, "".join(lines)
+            time.sleep(1)
+        frame = pd.read_csv(statements, keep_default_na=False)
+        assert "hydrogen valley consortia" in set(frame["text"])
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail("harvest schedule did not stop on Ctrl-C:\n" + "".join(lines)[-3000:])
+        reader.join(timeout=5)
+    assert "harvest-event/harvest-mini" in "".join(lines)
+    leftover = subprocess.run(
+        ["pgrep", "-f", f"prefect server start.*{data}"], capture_output=True, text=True
+    )
+    assert leftover.stdout.strip() == ""
