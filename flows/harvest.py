@@ -23,7 +23,7 @@ from pipeline.rank import rank_themes
 from pipeline.review import carry_identity
 from pipeline.schema import THEMES
 from pipeline.statements import load_nlp
-from pipeline.store import Layout, write_text
+from pipeline.store import Layout, remove_stale_temp_files, write_text
 from pipeline.synthesis import SynthesisParams, group_fingerprint, synthesise_group
 from pipeline.themes import text_for_embedding
 
@@ -124,6 +124,7 @@ def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | Non
     event = load_event(event_dir)
     layout = Layout(settings.data_dir, event.id, out)
     with layout.run_lock():
+        remove_stale_temp_files(layout.processed)  # left by a run that was killed mid-write
         summary = _run(Path(event_dir), event, layout, settings)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     get_run_logger().info("harvest %s: %s", event.id, summary)

@@ -258,11 +258,12 @@ def build_statements(
         before = pd.read_parquet(layout.notes).set_index("note_id")
         known = notes["note_id"].isin(before.index).to_numpy()
         same = before.reindex(notes["note_id"])
-        unchanged = (
-            known
-            & (same["text"].to_numpy() == notes["text"].to_numpy())
-            & (same["language"].to_numpy() == notes["language"].to_numpy())
-        )
+
+        def equal(column: str) -> np.ndarray:  # notes new to this build have no earlier value
+            earlier = same[column].astype(object).fillna("").to_numpy(dtype=object)
+            return earlier == notes[column].astype(object).to_numpy(dtype=object)
+
+        unchanged = known & equal("text") & equal("language")
         old = pd.read_parquet(
             layout.statements, columns=["note_id", "statement_id", "position", "text", "language"]
         )

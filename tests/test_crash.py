@@ -1,0 +1,98 @@
+"""A run killed at any point (kill -9) leaves the previous outputs intact and readable, and the next run
+ends with the same result as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import FIXTURES
+
+pytestmark = pytest.mark.slow
+OUTPUTS = [
+    "statements.csv",
+    "themes.csv",
+    "statements.parquet",
+    "themes.parquet",
+    "notes.parquet",
+    "clusters.parquet",
+    "machine_themes.parquet",
+    "groups.json",
+    "paper.md",
+    "paper.html",
+]
+LATE_NOTES = (
+    "table,round,topic,question,text\n"
+    "green-t40,1,green,actors,banks and investors must be on board\n"
+    "green-t41,1,green,actors,hydrogen valley consortia\n"
+)
+
+
+def _harvest(event_dir: Path, data: Path, home: Path) -> subprocess.Popen:
+    env = {**os.environ, "PREFECT_HOME": str(home), "HARVEST_DATA": str(data)}
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(event_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _readable(folder: Path) -> None:
+    for name in OUTPUTS:
+        path = folder / name
+        if name.endswith(".csv"):
+            pd.read_csv(path)
+        elif name.endswith(".parquet"):
+            pd.read_parquet(path)
+        elif name.endswith(".json"):
+            json.loads(path.read_text())
+        else:
+            assert path.read_text().strip()
+    manifest = folder.parent.parent / "raw" / "mini" / "manifest.json"
+    json.loads(manifest.read_text())
+
+
+def test_killed_runs_leave_outputs_intact_and_recover(tmp_path: Path) -> None:
+    event_dir = tmp_path / "event"
+    shutil.copytree(FIXTURES / "mini-event", event_dir)
+    data, home = tmp_path / "data", tmp_path / "prefect"
+    assert _harvest(event_dir, data, home).wait(timeout=300) == 0
+    out = data / "processed" / "mini"
+    _readable(out)
+
+    (event_dir / "notes" / "late.csv").write_text(LATE_NOTES)
+    for delay in (3.0, 7.0, 10.0, 12.5, 14.0, 16.0):  # start-up, ingest, embedding, themes, writing
+        process = _harvest(event_dir, data, home)
+        time.sleep(delay)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+        _readable(out)  # every output is either the old one or the new one, never half-written
+
+    assert _harvest(event_dir, data, home).wait(timeout=300) == 0
+    _readable(out)
+
+    # the same history, never interrupted: a first run, the late notes, a second run
+    clean_event = tmp_path / "clean-event"
+    shutil.copytree(FIXTURES / "mini-event", clean_event)
+    clean = tmp_path / "clean"
+    assert _harvest(clean_event, clean, tmp_path / "prefect2").wait(timeout=300) == 0
+    (clean_event / "notes" / "late.csv").write_text(LATE_NOTES)
+    assert _harvest(clean_event, clean, tmp_path / "prefect2").wait(timeout=300) == 0
+    for name in ("statements.csv", "themes.csv", "paper.md"):
+        ours = (out / name).read_text().replace(str(tmp_path / "event"), "")
+        theirs = (clean / "processed" / "mini" / name).read_text().replace(str(clean_event), "")
+        assert ours == theirs, name
+    assert not list(out.glob(".*.tmp"))  # stray temp files of killed writes are cleaned up
