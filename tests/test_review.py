@@ -57,42 +57,29 @@ def _machine() -> tuple[pd.DataFrame, pd.DataFrame]:
     return assignments, themes
 
 
+def _decision(theme_id: str, **decided: object) -> dict:
+    row = {
+        "theme_id": theme_id,
+        "topic": "green",
+        "question": "needs",
+        "label": None,
+        "recommendation": None,
+        "status": None,
+        "pinned_rank": None,
+        "merged_into": None,
+    }
+    return {**row, **decided}
+
+
 def test_apply_review_merges_moves_renames_rejects_and_pins() -> None:
     statements, vectors = _statements()
     machine_assign, machine_themes = _machine()
     state = ReviewState(
         pd.DataFrame(
             [
-                {
-                    "theme_id": "M",
-                    "topic": "green",
-                    "question": "needs",
-                    "label": None,
-                    "recommendation": None,
-                    "status": "rejected",
-                    "pinned_rank": None,
-                    "merged_into": None,
-                },
-                {
-                    "theme_id": "F",
-                    "topic": "green",
-                    "question": "needs",
-                    "label": "Finance on board",
-                    "recommendation": None,
-                    "status": "approved",
-                    "pinned_rank": None,
-                    "merged_into": None,
-                },
-                {
-                    "theme_id": "E",
-                    "topic": "green",
-                    "question": "needs",
-                    "label": "Loose ideas",
-                    "recommendation": None,
-                    "status": None,
-                    "pinned_rank": 1,
-                    "merged_into": None,
-                },
+                _decision("M", status="rejected"),
+                _decision("F", label="Finance on board", status="approved"),
+                _decision("E", label="Loose ideas", pinned_rank=1),
             ]
         ),
         pd.DataFrame({"statement_id": ["f", "c"], "theme_id": ["E", "E"]}),
@@ -105,23 +92,7 @@ def test_apply_review_merges_moves_renames_rejects_and_pins() -> None:
     assert by_id.loc["E", "rank"] == 1 and by_id.loc["F", "rank"] == 2  # a pin beats approval
     assert by_id.loc["M", "status"] == "rejected" and by_id.loc["M", "rank"] == 3  # rejected last
 
-    merged = ReviewState(
-        pd.DataFrame(
-            [
-                {
-                    "theme_id": "M",
-                    "topic": "green",
-                    "question": "needs",
-                    "label": None,
-                    "recommendation": None,
-                    "status": None,
-                    "pinned_rank": None,
-                    "merged_into": "F",
-                }
-            ]
-        ),
-        ReviewState.empty().placements,
-    )
+    merged = ReviewState(pd.DataFrame([_decision("M", merged_into="F")]), ReviewState.empty().placements)
     assignments, themes = apply_review(statements, vectors, machine_assign, machine_themes, merged)
     assert themes["theme_id"].tolist() == ["F"] and themes.iloc[0]["n_statements"] == 5
 
