@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipeline import db, editing
 from pipeline.review import ReviewState, apply_review, carry_identity
@@ -97,8 +99,26 @@ def test_apply_review_merges_moves_renames_rejects_and_pins() -> None:
     assert themes["theme_id"].tolist() == ["F"] and themes.iloc[0]["n_statements"] == 5
 
 
-def test_actions_are_audited_and_undone(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'h.db'}"
+DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database: a SQLite file, and PostgreSQL where HARVEST_TEST_POSTGRES_URL names one
+    (.ci/run starts a local server and sets it)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'h.db'}"
+    url = os.environ.get("HARVEST_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL here: set HARVEST_TEST_POSTGRES_URL (see .ci/postgres.sh)")
+    engine = db.engine_for(url)
+    db.Base.metadata.drop_all(engine)
+    db.Base.metadata.create_all(engine)
+    return url
+
+
+def test_actions_are_audited_and_undone(database_url: str) -> None:
+    url = database_url
     with db.session_scope(url) as session:
         editing.rename(session, "ev", "ann", "F", "green", "needs", "Finance")
         editing.move(session, "ev", "ann", ["c"], "")
@@ -126,8 +146,8 @@ def test_actions_are_audited_and_undone(tmp_path: Path) -> None:
         assert db.audit_log(session, "ev")[0].action == "undo"
 
 
-def test_passwords_are_hashed(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'h.db'}"
+def test_passwords_are_hashed(database_url: str) -> None:
+    url = database_url
     with db.session_scope(url) as session:
         db.add_user(session, "ed", "long enough")
     with db.session_scope(url) as session:

@@ -1,0 +1,181 @@
+"""Scale benchmark: synthetic events of N statements through Harvest's steps, per stage time and peak memory.
+
+    python benchmarks/scale.py 10000 100000      # sizes to run (each in a fresh process)
+
+Events are built by recombining the sample event's notes: every statement joins two different notes
+("A; B"), so texts are distinct and the embedding cache cannot shortcut; groups hold ~2,000-5,000
+statements (one topic x question each). The embedding stage is compared with a bare
+``SentenceTransformer.encode`` of the same texts in the same process (throughput ratio).
+Writes benchmarks/results/scale.md (and scale.json).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORK = HERE / ".work" / "scale"
+SAMPLE = REPO / "data" / "raw" / "ecc2020-sample" / "notes"
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_event(n: int, folder: Path) -> None:
+    texts = []
+    for path in sorted(SAMPLE.glob("*.csv")):
+        with path.open(encoding="utf-8") as handle:
+            texts += [r["text"] for r in csv.DictReader(handle)]
+    groups = max(4, round(n / 3000))
+    rng = random.Random(0)
+    folder.mkdir(parents=True)
+    questions = [f"q{i:03d}" for i in range(groups)]
+    (folder / "event.yaml").write_text(
+        "event: scale\ntitle: Scale test\nsessions:\n  - id: s1\n    topics:\n      - id: t\n"
+        "        kind: challenge\n"
+        "        title: T\n        questions:\n"
+        + "".join(f"          - id: {q}\n            text: Q {q}?\n" for q in questions)
+    )
+    (folder / "notes").mkdir()
+    per_file = 20_000
+    for start in range(0, n, per_file):
+        with (folder / "notes" / f"part{start // per_file:04d}.csv").open(
+            "w", newline="", encoding="utf-8"
+        ) as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["table", "round", "topic", "question", "text", "note_id"])
+            for i in range(start, min(n, start + per_file)):
+                a, b = rng.sample(texts, 2)
+                writer.writerow(
+                    [
+                        f"table{i // 8 % 5000:04d}",
+                        1 + i // 40000,
+                        "t",
+                        questions[i % groups],
+                        f"{a}; {b}",
+                        f"n{i}",
+                    ]
+                )
+
+
+def run_one(n: int) -> dict:
+    """All stages for one size, in this process."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+
+    from pipeline.chatter import PROTOTYPES
+    from pipeline.config import Settings
+    from pipeline.embed import embed_texts, load_model
+    from pipeline.event import load_event
+    from pipeline.ingest import build_statements, discover_note_files, ingest_paths
+    from pipeline.statements import load_nlp
+    from pipeline.synthesis import SynthesisParams, synthesise_group
+    from pipeline.themes import text_for_embedding
+
+    root = WORK / str(n)
+    shutil.rmtree(root, ignore_errors=True)
+    build_event(n, root / "event")
+    settings = Settings(data_dir=root / "data")
+    event = load_event(root / "event")
+    from pipeline.store import Layout
+
+    layout = Layout(settings.data_dir, event.id)
+    stages: dict[str, dict] = {}
+
+    def stage(name: str, started: float) -> None:
+        stages[name] = {"seconds": round(time.perf_counter() - started, 2), "peak_mib": round(peak_mib())}
+
+    t = time.perf_counter()
+    ingest_paths(layout, event, discover_note_files(root / "event", event), max_bytes=None)
+    stage("ingest", t)
+    t = time.perf_counter()
+    _, statements = build_statements(layout, event, settings.spacy_model)
+    stage("statements (spaCy, language)", t)
+    texts = [text_for_embedding(x) for x in statements["text"]]
+    load_model(settings.embedding_model)
+    t = time.perf_counter()
+    vectors = embed_texts(texts, settings.embedding_model, layout.embedding_cache, batch_size=64)
+    stage("embed (cache, model loaded)", t)
+    embed_rate = len(texts) / stages["embed (cache, model loaded)"]["seconds"]
+    sample = texts[: min(len(texts), 5000)]  # bare encode on a slice: same texts, same process
+    t = time.perf_counter()
+    load_model(settings.embedding_model).encode(sample, batch_size=64, normalize_embeddings=True)
+    bare_rate = len(sample) / (time.perf_counter() - t)
+    prototypes = embed_texts(list(PROTOTYPES), settings.embedding_model, layout.embedding_cache)
+    nlp = load_nlp(settings.spacy_model)
+    t = time.perf_counter()
+    themes = 0
+    for question in sorted(statements["question"].unique()):
+        rows = np.flatnonzero((statements["question"] == question).to_numpy())
+        _, found = synthesise_group(statements.iloc[rows], vectors[rows], prototypes, nlp, SynthesisParams())
+        themes += len(found)
+    stage("themes (HDBSCAN + merge + labels)", t)
+    return {
+        "n": n,
+        "groups": int(statements["question"].nunique()),
+        "themes": themes,
+        "stages": stages,
+        "embed_per_s": round(embed_rate, 1),
+        "bare_encode_per_s": round(bare_rate, 1),
+        "ratio": round(embed_rate / bare_rate, 3),
+    }
+
+
+def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--one":
+        print("RESULT " + json.dumps(run_one(int(sys.argv[2]))), flush=True)
+        return 0
+    sizes = [int(x) for x in sys.argv[1:]] or [10_000]
+    results_file = HERE / "results" / "scale.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    for n in sizes:
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(n)], capture_output=True, text=True, check=True
+        )
+        line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+        results[str(n)] = json.loads(line.removeprefix("RESULT "))
+        print(results[str(n)], flush=True)
+    results_file.parent.mkdir(exist_ok=True)
+    results_file.write_text(json.dumps(results, indent=1))
+    lines = [
+        "# Scale benchmark",
+        "",
+        f"Run {time.strftime('%Y-%m-%d')} by `python benchmarks/scale.py SIZES` on a 2-core CPU machine, one "
+        "fresh process per size. Peak memory is the process's maximum resident set so far (it includes "
+        "the model and spaCy).",
+        "",
+        "| statements | groups | themes | stage | seconds | peak MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key in sorted(results, key=int):
+        r = results[key]
+        for name, s in r["stages"].items():
+            lines.append(
+                f"| {r['n']:,} | {r['groups']} | {r['themes']} | {name} | {s['seconds']} | {s['peak_mib']} |"
+            )
+    lines += ["", "| statements | pipeline embed /s | bare encode /s | ratio |", "|---|---|---|---|"]
+    lines += [
+        f"| {results[k]['n']:,} | {results[k]['embed_per_s']} | {results[k]['bare_encode_per_s']} | "
+        f"{results[k]['ratio']} |"
+        for k in sorted(results, key=int)
+    ]
+    lines.append("")
+    (HERE / "results" / "scale.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
