@@ -6,9 +6,9 @@ if ! command -v pg_lsclusters >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 read -r version cluster _ < <(pg_lsclusters --no-header | head -n 1)
-pg_ctlcluster "$version" "$cluster" start 2>/dev/null || true
+pg_ctlcluster "$version" "$cluster" start >/dev/null 2>&1 || true  # "already running" is fine
 for _ in $(seq 1 30); do
-  su postgres -c "pg_isready -q" && break
+  su postgres -c "pg_isready -q" >/dev/null 2>&1 && break
   sleep 1
 done
 su postgres -c "psql -q -tc \"SELECT 1 FROM pg_roles WHERE rolname='harvest'\" | grep -q 1 || psql -q -c \"CREATE ROLE harvest LOGIN PASSWORD 'harvest'\"" >/dev/null
