@@ -119,10 +119,12 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path) -> None:
             time.sleep(1)
         frame = pd.read_csv(statements, keep_default_na=False)
         assert "hydrogen valley consortia" in set(frame["text"])
+        while time.time() < deadline and not any("Finished in state Completed" in line for line in lines):
+            time.sleep(0.5)  # let the run finish before stopping the server
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=90)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             pytest.fail("harvest schedule did not stop on Ctrl-C:\n" + "".join(lines)[-3000:])
