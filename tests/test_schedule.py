@@ -87,8 +87,8 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path) -> None:
             "pipeline.cli",
             "schedule",
             str(event_dir),
-            "--interval",
-            "86400",
+            "--cron",  # far ahead: the only run is the one the new notes start
+            "0 0 1 1 *",
             "--debounce",
             "1",
             "--data-dir",
