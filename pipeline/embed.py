@@ -79,6 +79,15 @@ class EmbeddingCache:
     def get(self, keys: Sequence[str]) -> np.ndarray:
         return np.stack([self._vectors[k] for k in keys]).astype(np.float32)
 
+    def get_or_zeros(self, keys: Sequence[str]) -> np.ndarray:
+        """Cached vectors, with zero rows for keys not in the cache."""
+        dimension = next((len(self._vectors[k]) for k in keys if k in self._vectors), 1)
+        out = np.zeros((len(keys), dimension), dtype=np.float32)
+        for i, key in enumerate(keys):
+            if key in self._vectors:
+                out[i] = self._vectors[key]
+        return out
+
     def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         if not len(keys):
             return
@@ -127,11 +136,4 @@ def cached_embeddings(texts: Sequence[str], model_name: str, cache_dir: Path) ->
 
     For re-publishing after an editor action or an upload, where loading the model would only slow
     the page down and new statements are in no theme until the next run anyway."""
-    cache = EmbeddingCache(cache_dir, model_name)
-    keys = [text_key(t) for t in texts]
-    dimension = next((len(cache._vectors[k]) for k in keys if k in cache), 1)
-    out = np.zeros((len(keys), dimension), dtype=np.float32)
-    for i, key in enumerate(keys):
-        if key in cache:
-            out[i] = cache._vectors[key]
-    return out
+    return EmbeddingCache(cache_dir, model_name).get_or_zeros([text_key(t) for t in texts])

@@ -115,8 +115,11 @@ def ingest(
             result = _ingest_one(
                 layout, event, manifest, notes, name, data, who, via, max_bytes, defaults or {}
             )
-            if result.status == ACCEPTED:
-                notes = current_notes(layout, event, manifest)
+            if result.status == ACCEPTED:  # its groups now come from it: no need to re-read every upload
+                replaced = pd.MultiIndex.from_frame(notes[KEY_COLUMNS]).isin(
+                    pd.MultiIndex.from_frame(result.notes[KEY_COLUMNS]).unique()
+                )
+                notes = pd.concat([notes.loc[~replaced], result.notes], ignore_index=True)
             results.append(result)
     return results
 

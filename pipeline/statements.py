@@ -120,7 +120,8 @@ def split_statements(texts: Iterable[str], nlp: Language) -> list[list[str]]:
     docs = iter(nlp.pipe(flat, batch_size=256))
     for note in items:
         statements = [s for _ in note for s in _sentences(next(docs))]
-        per_note.append([clean_statement(s) for s in statements if clean_statement(s)])
+        cleaned = (clean_statement(s) for s in statements)
+        per_note.append([c for c in cleaned if c])
     return per_note
 
 
