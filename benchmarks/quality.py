@@ -88,6 +88,7 @@ def public_sets(limit: int | None, earlier: list[dict]) -> list[dict]:
     from sklearn.metrics import normalized_mutual_info_score
 
     from pipeline.embed import embed_texts
+    from pipeline.encoders import EncoderSpec
     from pipeline.themes import ThemeParams, cluster_statements
 
     rows = []
@@ -97,7 +98,7 @@ def public_sets(limit: int | None, earlier: list[dict]) -> list[dict]:
             data = data.sample(n=min(limit, len(data)), random_state=0)
         texts = data["text"].astype(str).tolist()
         started = time.perf_counter()
-        vectors = embed_texts(texts, cache_dir=WORK / "public-embeddings", batch_size=128)
+        vectors = embed_texts(texts, EncoderSpec(batch_size=128), WORK / "public-embeddings")
         encode_s = time.perf_counter() - started
         before = next((r for r in earlier if r["dataset"] == path.stem and r["n"] == len(texts)), None)
         if encode_s < 2 and before is not None:  # served from the cache: keep the measured encoding time

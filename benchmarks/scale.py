@@ -77,7 +77,8 @@ def run_one(n: int) -> dict:
 
     from pipeline.chatter import PROTOTYPES
     from pipeline.config import Settings
-    from pipeline.embed import embed_texts, load_model
+    from pipeline.embed import embed_texts
+    from pipeline.encoders import load_encoder
     from pipeline.event import load_event
     from pipeline.ingest import build_statements, discover_note_files, ingest_paths
     from pipeline.statements import load_nlp
@@ -104,16 +105,16 @@ def run_one(n: int) -> dict:
     _, statements = build_statements(layout, event, settings.spacy_model)
     stage("statements (spaCy, language)", t)
     texts = [text_for_embedding(x) for x in statements["text"]]
-    load_model(settings.embedding_model)
+    encoder = load_encoder(settings.encoder)
     t = time.perf_counter()
-    vectors = embed_texts(texts, settings.embedding_model, layout.embedding_cache, batch_size=64)
+    vectors = embed_texts(texts, settings.encoder, layout.embedding_cache)
     stage("embed (cache, model loaded)", t)
     embed_rate = len(texts) / stages["embed (cache, model loaded)"]["seconds"]
     sample = texts[: min(len(texts), 5000)]  # bare encode on a slice: same texts, same process
     t = time.perf_counter()
-    load_model(settings.embedding_model).encode(sample, batch_size=64, normalize_embeddings=True)
+    encoder.encode(sample, batch_size=settings.encoder.batch_size, show_progress=False)
     bare_rate = len(sample) / (time.perf_counter() - t)
-    prototypes = embed_texts(list(PROTOTYPES), settings.embedding_model, layout.embedding_cache)
+    prototypes = embed_texts(list(PROTOTYPES), settings.encoder, layout.embedding_cache)
     nlp = load_nlp(settings.spacy_model)
     t = time.perf_counter()
     themes = 0

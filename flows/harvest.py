@@ -1,6 +1,9 @@
 """The Harvest flow: ingest -> statements -> embed -> themes (per topic x question) -> rank -> paper.
 
-Runs without a Prefect server (ephemeral mode) unless PREFECT_API_URL points at one.
+Runs without a Prefect server (ephemeral mode) unless PREFECT_API_URL points at one. Embedding chunks
+and topic x question groups are submitted to the flow's task runner: one at a time in this process by
+default, in parallel on Dask workers with the setting ``task_runner = "dask"`` (a sub-flow with
+prefect-dask's task runner, so every entry point, CLI, schedule and web, follows the setting).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipeline.chatter import PROTOTYPES
 from pipeline.config import Settings
-from pipeline.embed import embed_texts
+from pipeline.embed import EmbeddingCache, text_key
+from pipeline.encoders import EncoderSpec, load_encoder
 from pipeline.event import Event, load_event
 from pipeline.ingest import build_statements, discover_note_files, ingest_paths
 from pipeline.publish import publish, save_machine_themes
@@ -51,11 +56,28 @@ def split_statements(event: Event, layout: Layout, spacy_model: str) -> pd.DataF
     return statements
 
 
-@task(retries=1)
-def embed(texts: list[str], settings: Settings, cache_dir: Path) -> np.ndarray:
-    return embed_texts(
-        texts, settings.embedding_model, cache_dir, settings.embedding_batch_size, settings.embedding_device
-    )
+ENCODE_CHUNK = 4096  # texts per encoding task: big enough to amortise a task, small enough to resume
+
+
+@task(retries=1, task_run_name="encode-{first}")
+def encode_chunk(texts: list[str], encoder: EncoderSpec, first: int) -> np.ndarray:
+    return load_encoder(encoder).encode(texts, encoder.batch_size, show_progress=False)
+
+
+def embed(texts: list[str], encoder: EncoderSpec, cache_dir: Path) -> np.ndarray:
+    """Vectors of ``texts`` (float16, as cached): texts not in the cache are encoded in chunks on the
+    task runner, and each chunk is stored as it arrives, so a killed run resumes where it stopped."""
+    cache = EmbeddingCache(cache_dir, encoder.id)
+    todo = list(cache.missing(texts).items())
+    chunks = [todo[start : start + ENCODE_CHUNK] for start in range(0, len(todo), ENCODE_CHUNK)]
+    futures = [
+        encode_chunk.submit([t for _, t in c], encoder, i * ENCODE_CHUNK) for i, c in enumerate(chunks)
+    ]
+    for done, (chunk, future) in enumerate(zip(chunks, futures, strict=True), start=1):
+        cache.add([k for k, _ in chunk], future.result())
+        if len(chunks) > 1:
+            get_run_logger().info("encoded %d of %d chunks", done, len(chunks))
+    return cache.get([text_key(t) for t in texts], dtype=np.float16)
 
 
 @task(task_run_name="themes-{topic}-{question}")
@@ -68,7 +90,8 @@ def themes_for_question(
     spacy_model: str,
     params: SynthesisParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return synthesise_group(statements, embeddings, prototypes, load_nlp(spacy_model), params)
+    vectors = embeddings.astype(np.float32)
+    return synthesise_group(statements, vectors, prototypes, load_nlp(spacy_model), params)
 
 
 @task
@@ -111,7 +134,20 @@ def reuse_unchanged(
     return {g: (clusters[clusters_group == g], themes[themes_group == g]) for g in same}
 
 
-@flow(name="harvest-event", log_prints=True)
+def task_runner_for(settings: Settings) -> TaskRunner:
+    if settings.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if settings.dask_address:
+            return DaskTaskRunner(address=settings.dask_address)
+        # one thread per worker process: torch, HDBSCAN and BLAS then use one core each
+        workers = {"n_workers": settings.dask_workers, "threads_per_worker": 1, "dashboard_address": None}
+        return DaskTaskRunner(cluster_kwargs=workers)
+    # one task at a time: spaCy and the encoders are shared by the process and not thread-safe
+    return ThreadPoolTaskRunner(max_workers=1)
+
+
+@flow(name="harvest-event", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
 def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | None = None) -> dict:
     """Run the whole pipeline on an event folder; returns counts and where the outputs are.
 
@@ -125,7 +161,11 @@ def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | Non
     layout = Layout(settings.data_dir, event.id, out)
     with layout.run_lock():
         remove_stale_temp_files(layout.processed)  # left by a run that was killed mid-write
-        summary = _run(Path(event_dir), event, layout, settings)
+        if settings.task_runner == "local":
+            summary = _run(Path(event_dir), event, layout, settings)
+        else:
+            steps = flow(name="harvest-steps", task_runner=task_runner_for(settings))(_run)
+            summary = steps(Path(event_dir), event, layout, settings)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     get_run_logger().info("harvest %s: %s", event.id, summary)
     return summary
@@ -137,8 +177,8 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
 
     cache = Layout(settings.data_dir, event.id).embedding_cache  # shared by every --out of the event
     texts = [text_for_embedding(t, event.glossary) for t in statements["text"]]
-    embeddings = embed(texts, settings, cache)
-    prototypes = embed(list(PROTOTYPES), settings, cache)
+    embeddings = embed(texts, settings.encoder, cache)
+    prototypes = embed(list(PROTOTYPES), settings.encoder, cache).astype(np.float32)
     params = SynthesisParams(
         model_language=settings.model_language, multilingual_model=settings.multilingual_model
     )
@@ -148,25 +188,22 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     }
     groups = {key: rows for key, rows in groups.items() if len(rows)}
     fingerprints = {
-        f"{t}/{q}": group_fingerprint(statements.iloc[rows], settings.embedding_model, params, event.glossary)
+        f"{t}/{q}": group_fingerprint(statements.iloc[rows], settings.encoder.id, params, event.glossary)
         for (t, q), rows in groups.items()
     }
     previous = reuse_unchanged(layout, fingerprints, statements)
 
+    clustered = {
+        (topic, question): themes_for_question.submit(
+            topic, question, statements.iloc[rows], embeddings[rows], prototypes, settings.spacy_model, params
+        )
+        for (topic, question), rows in groups.items()
+        if f"{topic}/{question}" not in previous
+    }
     assignments, themes = [], []
-    for (topic, question), rows in groups.items():
-        if f"{topic}/{question}" in previous:
-            assigned, found = previous[f"{topic}/{question}"]
-        else:
-            assigned, found = themes_for_question(
-                topic,
-                question,
-                statements.iloc[rows],
-                embeddings[rows],
-                prototypes,
-                settings.spacy_model,
-                params,
-            )
+    for topic, question in groups:  # event order, whatever order the tasks finish in
+        key = f"{topic}/{question}"
+        assigned, found = previous[key] if key in previous else clustered[(topic, question)].result()
         assignments.append(assigned)
         themes.append(found)
     themes_frame = rank_themes(pd.concat(themes, ignore_index=True)) if themes else THEMES.empty()

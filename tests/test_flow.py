@@ -111,3 +111,19 @@ def test_unseen_event_layout_runs_without_changes(tmp_path: Path) -> None:
     statements = pd.read_csv(tmp_path / "data/processed/fixture-event/statements.csv", keep_default_na=False)
     assert set(statements["table"]) == {"green-t03", "green-t04"}
     assert (statements.loc[statements.language == "de", "flag"] == "language").all()
+
+
+def test_dask_task_runner_gives_the_same_result(
+    first_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Embedding chunks and topic x question groups on a local Dask cluster of two worker processes,
+    from an empty embedding cache, so the workers encode as well as cluster."""
+    monkeypatch.setenv("HARVEST_TASK_RUNNER", "dask")
+    monkeypatch.setenv("HARVEST_DASK_WORKERS", "2")
+    monkeypatch.setattr("flows.harvest.ENCODE_CHUNK", 20)  # several chunks even for 54 statements
+    summary = harvest_event(MINI, tmp_path / "data")
+    assert summary["groups_clustered"] == 2
+    out = Path(summary["out"])
+    assert len(list((out / "embeddings").rglob("*.npz"))) >= 3  # one shard per encoded chunk
+    for name in ("statements.csv", "themes.csv"):
+        assert (out / name).read_bytes() == (first_run / name).read_bytes(), name

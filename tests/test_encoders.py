@@ -1,0 +1,99 @@
+"""Encoder backends: the ONNX export and the model2vec distillation, built offline from the packaged weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydantic
+import pytest
+
+from pipeline.config import Settings
+from pipeline.embed import embed_texts
+from pipeline.encoders import EncoderSpec, build_derived_model, derived_model_dir, load_encoder
+
+pytestmark = pytest.mark.slow
+
+TEXTS = [
+    "more €€ for pilots",
+    "Clusters should fund pilot projects for SMEs",
+    "DIH + clusters -> link!!",
+    "Digital innovation hubs and clusters must work together",
+    "upskilling of workers in the green transition",
+    "Training for employees on sustainability skills",
+    "the coffee was cold",
+]
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def torch_vectors() -> np.ndarray:
+    return load_encoder(EncoderSpec()).encode(TEXTS, batch_size=4, show_progress=False)
+
+
+def encode(backend: str, models_dir: Path) -> np.ndarray:
+    spec = EncoderSpec(backend=backend, models_dir=models_dir)  # type: ignore[arg-type]
+    return load_encoder(spec).encode(TEXTS, batch_size=4, show_progress=False)
+
+
+def test_onnx_gives_the_torch_vectors(models_dir: Path, torch_vectors: np.ndarray) -> None:
+    vectors = encode("onnx", models_dir)
+    assert vectors.shape == torch_vectors.shape and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert (vectors * torch_vectors).sum(1).min() > 0.999
+
+
+def test_int8_stays_close_and_keeps_the_neighbours(models_dir: Path, torch_vectors: np.ndarray) -> None:
+    vectors = encode("onnx-int8", models_dir)
+    assert (vectors * torch_vectors).sum(1).mean() > 0.9
+    # every text keeps its nearest neighbour
+    def neighbours(v: np.ndarray) -> list[int]:
+        return list((v @ v.T - 2 * np.eye(len(TEXTS))).argmax(1))
+
+    assert neighbours(vectors) == neighbours(torch_vectors)
+    assert (derived_model_dir(EncoderSpec(backend="onnx-int8", models_dir=models_dir)) / "model-int8.onnx").exists()
+
+
+def test_model2vec_is_a_static_model_of_the_same_weights(models_dir: Path) -> None:
+    vectors = encode("model2vec", models_dir)
+    assert vectors.shape == (len(TEXTS), 256)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    similarity = vectors @ vectors.T
+    assert similarity[4, 5] > similarity[4, 6] and similarity[2, 3] > similarity[2, 6]
+
+
+def test_a_derived_model_is_built_once_and_a_killed_build_is_cleared(models_dir: Path) -> None:
+    spec = EncoderSpec(backend="onnx", models_dir=models_dir)
+    model_file = build_derived_model(spec) / "model.onnx"
+    before = model_file.stat().st_mtime_ns
+    stale = models_dir / f".{derived_model_dir(spec).name}-killed"  # what a killed build leaves behind
+    stale.mkdir()
+    assert build_derived_model(spec) / "model.onnx" == model_file
+    assert model_file.stat().st_mtime_ns == before
+    other = EncoderSpec(model="elsewhere", backend="onnx", models_dir=models_dir)
+    assert derived_model_dir(other) != derived_model_dir(spec)
+
+
+def test_each_backend_has_its_own_cache_and_fingerprint(models_dir: Path, tmp_path: Path) -> None:
+    torch_spec, onnx_spec = EncoderSpec(), EncoderSpec(backend="onnx", models_dir=models_dir)
+    assert torch_spec.id != onnx_spec.id
+    first = embed_texts(TEXTS, onnx_spec, tmp_path)
+    again = embed_texts(TEXTS, onnx_spec, tmp_path)
+    assert np.array_equal(first, again)
+    embed_texts(TEXTS, torch_spec, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all-MiniLM-L6-v2", "all-MiniLM-L6-v2_onnx"]
+
+
+def test_backend_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HARVEST_EMBEDDING_BACKEND", "onnx-int8")
+    settings = Settings(data_dir=tmp_path)
+    assert settings.encoder == EncoderSpec(backend="onnx-int8", models_dir=tmp_path / "models")
+    monkeypatch.setenv("HARVEST_EMBEDDING_BACKEND", "tensorflow")
+    with pytest.raises(pydantic.ValidationError, match="embedding_backend"):
+        Settings(data_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown embedding backend"):
+        EncoderSpec(backend="tensorflow")  # type: ignore[arg-type]
