@@ -1,6 +1,7 @@
 """Scale benchmark: synthetic events of N statements through Harvest's steps, per stage time and peak memory.
 
     python benchmarks/scale.py 10000 100000      # sizes to run (each in a fresh process)
+    python benchmarks/scale.py --backend model2vec 1000000
 
 Events are built by recombining the sample event's notes: every statement joins two different notes
 ("A; B"), so texts are distinct and the embedding cache cannot shortcut; groups hold ~2,000-5,000
@@ -69,7 +70,7 @@ def build_event(n: int, folder: Path) -> None:
                 )
 
 
-def run_one(n: int) -> dict:
+def run_one(n: int, backend: str) -> dict:
     """All stages for one size, in this process."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
@@ -85,10 +86,10 @@ def run_one(n: int) -> dict:
     from pipeline.synthesis import SynthesisParams, synthesise_group
     from pipeline.themes import text_for_embedding
 
-    root = WORK / str(n)
+    root = WORK / f"{n}-{backend}"
     shutil.rmtree(root, ignore_errors=True)
     build_event(n, root / "event")
-    settings = Settings(data_dir=root / "data")
+    settings = Settings(data_dir=root / "data", embedding_backend=backend)
     event = load_event(root / "event")
     from pipeline.store import Layout
 
@@ -125,6 +126,7 @@ def run_one(n: int) -> dict:
     stage("themes (HDBSCAN + merge + labels)", t)
     return {
         "n": n,
+        "backend": backend,
         "groups": int(statements["question"].nunique()),
         "themes": themes,
         "stages": stages,
@@ -134,22 +136,32 @@ def run_one(n: int) -> dict:
     }
 
 
+def _order(key: str) -> tuple[str, int]:
+    n, _, backend = key.partition("@")
+    return backend, int(n)
+
+
 def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--one":
-        print("RESULT " + json.dumps(run_one(int(sys.argv[2]))), flush=True)
+    if len(sys.argv) > 3 and sys.argv[1] == "--one":
+        print("RESULT " + json.dumps(run_one(int(sys.argv[2]), sys.argv[3])), flush=True)
         return 0
-    sizes = [int(x) for x in sys.argv[1:]]
+    args = sys.argv[1:]
+    backend = "torch"
+    if args[:1] == ["--backend"]:
+        backend, args = args[1], args[2:]
+    sizes = [int(x) for x in args]
     if sizes == [0]:  # rewrite the report from scale.json only
         sizes = []
     results_file = HERE / "results" / "scale.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     for n in sizes:
         out = subprocess.run(
-            [sys.executable, __file__, "--one", str(n)], capture_output=True, text=True, check=True
+            [sys.executable, __file__, "--one", str(n), backend], capture_output=True, text=True, check=True
         )
         line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
-        results[str(n)] = json.loads(line.removeprefix("RESULT "))
-        print(results[str(n)], flush=True)
+        key = str(n) if backend == "torch" else f"{n}@{backend}"
+        results[key] = json.loads(line.removeprefix("RESULT "))
+        print(results[key], flush=True)
     results_file.parent.mkdir(exist_ok=True)
     results_file.write_text(json.dumps(results, indent=1))
     lines = [
@@ -159,21 +171,27 @@ def main() -> int:
         "fresh process per size. Peak memory is the process's maximum resident set so far (it includes "
         "the model and spaCy).",
         "",
-        "| statements | groups | themes | stage | seconds | peak MiB |",
-        "|---|---|---|---|---|---|",
+        "| statements | encoder | groups | themes | stage | seconds | peak MiB |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for key in sorted(results, key=int):
+    for key in sorted(results, key=_order):
         r = results[key]
         for name, s in r["stages"].items():
             lines.append(
-                f"| {r['n']:,} | {r['groups']} | {r['themes']} | {name} | {s['seconds']} | {s['peak_mib']} |"
+                f"| {r['n']:,} | {r.get('backend', 'torch')} | {r['groups']} | {r['themes']} | {name} "
+                f"| {s['seconds']} | {s['peak_mib']} |"
             )
-    lines += ["", "| statements | pipeline embed /s | bare encode /s | ratio |", "|---|---|---|---|"]
     lines += [
-        f"| {results[k]['n']:,} | {results[k]['embed_per_s']} | {results[k]['bare_encode_per_s']} | "
-        f"{results[k]['ratio']} |"
-        for k in sorted(results, key=int)
+        "",
+        "| statements | encoder | pipeline embed /s | bare encode /s | ratio |",
+        "|---|---|---|---|---|",
     ]
+    for key in sorted(results, key=_order):
+        r = results[key]
+        lines.append(
+            f"| {r['n']:,} | {r.get('backend', 'torch')} | {r['embed_per_s']} | {r['bare_encode_per_s']} "
+            f"| {r['ratio']} |"
+        )
     lines += [
         "",
         "A ratio above 1 is the cache at work: the pipeline encodes each distinct text once, and "

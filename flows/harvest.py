@@ -171,14 +171,31 @@ def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | Non
     return summary
 
 
+class _Laps:
+    """Seconds per stage, for the run summary and the benchmarks."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._last, 3)
+        self._last = now
+
+
 def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> dict:
+    lap = _Laps()
     ingest_counts = ingest_event_folder(event_dir, event, layout, settings.max_upload_bytes)
+    lap("ingest")
     statements = split_statements(event, layout, settings.spacy_model)
+    lap("statements")
 
     cache = Layout(settings.data_dir, event.id).embedding_cache  # shared by every --out of the event
     texts = [text_for_embedding(t, event.glossary) for t in statements["text"]]
     embeddings = embed(texts, settings.encoder, cache)
     prototypes = embed(list(PROTOTYPES), settings.encoder, cache).astype(np.float32)
+    lap("embed")
     params = SynthesisParams(
         model_language=settings.model_language, multilingual_model=settings.multilingual_model
     )
@@ -206,6 +223,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         assigned, found = previous[key] if key in previous else clustered[(topic, question)].result()
         assignments.append(assigned)
         themes.append(found)
+    lap("themes")
     themes_frame = rank_themes(pd.concat(themes, ignore_index=True)) if themes else THEMES.empty()
     assignment_frame = (
         pd.concat(assignments, ignore_index=True)
@@ -215,6 +233,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     keep_theme_identity(layout, assignment_frame, themes_frame)
     write_text(layout.groups, json.dumps(fingerprints, indent=1, sort_keys=True))
     export, themes_frame = publish_outputs(event, layout, settings, statements)
+    lap("publish")
     return {
         **ingest_counts,
         "statements": len(export),
@@ -222,5 +241,6 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         "unassigned": int((export["theme_id"] == "").sum()),
         "groups_clustered": len(groups) - len(previous),
         "groups_reused": len(previous),
+        "stage_seconds": lap.seconds,
         "out": str(layout.processed),
     }
