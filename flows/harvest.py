@@ -95,26 +95,29 @@ def themes_for_question(
 
 
 @task
-def keep_theme_identity(
-    layout: Layout, assignments: pd.DataFrame, themes: pd.DataFrame
+def save_and_publish(
+    event: Event,
+    layout: Layout,
+    settings: Settings,
+    statements: pd.DataFrame,
+    assignments: pd.DataFrame,
+    themes: pd.DataFrame,
+    fingerprints: dict[str, str],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """New machine themes take the ids of the earlier run's themes they continue (pipeline.review)."""
+    """Keep the machine's themes, then write export and paper with the editors' decisions applied.
+
+    New machine themes take the ids of the earlier run's themes they continue (``pipeline.review``).
+    The fingerprints are written after the themes they describe, so a run killed in between clusters
+    those groups again rather than trusting themes that were never saved."""
     if layout.clusters.exists():
         mapping = carry_identity(assignments, pd.read_parquet(layout.clusters))
         assignments = assignments.assign(theme_id=assignments["theme_id"].map(lambda t: mapping.get(t, t)))
         themes = themes.assign(theme_id=themes["theme_id"].map(lambda t: mapping.get(t, t)))
     save_machine_themes(layout, assignments, themes)
-    return assignments, themes
-
-
-@task
-def publish_outputs(
-    event: Event, layout: Layout, settings: Settings, statements: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    write_text(layout.groups, json.dumps(fingerprints, indent=1, sort_keys=True))
     return publish(layout, event, settings, statements=statements)
 
 
-@task
 def reuse_unchanged(
     layout: Layout, fingerprints: dict[str, str], statements: pd.DataFrame
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
@@ -230,9 +233,9 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         if assignments
         else pd.DataFrame(columns=["statement_id", "theme_id", "flag"])
     )
-    keep_theme_identity(layout, assignment_frame, themes_frame)
-    write_text(layout.groups, json.dumps(fingerprints, indent=1, sort_keys=True))
-    export, themes_frame = publish_outputs(event, layout, settings, statements)
+    export, themes_frame = save_and_publish(
+        event, layout, settings, statements, assignment_frame, themes_frame, fingerprints
+    )
     lap("publish")
     return {
         **ingest_counts,

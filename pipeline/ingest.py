@@ -12,6 +12,7 @@ Rules (the manifest is the record of truth):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import pandas as pd
 from pipeline.event import EVENT_FILE, Event
 from pipeline.readers import SUPPORTED_SUFFIXES, NoteFileError, Problem, read_notes
 from pipeline.schema import NOTES, STATEMENTS, conform
-from pipeline.store import ACCEPTED, REJECTED, Layout, Manifest, Upload, write_bytes
+from pipeline.store import ACCEPTED, REJECTED, Layout, Manifest, Upload, write_bytes, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,40 @@ def _keys(notes: pd.DataFrame) -> list[list[str | int]]:
     return [[str(t), int(r), str(tp), str(q)] for t, r, tp, q in keys.itertuples(index=False)]
 
 
+def _signature(event: Event, manifest: Manifest) -> str:
+    """What the current notes depend on: the event definition and, per group, the upload holding it
+    (its bytes by id, and the file name and form defaults it was read with)."""
+    uploads = {u.upload_id: u for u in manifest.accepted()}
+    owners = sorted(
+        [[str(x) for x in key], owner, uploads[owner].filename, sorted(uploads[owner].defaults.items())]
+        for key, owner in manifest.current_keys().items()
+    )
+    payload = json.dumps([event.model_dump(mode="json"), owners])
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _in_order(notes: pd.DataFrame) -> pd.DataFrame:
+    order = ["topic", "question", "table", "round", "source_file", "source_line"]
+    return conform(notes.sort_values(order, kind="stable"), NOTES)
+
+
+def _keep_current(layout: Layout, signature: str, notes: pd.DataFrame) -> None:
+    target = layout.current_notes(signature)
+    write_parquet(target, notes)
+    for older in target.parent.glob("notes-*.parquet"):
+        if older != target:
+            older.unlink(missing_ok=True)
+
+
 def current_notes(layout: Layout, event: Event, manifest: Manifest | None = None) -> pd.DataFrame:
-    """The notes that count now: for each group, the rows of the latest accepted upload holding it."""
+    """The notes that count now: for each group, the rows of the latest accepted upload holding it.
+
+    Read from the uploads once per manifest state; later calls read the kept copy."""
     manifest = manifest or Manifest.load(layout)
+    signature = _signature(event, manifest)
+    kept = layout.current_notes(signature)
+    if kept.exists():
+        return conform(pd.read_parquet(kept), NOTES)
     owners = manifest.current_keys()
     frames = []
     for upload in manifest.accepted():
@@ -84,15 +116,10 @@ def current_notes(layout: Layout, event: Event, manifest: Manifest | None = None
         notes = read_notes(upload.filename, data, event, upload.upload_id, defaults=upload.defaults)
         keys = pd.MultiIndex.from_frame(notes[KEY_COLUMNS])
         frames.append(notes.loc[keys.isin(list(owned))])
-    if not frames:
-        return NOTES.empty()
-    notes = pd.concat(frames, ignore_index=True)
-    return conform(
-        notes.sort_values(
-            ["topic", "question", "table", "round", "source_file", "source_line"], kind="stable"
-        ),
-        NOTES,
-    )
+    notes = _in_order(pd.concat(frames, ignore_index=True)) if frames else NOTES.empty()
+    if frames:
+        _keep_current(layout, signature, notes)
+    return notes
 
 
 def ingest(
@@ -121,6 +148,8 @@ def ingest(
                 )
                 notes = pd.concat([notes.loc[~replaced], result.notes], ignore_index=True)
             results.append(result)
+        if any(r.status == ACCEPTED for r in results):
+            _keep_current(layout, _signature(event, manifest), _in_order(notes))
     return results
 
 
@@ -252,7 +281,6 @@ def build_statements(
     statements (split and language as before); only new or changed notes go through spaCy and lingua.
     """
     from pipeline.statements import load_nlp, notes_to_statements
-    from pipeline.store import write_parquet
 
     notes = current_notes(layout, event)
     unchanged = np.zeros(len(notes), dtype=bool)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections import Counter
 
 import numpy as np
@@ -112,8 +113,25 @@ def ctfidf_labels(
     return out
 
 
+_TERMS: weakref.WeakKeyDictionary[Language, dict[str, list[tuple[str, str]]]] = weakref.WeakKeyDictionary()
+_TERMS_KEPT = 200_000  # statements whose terms a process remembers (about 100 MB)
+
+
+def statement_terms(texts: list[str], nlp: Language) -> list[list[tuple[str, str]]]:
+    """``keyphrases`` of each text. Remembered per process and pipeline, so a re-run (a scheduled or
+    web-triggered run in a long-lived process) parses only statements it has not seen."""
+    memo = _TERMS.setdefault(nlp, {})
+    todo = [t for t in dict.fromkeys(texts) if t not in memo]
+    for text, doc in zip(todo, nlp.pipe(todo, batch_size=256), strict=True):
+        memo[text] = keyphrases(doc)
+    found = [memo[t] for t in texts]
+    for oldest in list(memo)[: max(0, len(memo) - _TERMS_KEPT)]:
+        del memo[oldest]
+    return found
+
+
 def label_themes(texts: list[str], labels: np.ndarray, nlp: Language, top: int = 3) -> dict[int, str]:
-    pairs = [keyphrases(d) for d in nlp.pipe(texts, batch_size=256)]
+    pairs = statement_terms(texts, nlp)
     written: dict[str, Counter] = {}
     for terms in pairs:
         for key, surface in terms:

@@ -10,6 +10,8 @@ Ranking formula, strongest first (deterministic, no ties left):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -29,17 +31,21 @@ def distinct_statements(embeddings: np.ndarray, sessions: np.ndarray) -> int:
     return count
 
 
-def theme_support(members: pd.DataFrame, embeddings: np.ndarray) -> dict[str, object]:
-    """Support columns of one theme from its member statements (the representative first)."""
-    sessions = (members["table"].astype(str) + " r" + members["round"].astype(str)).to_numpy()
-    note_ids = members["note_id"].to_numpy()
+def theme_support(
+    members: pd.DataFrame | Mapping[str, np.ndarray], embeddings: np.ndarray
+) -> dict[str, object]:
+    """Support columns of one theme from its member statements (the representative first): a frame, or
+    its columns as arrays (cheaper when called for every theme of an event)."""
+    tables, rounds = np.asarray(members["table"], dtype=object), np.asarray(members["round"], dtype=object)
+    sessions = np.array([f"{t} r{r}" for t, r in zip(tables, rounds, strict=True)], dtype=object)
+    note_ids = np.asarray(members["note_id"], dtype=object)
     _, first_of_note = np.unique(note_ids, return_index=True)  # a note's votes count once
     return {
         "n_tables": len(set(sessions)),
         "n_statements": distinct_statements(embeddings, sessions),
-        "votes": int(members["votes"].to_numpy()[first_of_note].sum()),
+        "votes": int(np.asarray(members["votes"])[first_of_note].sum()),
         "tables": "; ".join(sorted(set(sessions))),
-        "statement_ids": "; ".join(members["statement_id"].astype(str)),
+        "statement_ids": "; ".join(str(s) for s in members["statement_id"]),
     }
 
 
@@ -60,11 +66,16 @@ def rank_themes(themes: pd.DataFrame) -> pd.DataFrame:
         ascending=[True, True, True, False, False, False, True, True],
         kind="stable",
     )
-    out = []
-    for _, group in ordered.groupby(["topic", "question"], sort=False):
-        out.append(_apply_pins(group))
-    result = pd.concat(out) if out else ordered
-    return result.drop(columns="_status").reset_index(drop=True)
+    ordered["rank"] = ordered.groupby(["topic", "question"], sort=False).cumcount() + 1
+    pins = ordered["pinned_rank"].fillna(0).astype(int) if "pinned_rank" in ordered else None
+    if pins is not None and (pins > 0).any():  # only questions with a pin need their order rearranged
+        pinned = set(zip(ordered.loc[pins > 0, "topic"], ordered.loc[pins > 0, "question"], strict=True))
+        out = [
+            _apply_pins(group) if key in pinned else group
+            for key, group in ordered.groupby(["topic", "question"], sort=False)
+        ]
+        ordered = pd.concat(out)
+    return ordered.drop(columns="_status").reset_index(drop=True)
 
 
 def _apply_pins(group: pd.DataFrame) -> pd.DataFrame:

@@ -113,8 +113,8 @@ def apply_review(
     machine = {r["theme_id"]: r for r in machine_themes.to_dict("records")}
     decided_rows = {t: r for t, r in decisions.to_dict("index").items()}
     # plain columns: per-theme pandas indexing would dominate a re-publish after every editor action
-    light = pd.DataFrame({c: statements[c].to_numpy(dtype=object) for c in SUPPORT_COLUMNS})
-    ids = light["statement_id"].to_numpy()
+    light = {c: statements[c].to_numpy(dtype=object) for c in SUPPORT_COLUMNS}
+    ids = light["statement_id"]
     theme_of = assignments["theme_id"].to_numpy(dtype=object)
     rows = []
     for theme in sorted(set(theme_of) - {""}):
@@ -126,7 +126,7 @@ def apply_review(
         else:
             best = member_rows[representative(embeddings[member_rows])]
             member_rows = [best, *[r for r in member_rows if r != best]]
-        first = light.iloc[member_rows[0]]
+        first = {c: values[member_rows[0]] for c, values in light.items()}
         decided = decided_rows.get(theme)
         row = {
             "theme_id": theme,
@@ -137,7 +137,7 @@ def apply_review(
             "recommendation": base["recommendation"]
             if base is not None
             else recommendation_text(first["text"]),
-            **theme_support(light.iloc[member_rows], embeddings[member_rows]),
+            **theme_support({c: v[member_rows] for c, v in light.items()}, embeddings[member_rows]),
             "status": "draft",
             "pinned_rank": 0,
         }

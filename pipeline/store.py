@@ -87,6 +87,11 @@ class Layout:
     def upload_path(self, upload_id: str, suffix: str) -> Path:
         return self.uploads / f"{upload_id}{suffix.lower()}"
 
+    def current_notes(self, signature: str) -> Path:
+        """The current notes as read from the uploads, for the manifest state and event definition
+        ``signature`` names, so a run need not parse every upload again."""
+        return self.raw / "current" / f"notes-{signature}.parquet"
+
     @contextmanager
     def run_lock(self, timeout: float = 3600) -> Iterator[None]:
         """One pipeline run per event at a time: overlapping runs never both write; the later waits."""

@@ -95,16 +95,18 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
         r["statement_id"]: r
         for r in statements[["statement_id", "text", "table", "round"]].to_dict("records")
     }
+    # one pass over each frame (not a mask per question: a paper can have hundreds of questions)
+    statements_of = {key: g for key, g in statements.groupby(["topic", "question"], sort=False)}
+    themes_of = {key: g.sort_values("rank") for key, g in themes.groupby(["topic", "question"], sort=False)}
+    no_statements, no_themes = statements.iloc[:0], themes.iloc[:0]
     sessions = []
     for session in event.sessions:
         session_section = SessionSection(session.id, session.title)
         for topic in session.topics:
             topic_section = TopicSection(topic.id, topic.title, topic.kind)
             for question in topic.questions:
-                mine = statements[(statements.topic == topic.id) & (statements.question == question.id)]
-                ranked = themes[(themes.topic == topic.id) & (themes.question == question.id)].sort_values(
-                    "rank"
-                )
+                mine = statements_of.get((topic.id, question.id), no_statements)
+                ranked = themes_of.get((topic.id, question.id), no_themes)
                 recommendations = [
                     Recommendation(
                         int(t["rank"]),
@@ -116,7 +118,7 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
                         int(t["votes"]),
                         _examples(t, by_id),
                     )
-                    for _, t in ranked.iterrows()
+                    for t in ranked.to_dict("records")
                 ]
                 flags = mine["flag"] if "flag" in mine else pd.Series(dtype=str)
                 topic_section.questions.append(
