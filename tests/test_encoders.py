@@ -1,4 +1,4 @@
-"""Encoder backends: the ONNX export and the model2vec distillation, built offline from the packaged weights."""
+"""Encoder backends: the ONNX export and the model2vec distillation, built offline from the packaged model."""
 
 from __future__ import annotations
 
@@ -50,12 +50,15 @@ def test_onnx_gives_the_torch_vectors(models_dir: Path, torch_vectors: np.ndarra
 def test_int8_stays_close_and_keeps_the_neighbours(models_dir: Path, torch_vectors: np.ndarray) -> None:
     vectors = encode("onnx-int8", models_dir)
     assert (vectors * torch_vectors).sum(1).mean() > 0.9
+
     # every text keeps its nearest neighbour
     def neighbours(v: np.ndarray) -> list[int]:
         return list((v @ v.T - 2 * np.eye(len(TEXTS))).argmax(1))
 
     assert neighbours(vectors) == neighbours(torch_vectors)
-    assert (derived_model_dir(EncoderSpec(backend="onnx-int8", models_dir=models_dir)) / "model-int8.onnx").exists()
+    assert (
+        derived_model_dir(EncoderSpec(backend="onnx-int8", models_dir=models_dir)) / "model-int8.onnx"
+    ).exists()
 
 
 def test_model2vec_is_a_static_model_of_the_same_weights(models_dir: Path) -> None:

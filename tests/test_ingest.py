@@ -135,3 +135,25 @@ def test_statements_are_rebuilt_only_for_new_or_changed_notes(layout: Layout, ev
     assert t03["text"].tolist()[2:] == first["text"].tolist()[1:]  # the unchanged notes as before
     assert set(second[second.table == "green-t04"]["question"]) == {"actors"}
     assert second["statement_id"].is_unique
+
+
+def test_current_notes_are_read_from_the_uploads_once_per_manifest_state(
+    layout: Layout, event: Event
+) -> None:
+    other_table = GOOD.replace(b"green-t03", b"green-t04")
+    ingest(layout, event, [("t03.csv", GOOD), ("t04.csv", other_table)])
+    first = current_notes(layout, event)
+    stored = sorted(layout.uploads.glob("*"))
+    kept = {p: p.read_bytes() for p in stored}
+    for path in stored:  # reading the uploads again would now fail
+        path.write_bytes(b"\x00 not notes")
+    pd.testing.assert_frame_equal(current_notes(layout, event), first)
+    # a new upload changes the manifest: the kept notes follow it without re-reading the others
+    ingest(layout, event, [("t05.csv", GOOD.replace(b"green-t03", b"green-t05"))])
+    assert sorted(current_notes(layout, event)["table"].unique()) == ["green-t03", "green-t04", "green-t05"]
+    # another event definition reads the uploads again
+    for path, data in kept.items():
+        path.write_bytes(data)
+    renamed = event.model_copy(update={"title": "Renamed"})
+    assert len(current_notes(layout, renamed)) == 18
+    assert len(list((layout.raw / "current").glob("notes-*.parquet"))) == 1  # the older copies are gone
