@@ -127,3 +127,38 @@ def test_dask_task_runner_gives_the_same_result(
     assert len(list((out / "embeddings").rglob("*.npz"))) >= 3  # one shard per encoded chunk
     for name in ("statements.csv", "themes.csv"):
         assert (out / name).read_bytes() == (first_run / name).read_bytes(), name
+
+
+def test_one_new_table_changes_only_its_question(tmp_path: Path) -> None:
+    event_dir = tmp_path / "event"
+    shutil.copytree(MINI, event_dir)
+    data = tmp_path / "data"
+    harvest_event(event_dir, data)
+    out = data / "processed" / "mini"
+    themes_before = pd.read_csv(out / "themes.csv", keep_default_na=False)
+    shards_before = set((out / "embeddings").rglob("*.npz"))
+
+    (event_dir / "notes" / "green-t99.csv").write_text(
+        "table,round,topic,question,text\n"
+        "green-t99,1,green,actors,banks and investors have to join in\n"
+        "green-t99,1,green,actors,citizens as consumers drive the change\n"
+    )
+    summary = harvest_event(event_dir, data)
+    assert (summary["accepted"], summary["unchanged"]) == (1, 1)
+    assert (summary["groups_clustered"], summary["groups_reused"]) == (1, 1)
+    assert len(set((out / "embeddings").rglob("*.npz")) - shards_before) == 1  # only the new statements
+
+    themes_after = pd.read_csv(out / "themes.csv", keep_default_na=False)
+    untouched = themes_before[themes_before.question == "policy"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        themes_after[themes_after.question == "policy"].reset_index(drop=True), untouched
+    )
+    statements = pd.read_csv(out / "statements.csv", keep_default_na=False)
+    new = statements[statements.table == "green-t99"]
+    assert len(new) == 2
+    # the new table joins the theme its note belongs to: the theme keeps its id and its members
+    banks = new.loc[new.text.str.startswith("banks"), "theme_id"].iloc[0]
+    assert banks in set(themes_before["theme_id"])
+    before, after = (t.set_index("theme_id").loc[banks] for t in (themes_before, themes_after))
+    assert after.n_tables > before.n_tables
+    assert set(before.statement_ids.split("; ")) <= set(after.statement_ids.split("; "))
