@@ -183,8 +183,21 @@ def detect_languages(texts: list[str], default: str = "en") -> list[str]:
 
 
 # --------------------------------------------------------------------------- the step
+NOTES_PER_CHUNK = 50_000  # rows are built as Python dicts: a chunk at a time keeps memory bounded
+
+
 def notes_to_statements(notes: pd.DataFrame, nlp: Language, default_language: str = "en") -> pd.DataFrame:
     """One row per statement, keeping each note's provenance; ``statement_id`` = ``<note_id>-s<k>``."""
+    if len(notes) > NOTES_PER_CHUNK:
+        chunks = [
+            _notes_to_statements(notes.iloc[start : start + NOTES_PER_CHUNK], nlp, default_language)
+            for start in range(0, len(notes), NOTES_PER_CHUNK)
+        ]
+        return conform(pd.concat(chunks, ignore_index=True), STATEMENTS)
+    return _notes_to_statements(notes, nlp, default_language)
+
+
+def _notes_to_statements(notes: pd.DataFrame, nlp: Language, default_language: str) -> pd.DataFrame:
     notes = conform(notes, NOTES)
     split = split_statements(notes["text"].tolist(), nlp)
     rows = []
