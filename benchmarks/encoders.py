@@ -107,7 +107,9 @@ def main() -> int:
         "pairs), batch 64, no cache, model loaded. Agreement: correlation of the pairwise cosines of "
         "1,000 texts with the torch vectors. Quality: a whole Harvest run on the dev event with that "
         "backend, scored by score.py. Build: the one-off export or distillation from the packaged "
-        "weights (offline).",
+        "weights (offline); the int8 row only quantises the export of the row above. Run s: the "
+        "whole flow on the dev event, in one process; the first row also "
+        "starts Prefect and loads the torch model.",
         "",
         "| backend | build s | texts/s | × torch | dims | agreement | " + " | ".join(SHOWN) + " | run s |",
         "|---|---|---|---|---|---|" + "---|" * len(SHOWN) + "---|",
