@@ -139,6 +139,9 @@ def prefect_api(home: Path) -> Iterator[str]:
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
+        # Its own process group: Ctrl-C in a terminal reaches the whole foreground group, and the server
+        # must outlive the runner's shutdown (which still reports to it); it is stopped below.
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120
