@@ -158,7 +158,10 @@ def prefect_api(home: Path) -> Iterator[str]:
         log.info("local Prefect server on %s", url)
         os.environ["PREFECT_API_URL"] = url  # flow runs started by the runner inherit it
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield url
+            try:
+                yield url
+            finally:
+                _flush_to_api()
     finally:
         os.environ.pop("PREFECT_API_URL", None)
         server.terminate()
@@ -167,6 +170,16 @@ def prefect_api(home: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         log_file.close()
+
+
+def _flush_to_api(timeout: float = 10) -> None:
+    """Send the logs and events still queued while the server is up: at interpreter exit Prefect would
+    try again against a stopped server and retry for minutes."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        service.drain_all(timeout=timeout)
 
 
 def serve_event(

@@ -80,6 +80,7 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT then prints every thread's stack: what a hang waits for
     process = subprocess.Popen(
         [
             sys.executable,
@@ -126,8 +127,10 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path) -> None:
         try:
             process.wait(timeout=90)
         except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGABRT)
+            time.sleep(3)
             os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail("harvest schedule did not stop on Ctrl-C:\n" + "".join(lines)[-3000:])
+            pytest.fail("harvest schedule did not stop on Ctrl-C:\n" + "".join(lines)[-8000:])
         reader.join(timeout=5)
     assert "harvest-event/harvest-mini" in "".join(lines)
     leftover = subprocess.run(
