@@ -130,7 +130,9 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path) -> None:
             os.kill(process.pid, signal.SIGABRT)
             time.sleep(3)
             os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail("harvest schedule did not stop on Ctrl-C:\n" + "".join(lines)[-8000:])
+            reader.join(timeout=5)
+            stacks = [x for x in lines if x.lstrip().startswith(("File ", "Thread ", "Current thread"))]
+            pytest.fail("harvest schedule did not stop on Ctrl-C:\n" + "".join(lines[-40:] + stacks))
         reader.join(timeout=5)
     assert "harvest-event/harvest-mini" in "".join(lines)
     leftover = subprocess.run(
