@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -193,6 +194,10 @@ def serve_event(
     poll: float = 2.0,
 ) -> None:
     """Serve the flow for one event until interrupted (Ctrl-C / SIGTERM)."""
+    if threading.current_thread() is threading.main_thread():
+        # A process started in the background of a script (`cmd &`) inherits SIGINT as ignored; Ctrl-C
+        # or `kill -INT` must stop it all the same (SIGTERM is handled by Prefect's runner).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     with prefect_api(Path(data_dir).resolve() / "prefect"):
         _serve(event_dir, data_dir, cron, interval, at_session_ends, watch, debounce, poll)
 
