@@ -29,7 +29,7 @@ from pipeline.review import carry_identity
 from pipeline.schema import THEMES
 from pipeline.statements import load_nlp
 from pipeline.store import Layout, remove_stale_temp_files, write_text
-from pipeline.synthesis import SynthesisParams, group_fingerprint, synthesise_group
+from pipeline.synthesis import SynthesisParams, group_fingerprints, synthesise_group
 from pipeline.themes import text_for_embedding
 
 
@@ -207,10 +207,13 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         for topic, question in event.questions()
     }
     groups = {key: rows for key, rows in groups.items() if len(rows)}
-    fingerprints = {
-        f"{t}/{q}": group_fingerprint(statements.iloc[rows], settings.encoder.id, params, event.glossary)
-        for (t, q), rows in groups.items()
-    }
+    fingerprints = group_fingerprints(
+        statements,
+        {f"{t}/{q}": rows for (t, q), rows in groups.items()},
+        settings.encoder.id,
+        params,
+        event.glossary,
+    )
     previous = reuse_unchanged(layout, fingerprints, statements)
 
     clustered = {

@@ -31,6 +31,9 @@ def distinct_statements(embeddings: np.ndarray, sessions: np.ndarray) -> int:
     return count
 
 
+SUPPORT_COLUMNS = ["statement_id", "note_id", "table", "round", "votes"]  # what theme_support reads
+
+
 def theme_support(
     members: pd.DataFrame | Mapping[str, np.ndarray], embeddings: np.ndarray
 ) -> dict[str, object]:

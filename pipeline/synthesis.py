@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +13,7 @@ from spacy.language import Language
 
 from pipeline.chatter import DEFAULT_THRESHOLD, PROTOTYPES, chatter_mask
 from pipeline.labels import label_themes, recommendation_text, representative
-from pipeline.rank import theme_support
+from pipeline.rank import SUPPORT_COLUMNS, theme_support
 from pipeline.schema import FLAG_LANGUAGE, FLAG_OFF_TOPIC, THEMES, conform
 from pipeline.themes import ThemeParams, cluster_statements
 
@@ -41,14 +42,25 @@ def statement_flags(
     return flags
 
 
-def group_fingerprint(
-    statements: pd.DataFrame, encoder_id: str, params: SynthesisParams, glossary: dict[str, str] | None = None
-) -> str:
-    """Everything a topic x question's machine themes depend on; unchanged -> the last run's themes hold."""
+def group_fingerprints(
+    statements: pd.DataFrame,
+    groups: Mapping[str, np.ndarray],
+    encoder_id: str,
+    params: SynthesisParams,
+    glossary: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Per group (rows of ``statements``), everything its machine themes depend on; an unchanged
+    fingerprint means the last run's themes hold. One vectorised pass over all statements."""
     columns = ["statement_id", "text", "language", "table", "round", "votes", "note_id"]
-    rows = statements[columns].astype(str).sort_values("statement_id").to_numpy().tolist()
-    payload = json.dumps([rows, encoder_id, repr(params), sorted((glossary or {}).items()), CHATTER_VERSION])
-    return hashlib.sha256(payload.encode()).hexdigest()
+    row_text = statements[columns[0]].astype(str)
+    for column in columns[1:]:
+        row_text = row_text + "\x1f" + statements[column].astype(str)
+    row_text = row_text.to_numpy(dtype=object)
+    settings = json.dumps([encoder_id, repr(params), sorted((glossary or {}).items()), CHATTER_VERSION])
+    return {
+        key: hashlib.sha256("\n".join([settings, *sorted(row_text[rows])]).encode()).hexdigest()
+        for key, rows in groups.items()
+    }
 
 
 def theme_id(topic: str, question: str, member_ids: list[str]) -> str:
@@ -79,12 +91,13 @@ def synthesise_group(
     names = label_themes(statements["text"].tolist(), labels, nlp)
     topic, question = statements["topic"].iloc[0], statements["question"].iloc[0]
     theme_of = np.full(len(statements), "", dtype=object)
+    columns = {c: statements[c].to_numpy(dtype=object) for c in SUPPORT_COLUMNS}
     rows = []
     for label in sorted(set(labels.tolist()) - {-1}):
         members = np.where(labels == label)[0]
         best = members[representative(embeddings[members])]
         ordered = [best, *[m for m in members if m != best]]
-        ids = statements["statement_id"].iloc[ordered].tolist()
+        ids = columns["statement_id"][ordered].tolist()
         tid = theme_id(topic, question, ids)
         theme_of[members] = tid
         rows.append(
@@ -95,7 +108,7 @@ def synthesise_group(
                 "rank": 0,
                 "label": names.get(label, ""),
                 "recommendation": recommendation_text(statements["text"].iloc[best]),
-                **theme_support(statements.iloc[ordered], embeddings[ordered]),
+                **theme_support({c: v[ordered] for c, v in columns.items()}, embeddings[ordered]),
                 "status": "draft",
             }
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -95,18 +96,34 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
         r["statement_id"]: r
         for r in statements[["statement_id", "text", "table", "round"]].to_dict("records")
     }
-    # one pass over each frame (not a mask per question: a paper can have hundreds of questions)
-    statements_of = {key: g for key, g in statements.groupby(["topic", "question"], sort=False)}
-    themes_of = {key: g.sort_values("rank") for key, g in themes.groupby(["topic", "question"], sort=False)}
-    no_statements, no_themes = statements.iloc[:0], themes.iloc[:0]
+    # counts per question in one pass over each frame (a paper can have hundreds of questions)
+    keys = ["topic", "question"]
+    flags = statements["flag"] if "flag" in statements else pd.Series("", index=statements.index)
+    counts = pd.DataFrame(
+        {
+            "n_statements": statements.groupby(keys).size(),
+            "n_sessions": statements.drop_duplicates([*keys, "table", "round"]).groupby(keys).size(),
+            "n_unassigned": (statements["theme_id"] == "")
+            .groupby([statements.topic, statements.question])
+            .sum(),
+            "n_off_topic": (flags == FLAG_OFF_TOPIC).groupby([statements.topic, statements.question]).sum(),
+            "n_other_language": (flags == FLAG_LANGUAGE)
+            .groupby([statements.topic, statements.question])
+            .sum(),
+        }
+    )
+    per_question = {key: {c: int(v) for c, v in row.items()} for key, row in counts.iterrows()}
+    themes_of: dict[tuple[str, str], list[dict]] = {}
+    for theme in themes.sort_values("rank", kind="stable").to_dict("records"):
+        themes_of.setdefault((theme["topic"], theme["question"]), []).append(theme)
+    empty = dict.fromkeys(counts.columns, 0)
     sessions = []
     for session in event.sessions:
         session_section = SessionSection(session.id, session.title)
         for topic in session.topics:
             topic_section = TopicSection(topic.id, topic.title, topic.kind)
             for question in topic.questions:
-                mine = statements_of.get((topic.id, question.id), no_statements)
-                ranked = themes_of.get((topic.id, question.id), no_themes)
+                ranked = themes_of.get((topic.id, question.id), [])
                 recommendations = [
                     Recommendation(
                         int(t["rank"]),
@@ -118,19 +135,14 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
                         int(t["votes"]),
                         _examples(t, by_id),
                     )
-                    for t in ranked.to_dict("records")
+                    for t in ranked
                 ]
-                flags = mine["flag"] if "flag" in mine else pd.Series(dtype=str)
                 topic_section.questions.append(
                     QuestionSection(
                         question.id,
                         question.text,
-                        n_sessions=int(mine[["table", "round"]].drop_duplicates().shape[0]),
-                        n_statements=len(mine),
                         recommendations=recommendations,
-                        n_unassigned=int((mine["theme_id"] == "").sum()),
-                        n_off_topic=int((flags == FLAG_OFF_TOPIC).sum()),
-                        n_other_language=int((flags == FLAG_LANGUAGE).sum()),
+                        **per_question.get((topic.id, question.id), empty),
                     )
                 )
             session_section.topics.append(topic_section)
@@ -146,6 +158,7 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
     )
 
 
+@lru_cache(maxsize=2)  # compiled templates are reused by every publish of the process
 def _environment(autoescape: bool) -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
