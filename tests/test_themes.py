@@ -104,9 +104,30 @@ def test_ranking_is_led_by_tables_then_votes_then_statements_then_label() -> Non
 
 def test_capped_merge_gives_the_same_themes_on_clear_clusters() -> None:
     rng = np.random.default_rng(2)
-    x = np.repeat(_unit(rng, 6, 64), 12, axis=0) + rng.normal(scale=0.05, size=(72, 64))
+    centres = np.linalg.qr(rng.normal(size=(64, 6)))[0].T  # six orthogonal directions: clear clusters
+    x = np.repeat(centres, 12, axis=0) + rng.normal(scale=0.05, size=(72, 64))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     tables = np.arange(72).astype(str)
     full = cluster_statements(x, tables, ThemeParams())
     capped = cluster_statements(x, tables, ThemeParams(max_micro_themes=3))
     assert adjusted_rand_score(full, capped) == 1.0 and full.max() == 5
+
+
+def test_groups_written_side_by_side_at_the_same_tables_stay_apart() -> None:
+    # Two close phrasings, each written once at tables t0-t3; without sessions they merge, but when every
+    # table wrote both side by side they are two points of those tables, so two themes.
+    rng = np.random.default_rng(3)
+    shared = _unit(rng, 1, 32)[0]
+    a = shared + 0.8 * _unit(rng, 1, 32)[0]
+    b = shared + 0.8 * _unit(rng, 1, 32)[0]
+    x = np.vstack([np.repeat([a], 4, axis=0), np.repeat([b], 4, axis=0)])
+    x += rng.normal(scale=0.01, size=x.shape)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert float(x[0] @ x[4]) > 0.4  # similar enough to merge on meaning alone
+    apart = np.array([f"t{i} r1" for i in range(8)])
+    side_by_side = np.array([f"t{i % 4} r1" for i in range(8)])
+    assert len(set(cluster_statements(x, apart).tolist())) == 1
+    labels = cluster_statements(x, side_by_side)
+    assert labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    unpenalised = ThemeParams(session_penalty=0.0)
+    assert len(set(cluster_statements(x, side_by_side, unpenalised).tolist())) == 1
