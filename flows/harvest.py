@@ -195,7 +195,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     lap("statements")
 
     cache = Layout(settings.data_dir, event.id).embedding_cache  # shared by every --out of the event
-    texts = [text_for_embedding(t, event.glossary) for t in statements["text"]]
+    texts = [text_for_embedding(t, event.model_glossary) for t in statements["text"]]
     embeddings = embed(texts, settings.encoder, cache)
     prototypes = embed(list(PROTOTYPES), settings.encoder, cache).astype(np.float32)
     lap("embed")
@@ -212,7 +212,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         {f"{t}/{q}": rows for (t, q), rows in groups.items()},
         settings.encoder.id,
         params,
-        event.glossary,
+        event.model_glossary,
     )
     previous = reuse_unchanged(layout, fingerprints, statements)
 

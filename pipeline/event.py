@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from pipeline.glossary import DEFAULT_GLOSSARY, with_plurals
+
 EVENT_FILE = "event.yaml"
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
@@ -58,13 +60,23 @@ class Event(_Strict):
     glossary: dict[str, str] = Field(
         default_factory=dict,
         description="Shorthand the embedding model cannot know, e.g. {DIH: digital innovation hub}; "
-        "replaced (case-sensitively, whole words) in the text the model sees, never in the paper.",
+        "replaced (case-sensitively, whole words) in the text the model sees, never in the paper. Adds to "
+        "the built-in glossary of innovation-policy acronyms (pipeline/glossary.py) and wins over it.",
+    )
+    use_default_glossary: bool = Field(
+        default=True, description="false: only the event's own glossary is spelled out."
     )
     notes: list[str] | None = Field(
         default=None,
         description="Glob patterns, relative to the event folder, of the note files `harvest run` reads. "
         "Default: everything under notes/ if that folder exists, else the note files beside event.yaml.",
     )
+
+    @property
+    def model_glossary(self) -> dict[str, str]:
+        """Every shorthand spelled out for the embedding model: built-in and the event's, with plurals."""
+        base = DEFAULT_GLOSSARY if self.use_default_glossary else {}
+        return with_plurals({**base, **self.glossary})
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Event:

@@ -39,7 +39,7 @@ def publish(
     if state is None:
         with session_scope(settings.database_url) as session:
             state = load_state(session, event.id)
-    texts = [text_for_embedding(t, event.glossary) for t in statements["text"]]
+    texts = [text_for_embedding(t, event.model_glossary) for t in statements["text"]]
     cache = Layout(settings.data_dir, event.id).embedding_cache
     embeddings = cached_embeddings(texts, settings.encoder.id, cache)
     assignments, themes = apply_review(

@@ -55,3 +55,22 @@ def test_duplicate_topic_ids_across_sessions(tmp_path: Path) -> None:
 def test_missing_event_file(tmp_path: Path) -> None:
     with pytest.raises(EventDefinitionError, match="no event definition"):
         load_event(tmp_path)
+
+
+def test_glossary_spells_out_acronyms_for_the_model_and_the_event_wins() -> None:
+    from pipeline.themes import text_for_embedding
+
+    default = parse_event(_event())
+    assert text_for_embedding("DIHs + SMEs!!", default.model_glossary) == (
+        "digital innovation hubs + small and medium-sized enterprises"
+    )
+    assert text_for_embedding("KETs, R&D and it", default.model_glossary) == (
+        "key enabling technologies, research and development and it"  # lower-case 'it' is a word
+    )
+    own = parse_event({**_event(), "glossary": {"DIH": "DIH", "WCM": "world cafe method"}})
+    assert text_for_embedding("DIH via WCM", own.model_glossary) == "DIH via world cafe method"
+    assert own.model_glossary["SME"] == "small and medium-sized enterprise"
+    only_own = parse_event(
+        {**_event(), "glossary": {"WCM": "world cafe method"}, "use_default_glossary": False}
+    )
+    assert only_own.model_glossary == {"WCM": "world cafe method", "WCMs": "world cafe methods"}
