@@ -26,7 +26,7 @@ from pipeline.ingest import build_statements, discover_note_files, ingest_paths
 from pipeline.publish import publish, save_machine_themes
 from pipeline.rank import rank_themes
 from pipeline.review import carry_identity
-from pipeline.schema import THEMES
+from pipeline.schema import FLAG_OFF_TOPIC, STATUS_OFF_TOPIC, THEMES
 from pipeline.statements import load_nlp
 from pipeline.store import Layout, remove_stale_temp_files, write_text
 from pipeline.synthesis import SynthesisParams, group_fingerprints, synthesise_group
@@ -243,7 +243,8 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     return {
         **ingest_counts,
         "statements": len(export),
-        "themes": len(themes_frame),
+        "themes": int((themes_frame["status"] != STATUS_OFF_TOPIC).sum()),
+        "off_topic": int((export["flag"] == FLAG_OFF_TOPIC).sum()),
         "unassigned": int((export["theme_id"] == "").sum()),
         "groups_clustered": len(groups) - len(previous),
         "groups_reused": len(previous),

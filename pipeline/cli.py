@@ -107,7 +107,7 @@ def run(
     summary = harvest_event(event_dir, settings.data_dir, out)
     typer.echo(
         f"{summary['statements']} statements, {summary['themes']} themes, "
-        f"{summary['unassigned']} unassigned; "
+        f"{summary['off_topic']} off-topic, {summary['unassigned']} unassigned; "
         f"files: {summary['accepted']} new, {summary['unchanged']} unchanged, {summary['rejected']} rejected"
     )
     typer.echo(f"export and paper in {summary['out']}")

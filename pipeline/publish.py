@@ -15,7 +15,7 @@ from pipeline.export import themed_statements, write_exports
 from pipeline.ingest import build_statements
 from pipeline.paper import build_paper, render_html, render_markdown
 from pipeline.review import ReviewState, apply_review
-from pipeline.schema import STATEMENTS, conform
+from pipeline.schema import NOT_IN_PAPER, STATEMENTS, conform
 from pipeline.store import Layout, write_parquet, write_text
 from pipeline.themes import text_for_embedding
 
@@ -51,7 +51,7 @@ def publish(
     )
     export = themed_statements(statements, assignments, themes)
     write_exports(layout, export, themes)
-    paper = build_paper(event, export, themes[themes.status != "rejected"])
+    paper = build_paper(event, export, themes[~themes.status.isin(NOT_IN_PAPER)])
     write_text(layout.paper_md, render_markdown(paper))
     write_text(layout.paper_html, render_html(paper))
     return export, themes

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from pipeline.schema import STATUS_OFF_TOPIC
+
 NEAR_DUPLICATE = 0.9  # cosine above which two statements of one table session say the same thing
 
 
@@ -52,13 +54,14 @@ def theme_support(
     }
 
 
-_STATUS_ORDER = {"approved": 0, "draft": 1, "rejected": 2}
+_STATUS_ORDER = {"approved": 0, "draft": 1, "rejected": 2, STATUS_OFF_TOPIC: 3}
 
 
 def rank_themes(themes: pd.DataFrame) -> pd.DataFrame:
     """Add ``rank`` (1 = strongest) within each topic x question.
 
-    Editors come first: approved themes before drafts, rejected ones last; a pinned rank
+    Editors come first: approved themes before drafts, rejected ones and then the off-topic remarks
+    last; a pinned rank
     (``pinned_rank``) puts a theme at that place and the others keep their order around it.
     """
     themes = themes.copy()

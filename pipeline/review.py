@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipeline.labels import recommendation_text, representative
 from pipeline.rank import rank_themes, theme_support
-from pipeline.schema import THEMES, conform
+from pipeline.schema import OFF_TOPIC_THEME_SUFFIX, THEMES, conform
 
 MIN_OVERLAP = 0.5
 SUPPORT_COLUMNS = ["statement_id", "note_id", "topic", "question", "table", "round", "votes", "text"]
@@ -55,9 +55,14 @@ class ReviewState:
 def carry_identity(new: pd.DataFrame, previous: pd.DataFrame) -> dict[str, str]:
     """Map new machine theme ids to earlier ones (rule in the module docstring).
 
-    Both frames have ``statement_id, theme_id`` ('' = unassigned)."""
-    new_sets = {t: set(g) for t, g in new[new.theme_id != ""].groupby("theme_id")["statement_id"]}
-    old_sets = {t: set(g) for t, g in previous[previous.theme_id != ""].groupby("theme_id")["statement_id"]}
+    Both frames have ``statement_id, theme_id`` ('' = unassigned). The off-topic themes keep their
+    fixed ids and take no other theme's id."""
+
+    def member_sets(frame: pd.DataFrame) -> dict[str, set[str]]:
+        matched = (frame.theme_id != "") & ~frame.theme_id.str.endswith(OFF_TOPIC_THEME_SUFFIX)
+        return {t: set(g) for t, g in frame[matched].groupby("theme_id")["statement_id"]}
+
+    new_sets, old_sets = member_sets(new), member_sets(previous)
     candidates = []
     for n_id, n_members in new_sets.items():
         for o_id, o_members in old_sets.items():
@@ -138,7 +143,7 @@ def apply_review(
             if base is not None
             else recommendation_text(first["text"]),
             **theme_support({c: v[member_rows] for c, v in light.items()}, embeddings[member_rows]),
-            "status": "draft",
+            "status": (base or {}).get("status") or "draft",  # the machine says off-topic or draft
             "pinned_rank": 0,
         }
         if decided is not None:

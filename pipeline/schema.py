@@ -103,12 +103,19 @@ THEMES = FrameSchema(
         "votes": INT,
         "tables": STR,  # "table r<round>" of every table session that raised it, "; "-separated
         "statement_ids": STR,  # members, "; "-separated, the representative first
-        "status": STR,  # draft | approved | rejected (editors' decision)
+        "status": STR,  # draft | approved | rejected (editors' decision) | off-topic (see below)
     },
 )
 
-#: Statement flags: why a statement is in no theme although it was read.
-FLAG_OFF_TOPIC = "off-topic"  # a remark about the session, not an answer
+#: Theme status of the one machine theme per question that gathers its off-topic statements (session
+#: remarks): shown to editors like any theme, ranked last, never in the paper. Its id is fixed,
+#: ``<topic>.<question>.off-topic``, so it stays the same across runs.
+STATUS_OFF_TOPIC = "off-topic"
+OFF_TOPIC_THEME_SUFFIX = ".off-topic"
+NOT_IN_PAPER = ("rejected", STATUS_OFF_TOPIC)  # theme statuses the paper leaves out
+
+#: Statement flags: why a statement is not clustered with the answers although it was read.
+FLAG_OFF_TOPIC = "off-topic"  # a remark about the session, not an answer: in its question's off-topic theme
 FLAG_LANGUAGE = "language"  # not in the embedding model's language; needs an editor or a multilingual model
 
 #: The export contract read by other tools and by benchmarks: keep these columns and meanings.
@@ -134,5 +141,5 @@ EXPORT_THEME_COLUMNS = [
     "n_tables",
     "n_statements",
     "votes",
-    "status",  # issue "Review": draft | approved | rejected
+    "status",  # issue "Review": draft | approved | rejected, and off-topic for the session remarks
 ]

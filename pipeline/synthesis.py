@@ -14,7 +14,14 @@ from spacy.language import Language
 from pipeline.chatter import DEFAULT_THRESHOLD, PROTOTYPES, chatter_mask
 from pipeline.labels import label_themes, recommendation_text, representative
 from pipeline.rank import SUPPORT_COLUMNS, theme_support
-from pipeline.schema import FLAG_LANGUAGE, FLAG_OFF_TOPIC, THEMES, conform
+from pipeline.schema import (
+    FLAG_LANGUAGE,
+    FLAG_OFF_TOPIC,
+    OFF_TOPIC_THEME_SUFFIX,
+    STATUS_OFF_TOPIC,
+    THEMES,
+    conform,
+)
 from pipeline.themes import ThemeParams, cluster_statements
 
 CHATTER_VERSION = hashlib.sha256("\n".join(PROTOTYPES).encode()).hexdigest()[:12]
@@ -68,6 +75,10 @@ def theme_id(topic: str, question: str, member_ids: list[str]) -> str:
     return f"{topic}.{question}.{digest}"
 
 
+def off_topic_theme_id(topic: str, question: str) -> str:
+    return f"{topic}.{question}{OFF_TOPIC_THEME_SUFFIX}"
+
+
 def synthesise_group(
     statements: pd.DataFrame,
     embeddings: np.ndarray,
@@ -78,7 +89,9 @@ def synthesise_group(
     """Themes of one topic x question.
 
     Returns ``(assignments, themes)``: assignments has ``statement_id, theme_id, flag`` for every
-    statement (theme_id empty = unassigned); themes follows ``schema.THEMES`` with rank still 0.
+    statement (theme_id empty = unassigned); themes follows ``schema.THEMES`` with rank still 0. The
+    off-topic statements form one more theme with status ``off-topic`` (see schema.STATUS_OFF_TOPIC):
+    session remarks are one kind of thing, which editors see together and can take answers out of.
     """
     params = params or SynthesisParams()
     statements = statements.reset_index(drop=True)
@@ -110,6 +123,22 @@ def synthesise_group(
                 "recommendation": recommendation_text(statements["text"].iloc[best]),
                 **theme_support({c: v[ordered] for c, v in columns.items()}, embeddings[ordered]),
                 "status": "draft",
+            }
+        )
+    off_topic = np.flatnonzero(flags == FLAG_OFF_TOPIC)
+    if len(off_topic):
+        tid = off_topic_theme_id(topic, question)
+        theme_of[off_topic] = tid
+        rows.append(
+            {
+                "theme_id": tid,
+                "topic": topic,
+                "question": question,
+                "rank": 0,
+                "label": "Off-topic remarks",
+                "recommendation": "",
+                **theme_support({c: v[off_topic] for c, v in columns.items()}, embeddings[off_topic]),
+                "status": STATUS_OFF_TOPIC,
             }
         )
     assignments = pd.DataFrame(

@@ -28,6 +28,12 @@ def test_identity_follows_the_statements_not_the_hash() -> None:
     assert "n3" not in mapping  # a new theme gets a new id
 
 
+def test_off_topic_themes_keep_their_fixed_ids() -> None:
+    previous = _assign({"a": "g.q.off-topic", "b": "g.q.off-topic", "c": "T1", "d": "T1"})
+    new = _assign({"a": "n1", "b": "n1", "c": "g.q.off-topic", "d": "g.q.off-topic"})
+    assert carry_identity(new, previous) == {}  # no theme takes the off-topic id, nor it another's
+
+
 def _statements() -> tuple[pd.DataFrame, np.ndarray]:
     statements = pd.DataFrame(
         {

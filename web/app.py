@@ -24,6 +24,7 @@ from pipeline.config import Settings
 from pipeline.event import Event, load_event
 from pipeline.ingest import ingest
 from pipeline.publish import publish, refresh_after_ingest
+from pipeline.schema import STATUS_OFF_TOPIC
 from pipeline.store import Layout, Manifest
 
 HERE = Path(__file__).parent
@@ -261,10 +262,11 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
     def review_event(request: Request, event_id: str, user: Annotated[str, Depends(editor)]) -> HTMLResponse:
         site = site_of(event_id)
         statements, themes = _outputs(site)
+        answers = themes[themes.status != STATUS_OFF_TOPIC]  # the session remarks are no theme to count
         counts = {}
         for topic, question in site.event.questions():
             st = statements[(statements.topic == topic) & (statements.question == question)]
-            th = themes[(themes.topic == topic) & (themes.question == question)]
+            th = answers[(answers.topic == topic) & (answers.question == question)]
             counts[(topic, question)] = {
                 "statements": len(st),
                 "themes": len(th),
@@ -273,9 +275,9 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
             }
         totals = {
             "statements": len(statements),
-            "themes": len(themes),
+            "themes": len(answers),
             "unassigned": int((statements.theme_id == "").sum()),
-            "approved": int((themes.status == "approved").sum()),
+            "approved": int((answers.status == "approved").sum()),
         }
         uploads = Manifest.load(site.layout).uploads[-15:][::-1]
         return render(request, "review_event.html", site=site, counts=counts, totals=totals, uploads=uploads)
