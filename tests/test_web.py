@@ -205,14 +205,17 @@ def test_editor_round_trip_survives_a_rerun(server: str, site: dict, browser) ->
     green = f"{server}/e/mini/review/green/actors"
     page.goto(green)
 
-    # merge the green-bonds theme into the banks theme, then rename and approve it
+    # merge the media theme into the banks theme, then rename and approve it
     banks = _theme(page, "without the banks nothing moves")
-    bonds_id = _theme(page, "financial institutions - green loans, green bonds").get_attribute("data-theme")
+    media = "role of the media in informing citizens about green change"
+    media_id = _theme(page, media).first.get_attribute("data-theme")
     banks_id = banks.get_attribute("data-theme")
+    assert media_id != banks_id
     banks.locator("summary").click()
-    banks.locator("select[name=sources]").select_option(bonds_id)
+    banks.locator("select[name=sources]").select_option(media_id)
     banks.locator("button[value=merge]").click()
     banks = page.locator(f"section[data-theme='{banks_id}']")
+    assert banks.get_by_text(media, exact=True).first.is_visible()
     assert banks.get_by_text(
         "financial institutions - green loans, green bonds", exact=True
     ).first.is_visible()
