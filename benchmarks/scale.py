@@ -82,9 +82,10 @@ def run_one(n: int, backend: str) -> dict:
     from pipeline.encoders import load_encoder
     from pipeline.event import load_event
     from pipeline.ingest import build_statements, discover_note_files, ingest_paths
+    from pipeline.schema import STATUS_OFF_TOPIC
     from pipeline.statements import load_nlp
     from pipeline.synthesis import SynthesisParams, synthesise_group
-    from pipeline.themes import text_for_embedding
+    from pipeline.themes import texts_for_embedding
 
     root = WORK / f"{n}-{backend}"
     shutil.rmtree(root, ignore_errors=True)
@@ -105,7 +106,7 @@ def run_one(n: int, backend: str) -> dict:
     t = time.perf_counter()
     _, statements = build_statements(layout, event, settings.spacy_model)
     stage("statements (spaCy, language)", t)
-    texts = [text_for_embedding(x) for x in statements["text"]]
+    texts = texts_for_embedding(statements["text"], event.model_glossary)
     encoder = load_encoder(settings.encoder)
     t = time.perf_counter()
     vectors = embed_texts(texts, settings.encoder, layout.embedding_cache, dtype=np.float16)
@@ -123,7 +124,7 @@ def run_one(n: int, backend: str) -> dict:
     for _, rows in sorted(statements.groupby("question").indices.items()):
         group = vectors[rows].astype(np.float32)
         _, found = synthesise_group(statements.iloc[rows], group, prototypes, nlp, SynthesisParams())
-        themes += len(found)
+        themes += int((found["status"] != STATUS_OFF_TOPIC).sum())
     stage("themes (HDBSCAN + merge + labels)", t)
     return {
         "n": n,

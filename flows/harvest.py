@@ -30,7 +30,7 @@ from pipeline.schema import FLAG_OFF_TOPIC, STATUS_OFF_TOPIC, THEMES
 from pipeline.statements import load_nlp
 from pipeline.store import Layout, remove_stale_temp_files, write_text
 from pipeline.synthesis import SynthesisParams, group_fingerprints, synthesise_group
-from pipeline.themes import text_for_embedding
+from pipeline.themes import texts_for_embedding
 
 
 @task(retries=2, retry_delay_seconds=1)  # the lock or a file may be busy for a moment
@@ -195,7 +195,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     lap("statements")
 
     cache = Layout(settings.data_dir, event.id).embedding_cache  # shared by every --out of the event
-    texts = [text_for_embedding(t, event.model_glossary) for t in statements["text"]]
+    texts = texts_for_embedding(statements["text"], event.model_glossary)
     embeddings = embed(texts, settings.encoder, cache)
     prototypes = embed(list(PROTOTYPES), settings.encoder, cache).astype(np.float32)
     lap("embed")

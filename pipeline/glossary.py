@@ -13,8 +13,7 @@ as written), and ``use_default_glossary: false`` leaves only the event's own ent
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from functools import lru_cache
+from collections.abc import Callable, Mapping
 
 DEFAULT_GLOSSARY: dict[str, str] = {
     "AI": "artificial intelligence",
@@ -74,16 +73,12 @@ def with_plurals(glossary: Mapping[str, str]) -> dict[str, str]:
     return {**plurals, **glossary}
 
 
-@lru_cache(maxsize=16)
-def _compiled(items: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], dict[str, str]]:
-    mapping = dict(items)
-    keys = sorted(mapping, key=len, reverse=True)  # longest first: "EDIHs" before "DIH"
-    return re.compile(r"(?<![\w&])(" + "|".join(re.escape(k) for k in keys) + r")(?![\w&])"), mapping
-
-
-def spell_out(text: str, glossary: Mapping[str, str]) -> str:
-    """``text`` with every glossary key (whole word, case-sensitive) replaced by its expansion."""
+def speller(glossary: Mapping[str, str]) -> Callable[[str], str]:
+    """A function replacing every glossary key (whole word, case-sensitive) by its expansion; compiled once,
+    for the many statements of a run."""
     if not glossary:
-        return text
-    pattern, mapping = _compiled(tuple(sorted(glossary.items())))
-    return pattern.sub(lambda m: mapping[m.group(1)], text)
+        return lambda text: text
+    keys = sorted(glossary, key=len, reverse=True)  # longest first: "EDIHs" before "DIH"
+    pattern = re.compile(r"(?<![\w&])(" + "|".join(re.escape(k) for k in keys) + r")(?![\w&])")
+    mapping = dict(glossary)
+    return lambda text: pattern.sub(lambda m: mapping[m.group(1)], text)

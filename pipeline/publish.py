@@ -17,7 +17,7 @@ from pipeline.paper import build_paper, render_html, render_markdown
 from pipeline.review import ReviewState, apply_review
 from pipeline.schema import NOT_IN_PAPER, STATEMENTS, conform
 from pipeline.store import Layout, write_parquet, write_text
-from pipeline.themes import text_for_embedding
+from pipeline.themes import texts_for_embedding
 
 
 def save_machine_themes(layout: Layout, assignments: pd.DataFrame, themes: pd.DataFrame) -> None:
@@ -39,7 +39,7 @@ def publish(
     if state is None:
         with session_scope(settings.database_url) as session:
             state = load_state(session, event.id)
-    texts = [text_for_embedding(t, event.model_glossary) for t in statements["text"]]
+    texts = texts_for_embedding(statements["text"], event.model_glossary)
     cache = Layout(settings.data_dir, event.id).embedding_cache
     embeddings = cached_embeddings(texts, settings.encoder.id, cache)
     assignments, themes = apply_review(

@@ -61,8 +61,8 @@ def rank_themes(themes: pd.DataFrame) -> pd.DataFrame:
     """Add ``rank`` (1 = strongest) within each topic x question.
 
     Editors come first: approved themes before drafts, rejected ones and then the off-topic remarks
-    last; a pinned rank
-    (``pinned_rank``) puts a theme at that place and the others keep their order around it.
+    last; a pinned rank (``pinned_rank``) puts a theme at that place and the others keep their order
+    around it.
     """
     themes = themes.copy()
     status = themes["status"] if "status" in themes else pd.Series("draft", index=themes.index)

@@ -25,13 +25,13 @@ Parameters were chosen on the dev event (see benchmarks/results/quality.md), not
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import hdbscan
 import numpy as np
 
-from pipeline.glossary import spell_out
+from pipeline.glossary import speller
 
 
 @dataclass(frozen=True)
@@ -239,9 +239,16 @@ _EMPHASIS_TAIL = re.compile(
 def text_for_embedding(text: str, glossary: Mapping[str, str] | None = None) -> str:
     """What the model sees: the point itself, without agreement prefixes, emphasis or shouting, with
     shorthand spelled out (``glossary``, see pipeline.glossary)."""
-    text = _AGREEMENT.sub("", text)
-    text = _EMPHASIS_TAIL.sub("", text)
-    text = re.sub(r"([!?.])\1+", r"\1", text).strip(" !.")
-    if glossary:
-        text = spell_out(text, glossary)
-    return text or "(empty)"
+    return texts_for_embedding([text], glossary)[0]
+
+
+def texts_for_embedding(texts: Iterable[str], glossary: Mapping[str, str] | None = None) -> list[str]:
+    """``text_for_embedding`` of many statements, the glossary compiled once."""
+    spell_out = speller(glossary or {})
+    out = []
+    for text in texts:
+        text = _AGREEMENT.sub("", text)
+        text = _EMPHASIS_TAIL.sub("", text)
+        text = spell_out(re.sub(r"([!?.])\1+", r"\1", text).strip(" !."))
+        out.append(text or "(empty)")
+    return out
