@@ -200,7 +200,8 @@ def main() -> int:
         "recombined sample notes repeat (the sample itself repeats notes across tables), while the bare "
         "encode sees every text (the static model's bare figure is on a 50,000-text slice).",
         "",
-        "The 10k and 100k rows are from session 1 (torch, the code of then); the 1M row ran once with "
+        "The 10k and 100k rows ran on 2026-11-25 with the current code (torch); the 1M row ran once, on "
+        "2026-11-24, before merges paid the same-session penalty and the glossary was applied, with "
         "`--backend model2vec`, the static model meant for such runs: with torch, encoding alone would add "
         "about an hour here (300-500 texts/s). Peak memory at 1M stayed at 3.1 GiB (goal ≤ 4 GiB): "
         "statements are built 50,000 notes at a time, vectors stay float16 in the cache and in the "
