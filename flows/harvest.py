@@ -100,6 +100,7 @@ def save_and_publish(
     layout: Layout,
     settings: Settings,
     statements: pd.DataFrame,
+    embeddings: np.ndarray,
     assignments: pd.DataFrame,
     themes: pd.DataFrame,
     fingerprints: dict[str, str],
@@ -115,7 +116,9 @@ def save_and_publish(
         themes = themes.assign(theme_id=themes["theme_id"].map(lambda t: mapping.get(t, t)))
     save_machine_themes(layout, assignments, themes)
     write_text(layout.groups, json.dumps(fingerprints, indent=1, sort_keys=True))
-    return publish(layout, event, settings, statements=statements)
+    return publish(
+        layout, event, settings, statements=statements, embeddings=embeddings, machine=(assignments, themes)
+    )
 
 
 def reuse_unchanged(
@@ -237,7 +240,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         else pd.DataFrame(columns=["statement_id", "theme_id", "flag"])
     )
     export, themes_frame = save_and_publish(
-        event, layout, settings, statements, assignment_frame, themes_frame, fingerprints
+        event, layout, settings, statements, embeddings, assignment_frame, themes_frame, fingerprints
     )
     lap("publish")
     return {

@@ -5,6 +5,7 @@ Used at the end of every run and after every editor action, so both always show 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from pipeline.config import Settings
@@ -31,24 +32,27 @@ def publish(
     settings: Settings,
     state: ReviewState | None = None,
     statements: pd.DataFrame | None = None,
+    embeddings: np.ndarray | None = None,
+    machine: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Apply the review state to the last run's machine themes; write export and paper."""
+    """Apply the review state to the last run's machine themes; write export and paper.
+
+    A run passes what it holds in memory (its statements, their embeddings, and its machine
+    ``(assignments, themes)``); after an editor action everything is read from the store."""
     if statements is None:
         statements = pd.read_parquet(layout.statements)
     statements = conform(statements, STATEMENTS)
     if state is None:
         with session_scope(settings.database_url) as session:
             state = load_state(session, event.id)
-    texts = texts_for_embedding(statements["text"], event.model_glossary)
-    cache = Layout(settings.data_dir, event.id).embedding_cache
-    embeddings = cached_embeddings(texts, settings.encoder.id, cache)
-    assignments, themes = apply_review(
-        statements,
-        embeddings,
-        pd.read_parquet(layout.clusters),
-        pd.read_parquet(layout.machine_themes),
-        state,
-    )
+    if embeddings is None:
+        texts = texts_for_embedding(statements["text"], event.model_glossary)
+        cache = Layout(settings.data_dir, event.id).embedding_cache
+        embeddings = cached_embeddings(texts, settings.encoder.id, cache)
+    embeddings = embeddings.astype(np.float32, copy=False)  # as read from the cache: the same either way
+    if machine is None:
+        machine = (pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes))
+    assignments, themes = apply_review(statements, embeddings, *machine, state)
     export = themed_statements(statements, assignments, themes)
     write_exports(layout, export, themes)
     paper = build_paper(event, export, themes[~themes.status.isin(NOT_IN_PAPER)])
