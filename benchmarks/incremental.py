@@ -1,10 +1,12 @@
-"""Incremental-run benchmark: a cold run of the sample event, then a run after one new table's notes.
+"""Incremental-run benchmark: a cold run of the sample event, then runs after one new table's notes.
 
     python benchmarks/incremental.py
 
 Pipeline time is measured inside the flow (``summary["seconds"]``), so Prefect's start-up is excluded and
 reported separately. Both runs happen in one process, as in a long-lived worker or the web app's re-run
 button; a `harvest run` in a fresh process also loads the model (reported as the "new process" row).
+A run after one new table lasts half a second, so three such runs (three different tables) are timed
+and the verdict takes their median.
 Writes benchmarks/results/incremental.md.
 """
 
@@ -40,6 +42,14 @@ def add_table(
     return len(rows)
 
 
+#: Tables of the sample event handed in again as new tables, one per same-process run.
+NEW_TABLES = [
+    ("digital-t01", "digital-t99"),
+    ("resilience-t01", "resilience-t99"),
+    ("skills-t01", "skills-t99"),
+]
+
+
 def timed(event_dir: Path, data: Path) -> tuple[dict, float]:
     from flows.harvest import harvest_event
 
@@ -57,8 +67,10 @@ def main() -> int:
 
     cold, cold_wall = timed(event_dir, data)
     same, same_wall = timed(event_dir, data)
-    n_new = add_table(event_dir)
-    warm, warm_wall = timed(event_dir, data)
+    warm_runs = []
+    for table, new in NEW_TABLES:
+        n_new = add_table(event_dir, table, "1", new)
+        warm_runs.append((table, n_new, *timed(event_dir, data)))
 
     # another one-table change, seen by a fresh `harvest run` process (model and spaCy load again)
     add_table(event_dir, "green-t02", "1", "green-t99")
@@ -78,15 +90,20 @@ def main() -> int:
     rows = [
         ("cold run (all 11 files, model load)", cold, cold_wall),
         ("re-run, nothing new", same, same_wall),
-        ("re-run after one new table (same process)", warm, warm_wall),
+        *[
+            (f"re-run after one new table, {table}: {n} notes (same process)", summary, wall)
+            for table, n, summary, wall in warm_runs
+        ],
         ("re-run after one new table (new process)", process, process_wall),
     ]
+    warm = sorted((r[2] for r in warm_runs), key=lambda summary: summary["seconds"])[len(warm_runs) // 2]
     lines = [
         "# Incremental runs",
         "",
         f"Run {time.strftime('%Y-%m-%d')} by `python benchmarks/incremental.py` on a 2-core CPU machine: "
         f"the sample event ({cold['statements']} statements, 16 topic x question groups), then one more "
-        f"table's notes ({n_new} notes over 3 questions). *Pipeline s* is measured inside the flow; "
+        "table's notes, three times (three tables, one after the other). *Pipeline s* is measured inside "
+        "the flow; "
         "*Prefect s* is the rest of the wall time (ephemeral server start-up, task bookkeeping).",
         "",
         "| run | pipeline s | % of cold | Prefect s | groups clustered | groups reused | statements |",
@@ -102,18 +119,18 @@ def main() -> int:
     verdict = "met" if share <= 5 else "not met"
     lines += [
         "",
-        "Seconds per stage of the run after one new table (same process): "
+        "Seconds per stage of the median run after one new table (same process): "
         + ", ".join(f"{k} {v:.3f}" for k, v in warm["stage_seconds"].items())
         + ".",
         "",
         f"Goal (issue 5): a run after one new table takes ≤ 5 % of the cold run's pipeline time: {verdict} "
-        f"({share:.1f} %) in a long-lived process (a Prefect worker, the web app's re-run button, or this "
-        "benchmark). What makes it cheap: the current notes are kept parsed per manifest state (no upload "
-        "is read again), unchanged notes keep their statements, the embedding cache is one float16 matrix, "
-        "statement keyphrases are remembered per process, only changed groups are clustered, and ranking "
-        "and the paper work per group in one pass. A new process (each `harvest run`, and each flow run of "
-        "`harvest schedule`, which Prefect's runner starts as a subprocess) loads the embedding model and "
-        "spaCy again: several seconds, the last row.",
+        f"(median {share:.1f} %) in a long-lived process (a Prefect worker, the web app's re-run button, or "
+        "this benchmark). What makes it cheap: the current notes are kept parsed per manifest state (no "
+        "upload is read again), unchanged notes keep their statements, the embedding cache is one float16"
+        " matrix, statement keyphrases are remembered per process, only changed groups are clustered, and"
+        " ranking and the paper work per group in one pass. A new process (each `harvest run`, and each "
+        "flow run of `harvest schedule`, which Prefect's runner starts as a subprocess) loads the "
+        "embedding model and spaCy again: several seconds, the last row.",
         "",
     ]
     (HERE / "results").mkdir(exist_ok=True)

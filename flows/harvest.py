@@ -111,7 +111,12 @@ def save_and_publish(
     The fingerprints are written after the themes they describe, so a run killed in between clusters
     those groups again rather than trusting themes that were never saved."""
     if layout.clusters.exists():
-        mapping = carry_identity(assignments, pd.read_parquet(layout.clusters))
+        # only the themes of groups clustered again can take an earlier id: a reused group's themes keep
+        # theirs, and groups share no statements
+        previous = pd.read_parquet(layout.clusters)
+        fresh = assignments[~assignments["theme_id"].isin(set(previous["theme_id"]))]
+        touched = previous.loc[previous["statement_id"].isin(fresh["statement_id"]), "theme_id"]
+        mapping = carry_identity(fresh, previous[previous["theme_id"].isin(set(touched))])
         assignments = assignments.assign(theme_id=assignments["theme_id"].map(lambda t: mapping.get(t, t)))
         themes = themes.assign(theme_id=themes["theme_id"].map(lambda t: mapping.get(t, t)))
     save_machine_themes(layout, assignments, themes)

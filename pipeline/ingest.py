@@ -89,9 +89,23 @@ def _in_order(notes: pd.DataFrame) -> pd.DataFrame:
     return conform(notes.sort_values(order, kind="stable"), NOTES)
 
 
+#: The last current notes kept by this process, by path: a run reads them right after ingest, and a
+#: long-lived process (a worker, the web app) at its next run. Only events of up to this many notes,
+#: so that a million-note run does not hold a second copy.
+_last_kept: dict[Path, pd.DataFrame] = {}
+REMEMBER_NOTES = 100_000
+
+
+def _remember(path: Path, notes: pd.DataFrame) -> None:
+    _last_kept.clear()
+    if len(notes) <= REMEMBER_NOTES:
+        _last_kept[path] = notes.copy()  # callers may change the frame they hold
+
+
 def _keep_current(layout: Layout, signature: str, notes: pd.DataFrame) -> None:
     target = layout.current_notes(signature)
     write_parquet(target, notes)
+    _remember(target, notes)
     for older in target.parent.glob("notes-*.parquet"):
         if older != target:
             older.unlink(missing_ok=True)
@@ -104,8 +118,12 @@ def current_notes(layout: Layout, event: Event, manifest: Manifest | None = None
     manifest = manifest or Manifest.load(layout)
     signature = _signature(event, manifest)
     kept = layout.current_notes(signature)
+    if kept in _last_kept and kept.exists():
+        return _last_kept[kept].copy()
     if kept.exists():
-        return conform(pd.read_parquet(kept), NOTES)
+        notes = conform(pd.read_parquet(kept), NOTES)
+        _remember(kept, notes)
+        return notes
     owners = manifest.current_keys()
     frames = []
     for upload in manifest.accepted():
