@@ -119,7 +119,8 @@ def main() -> int:
     lines += [
         "",
         "`onnx` is the same network in ONNX Runtime: identical scores, somewhat faster. `onnx-int8` "
-        "quantises the weights dynamically: faster again, a few points lower. `model2vec` is a static "
+        "quantises the weights dynamically: faster again, its vectors a little off the torch ones (agreement "
+        "column) and its scores within a few points, up or down. `model2vec` is a static "
         "lookup of token vectors distilled from the same weights: by far the fastest, for million-statement "
         "runs where encoding would otherwise take hours, at a clear cost in quality. Choose with "
         "`HARVEST_EMBEDDING_BACKEND` (or `embedding_backend` in harvest.toml).",
