@@ -200,16 +200,15 @@ def main() -> int:
         "recombined sample notes repeat (the sample itself repeats notes across tables), while the bare "
         "encode sees every text (the static model's bare figure is on a 50,000-text slice).",
         "",
-        "The 10k and 100k rows ran on 2026-11-25 with the current code (torch); the 1M row ran once, on "
-        "2026-11-24, before merges paid the same-session penalty and the glossary was applied, with "
-        "`--backend model2vec`, the static model meant for such runs: with torch, encoding alone would add "
-        "about an hour here (300-500 texts/s). Peak memory at 1M stayed at 3.1 GiB (goal ≤ 4 GiB): "
-        "statements are built 50,000 notes at a time, vectors stay float16 in the cache and in the "
-        "pipeline (float32 only for the group being clustered), and groups are clustered one at a time, "
-        "HDBSCAN on a 32-d PCA projection above 4,000 statements. Clustering is not the bottleneck (379 s "
-        "for 333 groups); spaCy sentence splitting with language detection is (1,711 s), then ingest "
-        "(310 s: in these synthetic events every note is its own table x round x question group, so the "
-        "upload manifest holds a million keys).",
+        "The 10k and 100k rows ran with torch; the 1M row ran once with `--backend model2vec`, the static"
+        " model meant for such runs: with torch, encoding alone would add about an hour here (300-500 "
+        "texts/s). Peak memory at 1M stayed at 3.1 GiB (goal ≤ 4 GiB): statements are built 50,000 notes "
+        "at a time, vectors stay float16 in the cache and in the pipeline (float32 only for the group "
+        "being clustered), and groups are clustered one at a time, HDBSCAN on a 32-d PCA projection above"
+        " 4,000 statements. Clustering is not the bottleneck (298 s for 333 groups); spaCy sentence "
+        "splitting with language detection is (1,457 s), then ingest (296 s: in these synthetic events "
+        "every note is its own table x round x question group, so the upload manifest holds a million "
+        "keys).",
         "",
     ]
     (HERE / "results" / "scale.md").write_text("\n".join(lines))
