@@ -61,11 +61,13 @@ def run_harvest(gold: Path) -> tuple[Path, float]:
 def off_topic_unassigned(out: Path) -> Path:
     """The same export with the off-topic themes dissolved, their statements unassigned: how the score
     would read if the session remarks were left out of every theme instead of gathered in one."""
+    from pipeline.schema import STATUS_OFF_TOPIC
+
     target = WORK / "off-topic-unassigned"
     target.mkdir(parents=True, exist_ok=True)
     statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
     themes = pd.read_csv(out / "themes.csv", keep_default_na=False)
-    off_topic = themes.loc[themes["status"] == "off-topic", "theme_id"]
+    off_topic = themes.loc[themes["status"] == STATUS_OFF_TOPIC, "theme_id"]
     statements.loc[statements["theme_id"].isin(off_topic), "theme_id"] = ""
     statements.to_csv(target / "statements.csv", index=False)
     themes[~themes["theme_id"].isin(off_topic)].to_csv(target / "themes.csv", index=False)

@@ -118,9 +118,9 @@ def current_notes(layout: Layout, event: Event, manifest: Manifest | None = None
     manifest = manifest or Manifest.load(layout)
     signature = _signature(event, manifest)
     kept = layout.current_notes(signature)
-    if kept in _last_kept and kept.exists():
-        return _last_kept[kept].copy()
     if kept.exists():
+        if kept in _last_kept:
+            return _last_kept[kept].copy()
         notes = conform(pd.read_parquet(kept), NOTES)
         _remember(kept, notes)
         return notes

@@ -106,41 +106,34 @@ def synthesise_group(
     theme_of = np.full(len(statements), "", dtype=object)
     columns = {c: statements[c].to_numpy(dtype=object) for c in SUPPORT_COLUMNS}
     rows = []
+
+    def add_theme(tid: str, members: list[int], label: str, recommendation: str, status: str) -> None:
+        """One theme row; ``members`` are row positions, the representative first."""
+        theme_of[members] = tid
+        support = theme_support({c: v[members] for c, v in columns.items()}, embeddings[members])
+        rows.append(
+            {
+                "theme_id": tid,
+                "topic": topic,
+                "question": question,
+                "rank": 0,
+                "label": label,
+                "recommendation": recommendation,
+                **support,
+                "status": status,
+            }
+        )
+
     for label in sorted(set(labels.tolist()) - {-1}):
         members = np.where(labels == label)[0]
         best = members[representative(embeddings[members])]
         ordered = [best, *[m for m in members if m != best]]
-        ids = columns["statement_id"][ordered].tolist()
-        tid = theme_id(topic, question, ids)
-        theme_of[members] = tid
-        rows.append(
-            {
-                "theme_id": tid,
-                "topic": topic,
-                "question": question,
-                "rank": 0,
-                "label": names.get(label, ""),
-                "recommendation": recommendation_text(statements["text"].iloc[best]),
-                **theme_support({c: v[ordered] for c, v in columns.items()}, embeddings[ordered]),
-                "status": "draft",
-            }
-        )
-    off_topic = np.flatnonzero(flags == FLAG_OFF_TOPIC)
-    if len(off_topic):
-        tid = off_topic_theme_id(topic, question)
-        theme_of[off_topic] = tid
-        rows.append(
-            {
-                "theme_id": tid,
-                "topic": topic,
-                "question": question,
-                "rank": 0,
-                "label": "Off-topic remarks",
-                "recommendation": "",
-                **theme_support({c: v[off_topic] for c, v in columns.items()}, embeddings[off_topic]),
-                "status": STATUS_OFF_TOPIC,
-            }
-        )
+        tid = theme_id(topic, question, columns["statement_id"][ordered].tolist())
+        recommendation = recommendation_text(statements["text"].iloc[best])
+        add_theme(tid, ordered, names.get(label, ""), recommendation, "draft")
+    off_topic = np.flatnonzero(flags == FLAG_OFF_TOPIC).tolist()
+    if off_topic:
+        add_theme(off_topic_theme_id(topic, question), off_topic, "Off-topic remarks", "", STATUS_OFF_TOPIC)
     assignments = pd.DataFrame(
         {"statement_id": statements["statement_id"], "theme_id": theme_of, "flag": flags}
     )

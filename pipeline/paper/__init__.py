@@ -98,18 +98,15 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
     }
     # counts per question in one pass over each frame (a paper can have hundreds of questions)
     keys = ["topic", "question"]
+    by_question = [statements.topic, statements.question]
     flags = statements["flag"] if "flag" in statements else pd.Series("", index=statements.index)
     counts = pd.DataFrame(
         {
             "n_statements": statements.groupby(keys).size(),
             "n_sessions": statements.drop_duplicates([*keys, "table", "round"]).groupby(keys).size(),
-            "n_unassigned": (statements["theme_id"] == "")
-            .groupby([statements.topic, statements.question])
-            .sum(),
-            "n_off_topic": (flags == FLAG_OFF_TOPIC).groupby([statements.topic, statements.question]).sum(),
-            "n_other_language": (flags == FLAG_LANGUAGE)
-            .groupby([statements.topic, statements.question])
-            .sum(),
+            "n_unassigned": (statements["theme_id"] == "").groupby(by_question).sum(),
+            "n_off_topic": (flags == FLAG_OFF_TOPIC).groupby(by_question).sum(),
+            "n_other_language": (flags == FLAG_LANGUAGE).groupby(by_question).sum(),
         }
     )
     per_question = {key: {c: int(v) for c, v in row.items()} for key, row in counts.iterrows()}
