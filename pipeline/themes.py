@@ -18,6 +18,14 @@ The clustering is two stages, so it behaves the same on 30 statements and on 30,
    sustainability" and "courses on sustainability", written side by side). Near-duplicate notes of one
    table fall in one micro-theme first, where the penalty does not apply.
 
+   The same fact read the other way: two groups that *should* have met at some table session by
+   chance, and never did, are likely two phrasings of one point ("market intelligence via clusters" at
+   17 tables, "strategic foresight" at 8 others). If statements fell on table sessions at random,
+   ``λ = size_a x size_b x P(two statements share a session)`` pairs would be expected; when none
+   occurs, the merge score gains ``apart_bonus x min(1, λ / apart_full_at)``. Small groups, which miss
+   each other by chance, gain almost nothing; where every statement has its own session (no tables), λ is
+   0 and so is the bonus.
+
 A theme needs statements from at least ``min_tables`` table sessions; the rest stay unassigned.
 Parameters were chosen on the dev event (see benchmarks/results/quality.md), not on its wording.
 """
@@ -38,6 +46,9 @@ from pipeline.glossary import speller
 class ThemeParams:
     merge_similarity: float = 0.3
     session_penalty: float = 0.5
+    apart_bonus: float = 0.1
+    #: Expected same-session pairs (λ) at which two groups that never met get the whole apart_bonus.
+    apart_full_at: float = 3.0
     min_cluster_size: int = 2
     min_tables: int = 1
     #: Above this many statements HDBSCAN runs on vectors (Boruvka KD-tree), below on a cosine matrix.
@@ -94,9 +105,12 @@ def merge_average_linkage(
     min_similarity: float,
     sessions: np.ndarray | None = None,
     session_penalty: float = 0.0,
+    apart_bonus: float = 0.0,
+    apart_full_at: float = 3.0,
 ) -> np.ndarray:
     """Exact group-average agglomeration of micro-themes, stopping below ``min_similarity``; with
-    ``sessions``, each merge score is lowered by the same-session penalty described above."""
+    ``sessions``, each merge score is lowered by the same-session penalty and raised by the apart bonus
+    described above."""
     ids, micro = np.unique(micro, return_inverse=True)
     m = len(ids)
     sizes = np.bincount(micro, minlength=m).astype(np.float64)
@@ -104,9 +118,9 @@ def merge_average_linkage(
     np.add.at(sums, micro, embeddings)
     means = sums / sizes[:, None]
     similarity = (means @ means.T).astype(np.float32)  # mean pairwise cosine between two groups' statements
-    same_session = (
-        _same_session_pairs(micro, m, sessions) if session_penalty and sessions is not None else None
-    )
+    uses_sessions = sessions is not None and (session_penalty or apart_bonus)
+    same_session = _same_session_pairs(micro, m, sessions) if uses_sessions else None
+    share_chance = _share_chance(sessions) if uses_sessions else 0.0
     alive = np.ones(m, dtype=bool)
 
     def scores(row: int) -> np.ndarray:
@@ -114,6 +128,10 @@ def merge_average_linkage(
         out = similarity[row].astype(np.float64)
         if same_session is not None:
             out -= session_penalty * same_session[row] / np.minimum(sizes[row], sizes)
+            expected = sizes[row] * sizes * share_chance
+            out += np.where(
+                same_session[row] == 0, apart_bonus * np.minimum(1.0, expected / apart_full_at), 0.0
+            )
         out[row] = -np.inf
         out[~alive] = -np.inf
         return out
@@ -151,6 +169,13 @@ def merge_average_linkage(
         better = alive & (with_a > best_score)
         best[better], best_score[better] = a, with_a[better]
     return parent[micro]
+
+
+def _share_chance(sessions: np.ndarray) -> float:
+    """Probability that two statements drawn at random were written at the same table session."""
+    counts = np.unique(np.asarray(sessions).astype(str), return_counts=True)[1].astype(np.float64)
+    n = counts.sum()
+    return float((counts * (counts - 1)).sum() / (n * (n - 1))) if n > 1 else 0.0
 
 
 def _same_session_pairs(micro: np.ndarray, m: int, sessions: np.ndarray) -> np.ndarray:
@@ -195,14 +220,10 @@ def _merge_bounded(
     micro = np.unique(micro, return_inverse=True)[1]
     sizes = np.bincount(micro)
     if len(sizes) <= params.max_micro_themes:
-        return merge_average_linkage(
-            embeddings, micro, params.merge_similarity, sessions, params.session_penalty
-        )
+        return _merge(embeddings, micro, sessions, params)
     kept = np.isin(micro, np.argsort(-sizes, kind="stable")[: params.max_micro_themes])
     groups = np.full(len(embeddings), -1)
-    groups[kept] = merge_average_linkage(
-        embeddings[kept], micro[kept], params.merge_similarity, sessions[kept], params.session_penalty
-    )
+    groups[kept] = _merge(embeddings[kept], micro[kept], sessions[kept], params)
     rest = np.where(~kept)[0]
     groups[rest] = _attach(embeddings, groups, rest, params.merge_similarity)
     left = rest[groups[rest] < 0]
@@ -211,6 +232,20 @@ def _merge_bounded(
             _merge_bounded(embeddings[left], micro[left], sessions[left], params) + groups.max() + 1
         )
     return groups
+
+
+def _merge(
+    embeddings: np.ndarray, micro: np.ndarray, sessions: np.ndarray, params: ThemeParams
+) -> np.ndarray:
+    return merge_average_linkage(
+        embeddings,
+        micro,
+        params.merge_similarity,
+        sessions,
+        params.session_penalty,
+        params.apart_bonus,
+        params.apart_full_at,
+    )
 
 
 def _attach(

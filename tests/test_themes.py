@@ -131,3 +131,39 @@ def test_groups_written_side_by_side_at_the_same_tables_stay_apart() -> None:
     assert labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
     unpenalised = ThemeParams(session_penalty=0.0)
     assert len(set(cluster_statements(x, side_by_side, unpenalised).tolist())) == 1
+
+
+def _two_phrasings_and_a_third_point(n_each: int, similarity: float) -> np.ndarray:
+    """``n_each`` statements of phrasing a, then of phrasing b (cosine ``similarity`` to a), then
+    ``2 * n_each`` of an unrelated point c."""
+    rng = np.random.default_rng(4)
+    basis = np.linalg.qr(rng.normal(size=(32, 4)))[0].T
+    spread = np.sqrt(1 / similarity - 1)  # a = e0 + k e1, b = e0 + k e2: cosine 1 / (1 + k^2)
+    a, b, c = basis[0] + spread * basis[1], basis[0] + spread * basis[2], basis[3]
+    x = np.vstack([np.repeat([a], n_each, 0), np.repeat([b], n_each, 0), np.repeat([c], 2 * n_each, 0)])
+    x += rng.normal(scale=0.005, size=x.shape)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_phrasings_that_never_meet_where_chance_says_they_should_are_one_theme() -> None:
+    # a at tables t0-t9, b at t10-t19, c at every table: a and b would share about 2.6 sessions if
+    # they were two points; they share none, so they are read as one point in two phrasings.
+    x = _two_phrasings_and_a_third_point(10, similarity=0.25)
+    sessions = np.array([f"t{i} r1" for i in range(20)] * 2)
+    labels = cluster_statements(x, sessions)
+    assert len(set(labels[:20].tolist())) == 1 and labels[20] != labels[0]
+    assert len(set(labels[20:].tolist())) == 1
+    assert len(set(cluster_statements(x, sessions, ThemeParams(apart_bonus=0.0))[:20].tolist())) == 2
+    # one shared session and the evidence is gone: two themes
+    meeting = sessions.copy()
+    meeting[10] = "t9 r1"
+    assert len(set(cluster_statements(x, meeting)[:20].tolist())) == 2
+
+
+def test_small_groups_apart_by_chance_get_no_bonus() -> None:
+    x = _two_phrasings_and_a_third_point(2, similarity=0.25)
+    sessions = np.array([f"t{i} r1" for i in range(4)] * 2)
+    assert len(set(cluster_statements(x, sessions)[:4].tolist())) == 2
+    # and without tables (one statement per session) there is no evidence at all
+    alone = np.array([f"t{i} r1" for i in range(20)])
+    assert len(set(cluster_statements(_two_phrasings_and_a_third_point(10, 0.25)[:20], alone).tolist())) == 2
