@@ -3,9 +3,12 @@
 Ranking formula, strongest first (deterministic, no ties left):
 
 1. ``n_tables``: distinct table sessions (table x round) that raised the theme: breadth of support;
-2. ``votes``: dots/votes on its notes, each note counted once;
-3. ``n_statements``: statements, with near-duplicates from one table session counted once;
-4. the label, then the theme id, alphabetically.
+2. ``n_tables_near``: those sessions plus the ones that wrote an answer close to the theme (cosine to its
+   centre >= ``CLOSE_SIMILARITY``) that the clustering put elsewhere: of two themes raised as widely,
+   the one more tables came close to is the broader (it is often a theme split across phrasings);
+3. ``votes``: dots/votes on its notes, each note counted once;
+4. ``n_statements``: statements, with near-duplicates from one table session counted once;
+5. the label, then the theme id, alphabetically.
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ import pandas as pd
 from pipeline.schema import STATUS_OFF_TOPIC
 
 NEAR_DUPLICATE = 0.9  # cosine above which two statements of one table session say the same thing
+#: Cosine to a theme's centre at which an answer counts as close to it: the merge threshold of
+#: ``pipeline.themes.ThemeParams``, as close as statements that join one theme.
+CLOSE_SIMILARITY = 0.3
+
+
+def session_names(tables: np.ndarray, rounds: np.ndarray) -> np.ndarray:
+    """``"<table> r<round>"`` per statement: the table session that wrote it."""
+    return np.array([f"{t} r{r}" for t, r in zip(tables, rounds, strict=True)], dtype=object)
 
 
 def distinct_statements(embeddings: np.ndarray, sessions: np.ndarray) -> int:
@@ -36,17 +47,30 @@ def distinct_statements(embeddings: np.ndarray, sessions: np.ndarray) -> int:
 SUPPORT_COLUMNS = ["statement_id", "note_id", "table", "round", "votes"]  # what theme_support reads
 
 
+def tables_near(embeddings: np.ndarray, sessions: np.ndarray, answers: tuple[np.ndarray, np.ndarray]) -> int:
+    """Table sessions of a theme's members (``embeddings``, ``sessions``) and of the question's
+    ``answers`` (vectors, sessions) whose cosine to the theme's centre is at least CLOSE_SIMILARITY."""
+    centre = embeddings.mean(axis=0)
+    centre = centre / max(float(np.linalg.norm(centre)), 1e-12)
+    vectors, answer_sessions = answers
+    close = answer_sessions[vectors @ centre >= CLOSE_SIMILARITY]
+    return len(set(sessions) | set(close))
+
+
 def theme_support(
-    members: pd.DataFrame | Mapping[str, np.ndarray], embeddings: np.ndarray
+    members: pd.DataFrame | Mapping[str, np.ndarray],
+    embeddings: np.ndarray,
+    answers: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, object]:
     """Support columns of one theme from its member statements (the representative first): a frame, or
-    its columns as arrays (cheaper when called for every theme of an event)."""
-    tables, rounds = np.asarray(members["table"], dtype=object), np.asarray(members["round"], dtype=object)
-    sessions = np.array([f"{t} r{r}" for t, r in zip(tables, rounds, strict=True)], dtype=object)
+    its columns as arrays (cheaper when called for every theme of an event). ``answers`` are the vectors
+    and sessions of the question's answers, for ``n_tables_near``; without them it is ``n_tables``."""
+    sessions = session_names(np.asarray(members["table"]), np.asarray(members["round"]))
     note_ids = np.asarray(members["note_id"], dtype=object)
     _, first_of_note = np.unique(note_ids, return_index=True)  # a note's votes count once
     return {
         "n_tables": len(set(sessions)),
+        "n_tables_near": tables_near(embeddings, sessions, answers) if answers else len(set(sessions)),
         "n_statements": distinct_statements(embeddings, sessions),
         "votes": int(np.asarray(members["votes"])[first_of_note].sum()),
         "tables": "; ".join(sorted(set(sessions))),
@@ -65,11 +89,23 @@ def rank_themes(themes: pd.DataFrame) -> pd.DataFrame:
     around it.
     """
     themes = themes.copy()
+    if "n_tables_near" not in themes:  # machine themes of an older run
+        themes["n_tables_near"] = themes["n_tables"]
     status = themes["status"] if "status" in themes else pd.Series("draft", index=themes.index)
     themes["_status"] = status.map(_STATUS_ORDER).fillna(1)
     ordered = themes.sort_values(
-        ["topic", "question", "_status", "n_tables", "votes", "n_statements", "label", "theme_id"],
-        ascending=[True, True, True, False, False, False, True, True],
+        [
+            "topic",
+            "question",
+            "_status",
+            "n_tables",
+            "n_tables_near",
+            "votes",
+            "n_statements",
+            "label",
+            "theme_id",
+        ],
+        ascending=[True, True, True, False, False, False, False, True, True],
         kind="stable",
     )
     ordered["rank"] = ordered.groupby(["topic", "question"], sort=False).cumcount() + 1

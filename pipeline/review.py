@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.labels import recommendation_text, representative
-from pipeline.rank import rank_themes, theme_support
+from pipeline.rank import rank_themes, session_names, theme_support
 from pipeline.schema import OFF_TOPIC_THEME_SUFFIX, THEMES, conform
 
 MIN_OVERLAP = 0.5
@@ -86,6 +86,18 @@ def _resolve(theme_id: str, merged_into: dict[str, str]) -> str:
     return theme_id
 
 
+def _answers_per_question(
+    statements: pd.DataFrame, embeddings: np.ndarray, flags: np.ndarray
+) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Per (topic, question): vectors and table sessions of its answers (statements with no flag)."""
+    sessions = session_names(statements["table"].to_numpy(), statements["round"].to_numpy())
+    answer = flags == ""
+    return {
+        key: (embeddings[rows[answer[rows]]], sessions[rows[answer[rows]]])
+        for key, rows in statements.groupby(["topic", "question"], sort=False).indices.items()
+    }
+
+
 def apply_review(
     statements: pd.DataFrame,
     embeddings: np.ndarray,
@@ -121,6 +133,7 @@ def apply_review(
     light = {c: statements[c].to_numpy(dtype=object) for c in SUPPORT_COLUMNS}
     ids = light["statement_id"]
     theme_of = assignments["theme_id"].to_numpy(dtype=object)
+    answers = _answers_per_question(statements, embeddings, assignments["flag"].to_numpy(dtype=object))
     rows = []
     for theme in sorted(set(theme_of) - {""}):
         member_rows = list(np.flatnonzero(theme_of == theme))
@@ -142,7 +155,11 @@ def apply_review(
             "recommendation": base["recommendation"]
             if base is not None
             else recommendation_text(first["text"]),
-            **theme_support({c: v[member_rows] for c, v in light.items()}, embeddings[member_rows]),
+            **theme_support(
+                {c: v[member_rows] for c, v in light.items()},
+                embeddings[member_rows],
+                answers[(first["topic"], first["question"])],
+            ),
             "status": (base or {}).get("status") or "draft",  # the machine says off-topic or draft
             "pinned_rank": 0,
         }

@@ -101,6 +101,7 @@ THEMES = FrameSchema(
         "n_tables": INT,
         "n_statements": INT,
         "votes": INT,
+        "n_tables_near": INT,  # n_tables + sessions that wrote a close answer put elsewhere (pipeline.rank)
         "tables": STR,  # "table r<round>" of every table session that raised it, "; "-separated
         "statement_ids": STR,  # members, "; "-separated, the representative first
         "status": STR,  # draft | approved | rejected (editors' decision) | off-topic (see below)

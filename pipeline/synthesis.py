@@ -13,7 +13,7 @@ from spacy.language import Language
 
 from pipeline.chatter import DEFAULT_THRESHOLD, PROTOTYPES, chatter_mask
 from pipeline.labels import label_themes, recommendation_text, representative
-from pipeline.rank import SUPPORT_COLUMNS, theme_support
+from pipeline.rank import SUPPORT_COLUMNS, session_names, theme_support
 from pipeline.schema import (
     FLAG_LANGUAGE,
     FLAG_OFF_TOPIC,
@@ -97,9 +97,10 @@ def synthesise_group(
     statements = statements.reset_index(drop=True)
     flags = statement_flags(statements, embeddings, chatter_prototypes, params)
     eligible = np.where(flags == "")[0]
-    sessions = (statements["table"] + " r" + statements["round"].astype(str)).to_numpy()
+    sessions = session_names(statements["table"].to_numpy(), statements["round"].to_numpy())
     labels = np.full(len(statements), -1)
     labels[eligible] = cluster_statements(embeddings[eligible], sessions[eligible], params.themes)
+    answers = (embeddings[eligible], sessions[eligible])
 
     names = label_themes(statements["text"].tolist(), labels, nlp)
     topic, question = statements["topic"].iloc[0], statements["question"].iloc[0]
@@ -110,7 +111,7 @@ def synthesise_group(
     def add_theme(tid: str, members: list[int], label: str, recommendation: str, status: str) -> None:
         """One theme row; ``members`` are row positions, the representative first."""
         theme_of[members] = tid
-        support = theme_support({c: v[members] for c, v in columns.items()}, embeddings[members])
+        support = theme_support({c: v[members] for c, v in columns.items()}, embeddings[members], answers)
         rows.append(
             {
                 "theme_id": tid,

@@ -8,7 +8,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.metrics import adjusted_rand_score
 
 from pipeline.labels import ctfidf_labels, recommendation_text
-from pipeline.rank import distinct_statements, rank_themes
+from pipeline.rank import CLOSE_SIMILARITY, distinct_statements, rank_themes, theme_support
 from pipeline.themes import ThemeParams, cluster_statements, merge_average_linkage, text_for_embedding
 
 
@@ -167,3 +167,30 @@ def test_small_groups_apart_by_chance_get_no_bonus() -> None:
     # and without tables (one statement per session) there is no evidence at all
     alone = np.array([f"t{i} r1" for i in range(20)])
     assert len(set(cluster_statements(_two_phrasings_and_a_third_point(10, 0.25)[:20], alone).tolist())) == 2
+
+
+def test_of_two_themes_raised_as_widely_the_one_more_tables_came_close_to_ranks_first() -> None:
+    e = np.eye(4)
+    close_to_a = (e[0] + e[2]) / np.sqrt(2)  # cosine 0.71 to a, written at a fifth table
+    answers = (
+        np.stack([e[0], e[0], e[1], e[1], close_to_a]),
+        np.array(["t1 r1", "t2 r1", "t3 r1", "t4 r1", "t5 r1"]),
+    )
+
+    def support(rows: list[int], votes: int) -> dict[str, object]:
+        members = {
+            "statement_id": np.array([f"s{r}" for r in rows]),
+            "note_id": np.array([f"n{r}" for r in rows]),
+            "table": np.array([f"t{r + 1}" for r in rows]),
+            "round": np.array([1] * len(rows)),
+            "votes": np.array([votes] * len(rows)),
+        }
+        return theme_support(members, answers[0][rows], answers)
+
+    a, b = support([0, 1], votes=0), support([2, 3], votes=5)
+    assert (a["n_tables"], a["n_tables_near"]) == (2, 3) and (b["n_tables"], b["n_tables_near"]) == (2, 2)
+    themes = pd.DataFrame([{"theme_id": "a", **a}, {"theme_id": "b", **b}]).assign(
+        topic="t", question="q", label="", status="draft"
+    )
+    assert rank_themes(themes)["theme_id"].tolist() == ["a", "b"]  # before b's votes
+    assert ThemeParams().merge_similarity == CLOSE_SIMILARITY
