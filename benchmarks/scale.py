@@ -78,7 +78,7 @@ def run_one(n: int, backend: str) -> dict:
 
     from pipeline.chatter import PROTOTYPES
     from pipeline.config import Settings
-    from pipeline.embed import embed_texts
+    from pipeline.embed import embed_texts, phrase_encoder
     from pipeline.encoders import load_encoder
     from pipeline.event import load_event
     from pipeline.ingest import build_statements, discover_note_files, ingest_paths
@@ -119,11 +119,12 @@ def run_one(n: int, backend: str) -> dict:
     bare_rate = len(sample) / (time.perf_counter() - t)
     prototypes = embed_texts(list(PROTOTYPES), settings.encoder, layout.embedding_cache)
     nlp = load_nlp(settings.spacy_model)
+    encode = phrase_encoder(settings.encoder, event.model_glossary)  # joint recommendations, as the flow
     t = time.perf_counter()
     themes = 0
     for _, rows in sorted(statements.groupby("question").indices.items()):
         group = vectors[rows].astype(np.float32)
-        _, found = synthesise_group(statements.iloc[rows], group, prototypes, nlp, SynthesisParams())
+        _, found = synthesise_group(statements.iloc[rows], group, prototypes, nlp, SynthesisParams(), encode)
         themes += int((found["status"] != STATUS_OFF_TOPIC).sum())
     stage("themes (HDBSCAN + merge + labels)", t)
     return {

@@ -19,7 +19,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipeline.chatter import PROTOTYPES
 from pipeline.config import Settings
-from pipeline.embed import EmbeddingCache, text_key
+from pipeline.embed import EmbeddingCache, phrase_encoder, text_key
 from pipeline.encoders import EncoderSpec, load_encoder
 from pipeline.event import Event, load_event
 from pipeline.ingest import build_statements, discover_note_files, ingest_paths
@@ -89,9 +89,12 @@ def themes_for_question(
     prototypes: np.ndarray,
     spacy_model: str,
     params: SynthesisParams,
+    encoder: EncoderSpec,
+    glossary: dict[str, str],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     vectors = embeddings.astype(np.float32)
-    return synthesise_group(statements, vectors, prototypes, load_nlp(spacy_model), params)
+    encode = phrase_encoder(encoder, glossary)  # for joint recommendations, in the model's view
+    return synthesise_group(statements, vectors, prototypes, load_nlp(spacy_model), params, encode)
 
 
 @task
@@ -226,7 +229,15 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
 
     clustered = {
         (topic, question): themes_for_question.submit(
-            topic, question, statements.iloc[rows], embeddings[rows], prototypes, settings.spacy_model, params
+            topic,
+            question,
+            statements.iloc[rows],
+            embeddings[rows],
+            prototypes,
+            settings.spacy_model,
+            params,
+            settings.encoder,
+            event.model_glossary,
         )
         for (topic, question), rows in groups.items()
         if f"{topic}/{question}" not in previous

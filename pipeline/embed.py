@@ -13,13 +13,15 @@ import hashlib
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.encoders import EncoderSpec, load_encoder, slug
 from pipeline.store import atomic_path
+from pipeline.themes import texts_for_embedding
 
 log = logging.getLogger(__name__)
 STORED_DTYPE = np.float16
@@ -126,3 +128,36 @@ def cached_embeddings(texts: Sequence[str], encoder_id: str, cache_dir: Path) ->
     For re-publishing after an editor action or an upload, where loading the model would only slow
     the page down and new statements are in no theme until the next run anyway."""
     return EmbeddingCache(cache_dir, encoder_id).get_or_zeros([text_key(t) for t in texts])
+
+
+class PhraseEncoder:
+    """Encodes texts the pipeline writes itself (joint recommendations to choose from) as statements are
+    encoded: in the model's view (``texts_for_embedding`` with the event's glossary), by ``spec``'s encoder.
+    Remembered for the life of the process, so clustering one question again after a new table encodes
+    only the texts that are new."""
+
+    KEPT = 100_000  # texts remembered (about 150 MB of float32 vectors at 384 dimensions)
+
+    def __init__(self, spec: EncoderSpec, glossary: Mapping[str, str] | None = None) -> None:
+        self.spec, self.glossary = spec, dict(glossary or {})
+        self._memo: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if todo:
+            model_view = texts_for_embedding(todo, self.glossary)
+            vectors = load_encoder(self.spec).encode(model_view, self.spec.batch_size, show_progress=False)
+            self._memo.update(zip(todo, vectors, strict=True))
+            for oldest in list(self._memo)[: max(0, len(self._memo) - self.KEPT)]:
+                del self._memo[oldest]
+        return np.stack([self._memo[t] for t in texts])
+
+
+@lru_cache(maxsize=4)
+def _phrase_encoder(spec: EncoderSpec, glossary: tuple[tuple[str, str], ...]) -> PhraseEncoder:
+    return PhraseEncoder(spec, dict(glossary))
+
+
+def phrase_encoder(spec: EncoderSpec, glossary: Mapping[str, str] | None = None) -> PhraseEncoder:
+    """The process's ``PhraseEncoder`` for an encoder and glossary."""
+    return _phrase_encoder(spec, tuple(sorted((glossary or {}).items())))

@@ -1,5 +1,6 @@
 """Words for a theme: a short keyphrase label (c-TF-IDF over spaCy lemmas and noun chunks) and a
-recommendation sentence (the most representative statement, cleaned)."""
+recommendation (its most representative statement, cleaned, joined by a second one where together they
+say the theme better; see ``compose_recommendation``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import re
 import weakref
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 from spacy.language import Language
@@ -146,8 +148,60 @@ def representative(embeddings: np.ndarray) -> int:
     return int(np.argmax(embeddings @ centroid))
 
 
+def _cleaned(statement: str) -> str:
+    """A statement without agreement prefix, emphasis or shouting, as written otherwise."""
+    return re.sub(r"\s+", " ", text_for_embedding(statement)).strip(" -–;,")
+
+
 def recommendation_text(statement: str) -> str:
-    """A statement as a recommendation: no agreement prefix, emphasis or shouting; a capital first."""
-    text = text_for_embedding(statement)
-    text = re.sub(r"\s+", " ", text).strip(" -–;,")
+    """A statement as a recommendation: cleaned, with a capital first."""
+    text = _cleaned(statement)
     return text[:1].upper() + text[1:] if text else statement
+
+
+#: Texts -> unit vectors as the theme's embeddings were made (the model's view of a text as written).
+Encode = Callable[[list[str]], np.ndarray]
+RECOMMENDATION_PARTS = 2  # statements a recommendation joins at most
+RECOMMENDATION_CANDIDATES = 8  # the most central distinct statements it chooses from
+
+
+def compose_recommendation(
+    texts: list[str],
+    embeddings: np.ndarray,
+    encode: Encode | None = None,
+    parts: int = RECOMMENDATION_PARTS,
+    candidates: int = RECOMMENDATION_CANDIDATES,
+) -> str:
+    """The recommendation of a theme with member ``texts`` and their ``embeddings``.
+
+    A paper's bullet names what a theme's statements share, and each statement says only part of it
+    ("Lobbying, visibility and representation for SMEs"). The theme's centre (mean vector) is the best
+    estimate of that whole, so the recommendation is the text whose vector is closest to the centre:
+    the most central statement alone, or joined ("; ") by the further statement that brings the joint
+    text closest, while that gets closer (up to ``parts`` statements, from the ``candidates`` most
+    central distinct ones; each joint text is encoded by ``encode``, as vectors of joined texts are no
+    mean of their parts'). Without ``encode``, the most central statement."""
+    centre = embeddings.mean(axis=0)
+    centre = centre / max(float(np.linalg.norm(centre)), 1e-12)
+    closeness = embeddings @ centre
+    distinct: dict[str, str] = {}
+    for i in np.argsort(-closeness, kind="stable"):
+        text = _cleaned(texts[i])
+        distinct.setdefault(re.sub(r"\W+", " ", text.lower()).strip(), text)
+        if len(distinct) == candidates:
+            break
+    pool = list(distinct.values())
+    chosen = [recommendation_text(pool[0])] if pool else [recommendation_text(texts[0])]
+    if encode is None or len(pool) < 2:
+        return chosen[0]
+    best = float(encode(chosen)[0] @ centre)
+    rest = pool[1:]
+    while len(chosen) < parts and rest:
+        joined = ["; ".join([*chosen, text]) for text in rest]
+        scores = encode(joined) @ centre
+        pick = int(np.argmax(scores))
+        if scores[pick] <= best:
+            break
+        best = float(scores[pick])
+        chosen.append(rest.pop(pick))
+    return "; ".join(chosen)

@@ -12,7 +12,7 @@ import pandas as pd
 from spacy.language import Language
 
 from pipeline.chatter import DEFAULT_THRESHOLD, PROTOTYPES, chatter_mask
-from pipeline.labels import label_themes, recommendation_text, representative
+from pipeline.labels import RECOMMENDATION_PARTS, Encode, compose_recommendation, label_themes, representative
 from pipeline.rank import SUPPORT_COLUMNS, session_names, theme_support
 from pipeline.schema import (
     FLAG_LANGUAGE,
@@ -33,6 +33,7 @@ class SynthesisParams:
     chatter_threshold: float = DEFAULT_THRESHOLD
     model_language: str = "en"
     multilingual_model: bool = False
+    recommendation_parts: int = RECOMMENDATION_PARTS
 
 
 def statement_flags(
@@ -85,8 +86,12 @@ def synthesise_group(
     chatter_prototypes: np.ndarray,
     nlp: Language,
     params: SynthesisParams | None = None,
+    encode: Encode | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Themes of one topic x question.
+
+    ``encode`` embeds texts as ``embeddings`` were made; recommendations that join statements need it
+    (``pipeline.labels.compose_recommendation``), without it each is one statement.
 
     Returns ``(assignments, themes)``: assignments has ``statement_id, theme_id, flag`` for every
     statement (theme_id empty = unassigned); themes follows ``schema.THEMES`` with rank still 0. The
@@ -130,7 +135,12 @@ def synthesise_group(
         best = members[representative(embeddings[members])]
         ordered = [best, *[m for m in members if m != best]]
         tid = theme_id(topic, question, columns["statement_id"][ordered].tolist())
-        recommendation = recommendation_text(statements["text"].iloc[best])
+        recommendation = compose_recommendation(
+            statements["text"].iloc[members].tolist(),
+            embeddings[members],
+            encode,
+            params.recommendation_parts,
+        )
         add_theme(tid, ordered, names.get(label, ""), recommendation, "draft")
     off_topic = np.flatnonzero(flags == FLAG_OFF_TOPIC).tolist()
     if off_topic:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.metrics import adjusted_rand_score
 
-from pipeline.labels import ctfidf_labels, recommendation_text
+from pipeline.embed import PhraseEncoder
+from pipeline.encoders import EncoderSpec
+from pipeline.labels import compose_recommendation, ctfidf_labels, recommendation_text
 from pipeline.rank import CLOSE_SIMILARITY, distinct_statements, rank_themes, theme_support
-from pipeline.themes import ThemeParams, cluster_statements, merge_average_linkage, text_for_embedding
+from pipeline.themes import (
+    ThemeParams,
+    cluster_statements,
+    merge_average_linkage,
+    text_for_embedding,
+    texts_for_embedding,
+)
 
 
 def _unit(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:
@@ -194,3 +203,29 @@ def test_of_two_themes_raised_as_widely_the_one_more_tables_came_close_to_ranks_
     )
     assert rank_themes(themes)["theme_id"].tolist() == ["a", "b"]  # before b's votes
     assert ThemeParams().merge_similarity == CLOSE_SIMILARITY
+
+
+@pytest.mark.slow
+def test_a_recommendation_joins_a_second_statement_only_where_that_says_the_theme_better() -> None:
+    encode = PhraseEncoder(EncoderSpec(), {"SMEs": "small and medium-sized enterprises"})
+    theme = [
+        "lobbying for SMEs!!",
+        "Lobbying for SMEs",
+        "agree: visibility for SMEs",
+        "represent SMEs in Brussels",
+    ]
+    vectors = encode(theme)
+    centre = vectors.mean(axis=0) / np.linalg.norm(vectors.mean(axis=0))
+    joined = compose_recommendation(theme, vectors, encode)
+    first, *others = joined.split("; ")
+    assert first == "Lobbying for SMEs"  # the most central statement, cleaned, leads
+    assert len(others) == 1 and others[0] in ("visibility for SMEs", "represent SMEs in Brussels")
+    assert float(encode([joined])[0] @ centre) > float(encode([first])[0] @ centre)
+    assert compose_recommendation(theme, vectors) == "Lobbying for SMEs"  # nothing to encode with
+    # one point said one way: nothing to join
+    same = ["Citizens", "citizens!!", "agree: citizens"]
+    assert compose_recommendation(same, encode(same), encode) == "Citizens"
+    # the encoder sees what the statements' vectors saw: glossary spelled out, agreement dropped
+    assert np.allclose(
+        encode(["agree: SMEs"]), encode(texts_for_embedding(["small and medium-sized enterprises"]))
+    )
