@@ -165,14 +165,13 @@ RECOMMENDATION_PARTS = 2  # statements a recommendation joins at most
 RECOMMENDATION_CANDIDATES = 8  # the most central distinct statements it chooses from
 
 
-def compose_recommendation(
-    texts: list[str],
-    embeddings: np.ndarray,
+def compose_recommendations(
+    themes: list[tuple[list[str], np.ndarray]],
     encode: Encode | None = None,
     parts: int = RECOMMENDATION_PARTS,
     candidates: int = RECOMMENDATION_CANDIDATES,
-) -> str:
-    """The recommendation of a theme with member ``texts`` and their ``embeddings``.
+) -> list[str]:
+    """The recommendation of each theme, given as (member texts, their embeddings).
 
     A paper's bullet names what a theme's statements share, and each statement says only part of it
     ("Lobbying, visibility and representation for SMEs"). The theme's centre (mean vector) is the best
@@ -180,28 +179,41 @@ def compose_recommendation(
     the most central statement alone, or joined ("; ") by the further statement that brings the joint
     text closest, while that gets closer (up to ``parts`` statements, from the ``candidates`` most
     central distinct ones; each joint text is encoded by ``encode``, as vectors of joined texts are no
-    mean of their parts'). Without ``encode``, the most central statement."""
-    centre = embeddings.mean(axis=0)
-    centre = centre / max(float(np.linalg.norm(centre)), 1e-12)
-    closeness = embeddings @ centre
-    distinct: dict[str, str] = {}
-    for i in np.argsort(-closeness, kind="stable"):
-        text = _cleaned(texts[i])
-        distinct.setdefault(re.sub(r"\W+", " ", text.lower()).strip(), text)
-        if len(distinct) == candidates:
+    mean of their parts'). Without ``encode``, the most central statement. All themes' texts of a step
+    go to ``encode`` at once: one call per step, not per theme."""
+    centres, pools = [], []
+    for texts, embeddings in themes:
+        centre = embeddings.mean(axis=0)
+        centre = centre / max(float(np.linalg.norm(centre)), 1e-12)
+        distinct: dict[str, str] = {}
+        for i in np.argsort(-(embeddings @ centre), kind="stable"):
+            text = _cleaned(texts[i]) or texts[i]
+            distinct.setdefault(re.sub(r"\W+", " ", text.lower()).strip(), text)
+            if len(distinct) == candidates:
+                break
+        centres.append(centre)
+        pools.append(list(distinct.values()))
+    chosen = [[recommendation_text(pool[0])] for pool in pools]
+    open_ = [i for i, pool in enumerate(pools) if len(pool) > 1] if encode is not None else []
+    if open_:
+        firsts = encode([chosen[i][0] for i in open_])
+        best = {i: float(v @ centres[i]) for i, v in zip(open_, firsts, strict=True)}
+    while open_:
+        trials = [(i, j) for i in open_ for j in range(1, len(pools[i])) if pools[i][j] not in chosen[i]]
+        if not trials:
             break
-    pool = list(distinct.values())
-    chosen = [recommendation_text(pool[0])] if pool else [recommendation_text(texts[0])]
-    if encode is None or len(pool) < 2:
-        return chosen[0]
-    best = float(encode(chosen)[0] @ centre)
-    rest = pool[1:]
-    while len(chosen) < parts and rest:
-        joined = ["; ".join([*chosen, text]) for text in rest]
-        scores = encode(joined) @ centre
-        pick = int(np.argmax(scores))
-        if scores[pick] <= best:
-            break
-        best = float(scores[pick])
-        chosen.append(rest.pop(pick))
-    return "; ".join(chosen)
+        vectors = encode(["; ".join([*chosen[i], pools[i][j]]) for i, j in trials])
+        scores: dict[int, tuple[float, int]] = {}
+        for (i, j), vector in zip(trials, vectors, strict=True):
+            score = float(vector @ centres[i])
+            if score > scores.get(i, (-np.inf, 0))[0]:
+                scores[i] = (score, j)
+        still_open = []
+        for i, (score, j) in scores.items():
+            if score > best[i]:
+                best[i] = score
+                chosen[i].append(pools[i][j])
+                if len(chosen[i]) < parts:
+                    still_open.append(i)
+        open_ = still_open
+    return ["; ".join(parts_) for parts_ in chosen]

@@ -12,7 +12,13 @@ import pandas as pd
 from spacy.language import Language
 
 from pipeline.chatter import DEFAULT_THRESHOLD, PROTOTYPES, chatter_mask
-from pipeline.labels import RECOMMENDATION_PARTS, Encode, compose_recommendation, label_themes, representative
+from pipeline.labels import (
+    RECOMMENDATION_PARTS,
+    Encode,
+    compose_recommendations,
+    label_themes,
+    representative,
+)
 from pipeline.rank import SUPPORT_COLUMNS, session_names, theme_support
 from pipeline.schema import (
     FLAG_LANGUAGE,
@@ -91,7 +97,7 @@ def synthesise_group(
     """Themes of one topic x question.
 
     ``encode`` embeds texts as ``embeddings`` were made; recommendations that join statements need it
-    (``pipeline.labels.compose_recommendation``), without it each is one statement.
+    (``pipeline.labels.compose_recommendations``), without it each is one statement.
 
     Returns ``(assignments, themes)``: assignments has ``statement_id, theme_id, flag`` for every
     statement (theme_id empty = unassigned); themes follows ``schema.THEMES`` with rank still 0. The
@@ -107,7 +113,8 @@ def synthesise_group(
     labels[eligible] = cluster_statements(embeddings[eligible], sessions[eligible], params.themes)
     answers = (embeddings[eligible], sessions[eligible])
 
-    names = label_themes(statements["text"].tolist(), labels, nlp)
+    texts = statements["text"].tolist()
+    names = label_themes(texts, labels, nlp)
     topic, question = statements["topic"].iloc[0], statements["question"].iloc[0]
     theme_of = np.full(len(statements), "", dtype=object)
     columns = {c: statements[c].to_numpy(dtype=object) for c in SUPPORT_COLUMNS}
@@ -130,17 +137,17 @@ def synthesise_group(
             }
         )
 
-    for label in sorted(set(labels.tolist()) - {-1}):
-        members = np.where(labels == label)[0]
+    theme_labels = sorted(set(labels.tolist()) - {-1})
+    theme_members = [np.where(labels == label)[0] for label in theme_labels]
+    recommendations = compose_recommendations(
+        [([texts[m] for m in members], embeddings[members]) for members in theme_members],
+        encode,
+        params.recommendation_parts,
+    )
+    for label, members, recommendation in zip(theme_labels, theme_members, recommendations, strict=True):
         best = members[representative(embeddings[members])]
         ordered = [best, *[m for m in members if m != best]]
         tid = theme_id(topic, question, columns["statement_id"][ordered].tolist())
-        recommendation = compose_recommendation(
-            statements["text"].iloc[members].tolist(),
-            embeddings[members],
-            encode,
-            params.recommendation_parts,
-        )
         add_theme(tid, ordered, names.get(label, ""), recommendation, "draft")
     off_topic = np.flatnonzero(flags == FLAG_OFF_TOPIC).tolist()
     if off_topic:

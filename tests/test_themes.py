@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from pipeline.embed import PhraseEncoder
 from pipeline.encoders import EncoderSpec
-from pipeline.labels import compose_recommendation, ctfidf_labels, recommendation_text
+from pipeline.labels import compose_recommendations, ctfidf_labels, recommendation_text
 from pipeline.rank import CLOSE_SIMILARITY, distinct_statements, rank_themes, theme_support
 from pipeline.themes import (
     ThemeParams,
@@ -216,15 +216,14 @@ def test_a_recommendation_joins_a_second_statement_only_where_that_says_the_them
     ]
     vectors = encode(theme)
     centre = vectors.mean(axis=0) / np.linalg.norm(vectors.mean(axis=0))
-    joined = compose_recommendation(theme, vectors, encode)
+    same = ["Citizens", "citizens!!", "agree: citizens"]
+    joined, alone = compose_recommendations([(theme, vectors), (same, encode(same))], encode)
     first, *others = joined.split("; ")
     assert first == "Lobbying for SMEs"  # the most central statement, cleaned, leads
     assert len(others) == 1 and others[0] in ("visibility for SMEs", "represent SMEs in Brussels")
     assert float(encode([joined])[0] @ centre) > float(encode([first])[0] @ centre)
-    assert compose_recommendation(theme, vectors) == "Lobbying for SMEs"  # nothing to encode with
-    # one point said one way: nothing to join
-    same = ["Citizens", "citizens!!", "agree: citizens"]
-    assert compose_recommendation(same, encode(same), encode) == "Citizens"
+    assert alone == "Citizens"  # one point said one way: nothing to join
+    assert compose_recommendations([(theme, vectors)]) == ["Lobbying for SMEs"]  # nothing to encode with
     # the encoder sees what the statements' vectors saw: glossary spelled out, agreement dropped
     assert np.allclose(
         encode(["agree: SMEs"]), encode(texts_for_embedding(["small and medium-sized enterprises"]))
