@@ -45,12 +45,17 @@ _GENERIC = {
 }
 
 
-def keyphrases(doc: Doc) -> list[tuple[str, str]]:
-    """Candidate terms of one statement as (lemma key, words as written): noun chunks and content words.
+CHUNK_WEIGHT = 1.15  # a noun chunk names a thing better than one of its words
+VERB_WEIGHT = 0.5  # "let", "know", "talked": a label names what, verbs come in only where nothing else does
+
+
+def keyphrases(doc: Doc) -> list[tuple[str, str, float]]:
+    """Candidate terms of one statement as (lemma key, words as written, weight): noun chunks and
+    content words.
 
     Counting by lemma joins "cluster" and "clusters"; showing the written form keeps "media" from
     becoming its lemma "medium"."""
-    terms: list[tuple[str, str]] = []
+    terms: list[tuple[str, str, float]] = []
     if doc.has_annotation("DEP"):
         for chunk in doc.noun_chunks:
             words = [
@@ -59,7 +64,8 @@ def keyphrases(doc: Doc) -> list[tuple[str, str]]:
                 if not t.is_stop and not t.is_punct and t.is_alpha and t.lower_ not in _GENERIC
             ]
             if len(words) >= 2:
-                terms.append((" ".join(t.lemma_.lower() for t in words), " ".join(t.lower_ for t in words)))
+                key, written = " ".join(t.lemma_.lower() for t in words), " ".join(t.lower_ for t in words)
+                terms.append((key, written, CHUNK_WEIGHT))
     for token in doc:
         lemma = token.lemma_.lower() if token.lemma_ else token.lower_
         if (
@@ -69,7 +75,7 @@ def keyphrases(doc: Doc) -> list[tuple[str, str]]:
             and lemma not in _GENERIC
             and (not doc.has_annotation("TAG") or token.pos_ in _CONTENT)
         ):
-            terms.append((lemma, token.lower_))
+            terms.append((lemma, token.lower_, VERB_WEIGHT if token.pos_ == "VERB" else 1.0))
     return terms
 
 
@@ -78,11 +84,14 @@ def ctfidf_labels(
     labels: np.ndarray,
     top: int = 3,
     display: dict[str, str] | None = None,
+    weights: dict[str, float] | None = None,
 ) -> dict[int, str]:
     """Per theme, the terms that are frequent in it and rare in the question's other themes.
 
-    ``display`` maps a term (lemma) to the words shown for it."""
+    ``display`` maps a term (lemma) to the words shown for it; ``weights`` scales a term's score
+    (default: CHUNK_WEIGHT for terms of several words, else 1)."""
     display = display or {}
+    weights = weights or {}
     per_theme: dict[int, Counter] = {}
     for terms, label in zip(terms_per_statement, labels, strict=True):
         if label >= 0:
@@ -98,7 +107,10 @@ def ctfidf_labels(
         size = sum(counts.values()) or 1
         scored = sorted(
             (
-                (c / size * math.log(1 + average_size / overall[t]) * (1.15 if " " in t else 1.0), t)
+                (
+                    c / size * math.log(1 + average_size / overall[t]) * weights.get(t, _default_weight(t)),
+                    t,
+                )
                 for t, c in counts.items()
                 if c >= 1
             ),
@@ -115,11 +127,17 @@ def ctfidf_labels(
     return out
 
 
-_TERMS: weakref.WeakKeyDictionary[Language, dict[str, list[tuple[str, str]]]] = weakref.WeakKeyDictionary()
+def _default_weight(term: str) -> float:
+    return CHUNK_WEIGHT if " " in term else 1.0
+
+
+_TERMS: weakref.WeakKeyDictionary[Language, dict[str, list[tuple[str, str, float]]]] = (
+    weakref.WeakKeyDictionary()
+)
 _TERMS_KEPT = 200_000  # statements whose terms a process remembers (about 100 MB)
 
 
-def statement_terms(texts: list[str], nlp: Language) -> list[list[tuple[str, str]]]:
+def statement_terms(texts: list[str], nlp: Language) -> list[list[tuple[str, str, float]]]:
     """``keyphrases`` of each text. Remembered per process and pipeline, so a re-run (a scheduled or
     web-triggered run in a long-lived process) parses only statements it has not seen."""
     memo = _TERMS.setdefault(nlp, {})
@@ -133,13 +151,16 @@ def statement_terms(texts: list[str], nlp: Language) -> list[list[tuple[str, str
 
 
 def label_themes(texts: list[str], labels: np.ndarray, nlp: Language, top: int = 3) -> dict[int, str]:
-    pairs = statement_terms(texts, nlp)
+    found = statement_terms(texts, nlp)
     written: dict[str, Counter] = {}
-    for terms in pairs:
-        for key, surface in terms:
+    weighed: dict[str, Counter] = {}
+    for terms in found:
+        for key, surface, weight in terms:
             written.setdefault(key, Counter())[surface] += 1
+            weighed.setdefault(key, Counter())[weight] += 1
     display = {key: forms.most_common(1)[0][0] for key, forms in written.items()}
-    return ctfidf_labels([[key for key, _ in terms] for terms in pairs], labels, top, display)
+    weights = {key: ws.most_common(1)[0][0] for key, ws in weighed.items()}  # as the term is mostly used
+    return ctfidf_labels([[key for key, _, _ in terms] for terms in found], labels, top, display, weights)
 
 
 def representative(embeddings: np.ndarray) -> int:
