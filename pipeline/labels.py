@@ -1,6 +1,6 @@
 """Words for a theme: a short keyphrase label (c-TF-IDF over spaCy lemmas and noun chunks) and a
 recommendation (its most representative statement, cleaned, joined by a second one where together they
-say the theme better; see ``compose_recommendation``)."""
+say the theme better; see ``compose_recommendations``)."""
 
 from __future__ import annotations
 
@@ -215,12 +215,12 @@ def compose_recommendations(
         centres.append(centre)
         pools.append(list(distinct.values()))
     chosen = [[recommendation_text(pool[0])] for pool in pools]
-    open_ = [i for i, pool in enumerate(pools) if len(pool) > 1] if encode is not None else []
-    if open_:
-        firsts = encode([chosen[i][0] for i in open_])
-        best = {i: float(v @ centres[i]) for i, v in zip(open_, firsts, strict=True)}
-    while open_:
-        trials = [(i, j) for i in open_ for j in range(1, len(pools[i])) if pools[i][j] not in chosen[i]]
+    growing = [i for i, pool in enumerate(pools) if len(pool) > 1] if encode is not None else []
+    if growing:
+        firsts = encode([chosen[i][0] for i in growing])
+        best = {i: float(v @ centres[i]) for i, v in zip(growing, firsts, strict=True)}
+    while growing:
+        trials = [(i, j) for i in growing for j in range(1, len(pools[i])) if pools[i][j] not in chosen[i]]
         if not trials:
             break
         vectors = encode(["; ".join([*chosen[i], pools[i][j]]) for i, j in trials])
@@ -229,12 +229,12 @@ def compose_recommendations(
             score = float(vector @ centres[i])
             if score > scores.get(i, (-np.inf, 0))[0]:
                 scores[i] = (score, j)
-        still_open = []
+        still_growing = []
         for i, (score, j) in scores.items():
             if score > best[i]:
                 best[i] = score
                 chosen[i].append(pools[i][j])
                 if len(chosen[i]) < parts:
-                    still_open.append(i)
-        open_ = still_open
+                    still_growing.append(i)
+        growing = still_growing
     return ["; ".join(parts_) for parts_ in chosen]

@@ -70,7 +70,9 @@ def theme_support(
     _, first_of_note = np.unique(note_ids, return_index=True)  # a note's votes count once
     return {
         "n_tables": len(set(sessions)),
-        "n_tables_near": tables_near(embeddings, sessions, answers) if answers else len(set(sessions)),
+        "n_tables_near": tables_near(embeddings, sessions, answers)
+        if answers is not None
+        else len(set(sessions)),
         "n_statements": distinct_statements(embeddings, sessions),
         "votes": int(np.asarray(members["votes"])[first_of_note].sum()),
         "tables": "; ".join(sorted(set(sessions))),
@@ -89,8 +91,6 @@ def rank_themes(themes: pd.DataFrame) -> pd.DataFrame:
     around it.
     """
     themes = themes.copy()
-    if "n_tables_near" not in themes:  # machine themes of an older run
-        themes["n_tables_near"] = themes["n_tables"]
     status = themes["status"] if "status" in themes else pd.Series("draft", index=themes.index)
     themes["_status"] = status.map(_STATUS_ORDER).fillna(1)
     ordered = themes.sort_values(

@@ -101,6 +101,7 @@ def test_ranking_is_led_by_tables_then_votes_then_statements_then_label() -> Non
             "question": ["q"] * 5,
             "label": ["b", "a", "c", "d", "z"],
             "n_tables": [5, 5, 5, 9, 1],
+            "n_tables_near": [5, 5, 5, 9, 1],
             "votes": [0, 0, 3, 0, 0],
             "n_statements": [6, 6, 5, 9, 1],
         }
