@@ -31,3 +31,38 @@ def test_scale_benchmark_runs_every_stage_at_a_tiny_size(
     assert result["embed_per_s"] > 0 and result["ratio"] > 0
     assert (tmp_path / "400-torch" / "data" / "processed" / "scale" / "statements.parquet").exists()
     sys.modules.pop("scale", None)
+
+
+def test_quality_benchmark_halves_and_reference_means(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import quality
+
+    gold = quality.SHARED / "ecc2020-dev"
+    if not gold.exists():
+        pytest.skip("../shared/ecc2020-dev is not beside the checkout")
+    monkeypatch.setattr(quality, "WORK", tmp_path)
+    half = quality.half_event(gold, parity=1)
+    notes = pd.concat(pd.read_csv(f, dtype=str) for f in (half / "notes").glob("*.csv"))
+    assert notes["table"].str[-2:].astype(int).mod(2).eq(1).all() and len(notes) > 100
+    kept = pd.read_csv(half / "gold.csv", dtype=str, keep_default_na=False)
+    assert set(kept["note_id"]) == set(notes["note_id"])
+    themes = pd.read_csv(half / "gold_themes.csv")
+    answers = kept[kept["theme_id"] != "noise"].drop_duplicates(["theme_id", "table", "round"])
+    assert themes.set_index("theme_id")["n_tables"].to_dict() == {
+        t: int((answers["theme_id"] == t).sum()) for t in themes["theme_id"]
+    }
+    for _, question in themes.groupby(["topic", "question"]):
+        ordered = question.sort_values("gold_rank")
+        assert ordered["gold_rank"].tolist() == list(range(1, len(ordered) + 1))
+        assert ordered["n_tables"].is_monotonic_decreasing
+
+    runs = [{"ami": 0.5, "rank_spearman": 0.8}, {"ami": 0.7, "rank_spearman": float("nan")}]
+    mean = quality.mean_of_runs(runs)
+    assert mean["ami"] == 0.6 and mean["rank_spearman"] == 0.8 and mean["runs"] == 2
+    assert mean["range"]["ami"] == [0.5, 0.7]
+    assert quality.mean_of_runs([{"error": "no bertopic"}]) == {"error": "no bertopic"}
+    sys.modules.pop("quality", None)
