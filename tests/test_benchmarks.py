@@ -65,4 +65,21 @@ def test_quality_benchmark_halves_and_reference_means(
     assert mean["ami"] == 0.6 and mean["rank_spearman"] == 0.8 and mean["runs"] == 2
     assert mean["range"]["ami"] == [0.5, 0.7]
     assert quality.mean_of_runs([{"error": "no bertopic"}]) == {"error": "no bertopic"}
+
+    # score.py's recovery rule: >= 60 % pure and >= 50 % of the gold theme's notes
+    gold_notes = pd.DataFrame(
+        {
+            "note_id": [f"n{i}" for i in range(8)],
+            "topic": "t",
+            "question": "q",
+            "theme_id": ["a"] * 4 + ["b"] * 3 + ["noise"],
+        }
+    )
+    predicted = pd.DataFrame(
+        {"note_id": gold_notes["note_id"], "theme_id": ["x", "x", "x", "y", "z", "w", "", "x"]}
+    )
+    themes = pd.DataFrame(
+        {"theme_id": ["x", "y", "z", "w"], "recommendation": ["for a", "also a", "b?", "b!"]}
+    )
+    assert quality.recovered_recommendations(gold_notes, predicted, themes) == {"a": "for a"}  # b is split
     sys.modules.pop("quality", None)
