@@ -283,7 +283,7 @@ def write_report(results: dict) -> None:
             "| reference | gold themes both recover | Harvest | reference |",
             "|---|---|---|---|",
         ]
-        lines += [f"| {name} | {p['themes']} | {p['harvest']} | {p['reference']} |" for name, p in paired]
+        lines += [f"| {name} | {p['themes']:g} | {p['harvest']} | {p['reference']} |" for name, p in paired]
     lines += [
         "",
         "Harvest gathers each question's session remarks (flagged `off-topic`) in one theme with status "
