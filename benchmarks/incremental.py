@@ -130,7 +130,10 @@ def main() -> int:
         " matrix, statement keyphrases are remembered per process, only changed groups are clustered, and"
         " ranking and the paper work per group in one pass. A new process (each `harvest run`, and each "
         "flow run of `harvest schedule`, which Prefect's runner starts as a subprocess) loads the "
-        "embedding model and spaCy again: several seconds, the last row.",
+        "embedding model and spaCy again: several seconds, the last row. There the new table's notes "
+        "repeat texts already cached, yet the model loads all the same: the joint recommendations of the "
+        "re-clustered questions are remembered per process only (a real new table brings new text, and "
+        "with it the model load, anyway).",
         "",
     ]
     (HERE / "results").mkdir(exist_ok=True)
