@@ -183,7 +183,9 @@ def recommendation_text(statement: str) -> str:
 #: Texts -> unit vectors as the theme's embeddings were made (the model's view of a text as written).
 Encode = Callable[[list[str]], np.ndarray]
 RECOMMENDATION_PARTS = 2  # statements a recommendation joins at most
-RECOMMENDATION_CANDIDATES = 8  # the most central distinct statements it chooses from
+#: The most central distinct statements a recommendation is composed from (8 or 12 made the same choices
+#: on the dev event, with more to encode).
+RECOMMENDATION_CANDIDATES = 5
 
 
 def compose_recommendations(
