@@ -46,6 +46,8 @@ from pipeline.glossary import speller
 class ThemeParams:
     merge_similarity: float = 0.3
     session_penalty: float = 0.5
+    #: apart_bonus 0.05-0.2 x apart_full_at 1-7 on the dev event: a plateau wherever the bonus per expected
+    #: pair (apart_bonus / apart_full_at) is 0.02-0.05; 0.1 and 3 sit inside it.
     apart_bonus: float = 0.1
     #: Expected same-session pairs (λ) at which two groups that never met get the whole apart_bonus.
     apart_full_at: float = 3.0
