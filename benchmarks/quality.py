@@ -87,11 +87,24 @@ def recovered_recommendations(gold_notes: pd.DataFrame, stmts: pd.DataFrame, the
     return found
 
 
-def reference_run(scorer: ModuleType, gold: Path, method: str, harvest: dict[str, str]) -> dict:
-    """One run of a reference method, scored as ``score.py --method`` does, and its recommendation
-    fidelity beside Harvest's on the gold themes both recover (``harvest``: recovered_recommendations)."""
-    notes = pd.read_csv(gold / "gold.csv", dtype=str, keep_default_na=False)
-    gold_themes = pd.read_csv(gold / "gold_themes.csv", keep_default_na=False)
+def read_gold(gold: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The gold notes and gold themes of an event folder, read as score.py reads them."""
+    return (
+        pd.read_csv(gold / "gold.csv", dtype=str, keep_default_na=False),
+        pd.read_csv(gold / "gold_themes.csv", keep_default_na=False),
+    )
+
+
+def reference_run(
+    scorer: ModuleType,
+    notes: pd.DataFrame,
+    gold_themes: pd.DataFrame,
+    method: str,
+    harvest: dict[str, str],
+) -> dict:
+    """One run of a reference method on the gold notes, scored as ``score.py --method`` does, and its
+    recommendation fidelity beside Harvest's on the gold themes both recover (``harvest``:
+    recovered_recommendations)."""
     try:
         stmts, themes = scorer.run_method(notes, gold_themes, method)
     except ImportError as exc:
@@ -157,9 +170,9 @@ def half_event(gold: Path, parity: int) -> Path:
         kept(pd.read_csv(notes, dtype=str, keep_default_na=False)).to_csv(
             target / "notes" / notes.name, index=False
         )
-    notes = kept(pd.read_csv(gold / "gold.csv", dtype=str, keep_default_na=False))
+    all_notes, themes = read_gold(gold)
+    notes = kept(all_notes)
     notes.to_csv(target / "gold.csv", index=False)
-    themes = pd.read_csv(gold / "gold_themes.csv", keep_default_na=False)
     answers = notes[notes["theme_id"] != "noise"].drop_duplicates(["theme_id", "table", "round"])
     themes["n_tables"] = themes["theme_id"].map(answers.groupby("theme_id").size()).fillna(0).astype(int)
     themes = themes.sort_values(["topic", "question", "n_tables", "gold_rank"], ascending=[1, 1, 0, 1])
@@ -360,8 +373,9 @@ def main() -> int:
         json.loads((RESULTS / "quality.json").read_text()) if (RESULTS / "quality.json").exists() else {}
     )
     scorer = load_scorer()
+    gold_notes, gold_themes = read_gold(args.gold)
     harvest_recommendations = recovered_recommendations(
-        pd.read_csv(args.gold / "gold.csv", dtype=str, keep_default_na=False),
+        gold_notes,
         pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False),
         pd.read_csv(out / "themes.csv", keep_default_na=False),
     )
@@ -372,7 +386,10 @@ def main() -> int:
             dev[name] = earlier["dev"][name]  # references do not change with Harvest's code
         else:
             dev[name] = mean_of_runs(
-                [reference_run(scorer, args.gold, method, harvest_recommendations) for _ in range(runs)]
+                [
+                    reference_run(scorer, gold_notes, gold_themes, method, harvest_recommendations)
+                    for _ in range(runs)
+                ]
             )
     from pipeline.config import Settings
 

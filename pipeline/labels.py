@@ -14,6 +14,7 @@ import numpy as np
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from pipeline.rank import unit_centre
 from pipeline.themes import text_for_embedding
 
 _CONTENT = {"NOUN", "PROPN", "ADJ", "VERB"}
@@ -169,6 +170,11 @@ def representative(embeddings: np.ndarray) -> int:
     return int(np.argmax(embeddings @ centroid))
 
 
+def phrasing_key(text: str) -> str:
+    """Words only, lower case: "X!!" and "x" are one phrasing."""
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
 def _cleaned(statement: str) -> str:
     """A statement without agreement prefix, emphasis or shouting, as written otherwise."""
     return re.sub(r"\s+", " ", text_for_embedding(statement)).strip(" -–;,")
@@ -206,12 +212,11 @@ def compose_recommendations(
     go to ``encode`` at once: one call per step, not per theme."""
     centres, pools = [], []
     for texts, embeddings in themes:
-        centre = embeddings.mean(axis=0)
-        centre = centre / max(float(np.linalg.norm(centre)), 1e-12)
+        centre = unit_centre(embeddings)
         distinct: dict[str, str] = {}
         for i in np.argsort(-(embeddings @ centre), kind="stable"):
             text = _cleaned(texts[i]) or texts[i]
-            distinct.setdefault(re.sub(r"\W+", " ", text.lower()).strip(), text)
+            distinct.setdefault(phrasing_key(text), text)
             if len(distinct) == candidates:
                 break
         centres.append(centre)

@@ -26,6 +26,12 @@ NEAR_DUPLICATE = 0.9  # cosine above which two statements of one table session s
 CLOSE_SIMILARITY = 0.3
 
 
+def unit_centre(embeddings: np.ndarray) -> np.ndarray:
+    """The mean of a theme's vectors at unit length: its centre, as a direction to compare cosines with."""
+    centre = embeddings.mean(axis=0)
+    return centre / max(float(np.linalg.norm(centre)), 1e-12)
+
+
 def session_names(tables: np.ndarray, rounds: np.ndarray) -> np.ndarray:
     """``"<table> r<round>"`` per statement: the table session that wrote it."""
     return np.array([f"{t} r{r}" for t, r in zip(tables, rounds, strict=True)], dtype=object)
@@ -50,10 +56,8 @@ SUPPORT_COLUMNS = ["statement_id", "note_id", "table", "round", "votes"]  # what
 def tables_near(embeddings: np.ndarray, sessions: np.ndarray, answers: tuple[np.ndarray, np.ndarray]) -> int:
     """Table sessions of a theme's members (``embeddings``, ``sessions``) and of the question's
     ``answers`` (vectors, sessions) whose cosine to the theme's centre is at least CLOSE_SIMILARITY."""
-    centre = embeddings.mean(axis=0)
-    centre = centre / max(float(np.linalg.norm(centre)), 1e-12)
     vectors, answer_sessions = answers
-    close = answer_sessions[vectors @ centre >= CLOSE_SIMILARITY]
+    close = answer_sessions[vectors @ unit_centre(embeddings) >= CLOSE_SIMILARITY]
     return len(set(sessions) | set(close))
 
 

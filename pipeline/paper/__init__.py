@@ -3,7 +3,6 @@ examples and a bar chart, in Markdown and in one self-contained HTML file."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -12,6 +11,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pipeline.event import Event
+from pipeline.labels import phrasing_key
 from pipeline.schema import FLAG_LANGUAGE, FLAG_OFF_TOPIC
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -79,7 +79,7 @@ def _examples(theme: pd.Series, by_id: dict[str, dict]) -> list[Example]:
     examples, seen_tables, seen_texts = [], set(), set()
     for sid in theme["statement_ids"].split("; "):
         row = by_id[sid]
-        key = re.sub(r"\W+", " ", row["text"].lower()).strip()  # "X!!" is the same example as "x"
+        key = phrasing_key(row["text"])  # "X!!" is the same example as "x"
         if row["table"] in seen_tables or key in seen_texts:
             continue
         seen_tables.add(row["table"])
