@@ -81,11 +81,12 @@ def run_one(n: int, backend: str) -> dict:
     from pipeline.embed import embed_texts, phrase_encoder
     from pipeline.encoders import load_encoder
     from pipeline.event import load_event
+    from pipeline.glossary import for_readers
     from pipeline.ingest import build_statements, discover_note_files, ingest_paths
     from pipeline.schema import STATUS_OFF_TOPIC
     from pipeline.statements import load_nlp
     from pipeline.synthesis import SynthesisParams, synthesise_group
-    from pipeline.themes import texts_for_embedding
+    from pipeline.themes import model_views
 
     root = WORK / f"{n}-{backend}"
     shutil.rmtree(root, ignore_errors=True)
@@ -106,7 +107,7 @@ def run_one(n: int, backend: str) -> dict:
     t = time.perf_counter()
     _, statements = build_statements(layout, event, settings.spacy_model)
     stage("statements (spaCy, language)", t)
-    texts = texts_for_embedding(statements["text"], event.model_glossary)
+    texts, glossaries = model_views(statements, event.glossary_for)
     encoder = load_encoder(settings.encoder)
     t = time.perf_counter()
     vectors = embed_texts(texts, settings.encoder, layout.embedding_cache, dtype=np.float16)
@@ -119,12 +120,15 @@ def run_one(n: int, backend: str) -> dict:
     bare_rate = len(sample) / (time.perf_counter() - t)
     prototypes = embed_texts(list(PROTOTYPES), settings.encoder, layout.embedding_cache)
     nlp = load_nlp(settings.spacy_model)
-    encode = phrase_encoder(settings.encoder, event.model_glossary)  # joint recommendations, as the flow
+    encoder_for_phrases = phrase_encoder(settings.encoder)  # joint recommendations, as the flow
     t = time.perf_counter()
     themes = 0
-    for _, rows in sorted(statements.groupby("question").indices.items()):
-        group = vectors[rows].astype(np.float32)
-        _, found = synthesise_group(statements.iloc[rows], group, prototypes, nlp, SynthesisParams(), encode)
+    for key, rows in sorted(statements.groupby(["topic", "question"]).indices.items()):
+        group, glossary = vectors[rows].astype(np.float32), glossaries[key]
+        encode, spell_out = encoder_for_phrases.with_glossary(glossary), for_readers(glossary)
+        _, found = synthesise_group(
+            statements.iloc[rows], group, prototypes, nlp, SynthesisParams(), encode, spell_out
+        )
         themes += int((found["status"] != STATUS_OFF_TOPIC).sum())
     stage("themes (HDBSCAN + merge + labels)", t)
     return {

@@ -22,6 +22,7 @@ from pipeline.config import Settings
 from pipeline.embed import EmbeddingCache, phrase_encoder, text_key
 from pipeline.encoders import EncoderSpec, load_encoder
 from pipeline.event import Event, load_event
+from pipeline.glossary import for_readers
 from pipeline.ingest import build_statements, discover_note_files, ingest_paths
 from pipeline.publish import publish, save_machine_themes
 from pipeline.rank import rank_themes
@@ -30,7 +31,7 @@ from pipeline.schema import FLAG_OFF_TOPIC, STATUS_OFF_TOPIC, THEMES
 from pipeline.statements import load_nlp
 from pipeline.store import Layout, remove_stale_temp_files, write_text
 from pipeline.synthesis import SynthesisParams, group_fingerprints, synthesise_group
-from pipeline.themes import texts_for_embedding
+from pipeline.themes import model_views
 
 
 @task(retries=2, retry_delay_seconds=1)  # the lock or a file may be busy for a moment
@@ -92,9 +93,12 @@ def themes_for_question(
     encoder: EncoderSpec,
     glossary: dict[str, str],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``glossary``: the question's (``Event.glossary_for``), for the model's view of joint
+    recommendations and the shorthand recommendations spell out."""
     vectors = embeddings.astype(np.float32)
-    encode = phrase_encoder(encoder, glossary)  # for joint recommendations, in the model's view
-    return synthesise_group(statements, vectors, prototypes, load_nlp(spacy_model), params, encode)
+    encode = phrase_encoder(encoder).with_glossary(glossary)
+    nlp = load_nlp(spacy_model)
+    return synthesise_group(statements, vectors, prototypes, nlp, params, encode, for_readers(glossary))
 
 
 @task
@@ -206,7 +210,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     lap("statements")
 
     cache = Layout(settings.data_dir, event.id).embedding_cache  # shared by every --out of the event
-    texts = texts_for_embedding(statements["text"], event.model_glossary)
+    texts, glossaries = model_views(statements, event.glossary_for)
     embeddings = embed(texts, settings.encoder, cache)
     prototypes = embed(list(PROTOTYPES), settings.encoder, cache).astype(np.float32)
     lap("embed")
@@ -223,7 +227,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         {f"{t}/{q}": rows for (t, q), rows in groups.items()},
         settings.encoder.id,
         params,
-        event.model_glossary,
+        event.glossary_settings,
     )
     previous = reuse_unchanged(layout, fingerprints, statements)
 
@@ -237,7 +241,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
             settings.spacy_model,
             params,
             settings.encoder,
-            event.model_glossary,
+            glossaries[(topic, question)],
         )
         for (topic, question), rows in groups.items()
         if f"{topic}/{question}" not in previous

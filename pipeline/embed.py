@@ -13,7 +13,7 @@ import hashlib
 import logging
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -132,32 +132,33 @@ def cached_embeddings(texts: Sequence[str], encoder_id: str, cache_dir: Path) ->
 
 class PhraseEncoder:
     """Encodes texts the pipeline writes itself (joint recommendations to choose from) as statements are
-    encoded: in the model's view (``texts_for_embedding`` with the event's glossary), by ``spec``'s encoder.
-    Remembered for the life of the process, so clustering one question again after a new table encodes
-    only the texts that are new."""
+    encoded: in the model's view (``texts_for_embedding`` with the question's glossary), by ``spec``'s
+    encoder. Remembered by model view for the life of the process, so clustering one question again
+    after a new table encodes only the texts that are new."""
 
     KEPT = 100_000  # texts remembered (about 150 MB of float32 vectors at 384 dimensions)
 
-    def __init__(self, spec: EncoderSpec, glossary: Mapping[str, str] | None = None) -> None:
-        self.spec, self.glossary = spec, dict(glossary or {})
+    def __init__(self, spec: EncoderSpec) -> None:
+        self.spec = spec
         self._memo: dict[str, np.ndarray] = {}
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        todo = [t for t in dict.fromkeys(texts) if t not in self._memo]
+    def encode(self, texts: list[str], glossary: Mapping[str, str] | None = None) -> np.ndarray:
+        views = texts_for_embedding(texts, glossary)
+        todo = [v for v in dict.fromkeys(views) if v not in self._memo]
         if todo:
-            model_view = texts_for_embedding(todo, self.glossary)
-            vectors = load_encoder(self.spec).encode(model_view, self.spec.batch_size, show_progress=False)
+            vectors = load_encoder(self.spec).encode(todo, self.spec.batch_size, show_progress=False)
             self._memo.update(zip(todo, vectors, strict=True))
             for oldest in list(self._memo)[: max(0, len(self._memo) - self.KEPT)]:
                 del self._memo[oldest]
-        return np.stack([self._memo[t] for t in texts])
+        return np.stack([self._memo[v] for v in views])
+
+    def with_glossary(self, glossary: Mapping[str, str] | None) -> Callable[[list[str]], np.ndarray]:
+        """``encode`` for one question's texts, with its glossary."""
+        glossary = dict(glossary or {})
+        return lambda texts: self.encode(texts, glossary)
 
 
 @lru_cache(maxsize=4)
-def _phrase_encoder(spec: EncoderSpec, glossary: tuple[tuple[str, str], ...]) -> PhraseEncoder:
-    return PhraseEncoder(spec, dict(glossary))
-
-
-def phrase_encoder(spec: EncoderSpec, glossary: Mapping[str, str] | None = None) -> PhraseEncoder:
-    """The process's ``PhraseEncoder`` for an encoder and glossary."""
-    return _phrase_encoder(spec, tuple(sorted((glossary or {}).items())))
+def phrase_encoder(spec: EncoderSpec) -> PhraseEncoder:
+    """The process's ``PhraseEncoder`` for an encoder."""
+    return PhraseEncoder(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,11 +11,12 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from pipeline.glossary import DEFAULT_GLOSSARY, with_plurals
+from pipeline.glossary import DEFAULT_AMBIGUOUS, DEFAULT_GLOSSARY, resolve_ambiguous, with_plurals
 
 EVENT_FILE = "event.yaml"
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+Meanings = Annotated[list[str], Field(min_length=2)]
 
 
 class _Strict(BaseModel):
@@ -57,11 +59,14 @@ class Event(_Strict):
     title: str = ""
     language: str = "en"
     sessions: list[Session] = Field(min_length=1)
-    glossary: dict[str, str] = Field(
+    glossary: dict[str, str | Meanings] = Field(
         default_factory=dict,
         description="Shorthand the embedding model cannot know, e.g. {DIH: digital innovation hub}; "
-        "replaced (case-sensitively, whole words) in the text the model sees, never in the paper. Adds to "
-        "the built-in glossary of innovation-policy acronyms (pipeline/glossary.py) and wins over it.",
+        "replaced (case-sensitively, whole words) in the text the model sees and, unless every reader "
+        "knows it, in the recommendations; statements are quoted as written. A list gives the meanings "
+        "of an ambiguous acronym, e.g. {HE: [Horizon Europe, higher education]}: each question's notes "
+        "choose. Adds to the built-in glossary of innovation-policy acronyms (pipeline/glossary.py) and "
+        "wins over it.",
     )
     use_default_glossary: bool = Field(
         default=True, description="false: only the event's own glossary is spelled out."
@@ -74,9 +79,28 @@ class Event(_Strict):
 
     @property
     def model_glossary(self) -> dict[str, str]:
-        """Every shorthand spelled out for the embedding model: built-in and the event's, with plurals."""
+        """Every unambiguous shorthand spelled out for the embedding model: built-in and the event's,
+        with plurals."""
         base = DEFAULT_GLOSSARY if self.use_default_glossary else {}
-        return with_plurals({**base, **self.glossary})
+        own = {k: v for k, v in self.glossary.items() if isinstance(v, str)}
+        return with_plurals({k: v for k, v in {**base, **own}.items() if k not in self.ambiguous_glossary})
+
+    @property
+    def ambiguous_glossary(self) -> dict[str, tuple[str, ...]]:
+        """Acronyms with several meanings, built-in and the event's; an event's plain entry wins."""
+        base = DEFAULT_AMBIGUOUS if self.use_default_glossary else {}
+        merged = {**base, **{k: tuple(v) for k, v in self.glossary.items() if not isinstance(v, str)}}
+        return {k: v for k, v in merged.items() if not isinstance(self.glossary.get(k, ()), str)}
+
+    def glossary_for(self, texts: Iterable[str]) -> dict[str, str]:
+        """The glossary for one question's statements: ``model_glossary`` and each ambiguous acronym
+        they use, read as the meaning their words point to (``pipeline.glossary.resolve_ambiguous``)."""
+        return {**self.model_glossary, **with_plurals(resolve_ambiguous(texts, self.ambiguous_glossary))}
+
+    @property
+    def glossary_settings(self) -> dict[str, str | tuple[str, ...]]:
+        """Every glossary entry the model's view of a statement can depend on (for fingerprints)."""
+        return {**self.model_glossary, **self.ambiguous_glossary}
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Event:

@@ -1,4 +1,5 @@
-"""Shorthand the embedding model cannot read, spelled out in the text it embeds (never in the paper).
+"""Shorthand the embedding model cannot read, spelled out in the text it embeds, and in recommendations
+where a reader might not know it.
 
 Table notes are full of the field's acronyms ("DIHs", "SMEs", "RTOs"). A small sentence model sees them
 as rare word pieces: "DIHs" and "SMEs" land closer to each other than "SMEs" to "small firms", so
@@ -9,12 +10,22 @@ top-3 agreement 0.708 -> 0.792).
 ``DEFAULT_GLOSSARY`` holds widely used acronyms of European innovation and cluster policy; an event's
 ``glossary`` in event.yaml adds to it and wins where both name a key (map a key to itself to keep it
 as written), and ``use_default_glossary: false`` leaves only the event's own entries.
+
+Some acronyms mean two things in this field ("HE": Horizon Europe, higher education). They are listed
+with their meanings (``DEFAULT_AMBIGUOUS``, or a list in an event's glossary), and each question's notes
+decide: the meaning whose words those notes use (``resolve_ambiguous``). Left unresolved, the 4 "HE calls
+matter" notes of the dev event formed a theme of their own beside "access to Horizon funding".
+
+The paper quotes statements as written. Recommendations, which Harvest writes, spell out the acronyms
+a reader of a policy paper may not know, as the seed paper's editors did ("public-private
+partnerships", "digital innovation hubs") while keeping "EU", "SMEs", "IT" (``READER_KNOWN``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 DEFAULT_GLOSSARY: dict[str, str] = {
     "AI": "artificial intelligence",
@@ -58,6 +69,34 @@ DEFAULT_GLOSSARY: dict[str, str] = {
     "VET": "vocational education and training",
 }
 
+#: Acronyms with several meanings in innovation policy: a question's notes choose one (resolve_ambiguous).
+DEFAULT_AMBIGUOUS: dict[str, tuple[str, ...]] = {
+    "HE": ("Horizon Europe", "higher education"),
+}
+
+#: Acronyms every reader of a European policy paper knows; recommendations keep them as written, as the
+#: seed paper keeps "EU", "SMEs", "IT", "AI", "B2B", "ICT", "R&D", "OEMs".
+READER_KNOWN = frozenset(
+    {
+        "AI",
+        "B2B",
+        "B2C",
+        "CEO",
+        "EU",
+        "GDPR",
+        "HR",
+        "ICT",
+        "IoT",
+        "IT",
+        "KPI",
+        "NGO",
+        "OEM",
+        "R&D",
+        "R&I",
+        "SME",
+    }
+)
+
 
 def _plural(phrase: str) -> str:
     head, _, last = phrase.rpartition(" ")
@@ -83,3 +122,36 @@ def speller(glossary: Mapping[str, str]) -> Callable[[str], str]:
     pattern = re.compile(r"(?<![\w&])(" + "|".join(re.escape(k) for k in keys) + r")(?![\w&])")
     mapping = dict(glossary)
     return lambda text: pattern.sub(lambda m: mapping[m.group(1)], text)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]{3,}", text.lower())
+
+
+def resolve_ambiguous(texts: Iterable[str], ambiguous: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Each ambiguous acronym the texts use, mapped to the meaning whose words the texts use most
+    ("HE" among notes on "Horizon funding" is Horizon Europe). Where no meaning's words occur more
+    often than every other's, the acronym stays as written."""
+    texts = list(texts)
+    used = [key for key in ambiguous if any(_whole_word(key).search(t) for t in texts)]
+    if not used:
+        return {}
+    counts = Counter(w for t in texts for w in _words(t))
+    resolved = {}
+    for key in used:
+        scores = sorted(((sum(counts[w] for w in set(_words(m))), m) for m in ambiguous[key]), reverse=True)
+        if scores[0][0] > 0 and (len(scores) == 1 or scores[0][0] > scores[1][0]):
+            resolved[key] = scores[0][1]
+    return resolved
+
+
+def _whole_word(key: str) -> re.Pattern[str]:
+    return re.compile(r"(?<![\w&])" + re.escape(key) + r"s?(?![\w&])")
+
+
+def for_readers(glossary: Mapping[str, str]) -> Callable[[str], str]:
+    """A speller for text Harvest writes for the paper's readers: every glossary key spelled out but the
+    ones in ``READER_KNOWN`` (and their plurals)."""
+    return speller(
+        {k: v for k, v in glossary.items() if k not in READER_KNOWN and k[:-1] not in READER_KNOWN}
+    )

@@ -180,9 +180,12 @@ def _cleaned(statement: str) -> str:
     return re.sub(r"\s+", " ", text_for_embedding(statement)).strip(" -–;,")
 
 
-def recommendation_text(statement: str) -> str:
-    """A statement as a recommendation: cleaned, with a capital first."""
+def recommendation_text(statement: str, spell_out: Callable[[str], str] | None = None) -> str:
+    """A statement as a recommendation: cleaned, shorthand spelled out by ``spell_out`` (for the paper's
+    readers: ``pipeline.glossary.for_readers``), with a capital first."""
     text = _cleaned(statement)
+    if spell_out is not None:
+        text = spell_out(text)
     return text[:1].upper() + text[1:] if text else statement
 
 
@@ -199,6 +202,7 @@ def compose_recommendations(
     encode: Encode | None = None,
     parts: int = RECOMMENDATION_PARTS,
     candidates: int = RECOMMENDATION_CANDIDATES,
+    spell_out: Callable[[str], str] | None = None,
 ) -> list[str]:
     """The recommendation of each theme, given as (member texts, their embeddings).
 
@@ -209,7 +213,8 @@ def compose_recommendations(
     text closest, while that gets closer (up to ``parts`` statements, from the ``candidates`` most
     central distinct ones; each joint text is encoded by ``encode``, as vectors of joined texts are no
     mean of their parts'). Without ``encode``, the most central statement. All themes' texts of a step
-    go to ``encode`` at once: one call per step, not per theme."""
+    go to ``encode`` at once: one call per step, not per theme. ``spell_out`` writes out shorthand in
+    the result (see ``recommendation_text``)."""
     centres, pools = [], []
     for texts, embeddings in themes:
         centre = unit_centre(embeddings)
@@ -244,4 +249,4 @@ def compose_recommendations(
                 if len(chosen[i]) < parts:
                     still_growing.append(i)
         growing = still_growing
-    return ["; ".join(parts_) for parts_ in chosen]
+    return [recommendation_text("; ".join(parts_), spell_out) for parts_ in chosen]

@@ -18,7 +18,7 @@ from pipeline.paper import build_paper, render_html, render_markdown
 from pipeline.review import ReviewState, apply_review
 from pipeline.schema import NOT_IN_PAPER, STATEMENTS, conform
 from pipeline.store import Layout, write_parquet, write_text
-from pipeline.themes import texts_for_embedding
+from pipeline.themes import model_views
 
 
 def save_machine_themes(layout: Layout, assignments: pd.DataFrame, themes: pd.DataFrame) -> None:
@@ -46,13 +46,13 @@ def publish(
         with session_scope(settings.database_url) as session:
             state = load_state(session, event.id)
     if embeddings is None:
-        texts = texts_for_embedding(statements["text"], event.model_glossary)
+        texts, _ = model_views(statements, event.glossary_for)
         cache = Layout(settings.data_dir, event.id).embedding_cache
         embeddings = cached_embeddings(texts, settings.encoder.id, cache)
     embeddings = embeddings.astype(np.float32, copy=False)  # as read from the cache: the same either way
     if machine is None:
         machine = (pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes))
-    assignments, themes = apply_review(statements, embeddings, *machine, state)
+    assignments, themes = apply_review(statements, embeddings, *machine, state, event.glossary_for)
     export = themed_statements(statements, assignments, themes)
     write_exports(layout, export, themes)
     paper = build_paper(event, export, themes[~themes.status.isin(NOT_IN_PAPER)])

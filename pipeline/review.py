@@ -16,14 +16,17 @@ otherwise; statements an editor placed stay where they were put.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from pipeline.glossary import for_readers
 from pipeline.labels import recommendation_text, representative
 from pipeline.rank import rank_themes, session_names, theme_support
 from pipeline.schema import OFF_TOPIC_THEME_SUFFIX, THEMES, conform
+from pipeline.themes import GlossaryFor
 
 MIN_OVERLAP = 0.5
 SUPPORT_COLUMNS = ["statement_id", "note_id", "topic", "question", "table", "round", "votes", "text"]
@@ -98,17 +101,38 @@ def _answers_per_question(
     }
 
 
+def _readers_per_question(
+    statements: pd.DataFrame, glossary_for: GlossaryFor | None
+) -> Callable[[str, str], Callable[[str], str] | None]:
+    """(topic, question) -> its ``for_readers`` speller, made when first asked for."""
+    made: dict[tuple[str, str], Callable[[str], str]] = {}
+
+    def readers(topic: str, question: str) -> Callable[[str], str] | None:
+        if glossary_for is None:
+            return None
+        if (topic, question) not in made:
+            texts = statements.loc[(statements.topic == topic) & (statements.question == question), "text"]
+            made[(topic, question)] = for_readers(glossary_for(texts.tolist()))
+        return made[(topic, question)]
+
+    return readers
+
+
 def apply_review(
     statements: pd.DataFrame,
     embeddings: np.ndarray,
     machine_assignments: pd.DataFrame,
     machine_themes: pd.DataFrame,
     state: ReviewState,
+    glossary_for: GlossaryFor | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The machine's themes with the editors' decisions applied, ranked.
 
     ``statements`` and ``embeddings`` are aligned row by row; ``machine_assignments`` has
-    ``statement_id, theme_id, flag``. Returns ``(assignments, themes)`` like ``synthesise_group``.
+    ``statement_id, theme_id, flag``. A theme editors made (by a split) gets its representative
+    statement as recommendation, with the shorthand of ``glossary_for`` (``Event.glossary_for``)
+    spelled out as in the machine's recommendations. Returns ``(assignments, themes)`` like
+    ``synthesise_group``.
     """
     decisions = (
         state.themes.set_index("theme_id")
@@ -134,6 +158,7 @@ def apply_review(
     ids = light["statement_id"]
     theme_of = assignments["theme_id"].to_numpy(dtype=object)
     answers = _answers_per_question(statements, embeddings, assignments["flag"].to_numpy(dtype=object))
+    readers = _readers_per_question(statements, glossary_for)
     rows = []
     for theme in sorted(set(theme_of) - {""}):
         member_rows = list(np.flatnonzero(theme_of == theme))
@@ -154,7 +179,7 @@ def apply_review(
             "label": base["label"] if base is not None else "",
             "recommendation": base["recommendation"]
             if base is not None
-            else recommendation_text(first["text"]),
+            else recommendation_text(first["text"], readers(first["topic"], first["question"])),
             **theme_support(
                 {c: v[member_rows] for c, v in light.items()},
                 embeddings[member_rows],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,7 +61,7 @@ def group_fingerprints(
     groups: Mapping[str, np.ndarray],
     encoder_id: str,
     params: SynthesisParams,
-    glossary: dict[str, str] | None = None,
+    glossary: Mapping[str, str | tuple[str, ...]] | None = None,
 ) -> dict[str, str]:
     """Per group (rows of ``statements``), everything its machine themes depend on; an unchanged
     fingerprint means the last run's themes hold. One vectorised pass over all statements."""
@@ -93,11 +93,13 @@ def synthesise_group(
     nlp: Language,
     params: SynthesisParams | None = None,
     encode: Encode | None = None,
+    spell_out: Callable[[str], str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Themes of one topic x question.
 
     ``encode`` embeds texts as ``embeddings`` were made; recommendations that join statements need it
-    (``pipeline.labels.compose_recommendations``), without it each is one statement.
+    (``pipeline.labels.compose_recommendations``), without it each is one statement. ``spell_out``
+    writes out the shorthand in recommendations (``pipeline.glossary.for_readers``).
 
     Returns ``(assignments, themes)``: assignments has ``statement_id, theme_id, flag`` for every
     statement (theme_id empty = unassigned); themes follows ``schema.THEMES`` with rank still 0. The
@@ -143,6 +145,7 @@ def synthesise_group(
         [([texts[m] for m in members], embeddings[members]) for members in theme_members],
         encode,
         params.recommendation_parts,
+        spell_out=spell_out,
     )
     for label, members, recommendation in zip(theme_labels, theme_members, recommendations, strict=True):
         best = members[representative(embeddings[members])]

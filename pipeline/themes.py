@@ -33,11 +33,12 @@ Parameters were chosen on the dev event (see benchmarks/results/quality.md), not
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import hdbscan
 import numpy as np
+import pandas as pd
 
 from pipeline.glossary import speller
 
@@ -289,3 +290,24 @@ def texts_for_embedding(texts: Iterable[str], glossary: Mapping[str, str] | None
         text = spell_out(re.sub(r"([!?.])\1+", r"\1", text).strip(" !."))
         out.append(text or "(empty)")
     return out
+
+
+#: A question's statements -> the glossary to read them with (``pipeline.event.Event.glossary_for``).
+GlossaryFor = Callable[[list[str]], Mapping[str, str]]
+
+
+def model_views(
+    statements: pd.DataFrame, glossary_for: GlossaryFor
+) -> tuple[list[str], dict[tuple[str, str], Mapping[str, str]]]:
+    """``texts_for_embedding`` of every statement, each read with its own question's glossary (an
+    ambiguous acronym means what that question's notes make it mean), and those glossaries by
+    (topic, question)."""
+    views = [""] * len(statements)
+    glossaries = {}
+    texts = statements["text"].to_numpy(dtype=object)
+    for key, rows in statements.groupby(["topic", "question"], sort=False).indices.items():
+        question_texts = texts[rows].tolist()
+        glossaries[key] = glossary_for(question_texts)
+        for row, view in zip(rows, texts_for_embedding(question_texts, glossaries[key]), strict=True):
+            views[row] = view
+    return views, glossaries

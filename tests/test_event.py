@@ -74,3 +74,20 @@ def test_glossary_spells_out_acronyms_for_the_model_and_the_event_wins() -> None
         {**_event(), "glossary": {"WCM": "world cafe method"}, "use_default_glossary": False}
     )
     assert only_own.model_glossary == {"WCM": "world cafe method", "WCMs": "world cafe methods"}
+
+
+def test_an_ambiguous_acronym_means_what_its_questions_notes_make_it_mean() -> None:
+    event = parse_event({**_event(), "glossary": {"PA": ["public administration", "personal assistant"]}})
+    assert "HE" not in event.model_glossary and event.ambiguous_glossary["HE"][0] == "Horizon Europe"
+    horizon = event.glossary_for(["HE calls matter", "access to Horizon funding", "Horizon Europe is key"])
+    assert horizon["HE"] == "Horizon Europe"
+    education = event.glossary_for(["links between HE and firms", "education providers", "higher skills"])
+    assert education["HE"] == "higher education"
+    assert "HE" not in event.glossary_for(["HE calls matter"])  # nothing to tell the meanings apart
+    assert event.glossary_for(["PA on board", "public procurement by the administration"])["PA"] == (
+        "public administration"
+    )
+    plain = parse_event({**_event(), "glossary": {"HE": "Horizon Europe"}})  # the event decides
+    assert "HE" not in plain.ambiguous_glossary and plain.glossary_for(["HE"])["HE"] == "Horizon Europe"
+    with pytest.raises(EventDefinitionError, match="at least 2 items"):
+        parse_event({**_event(), "glossary": {"PA": ["public administration"]}})

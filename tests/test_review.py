@@ -105,6 +105,22 @@ def test_apply_review_merges_moves_renames_rejects_and_pins() -> None:
     assert themes["theme_id"].tolist() == ["F"] and themes.iloc[0]["n_statements"] == 5
 
 
+def test_a_theme_editors_make_spells_out_shorthand_like_the_machines() -> None:
+    statements, vectors = _statements()
+    statements.loc[5, "text"] = "long-term PPPs"
+    machine_assign, machine_themes = _machine()
+    split = ReviewState(ReviewState.empty().themes, pd.DataFrame({"statement_id": ["f"], "theme_id": ["N"]}))
+
+    def glossary_for(texts: list[str]) -> dict[str, str]:
+        assert "long-term PPPs" in texts  # read with its own question's statements
+        return {"PPPs": "public-private partnerships", "SMEs": "small and medium-sized enterprises"}
+
+    _, themes = apply_review(statements, vectors, machine_assign, machine_themes, split, glossary_for)
+    assert themes.set_index("theme_id").loc["N", "recommendation"] == "Long-term public-private partnerships"
+    _, themes = apply_review(statements, vectors, machine_assign, machine_themes, split)
+    assert themes.set_index("theme_id").loc["N", "recommendation"] == "Long-term PPPs"
+
+
 DATABASES = ["sqlite", "postgresql"]
 
 

@@ -10,12 +10,14 @@ from sklearn.metrics import adjusted_rand_score
 
 from pipeline.embed import PhraseEncoder
 from pipeline.encoders import EncoderSpec
+from pipeline.glossary import DEFAULT_GLOSSARY, for_readers, with_plurals
 from pipeline.labels import compose_recommendations, ctfidf_labels, recommendation_text
 from pipeline.rank import CLOSE_SIMILARITY, distinct_statements, rank_themes, theme_support
 from pipeline.themes import (
     ThemeParams,
     cluster_statements,
     merge_average_linkage,
+    model_views,
     text_for_embedding,
     texts_for_embedding,
 )
@@ -70,6 +72,37 @@ def test_recommendation_text() -> None:
         recommendation_text("SMEs + large firms = all needed - important")
         == "SMEs + large firms = all needed"
     )
+    readers = for_readers(with_plurals(DEFAULT_GLOSSARY))
+    # what a reader may not know is spelled out, what every reader knows stays (as the seed paper does)
+    assert (
+        recommendation_text("DIH-cluster partnerships", readers)
+        == "Digital innovation hub-cluster partnerships"
+    )
+    assert recommendation_text("long-term PPPs for SMEs in the EU", readers) == (
+        "Long-term public-private partnerships for SMEs in the EU"
+    )
+
+
+def test_model_views_read_each_question_with_its_own_glossary() -> None:
+    statements = pd.DataFrame(
+        {
+            "topic": ["t", "t", "u", "u"],
+            "question": ["q", "q", "q", "q"],
+            "text": ["agree: HE calls matter", "Horizon funding", "HE and schools", "education"],
+        }
+    )
+
+    def glossary_for(texts: list[str]) -> dict[str, str]:
+        return {"HE": "Horizon Europe" if any("Horizon" in t for t in texts) else "higher education"}
+
+    views, glossaries = model_views(statements, glossary_for)
+    assert views == [
+        "Horizon Europe calls matter",
+        "Horizon funding",
+        "higher education and schools",
+        "education",
+    ]
+    assert glossaries[("u", "q")] == {"HE": "higher education"}
 
 
 def test_ctfidf_prefers_words_distinctive_of_the_theme() -> None:
@@ -208,7 +241,7 @@ def test_of_two_themes_raised_as_widely_the_one_more_tables_came_close_to_ranks_
 
 @pytest.mark.slow
 def test_a_recommendation_joins_a_second_statement_only_where_that_says_the_theme_better() -> None:
-    encode = PhraseEncoder(EncoderSpec(), {"SMEs": "small and medium-sized enterprises"})
+    encode = PhraseEncoder(EncoderSpec()).with_glossary({"SMEs": "small and medium-sized enterprises"})
     theme = [
         "lobbying for SMEs!!",
         "Lobbying for SMEs",
