@@ -12,6 +12,7 @@ Writes benchmarks/results/incremental.md.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -59,6 +60,7 @@ def timed(event_dir: Path, data: Path) -> tuple[dict, float]:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options; -h helps
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
     shutil.rmtree(WORK, ignore_errors=True)

@@ -12,6 +12,7 @@ Writes benchmarks/results/scale.md (and scale.json).
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -152,13 +153,12 @@ def main() -> int:
     if len(sys.argv) > 3 and sys.argv[1] == "--one":
         print("RESULT " + json.dumps(run_one(int(sys.argv[2]), sys.argv[3])), flush=True)
         return 0
-    args = sys.argv[1:]
-    backend = "torch"
-    if args[:1] == ["--backend"]:
-        backend, args = args[1], args[2:]
-    sizes = [int(x) for x in args]
-    if sizes == [0]:  # rewrite the report from scale.json only
-        sizes = []
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="+", type=int, help="statements per event; 0 rewrites the report only")
+    parser.add_argument("--backend", default="torch", help="encoder backend (pipeline.encoders)")
+    args = parser.parse_args()
+    backend = args.backend
+    sizes = [] if args.sizes == [0] else args.sizes
     results_file = HERE / "results" / "scale.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     for n in sizes:
