@@ -217,10 +217,11 @@ def main() -> int:
         "keys).",
         "",
         "The themes stage includes the joint recommendations (pipeline.labels.compose_recommendations), "
-        "encoded with the run's encoder: on 2026-12-02 the 10k run took 21.2 s in that stage against "
-        "15.0 s for the code before them, measured the same day (statements are also slower on this "
-        "machine that day than on 2026-11-25: 26.7 s against 17.5 s). The 1M row (2026-11-25) predates "
-        "them and the apart bonus of pipeline.themes; it was not run again (about 35 minutes).",
+        "encoded with the run's encoder. This machine's speed varies from run to run: earlier on "
+        "2026-12-02 the 10k run took 21.2 s in that stage against 15.0 s for the code before the joint "
+        "recommendations, measured back to back, with statements at 26.7 s; the 10k row above ran later "
+        "that day (statements 17.5 s). The 1M row (2026-11-25) predates the joint recommendations and "
+        "the apart bonus of pipeline.themes; it was not run again (about 35 minutes).",
         "",
     ]
     (HERE / "results" / "scale.md").write_text("\n".join(lines))
