@@ -175,8 +175,13 @@ def phrasing_key(text: str) -> str:
     return re.sub(r"\W+", " ", text.lower()).strip()
 
 
+#: "(mgmt, LCA...)": dots saying "and so on" just before the bracket that closes the list anyway
+_TRAILING_ELLIPSIS = re.compile(r"\s*(\.{2,}|…)\s*(?=[)\]])")
+
+
 def _cleaned(statement: str) -> str:
     """A statement without agreement prefix, emphasis or shouting, as written otherwise."""
+    statement = _TRAILING_ELLIPSIS.sub("", statement)
     return re.sub(r"\s+", " ", text_for_embedding(statement)).strip(" -–;,")
 
 

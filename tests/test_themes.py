@@ -72,6 +72,7 @@ def test_recommendation_text() -> None:
         recommendation_text("SMEs + large firms = all needed - important")
         == "SMEs + large firms = all needed"
     )
+    assert recommendation_text("new skills (energy mgmt, LCA...)") == "New skills (energy mgmt, LCA)"
     readers = for_readers(with_plurals(DEFAULT_GLOSSARY))
     # what a reader may not know is spelled out, what every reader knows stays (as the seed paper does)
     assert (
