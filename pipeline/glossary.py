@@ -133,7 +133,7 @@ def resolve_ambiguous(texts: Iterable[str], ambiguous: Mapping[str, Sequence[str
     ("HE" among notes on "Horizon funding" is Horizon Europe). Where no meaning's words occur more
     often than every other's, the acronym stays as written."""
     texts = list(texts)
-    used = [key for key in ambiguous if any(_whole_word(key).search(t) for t in texts)]
+    used = [key for key, pattern in _patterns(ambiguous).items() if any(pattern.search(t) for t in texts)]
     if not used:
         return {}
     counts = Counter(w for t in texts for w in _words(t))
@@ -145,13 +145,12 @@ def resolve_ambiguous(texts: Iterable[str], ambiguous: Mapping[str, Sequence[str
     return resolved
 
 
-def _whole_word(key: str) -> re.Pattern[str]:
-    return re.compile(r"(?<![\w&])" + re.escape(key) + r"s?(?![\w&])")
+def _patterns(keys: Iterable[str]) -> dict[str, re.Pattern[str]]:
+    """Each key as a whole word, singular or plural."""
+    return {key: re.compile(r"(?<![\w&])" + re.escape(key) + r"s?(?![\w&])") for key in keys}
 
 
 def for_readers(glossary: Mapping[str, str]) -> Callable[[str], str]:
     """A speller for text Harvest writes for the paper's readers: every glossary key spelled out but the
     ones in ``READER_KNOWN`` (and their plurals)."""
-    return speller(
-        {k: v for k, v in glossary.items() if k not in READER_KNOWN and k[:-1] not in READER_KNOWN}
-    )
+    return speller({k: v for k, v in glossary.items() if k.removesuffix("s") not in READER_KNOWN})

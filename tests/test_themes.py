@@ -82,6 +82,7 @@ def test_recommendation_text() -> None:
     assert recommendation_text("long-term PPPs for SMEs in the EU", readers) == (
         "Long-term public-private partnerships for SMEs in the EU"
     )
+    assert for_readers({"HRM": "human resource management"})("HRM") == "human resource management"  # not HR
 
 
 def test_model_views_read_each_question_with_its_own_glossary() -> None:
