@@ -3,9 +3,9 @@ step on public short-text sets. Writes benchmarks/results/quality.md (and qualit
 
     python benchmarks/quality.py [--gold ../shared/ecc2020-dev] [--skip-public] [--skip-references]
 
-Besides the whole dev event, Harvest is scored on its two halves (odd and even tables, gold support
-recounted): smaller events with other samples of the notes, a check that a change helps beyond the one
-event it was studied on (the independent event is not available here).
+Besides the whole dev event, Harvest and the references are scored on its two halves (odd and even
+tables, gold support recounted): smaller events with other samples of the notes, a check that a change
+helps beyond the one event it was studied on (the independent event is not available here).
 
 Reference methods need bertopic (pip install -e ".[bench]"); without it those rows say so.
 """
@@ -128,6 +128,26 @@ def reference_run(
     return result
 
 
+REFERENCES = ("kmeans-oracle", "hdbscan", "bertopic-small", "bertopic")
+
+
+def references(scorer: ModuleType, gold: Path, harvest_out: Path, runs: int) -> dict[str, dict]:
+    """Every reference method on an event folder's gold notes, scored; the stochastic ones ``runs``
+    times (mean and range). Paired fidelity is against Harvest's export in ``harvest_out``."""
+    notes, themes = read_gold(gold)
+    harvest = recovered_recommendations(
+        notes,
+        pd.read_csv(harvest_out / "statements.csv", dtype=str, keep_default_na=False),
+        pd.read_csv(harvest_out / "themes.csv", keep_default_na=False),
+    )
+    found = {}
+    for method in REFERENCES:
+        n = runs if method in STOCHASTIC else 1
+        name = f"reference: {method}" + (f" (mean of {n} runs)" if n > 1 else "")
+        found[name] = mean_of_runs([reference_run(scorer, notes, themes, method, harvest) for _ in range(n)])
+    return found
+
+
 def mean_of_runs(runs: list[dict]) -> dict:
     """Mean of each metric over runs (NaN/None runs left out), with ``range`` [min, max] and ``runs``."""
     out: dict = {"runs": len(runs), "range": {}}
@@ -182,18 +202,16 @@ def half_event(gold: Path, parity: int) -> Path:
 
 
 def off_topic_unassigned(out: Path) -> Path:
-    """The same export with the off-topic themes dissolved, their statements unassigned: how the score
-    would read if the session remarks were left out of every theme instead of gathered in one."""
+    """The same export with the off-topic remarks unassigned: how the score would read if the session
+    remarks were left out of every group instead of gathered in one per question."""
     from pipeline.schema import STATUS_OFF_TOPIC
 
     target = WORK / "off-topic-unassigned"
     target.mkdir(parents=True, exist_ok=True)
     statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
-    themes = pd.read_csv(out / "themes.csv", keep_default_na=False)
-    off_topic = themes.loc[themes["status"] == STATUS_OFF_TOPIC, "theme_id"]
-    statements.loc[statements["theme_id"].isin(off_topic), "theme_id"] = ""
+    statements.loc[statements["status"] == STATUS_OFF_TOPIC, "theme_id"] = ""
     statements.to_csv(target / "statements.csv", index=False)
-    themes[~themes["theme_id"].isin(off_topic)].to_csv(target / "themes.csv", index=False)
+    shutil.copy(out / "themes.csv", target / "themes.csv")
     return target
 
 
@@ -283,7 +301,8 @@ def write_report(results: dict) -> None:
         lines += ["", "Run-to-run range of the stochastic references: " + "; ".join(ranges) + "."]
     paired = [
         (name, scores["paired_fidelity"])
-        for name, scores in results["dev"].items()
+        for table in (results["dev"], results.get("halves", {}))
+        for name, scores in table.items()
         if "paired_fidelity" in scores
     ]
     if paired:
@@ -299,13 +318,11 @@ def write_report(results: dict) -> None:
         lines += [f"| {name} | {p['themes']:g} | {p['harvest']} | {p['reference']} |" for name, p in paired]
     lines += [
         "",
-        "Harvest gathers each question's session remarks (flagged `off-topic`) in one theme with status "
-        "`off-topic`, ranked last and left out of the paper; the gold labels them as one `noise` class too. "
-        "*Harvest, off-topic left unassigned* rescores the same export with those themes dissolved: "
-        "score.py counts unassigned statements as singletons, so that costs AMI, not recall or ranking. "
-        "Harvest's noise leak is that off-topic theme itself: ranked last, it is third in a question with "
-        "only two answer themes, and score.py counts the top 3 rows of themes.csv; with it dissolved the "
-        "leak is what remains in answer themes.",
+        "Harvest gathers each question's session remarks (flagged `off-topic`) in one group, kept under "
+        "the fixed id `<topic>.<question>.off-topic` in statements.csv and shown to editors, but no row of "
+        "themes.csv, whose rows are answers; the gold labels them as one `noise` class too. *Harvest, "
+        "off-topic left unassigned* rescores the same export with those statements unassigned: score.py "
+        "counts unassigned statements as singletons, so that costs AMI, not recall or ranking.",
         "",
         "Targets (issue 3): theme recall ≥ 0.85, AMI ≥ 0.8, top-3 ≥ 0.8, better than every reference.",
         "",
@@ -314,8 +331,8 @@ def write_report(results: dict) -> None:
         lines += [
             "## Halves of the dev event",
             "",
-            "Harvest on the odd and on the even tables alone (gold support recounted, ranks redrawn): two "
-            "smaller events with other samples of the notes.",
+            "Harvest and the references on the odd and on the even tables alone (gold support recounted, "
+            "ranks redrawn): two smaller events with other samples of the notes.",
             "",
             "| run | " + " | ".join(METRICS) + " |",
             "|---" * (len(METRICS) + 1) + "|",
@@ -364,33 +381,27 @@ def main() -> int:
         "Harvest": score(args.gold, "--pipeline", str(out)),
         "Harvest, off-topic left unassigned": score(args.gold, "--pipeline", str(off_topic_unassigned(out))),
     }
-    halves = {}
-    for parity in (1, 0):
-        half = half_event(args.gold, parity)
-        out_half, _ = run_harvest(half, WORK / f"data-{half.name}")
-        halves[f"Harvest, {half.name} tables"] = score(half, "--pipeline", str(out_half))
     earlier = (
         json.loads((RESULTS / "quality.json").read_text()) if (RESULTS / "quality.json").exists() else {}
     )
     scorer = load_scorer()
-    gold_notes, gold_themes = read_gold(args.gold)
-    harvest_recommendations = recovered_recommendations(
-        gold_notes,
-        pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False),
-        pd.read_csv(out / "themes.csv", keep_default_na=False),
-    )
-    for method in ("kmeans-oracle", "hdbscan", "bertopic-small", "bertopic"):
-        runs = args.reference_runs if method in STOCHASTIC else 1
-        name = f"reference: {method}" + (f" (mean of {runs} runs)" if runs > 1 else "")
-        if args.skip_references and name in earlier.get("dev", {}):
-            dev[name] = earlier["dev"][name]  # references do not change with Harvest's code
+
+    def with_references(table: dict, gold: Path, harvest_out: Path, suffix: str, before: dict) -> None:
+        if args.skip_references and any(name.startswith("reference: ") for name in before):
+            table.update({n: r for n, r in before.items() if n.startswith("reference: ")})  # unchanged
         else:
-            dev[name] = mean_of_runs(
-                [
-                    reference_run(scorer, gold_notes, gold_themes, method, harvest_recommendations)
-                    for _ in range(runs)
-                ]
-            )
+            found = references(scorer, gold, harvest_out, args.reference_runs)
+            table.update({f"{name}{suffix}": scores for name, scores in found.items()})
+
+    with_references(dev, args.gold, out, "", earlier.get("dev", {}))
+    halves = {}
+    for parity in (1, 0):
+        half = half_event(args.gold, parity)
+        out_half, _ = run_harvest(half, WORK / f"data-{half.name}")
+        rows = {f"Harvest, {half.name} tables": score(half, "--pipeline", str(out_half))}
+        before = {n: r for n, r in earlier.get("halves", {}).items() if n.endswith(f", {half.name} tables")}
+        with_references(rows, half, out_half, f", {half.name} tables", before)
+        halves.update(rows)
     from pipeline.config import Settings
 
     date = time.strftime("%Y-%m-%d")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline.schema import EXPORT_STATEMENT_COLUMNS, EXPORT_THEME_COLUMNS, STATEMENTS, THEMES, conform
+from pipeline.schema import (
+    EXPORT_STATEMENT_COLUMNS,
+    EXPORT_THEME_COLUMNS,
+    STATEMENTS,
+    STATUS_OFF_TOPIC,
+    THEMES,
+    conform,
+)
 from pipeline.store import Layout, write_csv, write_parquet
 
 STATEMENT_EXTRAS = ["flag", "votes", "position", "facilitator", "source_file", "source_line", "upload_id"]
@@ -30,8 +37,11 @@ def themed_statements(
 
 
 def write_exports(layout: Layout, statements: pd.DataFrame, themes: pd.DataFrame) -> None:
+    """The export, and every theme (off-topic ones too) for the review pages (``Layout.review_themes``)."""
     themes = conform(themes, THEMES)
     themes = themes[EXPORT_THEME_COLUMNS + [c for c in THEMES.names if c not in EXPORT_THEME_COLUMNS]]
-    for frame, name in ((statements, "statements"), (themes, "themes")):
+    write_parquet(layout.review_themes, themes)
+    answers = themes[themes["status"] != STATUS_OFF_TOPIC]  # session remarks are no theme (schema)
+    for frame, name in ((statements, "statements"), (answers, "themes")):
         write_csv(layout.processed / f"{name}.csv", frame)
         write_parquet(layout.processed / f"{name}.parquet", frame)

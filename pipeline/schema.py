@@ -109,8 +109,9 @@ THEMES = FrameSchema(
 )
 
 #: Theme status of the one machine theme per question that gathers its off-topic statements (session
-#: remarks): shown to editors like any theme, ranked last, never in the paper. Its id is fixed,
-#: ``<topic>.<question>.off-topic``, so it stays the same across runs.
+#: remarks): shown to editors like any theme, ranked last, never in the paper, and no row of the exported
+#: themes (it is no answer: a tool taking a question's top themes must not find it there); the exported
+#: statements keep its id, fixed as ``<topic>.<question>.off-topic`` so it stays the same across runs.
 STATUS_OFF_TOPIC = "off-topic"
 OFF_TOPIC_THEME_SUFFIX = ".off-topic"
 NOT_IN_PAPER = ("rejected", STATUS_OFF_TOPIC)  # theme statuses the paper leaves out

@@ -59,6 +59,12 @@ class Layout:
         return self.processed / "themes.parquet"
 
     @property
+    def review_themes(self) -> Path:
+        """Every theme with the editors' decisions applied, the off-topic ones included: what the review
+        pages show (the exported themes leave the off-topic ones out)."""
+        return self.processed / "review_themes.parquet"
+
+    @property
     def clusters(self) -> Path:
         """The machine's theme per statement, before editors: the reference for theme identity."""
         return self.processed / "clusters.parquet"

@@ -23,6 +23,7 @@ OUTPUTS = [
     "themes.csv",
     "statements.parquet",
     "themes.parquet",
+    "review_themes.parquet",
     "notes.parquet",
     "clusters.parquet",
     "machine_themes.parquet",

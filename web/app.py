@@ -408,12 +408,11 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
         return FileResponse(site.layout.paper_html, media_type="text/html")
 
     def _outputs(site: EventSite) -> tuple[pd.DataFrame, pd.DataFrame]:
-        folder = site.layout.processed
-        if not (folder / "themes.parquet").exists():
+        if not site.layout.review_themes.exists():
             raise HTTPException(
                 409, "no themes yet: run the pipeline (button on the event page, or harvest run)"
             )
-        return pd.read_parquet(folder / "statements.parquet"), pd.read_parquet(folder / "themes.parquet")
+        return pd.read_parquet(site.layout.statements), pd.read_parquet(site.layout.review_themes)
 
     return app
 
