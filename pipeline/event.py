@@ -83,7 +83,8 @@ class Event(_Strict):
         with plurals."""
         base = DEFAULT_GLOSSARY if self.use_default_glossary else {}
         own = {k: v for k, v in self.glossary.items() if isinstance(v, str)}
-        return with_plurals({k: v for k, v in {**base, **own}.items() if k not in self.ambiguous_glossary})
+        ambiguous = self.ambiguous_glossary  # a property: built once here, not once per key
+        return with_plurals({k: v for k, v in {**base, **own}.items() if k not in ambiguous})
 
     @property
     def ambiguous_glossary(self) -> dict[str, tuple[str, ...]]:
