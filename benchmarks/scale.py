@@ -77,7 +77,6 @@ def run_one(n: int, backend: str) -> dict:
     sys.path.insert(0, str(REPO))
     import numpy as np
 
-    from pipeline.chatter import PROTOTYPES
     from pipeline.config import Settings
     from pipeline.embed import embed_texts, phrase_encoder
     from pipeline.encoders import load_encoder
@@ -86,7 +85,7 @@ def run_one(n: int, backend: str) -> dict:
     from pipeline.ingest import build_statements, discover_note_files, ingest_paths
     from pipeline.schema import STATUS_OFF_TOPIC
     from pipeline.statements import load_nlp
-    from pipeline.synthesis import SynthesisParams, synthesise_group
+    from pipeline.synthesis import SynthesisParams, event_flags, synthesise_group
     from pipeline.themes import model_views
 
     root = WORK / f"{n}-{backend}"
@@ -119,16 +118,23 @@ def run_one(n: int, backend: str) -> dict:
     t = time.perf_counter()
     encoder.encode(sample, batch_size=settings.encoder.batch_size, show_progress=False)
     bare_rate = len(sample) / (time.perf_counter() - t)
-    prototypes = embed_texts(list(PROTOTYPES), settings.encoder, layout.embedding_cache)
     nlp = load_nlp(settings.spacy_model)
     encoder_for_phrases = phrase_encoder(settings.encoder)  # joint recommendations, as the flow
     t = time.perf_counter()
+    flags = event_flags(
+        statements,
+        vectors,
+        event.question_prompts(),
+        lambda texts: embed_texts(texts, settings.encoder, layout.embedding_cache),
+        nlp,
+        SynthesisParams(),
+    )
     themes = 0
     for key, rows in sorted(statements.groupby(["topic", "question"]).indices.items()):
         group, glossary = vectors[rows].astype(np.float32), glossaries[key]
         encode, spell_out = encoder_for_phrases.with_glossary(glossary), for_readers(glossary)
         _, found = synthesise_group(
-            statements.iloc[rows], group, prototypes, nlp, SynthesisParams(), encode, spell_out
+            statements.iloc[rows], group, flags[rows], nlp, SynthesisParams(), encode, spell_out
         )
         themes += int((found["status"] != STATUS_OFF_TOPIC).sum())
     stage("themes (HDBSCAN + merge + labels)", t)

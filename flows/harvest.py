@@ -17,7 +17,6 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from pipeline.chatter import PROTOTYPES
 from pipeline.config import Settings
 from pipeline.embed import EmbeddingCache, phrase_encoder, text_key
 from pipeline.encoders import EncoderSpec, load_encoder
@@ -30,7 +29,7 @@ from pipeline.review import carry_identity
 from pipeline.schema import FLAG_OFF_TOPIC, STATUS_OFF_TOPIC, THEMES
 from pipeline.statements import load_nlp
 from pipeline.store import Layout, remove_stale_temp_files, write_text
-from pipeline.synthesis import SynthesisParams, group_fingerprints, synthesise_group
+from pipeline.synthesis import SynthesisParams, event_flags, group_fingerprints, synthesise_group
 from pipeline.themes import model_views
 
 
@@ -87,7 +86,7 @@ def themes_for_question(
     question: str,
     statements: pd.DataFrame,
     embeddings: np.ndarray,
-    prototypes: np.ndarray,
+    flags: np.ndarray,
     spacy_model: str,
     params: SynthesisParams,
     encoder: EncoderSpec,
@@ -98,7 +97,7 @@ def themes_for_question(
     vectors = embeddings.astype(np.float32)
     encode = phrase_encoder(encoder).with_glossary(glossary)
     nlp = load_nlp(spacy_model)
-    return synthesise_group(statements, vectors, prototypes, nlp, params, encode, for_readers(glossary))
+    return synthesise_group(statements, vectors, flags, nlp, params, encode, for_readers(glossary))
 
 
 @task
@@ -212,10 +211,17 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     cache = Layout(settings.data_dir, event.id).embedding_cache  # shared by every --out of the event
     texts, glossaries = model_views(statements, event.glossary_for)
     embeddings = embed(texts, settings.encoder, cache)
-    prototypes = embed(list(PROTOTYPES), settings.encoder, cache).astype(np.float32)
     lap("embed")
     params = SynthesisParams(
         model_language=settings.model_language, multilingual_model=settings.multilingual_model
+    )
+    flags = event_flags(
+        statements,
+        embeddings,
+        event.question_prompts(),
+        lambda texts: embed(texts, settings.encoder, cache),
+        load_nlp(settings.spacy_model),
+        params,
     )
     groups = {
         (topic, question): np.where((statements["topic"] == topic) & (statements["question"] == question))[0]
@@ -228,6 +234,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         settings.encoder.id,
         params,
         event.glossary_settings,
+        flags,
     )
     previous = reuse_unchanged(layout, fingerprints, statements)
 
@@ -237,7 +244,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
             question,
             statements.iloc[rows],
             embeddings[rows],
-            prototypes,
+            flags[rows],
             settings.spacy_model,
             params,
             settings.encoder,

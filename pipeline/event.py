@@ -124,6 +124,13 @@ class Event(_Strict):
         """Every (topic, question) pair in the order the event declares them."""
         return [(t.id, q.id) for s in self.sessions for t in s.topics for q in t.questions]
 
+    def question_prompts(self) -> dict[tuple[str, str], str]:
+        """What each (topic, question) asks about, as the model reads it beside a statement:
+        "<topic title>: <question text>"."""
+        return {
+            (t.id, q.id): f"{t.title}: {q.text}" for s in self.sessions for t in s.topics for q in t.questions
+        }
+
 
 class EventDefinitionError(ValueError):
     """event.yaml is missing or invalid; the message lists every problem."""

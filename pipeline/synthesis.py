@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from spacy.language import Language
 
-from pipeline.chatter import DEFAULT_THRESHOLD, PROTOTYPES, chatter_mask
+from pipeline.chatter import PROTOTYPES, ChatterParams, chatter_mask
 from pipeline.labels import (
     RECOMMENDATION_PARTS,
     Encode,
@@ -30,30 +30,69 @@ from pipeline.schema import (
 )
 from pipeline.themes import ThemeParams, cluster_statements
 
-CHATTER_VERSION = hashlib.sha256("\n".join(PROTOTYPES).encode()).hexdigest()[:12]
+#: Changes when the prototypes or the way remarks are found change (the flags feed every group's themes).
+CHATTER_METHOD = "form, meaning, relevance, event classifier"
+CHATTER_VERSION = hashlib.sha256("\n".join([CHATTER_METHOD, *PROTOTYPES]).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
 class SynthesisParams:
     themes: ThemeParams = field(default_factory=ThemeParams)
-    chatter_threshold: float = DEFAULT_THRESHOLD
+    chatter: ChatterParams = field(default_factory=ChatterParams)
     model_language: str = "en"
     multilingual_model: bool = False
     recommendation_parts: int = RECOMMENDATION_PARTS
 
 
 def statement_flags(
-    statements: pd.DataFrame, embeddings: np.ndarray, chatter_prototypes: np.ndarray, params: SynthesisParams
+    statements: pd.DataFrame,
+    embeddings: np.ndarray,
+    chatter_prototypes: np.ndarray,
+    question_embeddings: np.ndarray,
+    nlp: Language | None,
+    params: SynthesisParams,
 ) -> np.ndarray:
-    """'' for statements to cluster; otherwise why a statement stays out of the themes."""
+    """'' for statements to cluster; otherwise why a statement stays out of the themes.
+
+    Event-wide: pass every statement, with its question's embedding row by row (``question_embeddings``),
+    since session remarks are recognised by what the whole event's remarks look like
+    (``pipeline.chatter``). ``nlp`` parses statements in the model's language for named subjects."""
     flags = np.full(len(statements), "", dtype=object)
+    in_model_language = (statements["language"] == params.model_language).to_numpy()
     if not params.multilingual_model:
-        flags[(statements["language"] != params.model_language).to_numpy()] = FLAG_LANGUAGE
+        flags[~in_model_language] = FLAG_LANGUAGE
+    rows = np.flatnonzero(flags == "")
+    texts = statements["text"].to_numpy(dtype=object)[rows].tolist()
     chatter = chatter_mask(
-        statements["text"].tolist(), embeddings, chatter_prototypes, params.chatter_threshold
+        texts,
+        embeddings[rows],
+        chatter_prototypes,
+        question_embeddings[rows],
+        nlp,
+        in_model_language[rows],
+        params.chatter,
     )
-    flags[chatter & (flags == "")] = FLAG_OFF_TOPIC
+    flags[rows[chatter]] = FLAG_OFF_TOPIC
     return flags
+
+
+def event_flags(
+    statements: pd.DataFrame,
+    embeddings: np.ndarray,
+    question_prompts: Mapping[tuple[str, str], str],
+    embed: Callable[[list[str]], np.ndarray],
+    nlp: Language | None,
+    params: SynthesisParams,
+) -> np.ndarray:
+    """``statement_flags`` of every statement of an event: the chatter prototypes and the questions
+    (``Event.question_prompts``) embedded with ``embed``, as the statements were."""
+    prototypes = np.asarray(embed(list(PROTOTYPES)), dtype=np.float32)
+    row_of = {key: row for row, key in enumerate(question_prompts)}
+    questions = np.asarray(embed(list(question_prompts.values())), dtype=np.float32)
+    of_statement = [row_of[key] for key in zip(statements["topic"], statements["question"], strict=True)]
+    return statement_flags(
+        statements, np.asarray(embeddings, dtype=np.float32), prototypes, questions[of_statement], nlp, params
+    )
 
 
 def group_fingerprints(
@@ -62,13 +101,17 @@ def group_fingerprints(
     encoder_id: str,
     params: SynthesisParams,
     glossary: Mapping[str, str | tuple[str, ...]] | None = None,
+    flags: np.ndarray | None = None,
 ) -> dict[str, str]:
-    """Per group (rows of ``statements``), everything its machine themes depend on; an unchanged
-    fingerprint means the last run's themes hold. One vectorised pass over all statements."""
+    """Per group (rows of ``statements``), everything its machine themes depend on, ``flags``
+    (``statement_flags``) included; an unchanged fingerprint means the last run's themes hold. One
+    vectorised pass over all statements."""
     columns = ["statement_id", "text", "language", "table", "round", "votes", "note_id"]
     row_text = statements[columns[0]].astype(str)
     for column in columns[1:]:
         row_text = row_text + "\x1f" + statements[column].astype(str)
+    if flags is not None:
+        row_text = row_text + "\x1f" + pd.Series(flags, index=statements.index, dtype=object).astype(str)
     row_text = row_text.to_numpy(dtype=object)
     settings = json.dumps([encoder_id, repr(params), sorted((glossary or {}).items()), CHATTER_VERSION])
     return {
@@ -89,13 +132,13 @@ def off_topic_theme_id(topic: str, question: str) -> str:
 def synthesise_group(
     statements: pd.DataFrame,
     embeddings: np.ndarray,
-    chatter_prototypes: np.ndarray,
+    flags: np.ndarray,
     nlp: Language,
     params: SynthesisParams | None = None,
     encode: Encode | None = None,
     spell_out: Callable[[str], str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Themes of one topic x question.
+    """Themes of one topic x question; ``flags`` are the statements' ``statement_flags``.
 
     ``encode`` embeds texts as ``embeddings`` were made; recommendations that join statements need it
     (``pipeline.labels.compose_recommendations``), without it each is one statement. ``spell_out``
@@ -108,7 +151,7 @@ def synthesise_group(
     """
     params = params or SynthesisParams()
     statements = statements.reset_index(drop=True)
-    flags = statement_flags(statements, embeddings, chatter_prototypes, params)
+    flags = np.asarray(flags, dtype=object)
     eligible = np.where(flags == "")[0]
     sessions = session_names(statements["table"].to_numpy(), statements["round"].to_numpy())
     labels = np.full(len(statements), -1)
