@@ -139,3 +139,33 @@ def test_duplicate_note_id_in_a_file(event: Event) -> None:
     data = b"table,round,topic,question,text,note_id\nt1,1,green,needs,a b,n1\nt1,1,green,needs,c d,n1\n"
     with pytest.raises(NoteFileError, match="row 3, column 'note_id': note_id 'n1' already used at row 2"):
         read_notes("dupes.csv", data, event)
+
+
+def _within(seconds: float, work, *args):
+    """``work(*args)``, failing if it is not done in ``seconds``: a guard against regexes that backtrack
+    quadratically (a 200,000-space cell took minutes), not a timing of normal work."""
+    from concurrent.futures import ThreadPoolExecutor, TimeoutError
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(work, *args).result(timeout=seconds)
+    except TimeoutError:
+        pytest.fail(f"{work.__name__} did not finish in {seconds} s")
+    finally:
+        pool.shutdown(wait=False)
+
+
+def test_long_runs_of_spaces_cost_linear_time(event: Event) -> None:
+    from pipeline.statements import _items
+
+    spaces = " " * 200_000
+    text, votes = _within(10, split_vote_markers, f"[{spaces}x (+{spaces}2) [{spaces}+{spaces}3]")
+    assert votes == 5 and text.startswith("[") and text.endswith("x")
+    assert _within(10, _items, f"1) more money{spaces}2) less red tape{spaces}•{spaces}x") == [
+        "more money",
+        "less red tape",
+        "x",
+    ]
+    note = f"topic: green{spaces}\nquestion: actors\ntable: t1{spaces}x\nround: 1\n\n- banks must act\n"
+    notes = _within(10, read_notes, "hostile.md", note.encode(), event)
+    assert notes["topic"].tolist() == ["green"] and notes["table"].tolist() == [f"t1{spaces}x"]

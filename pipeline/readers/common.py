@@ -85,7 +85,8 @@ def decode_text(name: str, data: bytes) -> str:
 # --------------------------------------------------------------------------- votes
 _VOTE_MARKERS = re.compile(
     r"\(\s*\+\s*(\d+)\s*\)"  # (+2)
-    r"|\[\s*\+?\s*(\d+)\s*(?:dots?|votes?|points?|stickers?)?\s*\]",  # [3 dots], [3], [+3]
+    # "\s*(?:\+\s*)?", not "\s*\+?\s*": two runs that can share the same spaces backtrack quadratically
+    r"|\[\s*(?:\+\s*)?(\d+)\s*(?:dots?|votes?|points?|stickers?)?\s*\]",  # [3 dots], [3], [+3]
     re.IGNORECASE,
 )
 

@@ -23,7 +23,8 @@ import yaml
 from pipeline.readers.common import NoteFileError, Problem, RawNote, decode_text
 
 HEADER_KEYS = ("topic", "question", "table", "round", "facilitator", "language")
-_HEADER_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$")
+# the value is stripped in Python: "(.*?)\s*$" backtracks quadratically over a long run of spaces
+_HEADER_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:(.*)$")
 BULLET = re.compile(r"^\s*(?:[-*•‣◦▪+–]|\d{1,3}[.)])\s+")
 
 
@@ -85,7 +86,7 @@ def parse_header(
             match = _HEADER_LINE.match(text)
             if not match or match.group(1).lower() not in HEADER_KEYS or BULLET.match(text):
                 break
-            header[match.group(1).lower()] = match.group(2)
+            header[match.group(1).lower()] = match.group(2).strip()
             body_start = i + 1
     header = {**(defaults or {}), **{k: v for k, v in header.items() if str(v).strip()}}
     missing = [k for k in ("topic", "question", "table", "round") if not header.get(k, "").strip()]
