@@ -15,6 +15,22 @@ from pipeline.schema import (
 from pipeline.store import Layout, write_csv, write_parquet
 
 STATEMENT_EXTRAS = ["flag", "votes", "position", "facilitator", "source_file", "source_line", "upload_id"]
+#: What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell a spreadsheet would run as a formula ("=HYPERLINK(...)",
+    "@SUM(...)", "+cmd|...") prefixed with an apostrophe, which spreadsheets show as plain text. For the
+    CSV files only: the parquet files keep every text verbatim."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_string_dtype(out[column]) or out[column].dtype == object:
+            values = out[column]
+            risky = values.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_STARTS)).astype(bool)
+            if risky.any():
+                out[column] = values.where(~risky, "'" + values.astype("string"))
+    return out
 
 
 def themed_statements(
@@ -43,5 +59,5 @@ def write_exports(layout: Layout, statements: pd.DataFrame, themes: pd.DataFrame
     write_parquet(layout.review_themes, themes)
     answers = themes[themes["status"] != STATUS_OFF_TOPIC]  # session remarks are no theme (schema)
     for frame, name in ((statements, "statements"), (answers, "themes")):
-        write_csv(layout.processed / f"{name}.csv", frame)
+        write_csv(layout.processed / f"{name}.csv", spreadsheet_safe(frame))
         write_parquet(layout.processed / f"{name}.parquet", frame)

@@ -93,7 +93,7 @@ def test_paper_is_readable_and_traceable(first_run: Path) -> None:
     assert (
         "<svg" in html
         and "<script" not in html
-        and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        and "://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     )  # self-contained
 
 

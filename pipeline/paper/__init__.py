@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader
 
 from pipeline.event import Event
 from pipeline.labels import phrasing_key
@@ -157,9 +157,11 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
 
 @lru_cache(maxsize=2)  # compiled templates are reused by every publish of the process
 def _environment(autoescape: bool) -> Environment:
+    """``autoescape`` for the HTML paper: every value escaped, whatever the template's file name is
+    (``select_autoescape`` goes by the name's ending, and ``paper.html.j2`` ends in ``.j2``)."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html"]) if autoescape else False,
+        autoescape=autoescape,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
