@@ -5,3 +5,7 @@ import os
 # Harvest runs on machines without internet; Prefect's telemetry would only log failed connections.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Prefect's ephemeral server (no PREFECT_API_URL set) migrates its database on first start: 30-60 s on a
+# 2-core machine, longer when it is busy, against Prefect's default wait of 20 s. Set the variable to
+# change it.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")

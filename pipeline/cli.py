@@ -104,7 +104,19 @@ def run(
 
     settings = _settings(data_dir)
     _event_and_layout(event_dir, settings)  # a clear error for a bad event.yaml before Prefect starts
-    summary = harvest_event(event_dir, settings.data_dir, out)
+    try:
+        summary = harvest_event(event_dir, settings.data_dir, out)
+    except RuntimeError as exc:
+        if "Prefect API server" not in str(exc):
+            raise
+        typer.secho(
+            f"Prefect's temporary server did not start: {exc} (a busy machine: raise "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run a Prefect server and set "
+            "PREFECT_API_URL)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1) from None
     typer.echo(
         f"{summary['statements']} statements, {summary['themes']} themes, "
         f"{summary['off_topic']} off-topic, {summary['unassigned']} unassigned; "
@@ -171,7 +183,7 @@ def serve(
         _event_and_layout(folder, settings)
     typer.echo(
         f"Harvest on http://{host}:{port}/  (editors: `harvest user add NAME`; facilitators: "
-        "`harvest token EVENT_DIR`)"
+        "`harvest token create EVENT_DIR`)"
     )
     uvicorn.run(create_app(event_dirs, settings), host=host, port=port, log_level="info")
 
@@ -243,24 +255,88 @@ def user_add(
     except ValueError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"editor {name!r} can sign in")
+    typer.echo(f"editor {name!r} can sign in (any earlier sessions of theirs are signed out)")
 
 
-@app.command()
-def token(
+@user_app.command("list")
+def user_list(data_dir: DataDir = None) -> None:
+    """The editors who can sign in."""
+    from pipeline import db
+
+    with db.session_scope(_settings(data_dir).database_url) as session:
+        for name, created in db.list_users(session):
+            typer.echo(f"{name}\tsince {created:%Y-%m-%d %H:%M}")
+
+
+@user_app.command("remove")
+def user_remove(
+    name: Annotated[str, typer.Argument(help="The editor's sign-in name.")], data_dir: DataDir = None
+) -> None:
+    """Remove an editor; every browser they are signed in on is signed out at once."""
+    from pipeline import db
+
+    with db.session_scope(_settings(data_dir).database_url) as session:
+        removed = db.remove_user(session, name)
+    if not removed:
+        typer.secho(f"no editor {name!r}", fg="red", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"editor {name!r} removed and signed out")
+
+
+token_app = typer.Typer(help="Facilitators' upload links.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
     event_dir: EventDir,
     label: Annotated[str, typer.Option(help="What the link is for, e.g. 'day 1 facilitators'.")] = "",
+    days: Annotated[int, typer.Option(min=1, help="Days the link works.")] = 14,
     base_url: Annotated[str, typer.Option(help="Where the web app is reachable.")] = "http://127.0.0.1:8000",
     data_dir: DataDir = None,
 ) -> None:
     """Create an upload link for facilitators of one event (they can hand in notes, nothing else)."""
+    from datetime import timedelta
+
     from pipeline import db
 
     settings = _settings(data_dir)
     event, _ = _event_and_layout(event_dir, settings)
     with db.session_scope(settings.database_url) as session:
-        secret = db.create_upload_token(session, event.id, label)
+        secret = db.create_upload_token(session, event.id, label, timedelta(days=days))
     typer.echo(f"{base_url.rstrip('/')}/u/{secret}")
+
+
+@token_app.command("list")
+def token_list(
+    event: Annotated[str | None, typer.Option(help="Only the links of this event id.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Every upload link: id, event, label, when it expires, whether it still works (never its secret)."""
+    from pipeline import db
+
+    with db.session_scope(_settings(data_dir).database_url) as session:
+        rows = db.list_upload_tokens(session, event)
+    for row in rows:
+        expires = f"{row['expires_at']:%Y-%m-%d %H:%M}" if row["expires_at"] else "never"
+        state = "works" if row["usable"] else ("revoked" if row["revoked_at"] else "expired")
+        typer.echo(f"{row['id']}\t{row['event']}\t{state}\texpires {expires}\t{row['label']}")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The link's id (`harvest token list`).")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke an upload link: it, and every browser that opened it, stops working at once."""
+    from pipeline import db
+
+    with db.session_scope(_settings(data_dir).database_url) as session:
+        found = db.revoke_upload_token(session, token_id)
+    if not found:
+        typer.secho(f"no upload link {token_id}", fg="red", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"upload link {token_id} revoked")
 
 
 def _whoami() -> str:

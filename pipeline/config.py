@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         default=None,
         description="Signs web sessions; default: generated once and kept in <data>/.secret_key.",
     )
+    secure_cookies: bool = Field(
+        default=False,
+        description="Send the session cookie only over HTTPS (Secure). Set it whenever Harvest is served "
+        "behind HTTPS, as it should be anywhere but on one's own machine.",
+    )
     # --- ingest
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, description="Largest note file accepted.")
     # --- statements

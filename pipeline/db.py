@@ -11,14 +11,14 @@ import json
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
-from sqlalchemy import Boolean, DateTime, Integer, String, Text, create_engine, select
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, create_engine, delete, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -41,6 +41,26 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
+class EditorSession(Base):
+    """A signed-in browser. The cookie holds the secret, the database its hash: signing out, a new
+    password or removing the user deletes the row, and the cookie stops working at once."""
+
+    __tablename__ = "editor_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), index=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class SignInFailure(Base):
+    """Failed sign-ins per key ("name:<user>" or "address:<ip>") within the current window."""
+
+    __tablename__ = "sign_in_failures"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
 class UploadToken(Base):
     """A facilitators' upload link for one event: it can hand in notes, nothing else."""
 
@@ -50,6 +70,9 @@ class UploadToken(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # nullable: rows of databases made before links expired have neither
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ThemeDecision(Base):
@@ -95,7 +118,21 @@ def engine_for(url: str) -> Engine:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args=connect_args, future=True)
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added to a table since a database was made, added to it (all such columns are nullable):
+    create_all makes missing tables only."""
+    inspector = inspect(engine)
+    with engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 @contextmanager
@@ -123,6 +160,21 @@ def add_user(session: Session, username: str, password: str) -> None:
         session.add(User(username=username, password_hash=_hasher.hash(password)))
     else:
         user.password_hash = _hasher.hash(password)
+        end_sessions(session, username)  # a new password signs every browser out
+
+
+def remove_user(session: Session, username: str) -> bool:
+    """Remove an editor and end every session they have; False if there was no such user."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        return False
+    session.delete(user)
+    end_sessions(session, username)
+    return True
+
+
+def list_users(session: Session) -> list[tuple[str, datetime]]:
+    return [(u.username, u.created_at) for u in session.scalars(select(User).order_by(User.username))]
 
 
 def check_password(session: Session, username: str, password: str) -> bool:
@@ -136,18 +188,144 @@ def check_password(session: Session, username: str, password: str) -> bool:
         return False
 
 
-def create_upload_token(session: Session, event: str, label: str = "") -> str:
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def start_session(session: Session, username: str) -> str:
+    """A new signed-in session for ``username``; returns the secret for the browser's cookie."""
+    secret = secrets.token_urlsafe(32)
+    session.add(EditorSession(username=username, secret_sha256=_sha256(secret)))
+    return secret
+
+
+def session_user(session: Session, secret: str, max_age: timedelta) -> str | None:
+    """The editor a session secret belongs to, if that session still exists, is younger than ``max_age``
+    and its user still exists."""
+    row = session.scalar(select(EditorSession).where(EditorSession.secret_sha256 == _sha256(secret)))
+    if row is None:
+        return None
+    created = _aware(row.created_at)
+    if (
+        created is None
+        or _now() - created > max_age
+        or session.scalar(select(User).where(User.username == row.username)) is None
+    ):
+        session.delete(row)
+        return None
+    return row.username
+
+
+def end_session(session: Session, secret: str) -> None:
+    session.execute(delete(EditorSession).where(EditorSession.secret_sha256 == _sha256(secret)))
+
+
+def end_sessions(session: Session, username: str) -> None:
+    session.execute(delete(EditorSession).where(EditorSession.username == username))
+
+
+#: Sign-in throttling: after this many failures for one name or one address within the window, that name
+#: or address is locked out until the window has passed since its first failure.
+MAX_SIGN_IN_FAILURES = 5
+SIGN_IN_WINDOW = timedelta(minutes=15)
+
+
+def _failures(session: Session, key: str) -> SignInFailure | None:
+    row = session.get(SignInFailure, key)
+    if row is not None and _now() - _aware(row.first_at) > SIGN_IN_WINDOW:
+        session.delete(row)
+        session.flush()
+        return None
+    return row
+
+
+def sign_in_locked(session: Session, keys: list[str]) -> bool:
+    """True while any of ``keys`` (name and address) has used up its failures in the window."""
+    return any((row := _failures(session, k)) is not None and row.count >= MAX_SIGN_IN_FAILURES for k in keys)
+
+
+def record_sign_in(session: Session, keys: list[str], ok: bool) -> None:
+    """Count a failure against every key, or clear them after a success."""
+    for key in keys:
+        row = _failures(session, key)
+        if ok:
+            if row is not None:
+                session.delete(row)
+        elif row is None:
+            session.add(SignInFailure(key=key, count=1, first_at=_now()))
+        else:
+            row.count += 1
+
+
+#: How long an upload link works unless told otherwise: a conference and the days after it.
+UPLOAD_LINK_DAYS = 14
+
+
+def create_upload_token(
+    session: Session, event: str, label: str = "", valid_for: timedelta = timedelta(days=UPLOAD_LINK_DAYS)
+) -> str:
     token = secrets.token_urlsafe(24)
     session.add(
-        UploadToken(event=event, token_sha256=hashlib.sha256(token.encode()).hexdigest(), label=label)
+        UploadToken(event=event, token_sha256=_sha256(token), label=label, expires_at=_now() + valid_for)
     )
     return token
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every moment stored here is UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _usable(row: UploadToken) -> bool:
+    expires = _aware(row.expires_at)
+    return row.revoked_at is None and (expires is None or expires > _now())
+
+
 def token_event(session: Session, token: str) -> str | None:
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    row = session.scalar(select(UploadToken).where(UploadToken.token_sha256 == digest))
-    return row.event if row else None
+    """The event an upload link is for, while it is neither revoked nor expired."""
+    row = session.scalar(select(UploadToken).where(UploadToken.token_sha256 == _sha256(token)))
+    return row.event if row is not None and _usable(row) else None
+
+
+def token_grants(session: Session, token_digests: list[str], event: str) -> bool:
+    """True while one of these links (by SHA-256) still opens ``event``: a browser that opened a link
+    loses it the moment the link is revoked or expires."""
+    rows = session.scalars(
+        select(UploadToken).where(UploadToken.token_sha256.in_(token_digests), UploadToken.event == event)
+    )
+    return any(_usable(row) for row in rows)
+
+
+def token_digest(token: str) -> str:
+    return _sha256(token)
+
+
+def list_upload_tokens(session: Session, event: str | None = None) -> list[dict]:
+    """Every upload link (never its secret): id, event, label, created, expires, revoked, usable."""
+    query = select(UploadToken).order_by(UploadToken.id)
+    if event is not None:
+        query = query.where(UploadToken.event == event)
+    return [
+        {
+            "id": row.id,
+            "event": row.event,
+            "label": row.label,
+            "created_at": _aware(row.created_at),
+            "expires_at": _aware(row.expires_at),
+            "revoked_at": _aware(row.revoked_at),
+            "usable": _usable(row),
+        }
+        for row in session.scalars(query)
+    ]
+
+
+def revoke_upload_token(session: Session, token_id: int) -> bool:
+    """Revoke a link by its id; False if there is no such link."""
+    row = session.get(UploadToken, token_id)
+    if row is None:
+        return False
+    row.revoked_at = row.revoked_at or _now()
+    return True
 
 
 # --------------------------------------------------------------------------- review state

@@ -7,12 +7,38 @@ export and the paper from the machine's themes and that state.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
 from pipeline.db import Placement, ThemeDecision, audited
 
 STATUSES = ("draft", "approved", "rejected")
+
+
+def check_references(
+    question_themes: Iterable[str],
+    question_statements: Iterable[str],
+    theme_ids: Iterable[str] = (),
+    statement_ids: Iterable[str] = (),
+    rank: int | None = None,
+) -> None:
+    """Raise ValueError, naming them, unless every theme and statement an action names is one of this
+    question's as the editor's page shows them now (``question_themes``, ``question_statements``) and a
+    pinned rank is among its themes' ranks: a forged form, a stale page or a theme another editor just
+    merged away is refused, never stored."""
+    themes, statements = set(question_themes), set(question_statements)
+    unknown_themes = sorted(set(theme_ids) - themes)
+    if unknown_themes:
+        raise ValueError(
+            f"no theme {', '.join(unknown_themes)} in this question "
+            "(merged or changed meanwhile? reload the page)"
+        )
+    unknown_statements = sorted(set(statement_ids) - statements)
+    if unknown_statements:
+        raise ValueError(f"no statement {', '.join(unknown_statements)} in this question")
+    if rank is not None and not 1 <= rank <= max(1, len(themes)):
+        raise ValueError(f"a rank is between 1 and {max(1, len(themes))} here")
 
 
 def _decision(session: Session, event: str, theme_id: str, topic: str, question: str) -> ThemeDecision:

@@ -315,3 +315,226 @@ def test_editor_round_trip_survives_a_rerun(server: str, site: dict, browser) ->
     page.goto(policy)
     assert page.locator(f"section[data-theme='{red_tape_id}'] .badge").inner_text() == "draft"
     page.close()
+
+
+# --------------------------------------------------------------------------- hardening
+def test_pages_send_security_headers_and_the_paper_is_sandboxed(client: TestClient) -> None:
+    page = client.get("/login")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    policy = page.headers["content-security-policy"]
+    assert (
+        "script-src 'self'" in policy and "frame-ancestors 'none'" in policy and "unsafe-eval" not in policy
+    )
+    _sign_in(client)
+    paper = client.get("/e/mini/paper")
+    assert paper.status_code == 200
+    policy = paper.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "sandbox" in policy and "script-src" not in policy
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/x",
+        "///evil.example",
+        "/\\evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+    ],
+)
+def test_sign_in_never_sends_the_editor_off_site(client: TestClient, target: str) -> None:
+    page = client.get(f"/login?next={target}")
+    assert f'value="{target}"' not in page.text
+    response = client.post(
+        "/login",
+        data={"csrf": _csrf(page.text), "username": "editor", "password": "correct horse", "next": target},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/"
+
+
+def test_sign_in_keeps_a_path_on_this_site(client: TestClient) -> None:
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        data={
+            "csrf": _csrf(page.text),
+            "username": "editor",
+            "password": "correct horse",
+            "next": "/e/mini/review",
+        },
+        follow_redirects=False,
+    )
+    assert response.headers["location"] == "/e/mini/review"
+
+
+def test_hostile_text_never_runs_in_the_paper(browser, tmp_path: Path) -> None:
+    from pipeline.paper import (
+        Example,
+        Paper,
+        QuestionSection,
+        Recommendation,
+        SessionSection,
+        TopicSection,
+        render_html,
+    )
+
+    attack = "<script>alert('note')</script>"
+    recommendation = Recommendation(
+        rank=1,
+        theme_id='t1"><script>alert("id")</script>',
+        label="<img src=x onerror=alert('label')>",
+        text=attack,
+        n_tables=2,
+        n_statements=2,
+        votes=0,
+        examples=[Example(text="<svg onload=alert('quote')>", table="<script>alert('table')</script>")],
+    )
+    question = QuestionSection("q", "<b onmouseover=alert(1)>Q</b>", 3, 2, [recommendation], 0, 0, 0)
+    topic = TopicSection("t", "<iframe src=javascript:alert('topic')>", "challenge", [question])
+    paper = Paper("<script>alert('title')</script>", "e", 1, 1, 2, 1, [SessionSection("s", "S", [topic])])
+    target = tmp_path / "paper.html"
+    target.write_text(render_html(paper), encoding="utf-8")
+
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(target.as_uri())
+    page.wait_for_timeout(300)
+    assert dialogs == []
+    body = page.inner_text("body")
+    assert attack in body and "<svg onload=alert('quote')>" in body  # shown as written, never run
+    assert page.locator("script, iframe, img, svg[onload]").count() == 0
+    page.close()
+
+
+def _sign_in_as(client: TestClient, name: str, password: str) -> int:
+    page = client.get("/login")
+    response = client.post(
+        "/login", data={"csrf": _csrf(page.text), "username": name, "password": password, "next": "/"}
+    )
+    return response.status_code
+
+
+def test_sign_out_new_password_and_removal_end_a_session_at_once(client: TestClient, site: dict) -> None:
+    settings = site["settings"]
+    with db.session_scope(settings.database_url) as session:
+        db.add_user(session, "temp-editor", "first password")
+    app = create_app([site["event_dir"]], settings)
+
+    def stolen(cookies: dict) -> int:
+        """Status of an editor page for another browser holding copied cookies."""
+        thief = TestClient(app, cookies=cookies)
+        return thief.get("/e/mini/review", follow_redirects=False).status_code
+
+    browser_a = TestClient(app)
+    assert _sign_in_as(browser_a, "temp-editor", "first password") == 200
+    copied = dict(browser_a.cookies)
+    assert stolen(copied) == 200
+    page = browser_a.get("/e/mini/review")
+    browser_a.post("/logout", data={"csrf": _csrf(page.text)})
+    assert stolen(copied) == 303  # the old cookie is dead after sign-out
+
+    for end in ("new password", "removal"):
+        browser_b = TestClient(app)
+        assert _sign_in_as(browser_b, "temp-editor", "first password") == 200
+        assert browser_b.get("/e/mini/review", follow_redirects=False).status_code == 200
+        with db.session_scope(settings.database_url) as session:
+            if end == "new password":
+                db.add_user(session, "temp-editor", "first password")  # even the same one, set again
+            else:
+                assert db.remove_user(session, "temp-editor")
+        assert browser_b.get("/e/mini/review", follow_redirects=False).status_code == 303, end
+    assert _sign_in_as(TestClient(app), "temp-editor", "first password") == 401
+
+
+def test_repeated_failed_sign_ins_lock_the_name_and_the_address(site: dict) -> None:
+    settings = site["settings"]
+    with db.session_scope(settings.database_url) as session:
+        db.add_user(session, "guessed-editor", "the real password")
+    app = create_app([site["event_dir"]], settings)
+    attacker = TestClient(app, client=("198.51.100.7", 40000))
+    for _ in range(db.MAX_SIGN_IN_FAILURES):
+        assert _sign_in_as(attacker, "guessed-editor", "guess") == 401
+    # the right password no longer helps, from this address or for this name from elsewhere
+    assert _sign_in_as(attacker, "guessed-editor", "the real password") == 429
+    elsewhere = TestClient(app, client=("203.0.113.9", 40000))
+    assert _sign_in_as(elsewhere, "guessed-editor", "the real password") == 429
+    assert _sign_in_as(attacker, "editor", "correct horse") == 429  # the address is locked too
+    assert _sign_in_as(elsewhere, "editor", "correct horse") == 200  # others are not
+
+
+def test_a_revoked_or_expired_link_stops_working_at_once(site: dict) -> None:
+    from datetime import timedelta
+
+    settings = site["settings"]
+    app = create_app([site["event_dir"]], settings)
+    with db.session_scope(settings.database_url) as session:
+        token = db.create_upload_token(session, "mini", "revoke me")
+        expired = db.create_upload_token(session, "mini", "old", valid_for=timedelta(seconds=-1))
+        token_id = next(r["id"] for r in db.list_upload_tokens(session, "mini") if r["label"] == "revoke me")
+    facilitator = TestClient(app)
+    assert facilitator.get(f"/u/{token}").status_code == 200
+    assert facilitator.get("/e/mini/upload").status_code == 200
+    with db.session_scope(settings.database_url) as session:
+        assert db.revoke_upload_token(session, token_id)
+        listed = {r["label"]: r for r in db.list_upload_tokens(session, "mini")}
+    assert not listed["revoke me"]["usable"] and listed["revoke me"]["revoked_at"] is not None
+    assert not listed["old"]["usable"] and listed["old"]["revoked_at"] is None
+    assert facilitator.get("/e/mini/upload").status_code == 403  # the browser that opened it, too
+    assert facilitator.get(f"/u/{token}").status_code == 403
+    assert TestClient(app).get(f"/u/{expired}").status_code == 403
+
+
+def test_editor_actions_may_name_only_what_their_question_holds(client: TestClient, site: dict) -> None:
+    from pipeline.store import Layout
+
+    settings = site["settings"]
+    themes = pd.read_parquet(Layout(settings.data_dir, "mini").review_themes)
+    statements = pd.read_parquet(Layout(settings.data_dir, "mini").statements)
+    here = themes[(themes.topic == "green") & (themes.question == "actors")]
+    mine = here[here.status != "off-topic"].theme_id.iloc[0]
+    remarks = here[here.status == "off-topic"].theme_id.tolist()
+    elsewhere = themes[(themes.topic != "green") | (themes.question != "actors")].theme_id.iloc[0]
+    foreign_statement = statements[statements.topic != "green"].statement_id.iloc[0]
+    own_statement = statements[
+        (statements.topic == "green") & (statements.question == "actors")
+    ].statement_id.iloc[0]
+    with db.session_scope(settings.database_url) as session:
+        logged = len(db.audit_log(session, "mini"))
+
+    _sign_in(client)
+    url = "/e/mini/review/green/actors"
+    forged = [
+        {"action": "approved", "theme_id": "ghost.theme.2"},
+        {"action": "merge", "theme_id": mine, "sources": "ghost.theme.3"},
+        {"action": "merge", "theme_id": mine, "sources": elsewhere},
+        {"action": "move", "statement_ids": own_statement, "target": elsewhere},
+        {"action": "move", "statement_ids": foreign_statement, "target": mine},
+        {"action": "split", "statement_ids": "no-such-statement"},
+        {"action": "pin", "theme_id": mine, "rank": "999"},
+        {"action": "pin", "theme_id": mine, "rank": "1e9"},
+        *[{"action": "approved", "theme_id": t} for t in remarks],  # session remarks are no theme to publish
+    ]
+    for form in forged:
+        page = client.get(url)
+        response = client.post(url, data={"csrf": _csrf(page.text), **form})
+        assert response.status_code == 200 and "Not done:" in response.text, form
+    with db.session_scope(settings.database_url) as session:
+        assert len(db.audit_log(session, "mini")) == logged  # nothing was stored
+
+
+def test_oversized_or_unmeasured_bodies_are_refused_before_reading(client: TestClient, site: dict) -> None:
+    client.get(f"/u/{site['token']}")
+
+    def endless():
+        yield b"x" * 1024  # a client that never says how long its body is
+
+    unmeasured = client.post("/e/mini/upload", content=endless(), headers={"content-type": "text/plain"})
+    assert unmeasured.status_code == 411
+    huge = client.post(
+        "/e/mini/upload", content=b"x", headers={"content-length": str(10**12), "content-type": "text/plain"}
+    )
+    assert huge.status_code == 413 and "over the limit" in huge.text

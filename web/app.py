@@ -8,15 +8,19 @@ Every form carries a CSRF token bound to the session; all note text is escaped b
 # no `from __future__ import annotations`: FastAPI must see the closures (Depends(editor)) at def time
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import pandas as pd
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from pipeline import db, editing
@@ -30,6 +34,39 @@ from pipeline.store import Layout, Manifest
 HERE = Path(__file__).parent
 MAX_FILES_PER_UPLOAD = 10
 MAX_PASTE_CHARS = 50_000
+SESSION_SECONDS = 12 * 3600  # an editor signs in once a working day
+#: Every page: scripts, styles and images from this site only (the pages use no inline script), never
+#: framed, no referrer (upload links carry their token in the path).
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+#: The paper quotes what anyone typed: no script at all, and a sandbox (an origin of its own), so even
+#: markup that got through could not act as the signed-in editor.
+PAPER_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'none'; sandbox"
+)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def local_path(target: str) -> str:
+    """``target`` if it is a path on this site, else "/": "//evil.example", "/\\evil.example",
+    "https://evil.example" and the like would send a signed-in editor elsewhere."""
+    parts = urlsplit(target)
+    on_site = (
+        target.startswith("/")
+        and not target.startswith(("//", "/\\"))
+        and "\\" not in target
+        and not parts.scheme
+        and not parts.netloc
+        and not any(ord(c) < 32 for c in target)
+    )
+    return target if on_site else "/"
 
 
 @dataclass
@@ -62,13 +99,55 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
         secret_key=_secret_key(settings),
         same_site="lax",
         session_cookie="harvest_session",
-        max_age=12 * 3600,
+        max_age=SESSION_SECONDS,
+        https_only=settings.secure_cookies,
     )
+
+    # largest body a form can need: every file at its limit, the pasted text in 4-byte characters, the rest
+    body_limit = MAX_FILES_PER_UPLOAD * (settings.max_upload_bytes + 4096) + 4 * MAX_PASTE_CHARS + 65536
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Refuse a body over the limit before a byte of it is read or spooled to disk (a browser always
+        declares its length; a body without one is refused)."""
+        if request.method in ("POST", "PUT", "PATCH"):
+            declared = request.headers.get("content-length")
+            if declared is None and request.headers.get("transfer-encoding"):
+                return PlainTextResponse("say how long the request is (Content-Length)", status_code=411)
+            if declared is not None and (not declared.isdigit() or int(declared) > body_limit):
+                return PlainTextResponse(
+                    f"the request is over the limit of {body_limit:,} bytes", status_code=413
+                )
+        return await call_next(request)
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+        return response
+
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
     database = settings.database_url
 
+    session_age = timedelta(seconds=SESSION_SECONDS)
+
     # ------------------------------------------------------------------ helpers
+    def signed_in(request: Request) -> str | None:
+        """The editor of this browser's session, while the database still holds that session."""
+        if not hasattr(request.state, "editor"):
+            secret = request.session.get("editor_session")
+            request.state.editor = None
+            if secret:
+                with db.session_scope(database) as session:
+                    request.state.editor = db.session_user(session, secret, session_age)
+                if request.state.editor is None:
+                    request.session.pop("editor_session", None)
+        return request.state.editor
+
     def render(request: Request, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
         if "csrf" not in request.session:
             request.session["csrf"] = secrets.token_urlsafe(32)
@@ -78,7 +157,7 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
             name,
             {
                 "csrf": request.session["csrf"],
-                "user": request.session.get("user"),
+                "user": signed_in(request),
                 "flash": flash,
                 "sites": sites,
                 **context,
@@ -103,14 +182,22 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
         return sites[event_id]
 
     def editor(request: Request) -> str:
-        user = request.session.get("user")
+        user = signed_in(request)
         if not user:
             raise HTTPException(401, "sign in as an editor")
         return user
 
     def may_upload(request: Request, event_id: str) -> None:
-        if not request.session.get("user") and event_id not in request.session.get("upload_events", []):
-            raise HTTPException(403, "open the upload link your organiser gave you")
+        if signed_in(request):
+            return
+        links = request.session.get("upload_links", [])
+        if links:
+            with db.session_scope(database) as session:
+                if db.token_grants(session, links, event_id):
+                    return
+        raise HTTPException(
+            403, "open the upload link your organiser gave you (links expire and can be revoked)"
+        )
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -125,7 +212,7 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = "/") -> HTMLResponse:
-        return render(request, "login.html", next=next if next.startswith("/") else "/")
+        return render(request, "login.html", next=local_path(next))
 
     @app.post("/login", dependencies=[Depends(check_csrf)])
     def login(
@@ -134,16 +221,37 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
         password: Annotated[str, Form()],
         next: Annotated[str, Form()] = "/",
     ) -> Response:
+        keys = [
+            f"name:{username.strip().lower()}",
+            f"address:{request.client.host if request.client else ''}",
+        ]
         with db.session_scope(database) as session:
+            if db.sign_in_locked(session, keys):
+                # the password is not even checked: a locked name or address learns nothing
+                return render(
+                    request,
+                    "login.html",
+                    status_code=429,
+                    next=local_path(next),
+                    error="too many failed sign-ins: try again in 15 minutes",
+                )
             ok = db.check_password(session, username, password)
-        if not ok:
-            return render(request, "login.html", status_code=401, next=next, error="wrong name or password")
+            db.record_sign_in(session, keys, ok)
+            secret = db.start_session(session, username) if ok else None
+        if secret is None:
+            return render(
+                request, "login.html", status_code=401, next=local_path(next), error="wrong name or password"
+            )
         request.session.clear()  # a fresh session on sign-in
-        request.session["user"] = username
-        return redirect(next if next.startswith("/") else "/")
+        request.session["editor_session"] = secret
+        return redirect(local_path(next))
 
     @app.post("/logout", dependencies=[Depends(check_csrf)])
     def logout(request: Request) -> Response:
+        secret = request.session.get("editor_session")
+        if secret:
+            with db.session_scope(database) as session:
+                db.end_session(session, secret)
         request.session.clear()
         return redirect("/")
 
@@ -154,8 +262,9 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
             event_id = db.token_event(session, token)
         if event_id is None or event_id not in sites:
             raise HTTPException(403, "this upload link is not valid; ask your organiser for a new one")
-        granted = set(request.session.get("upload_events", []))
-        request.session["upload_events"] = sorted(granted | {event_id})
+        # the link itself (its hash) is kept, not the event: revoking the link ends this browser's right too
+        granted = set(request.session.get("upload_links", []))
+        request.session["upload_links"] = sorted(granted | {db.token_digest(token)})
         return redirect(f"/e/{event_id}/upload")
 
     @app.get("/e/{event_id}/upload", response_class=HTMLResponse)
@@ -222,19 +331,23 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
                 results=[],
                 field_errors=field_errors,
             )
-        who = request.session.get("user") or f"facilitator {form['facilitator'] or form['table']}".strip()
-        results = ingest(
-            site.layout,
-            site.event,
-            uploads,
-            who=who,
-            via="web",
-            max_bytes=settings.max_upload_bytes,
-            defaults=defaults,
-        )
-        statements = None
-        if any(r.status == "accepted" for r in results):
-            statements = refresh_after_ingest(site.layout, site.event, settings)
+        who = signed_in(request) or f"facilitator {form['facilitator'] or form['table']}".strip()
+
+        def hand_in() -> tuple[list, pd.DataFrame | None]:
+            results = ingest(
+                site.layout,
+                site.event,
+                uploads,
+                who=who,
+                via="web",
+                max_bytes=settings.max_upload_bytes,
+                defaults=defaults,
+            )
+            accepted = any(r.status == "accepted" for r in results)
+            return results, refresh_after_ingest(site.layout, site.event, settings) if accepted else None
+
+        # parsing and the statements step run in a worker thread: other requests go on meanwhile
+        results, statements = await run_in_threadpool(hand_in)
         shown = []
         for r in results:
             mine = (
@@ -322,7 +435,38 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
         theme_id = str(form.get("theme_id", ""))
         statement_ids = [str(s) for s in form.getlist("statement_ids")]
         here = f"/e/{event_id}/review/{topic}/{question}"
+        topic_def = site.event.topics.get(topic)
+        if topic_def is None or topic_def.question(question) is None:
+            raise HTTPException(404, "no such topic and question")
+        statements, themes = _outputs(site)
+        question_themes = themes.loc[(themes.topic == topic) & (themes.question == question), "theme_id"]
+        answer_themes = themes.loc[
+            (themes.topic == topic) & (themes.question == question) & (themes.status != STATUS_OFF_TOPIC),
+            "theme_id",
+        ]
+        question_statements = statements.loc[
+            (statements.topic == topic) & (statements.question == question), "statement_id"
+        ]
         try:
+            named = [theme_id] if theme_id else []
+            if action in ("rename", "edit", "approved", "rejected", "draft", "pin", "merge"):
+                if not theme_id:
+                    raise ValueError("choose a theme")
+                # the session remarks are no theme to publish: no theme action applies to them
+                named_pool = answer_themes
+            else:
+                named_pool = question_themes
+            target = str(form.get("target", ""))
+            rank_text = str(form.get("rank", "")).strip() if action == "pin" else ""
+            if rank_text and not rank_text.isdigit():
+                raise ValueError(f"a rank is a whole number, not {rank_text!r}")
+            editing.check_references(
+                named_pool,
+                question_statements,
+                named + [str(t) for t in form.getlist("sources")] + ([target] if target else []),
+                statement_ids,
+                int(rank_text) if rank_text else None,
+            )
             with db.session_scope(database) as session:
                 if action == "rename":
                     editing.rename(
@@ -341,9 +485,14 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
                 elif action in ("approved", "rejected", "draft"):
                     editing.set_status(session, event_id, user, theme_id, topic, question, action)
                 elif action == "pin":
-                    rank = str(form.get("rank", "")).strip()
                     editing.pin(
-                        session, event_id, user, theme_id, topic, question, int(rank) if rank else None
+                        session,
+                        event_id,
+                        user,
+                        theme_id,
+                        topic,
+                        question,
+                        int(rank_text) if rank_text else None,
                     )
                 elif action == "merge":
                     editing.merge(
@@ -356,7 +505,7 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
                         question,
                     )
                 elif action == "move":
-                    editing.move(session, event_id, user, statement_ids, str(form.get("target", "")))
+                    editing.move(session, event_id, user, statement_ids, target)
                 elif action == "split":
                     editing.split(
                         session, event_id, user, statement_ids, topic, question, str(form.get("label", ""))
@@ -405,7 +554,9 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
         site = site_of(event_id)
         if not site.layout.paper_html.exists():
             raise HTTPException(404, "no paper yet: run the pipeline first")
-        return FileResponse(site.layout.paper_html, media_type="text/html")
+        return FileResponse(
+            site.layout.paper_html, media_type="text/html", headers={"Content-Security-Policy": PAPER_POLICY}
+        )
 
     def _outputs(site: EventSite) -> tuple[pd.DataFrame, pd.DataFrame]:
         if not site.layout.review_themes.exists():
