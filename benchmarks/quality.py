@@ -71,24 +71,66 @@ def load_scorer() -> ModuleType:
     return module
 
 
-def recovered_recommendations(gold_notes: pd.DataFrame, stmts: pd.DataFrame, themes: pd.DataFrame) -> dict:
-    """Gold theme -> the recommendation of the predicted theme that recovers it, by score.py's rule: a
-    predicted theme >= 60 % that gold theme holding >= 50 % of its notes (the first such, by theme id)."""
+def _joined(gold_notes: pd.DataFrame, stmts: pd.DataFrame) -> pd.DataFrame:
+    """Gold notes with the theme (and flag, where the export has it) Harvest gave each."""
+    columns = ["note_id", "theme_id"] + (["flag"] if "flag" in stmts.columns else [])
     joined = gold_notes[["note_id", "topic", "question", "theme_id"]].rename(columns={"theme_id": "gold"})
-    joined = joined.merge(stmts[["note_id", "theme_id"]].astype(str), on="note_id", how="left").fillna("")
-    recommendation = dict(zip(themes["theme_id"].astype(str), themes["recommendation"], strict=True))
+    return joined.merge(stmts[columns].astype(str), on="note_id", how="left").fillna("")
+
+
+def _recovering(joined: pd.DataFrame) -> list[tuple[str, str]]:
+    """(gold theme, predicted theme) pairs by score.py's rule: a predicted theme >= 60 % that gold theme
+    holding >= 50 % of its notes, in theme id order."""
     gold_size = joined.groupby(["topic", "question", "gold"]).size()
-    found: dict[str, str] = {}
+    pairs = []
     for (topic, question, theme), members in joined[joined["theme_id"] != ""].groupby(
         ["topic", "question", "theme_id"]
     ):
         majority = members["gold"].value_counts()
         gold, n = majority.index[0], int(majority.iloc[0])
         if gold != "noise" and n / len(members) >= 0.6 and n / gold_size[(topic, question, gold)] >= 0.5:
-            text = recommendation.get(theme)
-            if isinstance(text, str) and text and gold not in found:
-                found[gold] = text
+            pairs.append((gold, theme))
+    return pairs
+
+
+def recovered_recommendations(gold_notes: pd.DataFrame, stmts: pd.DataFrame, themes: pd.DataFrame) -> dict:
+    """Gold theme -> the recommendation of the predicted theme that recovers it, by score.py's rule (the
+    first such, by theme id)."""
+    recommendation = dict(zip(themes["theme_id"].astype(str), themes["recommendation"], strict=True))
+    found: dict[str, str] = {}
+    for gold, theme in _recovering(_joined(gold_notes, stmts)):
+        text = recommendation.get(theme)
+        if isinstance(text, str) and text and gold not in found:
+            found[gold] = text
     return found
+
+
+def miss_causes(gold_notes: pd.DataFrame, gold_themes: pd.DataFrame, stmts: pd.DataFrame) -> pd.DataFrame:
+    """Every gold theme score.py counts (raised at >= 2 tables) with why Harvest missed it, if it did:
+    ``other language`` (half its notes or more flagged so), ``taken for chatter`` (as many off-topic),
+    ``fused`` (one predicted theme holds at least half of it, but mixed with another point),
+    ``split or unassigned`` (no predicted theme holds half of it)."""
+    joined = _joined(gold_notes, stmts)
+    recovered = {gold for gold, _ in _recovering(joined)}
+    rows = []
+    for theme in gold_themes[gold_themes["n_tables"] >= 2].itertuples():
+        members = joined[joined["gold"] == theme.theme_id]
+        flags = members["flag"] if "flag" in members else pd.Series("", index=members.index)
+        placed = members.loc[(members["theme_id"] != "") & (flags == ""), "theme_id"].value_counts()
+        if theme.theme_id in recovered:
+            cause = "recovered"
+        elif (flags == "language").mean() >= 0.5:
+            cause = "other language"
+        elif (flags == "off-topic").mean() >= 0.5:
+            cause = "taken for chatter"
+        elif len(placed) and placed.iloc[0] / len(members) >= 0.5:
+            cause = "fused"
+        else:
+            cause = "split or unassigned"
+        rows.append(
+            {"topic": theme.topic, "question": theme.question, "theme_id": theme.theme_id, "cause": cause}
+        )
+    return pd.DataFrame(rows, columns=["topic", "question", "theme_id", "cause"])
 
 
 def read_gold(gold: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -167,6 +209,13 @@ def mean_of_runs(runs: list[dict]) -> dict:
             out["range"][metric] = [min(values), max(values)]
     errors = [r["error"] for r in runs if "error" in r]
     return {"error": errors[0]} if len(errors) == len(runs) else out
+
+
+def causes_of(gold: Path, out: Path) -> list[dict]:
+    """``miss_causes`` of Harvest's export in ``out`` against an event folder's gold, as records."""
+    notes, themes = read_gold(gold)
+    stmts = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
+    return miss_causes(notes, themes, stmts).to_dict("records")
 
 
 def run_harvest(gold: Path, data: Path = WORK / "data") -> tuple[Path, float]:
@@ -305,6 +354,47 @@ def metric_table(rows: dict[str, dict], first: str = "method") -> list[str]:
     return lines
 
 
+def cause_tables(causes: dict[str, list[dict]], confirm_event: str) -> list[str]:
+    """Why gold themes were missed, per event, and per question of the second event."""
+    if not causes:
+        return []
+    kinds = ["recovered", "fused", "split or unassigned", "other language", "taken for chatter"]
+    lines = [
+        "",
+        "## Where the missed themes go",
+        "",
+        "Each gold theme that score.py counts (raised at ≥ 2 tables), by what happened to it in Harvest's "
+        "export: "
+        "*fused* = one predicted theme holds at least half of its notes but mixes them with another point "
+        "(< 60 % pure); *split or unassigned* = no predicted theme holds half of it; *other language* and "
+        "*taken for chatter* = half of its notes or more were flagged so.",
+        "",
+        "| event | " + " | ".join(kinds) + " |",
+        "|---" * (len(kinds) + 1) + "|",
+    ]
+    for event, rows in causes.items():
+        counts = pd.Series([r["cause"] for r in rows]).value_counts()
+        name = "dev" if event == "dev" else confirm_event
+        lines.append(f"| {name} | " + " | ".join(str(int(counts.get(k, 0))) for k in kinds) + " |")
+    if causes.get("confirm"):
+        frame = pd.DataFrame(causes["confirm"])
+        lines += [
+            "",
+            f"Per question of `{confirm_event}`:",
+            "",
+            "| topic / question | recovered | " + " | ".join(kinds[1:]) + " |",
+            "|---" * (len(kinds) + 1) + "|",
+        ]
+        for (topic, question), rows in frame.groupby(["topic", "question"], sort=False):
+            counts = rows["cause"].value_counts()
+            lines.append(
+                f"| {topic} / {question} | {int(counts.get('recovered', 0))} of {len(rows)} | "
+                + " | ".join(str(int(counts.get(k, 0))) for k in kinds[1:])
+                + " |"
+            )
+    return lines
+
+
 def write_report(results: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "quality.json").write_text(json.dumps(results, indent=1))
@@ -334,6 +424,7 @@ def write_report(results: dict) -> None:
             "Targets (issue 13) on this event: theme recall ≥ 0.80, AMI ≥ 0.70, top-3 ≥ 0.80, noise leak "
             "≤ 0.05, fidelity ≥ 0.65; the dev event no lower than before.",
         ]
+    lines += cause_tables(results.get("causes", {}), results.get("confirm_event", "second event"))
     ranges = [
         f"{name}: " + ", ".join(f"{m} {lo}-{hi}" for m, (lo, hi) in scores["range"].items() if lo != hi)
         for name, scores in [
@@ -447,6 +538,7 @@ def main() -> int:
             table.update({f"{name}{suffix}": scores for name, scores in found.items()})
 
     with_references(dev, args.gold, out, "", earlier.get("dev", {}))
+    causes = {"dev": causes_of(args.gold, out)}
     halves = {}
     for parity in (1, 0):
         half = half_event(args.gold, parity)
@@ -468,6 +560,7 @@ def main() -> int:
             ),
         }
         with_references(confirm, args.confirm, out_confirm, "", earlier.get("confirm", {}))
+        causes["confirm"] = causes_of(args.confirm, out_confirm)
 
     date = time.strftime("%Y-%m-%d")
     results = {
@@ -478,6 +571,7 @@ def main() -> int:
         "halves": halves,
         "confirm_event": args.confirm.name,
         "confirm": confirm,
+        "causes": causes,
         "public": earlier.get("public", [])  # --skip-public: the rows of the last run that measured them
         if args.skip_public
         else public_sets(args.public_limit, earlier.get("public", [])),
