@@ -95,7 +95,7 @@ BROKEN = {
             "unknown-topic.csv, row 4, column 'question': unknown question 'needs' for topic 'health' "
             "(valid: policy)",
             "unknown-topic.csv, row 5, column 'text': empty text",
-            "unknown-topic.csv, row 5, column 'round': round must be a whole number from 1, got 'x'",
+            "unknown-topic.csv, row 5, column 'round': round must be a whole number from 1 to 1,000,000, got 'x'",
         ],
     ),
     "bad-encoding.csv": (
@@ -169,3 +169,29 @@ def test_long_runs_of_spaces_cost_linear_time(event: Event) -> None:
     note = f"topic: green{spaces}\nquestion: actors\ntable: t1{spaces}x\nround: 1\n\n- banks must act\n"
     notes = _within(10, read_notes, "hostile.md", note.encode(), event)
     assert notes["topic"].tolist() == ["green"] and notes["table"].tolist() == [f"t1{spaces}x"]
+
+
+@pytest.mark.parametrize(
+    "value", ["1e30", "99999999999999999999", "inf", "nan", "١٢", "𝟑", "1_000", "-1", "2.5", "1000001"]
+)
+def test_numbers_are_ascii_whole_numbers_within_range(value: str, event: Event) -> None:
+    for column in ("votes", "round"):
+        row = {"votes": "1", "round": "1", column: value}
+        data = (
+            "table,round,topic,question,text,votes\n"
+            f"green-t01,{row['round']},green,actors,banks must act,{row['votes']}\n"
+        ).encode()
+        with pytest.raises(NoteFileError) as error:
+            read_notes("notes.csv", data, event)
+        assert f"row 2, column '{column}'" in str(error.value) and "1,000,000" in str(error.value)
+
+
+def test_spreadsheet_numbers_and_huge_markers_read_safely(event: Event) -> None:
+    data = (
+        b"table,round,topic,question,text,votes\n"
+        b"green-t01, 2.0 ,green,actors,banks must act, 3 \n"
+        b"green-t01,1,green,actors,media campaigns (+999999999999999999),\n"
+    )
+    notes = read_notes("notes.csv", data, event)
+    assert notes["round"].tolist() == [2, 1] and notes["votes"].tolist() == [3, 0]
+    assert notes["text"].iloc[1] == "media campaigns (+999999999999999999)"  # too long to be a count

@@ -84,9 +84,9 @@ def decode_text(name: str, data: bytes) -> str:
 
 # --------------------------------------------------------------------------- votes
 _VOTE_MARKERS = re.compile(
-    r"\(\s*\+\s*(\d+)\s*\)"  # (+2)
+    r"\(\s*\+\s*([0-9]{1,6})\s*\)"  # (+2); ASCII digits only (\d is any script's), at most 999,999
     # "\s*(?:\+\s*)?", not "\s*\+?\s*": two runs that can share the same spaces backtrack quadratically
-    r"|\[\s*(?:\+\s*)?(\d+)\s*(?:dots?|votes?|points?|stickers?)?\s*\]",  # [3 dots], [3], [+3]
+    r"|\[\s*(?:\+\s*)?([0-9]{1,6})\s*(?:dots?|votes?|points?|stickers?)?\s*\]",  # [3 dots], [3], [+3]
     re.IGNORECASE,
 )
 
@@ -143,10 +143,18 @@ def validate_notes(
             bad(note.line, "table", "missing table")
         round_ = _whole_number(f["round"])
         if round_ is None or round_ < 1:
-            bad(note.line, "round", f"round must be a whole number from 1, got '{f['round']}'")
+            bad(
+                note.line,
+                "round",
+                f"round must be a whole number from 1 to {MAX_COUNT:,}, got '{f['round']}'",
+            )
         votes = _whole_number(f["votes"]) if f["votes"] else marker_votes or 0
-        if votes is None or votes < 0:
-            bad(note.line, "votes", f"votes must be a whole number from 0, got '{f['votes']}'")
+        if votes is None or not 0 <= votes <= MAX_COUNT:  # markers add up
+            bad(
+                note.line,
+                "votes",
+                f"votes must be a whole number from 0 to {MAX_COUNT:,}, got '{f['votes']}'",
+            )
         note_id = f["note_id"] or derive_note_id(name, note.line)
         if note_id in seen_ids:
             bad(note.line, "note_id", f"note_id '{note_id}' already used at {line_kind} {seen_ids[note_id]}")
@@ -174,9 +182,16 @@ def validate_notes(
     return conform(pd.DataFrame(rows), NOTES)
 
 
+#: Largest round number or vote count a note may carry: more is a typo or an attack, and votes rank themes.
+MAX_COUNT = 1_000_000
+# ASCII digits, optionally ".0" as spreadsheets write 2 (not "1e30", "inf", "1_000", "١٢" that float() takes)
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,7}(?:\.0*)?")
+
+
 def _whole_number(value: str) -> int | None:
-    try:
-        number = float(value)  # spreadsheets hand back 2.0 for 2
-    except ValueError:
+    """A whole number from 0 to MAX_COUNT written in ASCII digits, else None."""
+    value = str(value).strip()
+    if not _WHOLE_NUMBER.fullmatch(value):
         return None
-    return int(number) if number.is_integer() else None
+    number = int(value.split(".")[0])
+    return number if number <= MAX_COUNT else None
