@@ -188,10 +188,10 @@ def _ingest_one(
     defaults: dict[str, str],
 ) -> IngestResult:
     name = PurePath(name).name  # never trust a client's path
-    upload_id = hashlib.sha256(data).hexdigest()
+    upload_id = hand_in_id(data, defaults)
     suffix = PurePath(name).suffix.lower()
     known = manifest.find(upload_id)
-    if known is not None and known.status == ACCEPTED:
+    if known is not None and known.status == ACCEPTED and _still_current(manifest, known):
         return IngestResult(name, upload_id, "unchanged", known.n_notes)
     try:
         notes = read_notes(name, data, event, upload_id, max_bytes, defaults)
@@ -199,7 +199,7 @@ def _ingest_one(
     except NoteFileError as exc:
         _record_rejection(layout, manifest, known, name, upload_id, suffix, data, who, via, exc, max_bytes)
         return IngestResult(name, upload_id, REJECTED, problems=exc.problems)
-    stored = layout.upload_path(upload_id, suffix)
+    stored = layout.upload_path(hashlib.sha256(data).hexdigest(), suffix)  # the bytes, by their own hash
     if not stored.exists():
         write_bytes(stored, data)
     keys = _keys(notes)
@@ -230,6 +230,24 @@ def _ingest_one(
     manifest.save(layout)
     log.info("accepted %s: %d notes in %d groups", name, len(notes), len(keys))
     return IngestResult(name, upload_id, ACCEPTED, len(notes), superseded, notes=notes)
+
+
+def hand_in_id(data: bytes, defaults: dict[str, str] | None = None) -> str:
+    """The identity of a hand-in: its bytes and what it was filed under (the form's topic, question,
+    table and round). The same two bullets pasted for two tables are two hand-ins, not one "already
+    received". A file that carries all of that itself has no defaults: its id is the SHA-256 of its
+    bytes, as before."""
+    digest = hashlib.sha256(data)
+    if defaults:
+        digest.update(b"\0" + json.dumps(defaults, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _still_current(manifest: Manifest, upload: Upload) -> bool:
+    """True while every group of an accepted upload still comes from it: sent again after a later file
+    replaced some of its groups, it is taken again and they come back."""
+    owners = manifest.current_keys()
+    return all(owners.get(tuple(key)) == upload.upload_id for key in upload.keys)
 
 
 def _check_note_ids(name: str, notes: pd.DataFrame, current: pd.DataFrame) -> None:

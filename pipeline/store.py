@@ -90,8 +90,9 @@ class Layout:
     def paper_html(self) -> Path:
         return self.processed / "paper.html"
 
-    def upload_path(self, upload_id: str, suffix: str) -> Path:
-        return self.uploads / f"{upload_id}{suffix.lower()}"
+    def upload_path(self, sha256: str, suffix: str) -> Path:
+        """Where an upload's bytes are kept, named by their SHA-256."""
+        return self.uploads / f"{sha256}{suffix.lower()}"
 
     def current_notes(self, signature: str) -> Path:
         """The current notes as read from the uploads, for the manifest state and event definition

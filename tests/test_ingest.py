@@ -48,6 +48,34 @@ def test_same_file_twice_is_a_no_op(layout: Layout, event: Event) -> None:
     assert layout.manifest.read_bytes() == manifest_before
 
 
+def test_the_same_paste_for_two_tables_is_two_hand_ins(layout: Layout, event: Event) -> None:
+    pasted = b"- banks must act\n- media campaigns on climate\n"
+    form = {"topic": "green", "question": "actors", "round": "1"}
+    first, second = (  # named as the web app names a paste: after its table, round and question
+        ingest(layout, event, [(f"pasted-{table}.md", pasted)], defaults={**form, "table": table})[0]
+        for table in ("green-t41", "green-t42")
+    )
+    assert (first.status, second.status) == ("accepted", "accepted") and first.upload_id != second.upload_id
+    notes = current_notes(layout, event)
+    assert sorted(set(notes["table"])) == ["green-t41", "green-t42"]
+    # the bytes are kept once, by their own hash
+    assert [p.name for p in layout.uploads.glob("*")] == [f"{hashlib.sha256(pasted).hexdigest()}.md"]
+    again = ingest(layout, event, [("pasted-green-t41.md", pasted)], defaults={**form, "table": "green-t41"})[
+        0
+    ]
+    assert again.status == "unchanged"
+
+
+def test_sending_superseded_notes_again_restores_them(layout: Layout, event: Event) -> None:
+    corrected = b"table,round,topic,question,text\ngreen-t03,1,green,needs,only this note now\n"
+    ingest(layout, event, [("t03.csv", GOOD)])
+    ingest(layout, event, [("t03-fixed.csv", corrected)])
+    [back] = ingest(layout, event, [("t03.csv", GOOD)])  # the correction was a mistake
+    assert back.status == "accepted" and back.superseded == ["t03-fixed.csv"]
+    assert len(current_notes(layout, event)) == 6
+    assert ingest(layout, event, [("t03.csv", GOOD)])[0].status == "unchanged"
+
+
 def test_corrected_file_supersedes_only_its_groups(layout: Layout, event: Event) -> None:
     other_table = GOOD.replace(b"green-t03", b"green-t04")
     ingest(layout, event, [("t03.csv", GOOD), ("t04.csv", other_table)])

@@ -95,7 +95,8 @@ BROKEN = {
             "unknown-topic.csv, row 4, column 'question': unknown question 'needs' for topic 'health' "
             "(valid: policy)",
             "unknown-topic.csv, row 5, column 'text': empty text",
-            "unknown-topic.csv, row 5, column 'round': round must be a whole number from 1 to 1,000,000, got 'x'",
+            "unknown-topic.csv, row 5, column 'round': "
+            "round must be a whole number from 1 to 1,000,000, got 'x'",
         ],
     ),
     "bad-encoding.csv": (
