@@ -196,3 +196,18 @@ def test_spreadsheet_numbers_and_huge_markers_read_safely(event: Event) -> None:
     notes = read_notes("notes.csv", data, event)
     assert notes["round"].tolist() == [2, 1] and notes["votes"].tolist() == [3, 0]
     assert notes["text"].iloc[1] == "media campaigns (+999999999999999999)"  # too long to be a count
+
+
+@pytest.mark.parametrize("separator", [",", ";", "\t"])
+def test_csv_as_pandas_and_excel_write_it_reads_back_identical(separator: str, event: Event) -> None:
+    texts = [
+        'she said "more money", then left',  # a quote inside a quoted field is doubled (RFC 4180)
+        "costs; benefits\tand risks",
+        "two lines\nin one cell",
+        '"quoted" at the start',
+    ]
+    frame = pd.DataFrame(
+        {"table": "green-t01", "round": 1, "topic": "green", "question": "actors", "text": texts}
+    )
+    data = frame.to_csv(index=False, sep=separator).encode()
+    assert read_notes("notes.csv", data, event)["text"].tolist() == texts

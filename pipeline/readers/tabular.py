@@ -14,11 +14,13 @@ _KNOWN = (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)
 
 def read_csv(name: str, data: bytes, defaults: dict[str, str] | None = None) -> list[RawNote]:
     text = decode_text(name, data)
-    try:  # Excel writes ';' or tabs in some locales
-        dialect = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
+    try:  # Excel writes ';' or tabs in some locales: the header line says which
+        delimiter = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t").delimiter
     except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+        delimiter = ","
+    # only the delimiter is taken from the sniffer: the rest is RFC 4180 as Excel, LibreOffice and pandas
+    # write it (a quote inside a quoted field is doubled), which one header line cannot tell
+    reader = csv.reader(io.StringIO(text, newline=""), csv.excel, delimiter=delimiter)
     rows: list[tuple[int, list[str]]] = []
     try:
         start = 1
