@@ -211,3 +211,86 @@ def test_csv_as_pandas_and_excel_write_it_reads_back_identical(separator: str, e
     )
     data = frame.to_csv(index=False, sep=separator).encode()
     assert read_notes("notes.csv", data, event)["text"].tolist() == texts
+
+
+# --------------------------------------------------------------------------- hostile files
+def _zip(parts: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for part, content in parts.items():
+            archive.writestr(part, content)
+    return buffer.getvalue()
+
+
+def _with_part(container: bytes, part: str, content: bytes) -> bytes:
+    """A copy of a DOCX/XLSX with one part replaced."""
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(container)) as archive:
+        parts = {i.filename: archive.read(i.filename) for i in archive.infolist()}
+    return _zip({**parts, part: content})
+
+
+def _rejected(name: str, data: bytes, event: Event) -> str:
+    with pytest.raises(NoteFileError) as error:
+        read_notes(name, data, event)
+    return str(error.value)
+
+
+def test_a_sheet_that_claims_every_cell_is_read_as_it_is(event: Event) -> None:
+    import re as regex
+
+    good = (FIXTURES / "table-notes.xlsx").read_bytes()
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(good)) as archive:
+        sheet = archive.read("xl/worksheets/sheet1.xml")
+    claimed = regex.sub(rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1:XFD1048576"/>', sheet)
+    assert claimed != sheet
+    notes = read_notes("notes.xlsx", _with_part(good, "xl/worksheets/sheet1.xml", claimed), event)
+    assert len(notes) == 6
+
+
+@pytest.mark.parametrize(
+    ("name", "part", "content"),
+    [
+        ("notes.docx", "word/document.xml", b"<w:document"),  # broken XML
+        ("notes.docx", "word/document.xml", b""),
+        ("notes.xlsx", "xl/worksheets/sheet1.xml", b"<worksheet><sheetData><row r='-1'>"),
+        ("notes.xlsx", "xl/workbook.xml", b"not xml at all"),
+        ("notes.xlsx", "xl/sharedStrings.xml", b"<sst/>"),  # every shared string out of range
+    ],
+)
+def test_broken_parts_inside_a_document_are_a_clear_rejection(
+    name: str, part: str, content: bytes, event: Event
+) -> None:
+    fixture = "table-notes.docx" if name.endswith("docx") else "table-notes.xlsx"
+    data = _with_part((FIXTURES / fixture).read_bytes(), part, content)
+    try:
+        read_notes(name, data, event)  # a reader may make sense of some of these; it must never crash
+    except NoteFileError as error:
+        assert str(error).startswith(name)
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(event: Event) -> None:
+    bomb = _with_part(
+        (FIXTURES / "table-notes.docx").read_bytes(), "word/media/zeros.bin", b"\0" * 150_000_000
+    )
+    assert len(bomb) < 1_000_000
+    assert "over the limit of 104,857,600 bytes" in _rejected("notes.docx", bomb, event)
+
+
+@pytest.mark.parametrize(
+    "front_matter",
+    [
+        "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\ntopic: green\n",
+        "topic: " + "[" * 1000 + "]" * 1000 + "\n",
+    ],
+)
+def test_front_matter_is_flat_key_value_lines(front_matter: str, event: Event) -> None:
+    note = f"---\n{front_matter}---\n- banks must act\n"
+    message = _rejected("notes.md", note.encode(), event)
+    assert "front matter is not valid YAML" in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import PurePath
 
@@ -23,6 +24,7 @@ READERS: dict[str, tuple[Callable[[str, bytes, dict[str, str] | None], list[RawN
     ".docx": (read_docx, "paragraph"),
 }
 SUPPORTED_SUFFIXES = tuple(READERS)
+log = logging.getLogger(__name__)
 
 
 def read_notes(
@@ -53,4 +55,16 @@ def read_notes(
             name, [Problem(name, f"file is {len(data):,} bytes, over the limit of {max_bytes:,} bytes")]
         )
     reader, line_kind = READERS[suffix]
-    return validate_notes(name, reader(name, data, defaults), event, upload_id, line_kind)
+    try:
+        raw = reader(name, data, defaults)
+    except NoteFileError:
+        raise
+    except (Exception, RecursionError) as exc:
+        # a malformed part inside a DOCX/XLSX (broken XML, a missing sheet, an index out of range) fails deep
+        # in the parser; for the facilitator it is one thing: this file cannot be read
+        log.warning("%s: %s while reading: %s", name, type(exc).__name__, exc)
+        kind = suffix.lstrip(".").upper()
+        raise NoteFileError(
+            name, [Problem(name, f"not a readable {kind} file ({type(exc).__name__}: {str(exc)[:200]})")]
+        ) from None
+    return validate_notes(name, raw, event, upload_id, line_kind)

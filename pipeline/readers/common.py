@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 
@@ -47,6 +48,37 @@ class RawNote:
 
     line: int
     fields: dict[str, str]
+
+
+# --------------------------------------------------------------------------- containers
+#: What a DOCX or XLSX may unpack to: a real table's notes are a few MB; a zip bomb is gigabytes.
+MAX_UNPACKED_BYTES = 100 * 1024 * 1024
+MAX_ZIP_ENTRIES = 10_000
+
+
+def check_zip(name: str, data: bytes, what: str) -> None:
+    """Refuse a DOCX/XLSX whose entries would unpack past MAX_UNPACKED_BYTES, before anything is
+    unpacked: the sizes are read from the zip's directory (and a lying directory is caught by zipfile,
+    which stops at the declared size)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise NoteFileError(name, [Problem(name, f"not a readable {what} ({exc})")]) from None
+    unpacked = sum(e.file_size for e in entries)
+    if len(entries) > MAX_ZIP_ENTRIES or unpacked > MAX_UNPACKED_BYTES:
+        raise NoteFileError(
+            name,
+            [
+                Problem(
+                    name,
+                    f"the {what} unpacks to {unpacked:,} bytes in {len(entries):,} parts, over the limit of "
+                    f"{MAX_UNPACKED_BYTES:,} bytes",
+                )
+            ],
+        )
 
 
 # --------------------------------------------------------------------------- decoding

@@ -6,7 +6,7 @@ import csv
 import io
 import zipfile
 
-from pipeline.readers.common import NoteFileError, Problem, RawNote, decode_text
+from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, decode_text
 from pipeline.schema import OPTIONAL_NOTE_FIELDS, REQUIRED_NOTE_FIELDS
 
 _KNOWN = (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)
@@ -37,11 +37,17 @@ def read_xlsx(name: str, data: bytes, defaults: dict[str, str] | None = None) ->
 
     if not data.strip():
         raise NoteFileError(name, [Problem(name, "the file is empty")])
+    check_zip(name, data, "XLSX workbook")
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise NoteFileError(name, [Problem(name, f"not a readable XLSX workbook ({exc})")]) from None
+    if not workbook.worksheets:
+        raise NoteFileError(name, [Problem(name, "the workbook has no worksheet")])
     sheet = workbook.worksheets[0]
+    # the sheet's declared <dimension> ("A1:XFD1048576") would pad every row to 16,384 cells: read the cells
+    # that are there
+    sheet.reset_dimensions()
     rows = [
         (i, ["" if v is None else _cell_text(v) for v in values])
         for i, values in enumerate(sheet.iter_rows(values_only=True), start=1)

@@ -20,7 +20,7 @@ import zipfile
 
 import yaml
 
-from pipeline.readers.common import NoteFileError, Problem, RawNote, decode_text
+from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, decode_text
 
 HEADER_KEYS = ("topic", "question", "table", "round", "facilitator", "language")
 # the value is stripped in Python: "(.*?)\s*$" backtracks quadratically over a long run of spaces
@@ -57,6 +57,7 @@ def parse_header(
             )
         block = "\n".join(s for _, s in content[1:end])
         try:
+            _flat_yaml(block)
             loaded = yaml.safe_load(block) or {}
         except yaml.YAMLError as exc:
             raise NoteFileError(
@@ -147,12 +148,28 @@ def read_text(name: str, data: bytes, defaults: dict[str, str] | None = None) ->
     return _notes_from_body(header, body, bullets_only_split=True)
 
 
+def _flat_yaml(block: str) -> None:
+    """Front matter is flat ``key: value`` lines: refuse anchors and aliases (a few hundred bytes of
+    aliases expand to gigabytes) and nesting (1,000 levels overflow the parser's stack) before loading."""
+    depth = 0
+    for event in yaml.parse(block, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.YAMLError("anchors and aliases (&, *) are not allowed")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > 2:
+                raise yaml.YAMLError("only 'key: value' lines are allowed, not nested blocks")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def read_docx(name: str, data: bytes, defaults: dict[str, str] | None = None) -> list[RawNote]:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
     if not data.strip():
         raise NoteFileError(name, [Problem(name, "the file is empty")])
+    check_zip(name, data, "DOCX document")
     try:
         document = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
