@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePath
@@ -148,17 +148,20 @@ def ingest(
     via: str = "cli",
     max_bytes: int | None = None,
     defaults: dict[str, str] | None = None,
+    reader: Callable[..., pd.DataFrame] = read_notes,
 ) -> list[IngestResult]:
     """Ingest uploads given as (file name, bytes); each is accepted whole or rejected whole.
 
-    ``defaults`` fill the fields a file leaves out (the upload form's topic, question, table, round)."""
+    ``defaults`` fill the fields a file leaves out (the upload form's topic, question, table, round).
+    ``reader`` parses a new upload as ``read_notes`` does (a server passes
+    ``pipeline.readers.guarded.GuardedReader``, which adds time and memory limits)."""
     results = []
     with layout.lock():
         manifest = Manifest.load(layout)
         notes = current_notes(layout, event, manifest)
         for name, data in files:
             result = _ingest_one(
-                layout, event, manifest, notes, name, data, who, via, max_bytes, defaults or {}
+                layout, event, manifest, notes, name, data, who, via, max_bytes, defaults or {}, reader
             )
             if result.status == ACCEPTED:  # its groups now come from it: no need to re-read every upload
                 replaced = pd.MultiIndex.from_frame(notes[KEY_COLUMNS]).isin(
@@ -186,6 +189,7 @@ def _ingest_one(
     via: str,
     max_bytes: int | None,
     defaults: dict[str, str],
+    reader: Callable[..., pd.DataFrame] = read_notes,
 ) -> IngestResult:
     name = PurePath(name).name  # never trust a client's path
     upload_id = hand_in_id(data, defaults)
@@ -194,7 +198,7 @@ def _ingest_one(
     if known is not None and known.status == ACCEPTED and _still_current(manifest, known):
         return IngestResult(name, upload_id, "unchanged", known.n_notes)
     try:
-        notes = read_notes(name, data, event, upload_id, max_bytes, defaults)
+        notes = reader(name, data, event, upload_id, max_bytes, defaults)
         _check_note_ids(name, notes, current)
     except NoteFileError as exc:
         _record_rejection(layout, manifest, known, name, upload_id, suffix, data, who, via, exc, max_bytes)

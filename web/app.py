@@ -8,7 +8,8 @@ Every form carries a CSRF token bound to the session; all note text is escaped b
 # no `from __future__ import annotations`: FastAPI must see the closures (Depends(editor)) at def time
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from pipeline.config import Settings
 from pipeline.event import Event, load_event
 from pipeline.ingest import ingest
 from pipeline.publish import publish, refresh_after_ingest
+from pipeline.readers.guarded import GuardedReader
 from pipeline.schema import STATUS_OFF_TOPIC
 from pipeline.store import Layout, Manifest
 
@@ -93,7 +95,14 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
     for folder in event_dirs:
         event = load_event(folder)
         sites[event.id] = EventSite(event, Path(folder), Layout(settings.data_dir, event.id))
-    app = FastAPI(title="Harvest", docs_url=None, redoc_url=None, openapi_url=None)
+    reader = GuardedReader()  # uploads are parsed in a worker process with time and memory limits
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        reader.close()  # the worker process ends with the server
+
+    app = FastAPI(title="Harvest", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.add_middleware(
         SessionMiddleware,
         secret_key=_secret_key(settings),
@@ -342,6 +351,7 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
                 via="web",
                 max_bytes=settings.max_upload_bytes,
                 defaults=defaults,
+                reader=reader,
             )
             accepted = any(r.status == "accepted" for r in results)
             return results, refresh_after_ingest(site.layout, site.event, settings) if accepted else None
