@@ -6,6 +6,7 @@ export and the paper from the machine's themes and that state.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable
 
@@ -14,6 +15,21 @@ from sqlalchemy.orm import Session
 from pipeline.db import Placement, ThemeDecision, audited
 
 STATUSES = ("draft", "approved", "rejected")
+
+
+def theme_version(label: object, recommendation: object, status: object, statement_ids: object) -> str:
+    """A short fingerprint of what an editor sees of a theme: its label, recommendation, status and
+    members. An action sent from a page that showed another version is refused (``check_version``)."""
+    seen = "\x1f".join(str(v) for v in (label, recommendation, status, statement_ids))
+    return hashlib.sha256(seen.encode()).hexdigest()[:16]
+
+
+def check_version(theme_id: str, seen: str, current: str) -> None:
+    if seen and seen != current:
+        raise ValueError(
+            f"theme {theme_id} changed since this page was opened (another editor or a re-run): "
+            "look at it again, then repeat the action"
+        )
 
 
 def check_references(

@@ -538,3 +538,46 @@ def test_oversized_or_unmeasured_bodies_are_refused_before_reading(client: TestC
         "/e/mini/upload", content=b"x", headers={"content-length": str(10**12), "content-type": "text/plain"}
     )
     assert huge.status_code == 413 and "over the limit" in huge.text
+
+
+def test_an_action_on_a_theme_changed_since_the_page_was_opened_is_refused(site: dict) -> None:
+    from pipeline.store import Layout
+
+    settings = site["settings"]
+    app = create_app([site["event_dir"]], settings)
+    themes = pd.read_parquet(Layout(settings.data_dir, "mini").review_themes)
+    here = themes[(themes.topic == "green") & (themes.question == "actors") & (themes.status != "off-topic")]
+    theme = here.theme_id.iloc[-1]
+    url = "/e/mini/review/green/actors"
+    anna, bob = TestClient(app), TestClient(app)
+    _sign_in(anna)
+    _sign_in(bob)
+    annas_page = anna.get(url).text  # Anna reads the page ...
+    seen = re.search(
+        rf'value="{re.escape(theme)}"><input type="hidden" name="seen" value="([^"]+)"', annas_page
+    )
+    bobs_page = bob.get(url).text  # ... while Bob renames the theme
+    renamed = bob.post(
+        url,
+        data={
+            "csrf": _csrf(bobs_page),
+            "action": "rename",
+            "theme_id": theme,
+            "label": "Bob's name for it",
+            "seen": seen.group(1),
+        },
+    )
+    assert "Done: rename" in renamed.text
+    approved = anna.post(
+        url, data={"csrf": _csrf(annas_page), "action": "approved", "theme_id": theme, "seen": seen.group(1)}
+    )
+    assert "Not done:" in approved.text and "changed since this page was opened" in approved.text
+    fresh = anna.get(url).text
+    seen_now = re.search(
+        rf'value="{re.escape(theme)}"><input type="hidden" name="seen" value="([^"]+)"', fresh
+    )
+    assert seen_now.group(1) != seen.group(1)
+    again = anna.post(
+        url, data={"csrf": _csrf(fresh), "action": "approved", "theme_id": theme, "seen": seen_now.group(1)}
+    )
+    assert "Done: approved" in again.text

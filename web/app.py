@@ -431,6 +431,10 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
             question=topic_def.question(question),
             themes=ranked.to_dict("records"),
             members=members,
+            versions={
+                t.theme_id: editing.theme_version(t.label, t.recommendation, t.status, t.statement_ids)
+                for t in ranked.itertuples()
+            },
             unassigned=loose[loose.flag == ""].to_dict("records"),
             flagged=loose[loose.flag != ""].to_dict("records"),
         )
@@ -470,6 +474,10 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
             rank_text = str(form.get("rank", "")).strip() if action == "pin" else ""
             if rank_text and not rank_text.isdigit():
                 raise ValueError(f"a rank is a whole number, not {rank_text!r}")
+            if theme_id in set(question_themes):
+                row = themes.set_index("theme_id").loc[theme_id]
+                current = editing.theme_version(row.label, row.recommendation, row.status, row.statement_ids)
+                editing.check_version(theme_id, str(form.get("seen", "")), current)
             editing.check_references(
                 named_pool,
                 question_statements,
