@@ -8,53 +8,70 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
+import pandas as pd
 from sqlalchemy.orm import Session
 
 from pipeline.db import Placement, ThemeDecision, audited
+from pipeline.schema import STATUS_OFF_TOPIC
 
 STATUSES = ("draft", "approved", "rejected")
 
 
-def theme_version(label: object, recommendation: object, status: object, statement_ids: object) -> str:
-    """A short fingerprint of what an editor sees of a theme: its label, recommendation, status and
-    members. An action sent from a page that showed another version is refused (``check_version``)."""
-    seen = "\x1f".join(str(v) for v in (label, recommendation, status, statement_ids))
+THEME_ACTIONS = ("rename", "edit", "approved", "rejected", "draft", "pin", "merge")
+
+
+def theme_version(theme: Mapping[str, object]) -> str:
+    """A short fingerprint of what an editor sees of a theme (a review-themes row): its label,
+    recommendation, status and members. An action sent from a page that showed another version is
+    refused (``check_action``)."""
+    seen = "\x1f".join(str(theme[c]) for c in ("label", "recommendation", "status", "statement_ids"))
     return hashlib.sha256(seen.encode()).hexdigest()[:16]
 
 
-def check_version(theme_id: str, seen: str, current: str) -> None:
-    if seen and seen != current:
+def check_action(
+    themes: pd.DataFrame,
+    statements: pd.DataFrame,
+    action: str,
+    theme_id: str = "",
+    seen: str = "",
+    others: Iterable[str] = (),
+    statement_ids: Iterable[str] = (),
+    rank: str = "",
+) -> int | None:
+    """Raise ValueError, naming what is wrong, unless an editor's action fits the question as its page
+    shows it now: ``themes`` and ``statements`` are that question's (review themes, export rows).
+
+    The theme (``theme_id``, whose page version was ``seen``), the ``others`` (themes merged in, a move's
+    target) and the statements must be this question's; the theme must still be the version the editor
+    saw; a theme action never applies to the session remarks; a pinned ``rank`` is a whole number among
+    the question's ranks. A forged form, a stale page or a theme another editor just merged away is
+    refused, never stored. Returns the rank to pin (None to unpin or for other actions)."""
+    by_id = themes.set_index("theme_id")
+    answers = set(by_id.index[by_id["status"] != STATUS_OFF_TOPIC])
+    if action in THEME_ACTIONS and not theme_id:
+        raise ValueError("choose a theme")
+    if seen and theme_id in by_id.index and seen != theme_version(by_id.loc[theme_id]):
         raise ValueError(
             f"theme {theme_id} changed since this page was opened (another editor or a re-run): "
             "look at it again, then repeat the action"
         )
-
-
-def check_references(
-    question_themes: Iterable[str],
-    question_statements: Iterable[str],
-    theme_ids: Iterable[str] = (),
-    statement_ids: Iterable[str] = (),
-    rank: int | None = None,
-) -> None:
-    """Raise ValueError, naming them, unless every theme and statement an action names is one of this
-    question's as the editor's page shows them now (``question_themes``, ``question_statements``) and a
-    pinned rank is among its themes' ranks: a forged form, a stale page or a theme another editor just
-    merged away is refused, never stored."""
-    themes, statements = set(question_themes), set(question_statements)
-    unknown_themes = sorted(set(theme_ids) - themes)
-    if unknown_themes:
+    # the session remarks are no theme to publish: no theme action applies to them
+    pool = answers if action in THEME_ACTIONS else set(by_id.index)
+    unknown = sorted({*([theme_id] if theme_id else []), *others} - pool)
+    if unknown:
         raise ValueError(
-            f"no theme {', '.join(unknown_themes)} in this question "
-            "(merged or changed meanwhile? reload the page)"
+            f"no theme {', '.join(unknown)} in this question (merged or changed meanwhile? reload the page)"
         )
-    unknown_statements = sorted(set(statement_ids) - statements)
-    if unknown_statements:
-        raise ValueError(f"no statement {', '.join(unknown_statements)} in this question")
-    if rank is not None and not 1 <= rank <= max(1, len(themes)):
-        raise ValueError(f"a rank is between 1 and {max(1, len(themes))} here")
+    stray = sorted(set(statement_ids) - set(statements["statement_id"]))
+    if stray:
+        raise ValueError(f"no statement {', '.join(stray)} in this question")
+    if not rank:
+        return None
+    if not rank.isdigit() or not 1 <= int(rank) <= max(1, len(answers)):
+        raise ValueError(f"a rank is a whole number from 1 to {max(1, len(answers))} here, not {rank!r}")
+    return int(rank)
 
 
 def _decision(session: Session, event: str, theme_id: str, topic: str, question: str) -> ThemeDecision:

@@ -431,10 +431,7 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
             question=topic_def.question(question),
             themes=ranked.to_dict("records"),
             members=members,
-            versions={
-                t.theme_id: editing.theme_version(t.label, t.recommendation, t.status, t.statement_ids)
-                for t in ranked.itertuples()
-            },
+            versions={t["theme_id"]: editing.theme_version(t) for t in ranked.to_dict("records")},
             unassigned=loose[loose.flag == ""].to_dict("records"),
             flagged=loose[loose.flag != ""].to_dict("records"),
         )
@@ -453,37 +450,17 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
         if topic_def is None or topic_def.question(question) is None:
             raise HTTPException(404, "no such topic and question")
         statements, themes = _outputs(site)
-        question_themes = themes.loc[(themes.topic == topic) & (themes.question == question), "theme_id"]
-        answer_themes = themes.loc[
-            (themes.topic == topic) & (themes.question == question) & (themes.status != STATUS_OFF_TOPIC),
-            "theme_id",
-        ]
-        question_statements = statements.loc[
-            (statements.topic == topic) & (statements.question == question), "statement_id"
-        ]
+        target = str(form.get("target", ""))
         try:
-            named = [theme_id] if theme_id else []
-            if action in ("rename", "edit", "approved", "rejected", "draft", "pin", "merge"):
-                if not theme_id:
-                    raise ValueError("choose a theme")
-                # the session remarks are no theme to publish: no theme action applies to them
-                named_pool = answer_themes
-            else:
-                named_pool = question_themes
-            target = str(form.get("target", ""))
-            rank_text = str(form.get("rank", "")).strip() if action == "pin" else ""
-            if rank_text and not rank_text.isdigit():
-                raise ValueError(f"a rank is a whole number, not {rank_text!r}")
-            if theme_id in set(question_themes):
-                row = themes.set_index("theme_id").loc[theme_id]
-                current = editing.theme_version(row.label, row.recommendation, row.status, row.statement_ids)
-                editing.check_version(theme_id, str(form.get("seen", "")), current)
-            editing.check_references(
-                named_pool,
-                question_statements,
-                named + [str(t) for t in form.getlist("sources")] + ([target] if target else []),
-                statement_ids,
-                int(rank_text) if rank_text else None,
+            rank = editing.check_action(
+                themes[(themes.topic == topic) & (themes.question == question)],
+                statements[(statements.topic == topic) & (statements.question == question)],
+                action,
+                theme_id,
+                seen=str(form.get("seen", "")),
+                others=[str(t) for t in form.getlist("sources")] + ([target] if target else []),
+                statement_ids=statement_ids,
+                rank=str(form.get("rank", "")).strip() if action == "pin" else "",
             )
             with db.session_scope(database) as session:
                 if action == "rename":
@@ -503,15 +480,7 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
                 elif action in ("approved", "rejected", "draft"):
                     editing.set_status(session, event_id, user, theme_id, topic, question, action)
                 elif action == "pin":
-                    editing.pin(
-                        session,
-                        event_id,
-                        user,
-                        theme_id,
-                        topic,
-                        question,
-                        int(rank_text) if rank_text else None,
-                    )
+                    editing.pin(session, event_id, user, theme_id, topic, question, rank)
                 elif action == "merge":
                     editing.merge(
                         session,
