@@ -292,6 +292,10 @@ def token_create(
     event_dir: EventDir,
     label: Annotated[str, typer.Option(help="What the link is for, e.g. 'day 1 facilitators'.")] = "",
     days: Annotated[int, typer.Option(min=1, help="Days the link works.")] = 14,
+    tables: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated table ids: the link hands in notes of these tables only."),
+    ] = None,
     base_url: Annotated[str, typer.Option(help="Where the web app is reachable.")] = "http://127.0.0.1:8000",
     data_dir: DataDir = None,
 ) -> None:
@@ -303,7 +307,8 @@ def token_create(
     settings = _settings(data_dir)
     event, _ = _event_and_layout(event_dir, settings)
     with db.session_scope(settings.database_url) as session:
-        secret = db.create_upload_token(session, event.id, label, timedelta(days=days))
+        bound = tables.split(",") if tables else None
+        secret = db.create_upload_token(session, event.id, label, timedelta(days=days), bound)
     typer.echo(f"{base_url.rstrip('/')}/u/{secret}")
 
 
@@ -320,7 +325,8 @@ def token_list(
     for row in rows:
         expires = f"{row['expires_at']:%Y-%m-%d %H:%M}" if row["expires_at"] else "never"
         state = "works" if row["usable"] else ("revoked" if row["revoked_at"] else "expired")
-        typer.echo(f"{row['id']}\t{row['event']}\t{state}\texpires {expires}\t{row['label']}")
+        scope = f"tables {row['tables']}" if row["tables"] else "any table"
+        typer.echo(f"{row['id']}\t{row['event']}\t{state}\texpires {expires}\t{scope}\t{row['label']}")
 
 
 @token_app.command("revoke")

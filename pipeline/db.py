@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -73,6 +74,7 @@ class UploadToken(Base):
     # nullable: rows of databases made before links expired have neither
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    tables: Mapped[str | None] = mapped_column(Text, nullable=True)  # comma-separated; None = any table
 
 
 class ThemeDecision(Base):
@@ -262,11 +264,23 @@ UPLOAD_LINK_DAYS = 14
 
 
 def create_upload_token(
-    session: Session, event: str, label: str = "", valid_for: timedelta = timedelta(days=UPLOAD_LINK_DAYS)
+    session: Session,
+    event: str,
+    label: str = "",
+    valid_for: timedelta = timedelta(days=UPLOAD_LINK_DAYS),
+    tables: Iterable[str] | None = None,
 ) -> str:
+    """A new upload link's secret; with ``tables``, the link hands in notes of those tables only."""
     token = secrets.token_urlsafe(24)
+    bound = ",".join(sorted({t.strip() for t in tables if t.strip()})) if tables is not None else None
     session.add(
-        UploadToken(event=event, token_sha256=_sha256(token), label=label, expires_at=_now() + valid_for)
+        UploadToken(
+            event=event,
+            token_sha256=_sha256(token),
+            label=label,
+            expires_at=_now() + valid_for,
+            tables=bound or None,
+        )
     )
     return token
 
@@ -287,13 +301,26 @@ def token_event(session: Session, token: str) -> str | None:
     return row.event if row is not None and _usable(row) else None
 
 
-def token_grants(session: Session, token_digests: list[str], event: str) -> bool:
-    """True while one of these links (by SHA-256) still opens ``event``: a browser that opened a link
-    loses it the moment the link is revoked or expires."""
+@dataclass(frozen=True)
+class LinkGrant:
+    """What an upload link lets its holder do: hand in notes for its event, of ``tables`` (None: any)."""
+
+    link: str  # the link's id
+    tables: frozenset[str] | None
+
+
+def link_grant(session: Session, token_digests: list[str], event: str) -> LinkGrant | None:
+    """The grant of the first of these links (by SHA-256) that still opens ``event``, None if none does:
+    a browser that opened a link loses it the moment the link is revoked or expires."""
     rows = session.scalars(
-        select(UploadToken).where(UploadToken.token_sha256.in_(token_digests), UploadToken.event == event)
+        select(UploadToken)
+        .where(UploadToken.token_sha256.in_(token_digests), UploadToken.event == event)
+        .order_by(UploadToken.id)
     )
-    return any(_usable(row) for row in rows)
+    row = next((r for r in rows if _usable(r)), None)
+    if row is None:
+        return None
+    return LinkGrant(str(row.id), frozenset(row.tables.split(",")) if row.tables else None)
 
 
 def token_digest(token: str) -> str:
@@ -313,6 +340,7 @@ def list_upload_tokens(session: Session, event: str | None = None) -> list[dict]
             "created_at": _aware(row.created_at),
             "expires_at": _aware(row.expires_at),
             "revoked_at": _aware(row.revoked_at),
+            "tables": row.tables or "",
             "usable": _usable(row),
         }
         for row in session.scalars(query)

@@ -25,7 +25,17 @@ import pandas as pd
 from pipeline.event import EVENT_FILE, Event
 from pipeline.readers import SUPPORTED_SUFFIXES, NoteFileError, Problem, read_notes
 from pipeline.schema import NOTES, STATEMENTS, conform
-from pipeline.store import ACCEPTED, REJECTED, Layout, Manifest, Upload, write_bytes, write_parquet
+from pipeline.store import (
+    ACCEPTED,
+    DISCARDED,
+    PENDING,
+    REJECTED,
+    Layout,
+    Manifest,
+    Upload,
+    write_bytes,
+    write_parquet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +46,7 @@ KEY_COLUMNS = ["table", "round", "topic", "question"]
 class IngestResult:
     filename: str
     upload_id: str
-    status: str  # accepted | unchanged | rejected
+    status: str  # accepted | unchanged | rejected | pending (waits for an editor: see store.PENDING)
     n_notes: int = 0
     superseded: list[str] = field(default_factory=list)  # files whose groups this upload replaced
     problems: list[Problem] = field(default_factory=list)
@@ -149,19 +159,36 @@ def ingest(
     max_bytes: int | None = None,
     defaults: dict[str, str] | None = None,
     reader: Callable[..., pd.DataFrame] = read_notes,
+    link: str = "",
+    tables: Iterable[str] | None = None,
 ) -> list[IngestResult]:
     """Ingest uploads given as (file name, bytes); each is accepted whole or rejected whole.
 
     ``defaults`` fill the fields a file leaves out (the upload form's topic, question, table, round).
     ``reader`` parses a new upload as ``read_notes`` does (a server passes
-    ``pipeline.readers.guarded.GuardedReader``, which adds time and memory limits)."""
+    ``pipeline.readers.guarded.GuardedReader``, which adds time and memory limits).
+    ``link``: the facilitators' upload link the files came through. Such an upload may hold only notes of
+    ``tables`` (when the link is bound to tables), and one that would replace notes handed in through
+    another link, or by an editor, is kept ``pending`` until an editor accepts it (``decide_pending``)."""
     results = []
     with layout.lock():
         manifest = Manifest.load(layout)
         notes = current_notes(layout, event, manifest)
         for name, data in files:
             result = _ingest_one(
-                layout, event, manifest, notes, name, data, who, via, max_bytes, defaults or {}, reader
+                layout,
+                event,
+                manifest,
+                notes,
+                name,
+                data,
+                who,
+                via,
+                max_bytes,
+                defaults or {},
+                reader,
+                link,
+                None if tables is None else set(tables),
             )
             if result.status == ACCEPTED:  # its groups now come from it: no need to re-read every upload
                 replaced = pd.MultiIndex.from_frame(notes[KEY_COLUMNS]).isin(
@@ -190,6 +217,8 @@ def _ingest_one(
     max_bytes: int | None,
     defaults: dict[str, str],
     reader: Callable[..., pd.DataFrame] = read_notes,
+    link: str = "",
+    tables: set[str] | None = None,
 ) -> IngestResult:
     name = PurePath(name).name  # never trust a client's path
     upload_id = hand_in_id(data, defaults)
@@ -199,6 +228,7 @@ def _ingest_one(
         return IngestResult(name, upload_id, "unchanged", known.n_notes)
     try:
         notes = reader(name, data, event, upload_id, max_bytes, defaults)
+        _check_tables(name, notes, tables)
         _check_note_ids(name, notes, current)
     except NoteFileError as exc:
         _record_rejection(layout, manifest, known, name, upload_id, suffix, data, who, via, exc, max_bytes)
@@ -215,6 +245,8 @@ def _ingest_one(
             if tuple(k) in owners
         }
     )
+    others = {owners[tuple(k)] for k in keys if tuple(k) in owners} - {upload_id}
+    waits = bool(link) and any(manifest.find(o).link != link for o in others)  # type: ignore[union-attr]
     manifest.uploads = [u for u in manifest.uploads if u.upload_id != upload_id]  # a fixed re-try
     manifest.uploads.append(
         Upload(
@@ -225,15 +257,56 @@ def _ingest_one(
             received_at=_now(),
             who=who,
             via=via,
-            status=ACCEPTED,
+            status=PENDING if waits else ACCEPTED,
             n_notes=len(notes),
             keys=keys,
             defaults=defaults,
+            link=link,
         )
     )
     manifest.save(layout)
+    if waits:
+        log.info("pending %s: it would replace notes handed in otherwise (%s)", name, ", ".join(superseded))
+        return IngestResult(name, upload_id, PENDING, len(notes), superseded)
     log.info("accepted %s: %d notes in %d groups", name, len(notes), len(keys))
     return IngestResult(name, upload_id, ACCEPTED, len(notes), superseded, notes=notes)
+
+
+def _check_tables(name: str, notes: pd.DataFrame, tables: set[str] | None) -> None:
+    """Through a link bound to tables, every note must be of one of them."""
+    if tables is None:
+        return
+    outside = notes[~notes["table"].isin(tables)]
+    if len(outside):
+        allowed = ", ".join(sorted(tables))
+        raise NoteFileError(
+            name,
+            [
+                Problem(
+                    name,
+                    f"this upload link is for tables {allowed}, not '{row.table}'",
+                    row.source_line,
+                    "table",
+                )
+                for row in outside.drop_duplicates("table").itertuples()
+            ],
+        )
+
+
+def decide_pending(layout: Layout, event: Event, upload_id: str, accept: bool, who: str) -> Upload:
+    """An editor's decision on a pending upload: accepted, it replaces the notes it holds as if it had
+    just arrived; discarded, it stays on disk and in the manifest and counts for nothing."""
+    with layout.lock():
+        manifest = Manifest.load(layout)
+        upload = manifest.find(upload_id)
+        if upload is None or upload.status != PENDING:
+            raise ValueError(f"no upload {upload_id[:12]} is waiting for a decision")
+        upload.status, upload.decided_by = (ACCEPTED if accept else DISCARDED), who
+        manifest.uploads = [u for u in manifest.uploads if u.upload_id != upload_id] + [upload]
+        manifest.save(layout)
+        if accept:
+            current_notes(layout, event, manifest)  # the notes that count now, kept for the next run
+    return upload
 
 
 def hand_in_id(data: bytes, defaults: dict[str, str] | None = None) -> str:

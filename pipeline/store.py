@@ -163,6 +163,9 @@ def write_csv(target: Path, frame: pd.DataFrame) -> None:
 
 # --------------------------------------------------------------------------- manifest
 ACCEPTED, REJECTED = "accepted", "rejected"
+#: An upload through a facilitators' link that would replace notes another link handed in: kept, not
+#: counted, until an editor accepts it (it becomes ACCEPTED) or discards it (DISCARDED).
+PENDING, DISCARDED = "pending", "discarded"
 
 
 @dataclass
@@ -182,6 +185,8 @@ class Upload:
     keys: list[list[str | int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     defaults: dict[str, str] = field(default_factory=dict)  # fields picked on the upload form
+    link: str = ""  # the facilitators' upload link it came through (its id); '' = editor, CLI, event folder
+    decided_by: str = ""  # the editor who accepted or discarded it while it was pending
 
 
 class Manifest:
@@ -204,6 +209,9 @@ class Manifest:
 
     def accepted(self) -> list[Upload]:
         return [u for u in self.uploads if u.status == ACCEPTED]
+
+    def pending(self) -> list[Upload]:
+        return [u for u in self.uploads if u.status == PENDING]
 
     def current_keys(self) -> dict[tuple, str]:
         """For each (table, round, topic, question): the upload that holds its current notes."""

@@ -36,11 +36,25 @@ def test_editors_are_added_listed_and_removed(run) -> None:
 
 
 def test_upload_links_are_created_listed_and_revoked(run) -> None:
-    created = run("token", "create", str(FIXTURES / "mini-event"), "--label", "day 1", "--days", "2")
+    created = run(
+        "token",
+        "create",
+        str(FIXTURES / "mini-event"),
+        "--label",
+        "day 1",
+        "--days",
+        "2",
+        "--tables",
+        "green-t01,green-t02",
+    )
     assert created.exit_code == 0
     secret = re.search(r"http://127\.0\.0\.1:8000/u/(\S+)", created.output).group(1)
     listed = run("token", "list").output
-    assert re.search(r"^1\tmini\tworks\texpires \d{4}-\d\d-\d\d \d\d:\d\d\tday 1$", listed, re.M)
+    assert re.search(
+        r"^1\tmini\tworks\texpires \d{4}-\d\d-\d\d \d\d:\d\d\ttables green-t01,green-t02\tday 1$",
+        listed,
+        re.M,
+    )
     assert secret not in listed  # the secret is never shown again
     assert run("token", "revoke", "1").exit_code == 0
     assert "\trevoked\t" in run("token", "list", "--event", "mini").output

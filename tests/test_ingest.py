@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -185,3 +186,41 @@ def test_current_notes_are_read_from_the_uploads_once_per_manifest_state(
     renamed = event.model_copy(update={"title": "Renamed"})
     assert len(current_notes(layout, renamed)) == 18
     assert len(list((layout.raw / "current").glob("notes-*.parquet"))) == 1  # the older copies are gone
+
+
+def test_a_link_bound_to_tables_hands_in_only_those(layout: Layout, event: Event) -> None:
+    [ok] = ingest(layout, event, [("t03.csv", GOOD)], link="1", tables={"green-t03"})
+    assert ok.status == "accepted"
+    other = GOOD.replace(b"green-t03", b"green-t04")
+    [refused] = ingest(layout, event, [("t04.csv", other)], link="1", tables={"green-t03"})
+    assert refused.status == "rejected"
+    assert [str(p) for p in refused.problems] == [
+        "t04.csv, row 2, column 'table': this upload link is for tables green-t03, not 'green-t04'"
+    ]
+
+
+def test_replacing_notes_another_link_handed_in_waits_for_an_editor(layout: Layout, event: Event) -> None:
+    from pipeline.ingest import decide_pending
+
+    corrected = b"table,round,topic,question,text\ngreen-t03,1,green,needs,only this note now\n"
+    ingest(layout, event, [("t03.csv", GOOD)], link="1")
+    [own] = ingest(layout, event, [("t03-own-fix.csv", GOOD.replace(b"pilots,2", b"pilots now,2"))], link="1")
+    assert own.status == "accepted"  # a link may correct what it handed in itself
+
+    [waiting] = ingest(layout, event, [("t03-other.csv", corrected)], link="2")
+    assert waiting.status == "pending" and waiting.superseded == ["t03-own-fix.csv"]
+    assert len(current_notes(layout, event)) == 6  # nothing replaced yet
+    assert [u.filename for u in Manifest.load(layout).pending()] == ["t03-other.csv"]
+
+    decided = decide_pending(layout, event, waiting.upload_id, accept=True, who="editor")
+    assert (decided.status, decided.decided_by) == ("accepted", "editor")
+    assert current_notes(layout, event)["text"].tolist() == ["only this note now"]
+    with pytest.raises(ValueError, match="waiting for a decision"):
+        decide_pending(layout, event, waiting.upload_id, accept=True, who="editor")
+
+    [again] = ingest(layout, event, [("t03-third.csv", GOOD)], link="1")
+    assert again.status == "pending"
+    assert decide_pending(layout, event, again.upload_id, accept=False, who="editor").status == "discarded"
+    assert current_notes(layout, event)["text"].tolist() == ["only this note now"]
+    # an editor (no link) replaces directly
+    assert ingest(layout, event, [("t03-editor.csv", GOOD)])[0].status == "accepted"

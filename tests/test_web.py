@@ -581,3 +581,41 @@ def test_an_action_on_a_theme_changed_since_the_page_was_opened_is_refused(site:
         url, data={"csrf": _csrf(fresh), "action": "approved", "theme_id": theme, "seen": seen_now.group(1)}
     )
     assert "Done: approved" in again.text
+
+
+def test_links_hand_in_their_own_tables_and_replacements_wait_for_an_editor(site: dict) -> None:
+    settings = site["settings"]
+    app = create_app([site["event_dir"]], settings)
+    with db.session_scope(settings.database_url) as session:
+        table_link = db.create_upload_token(session, "mini", "table 90", tables=["green-t90"])
+        other_link = db.create_upload_token(session, "mini", "everyone")
+
+    def paste(client: TestClient, table: str, text: str):
+        page = client.get("/e/mini/upload")
+        form = {"csrf": _csrf(page.text), "topic_question": "green/actors", "table": table, "round": "1"}
+        return client.post("/e/mini/upload", data={**form, "text": text})
+
+    host = TestClient(app)
+    host.get(f"/u/{table_link}")
+    wrong = paste(host, "green-t91", "- banks must act")
+    assert wrong.status_code == 422 and "this upload link is for tables green-t90, not" in wrong.text
+    assert paste(host, "green-t90", "- banks must act\n- media campaigns").status_code == 200
+
+    stranger = TestClient(app)
+    stranger.get(f"/u/{other_link}")
+    waiting = paste(stranger, "green-t90", "- something else entirely")
+    assert waiting.status_code == 200 and "waiting for an editor" in waiting.text
+
+    editor = TestClient(app)
+    _sign_in(editor)
+    board = editor.get("/e/mini/review").text
+    assert "Hand-ins waiting for you" in board and "pasted-green-t90-1-green-actors.txt" in board
+    upload_id = re.search(r'action="/e/mini/pending/([0-9a-f]+)"', board).group(1)
+    done = editor.post(f"/e/mini/pending/{upload_id}", data={"csrf": _csrf(board), "decision": "discard"})
+    assert "discarded" in done.text and "Hand-ins waiting for you" not in done.text
+    from pipeline.event import load_event
+    from pipeline.ingest import current_notes
+    from pipeline.store import Layout
+
+    notes = current_notes(Layout(settings.data_dir, "mini"), load_event(site["event_dir"]))
+    assert notes.loc[notes.table == "green-t90", "text"].tolist() == ["banks must act", "media campaigns"]

@@ -27,7 +27,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from pipeline import db, editing
 from pipeline.config import Settings
 from pipeline.event import Event, load_event
-from pipeline.ingest import ingest
+from pipeline.ingest import decide_pending, ingest
 from pipeline.publish import publish, refresh_after_ingest
 from pipeline.readers.guarded import GuardedReader
 from pipeline.schema import STATUS_OFF_TOPIC
@@ -196,14 +196,16 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
             raise HTTPException(401, "sign in as an editor")
         return user
 
-    def may_upload(request: Request, event_id: str) -> None:
+    def may_upload(request: Request, event_id: str) -> db.LinkGrant | None:
+        """None for a signed-in editor (no limits), the link's grant for a facilitator, else 403."""
         if signed_in(request):
-            return
+            return None
         links = request.session.get("upload_links", [])
         if links:
             with db.session_scope(database) as session:
-                if db.token_grants(session, links, event_id):
-                    return
+                grant = db.link_grant(session, links, event_id)
+            if grant is not None:
+                return grant
         raise HTTPException(
             403, "open the upload link your organiser gave you (links expire and can be revoked)"
         )
@@ -292,7 +294,7 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
         text: Annotated[str, Form()] = "",
         files: Annotated[list[UploadFile] | None, File()] = None,
     ) -> HTMLResponse:
-        may_upload(request, event_id)
+        grant = may_upload(request, event_id)
         site = site_of(event_id)
         topic, _, question = topic_question.partition("/")
         form = {
@@ -352,6 +354,8 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
                 max_bytes=settings.max_upload_bytes,
                 defaults=defaults,
                 reader=reader,
+                link=grant.link if grant else "",
+                tables=grant.tables if grant else None,
             )
             accepted = any(r.status == "accepted" for r in results)
             return results, refresh_after_ingest(site.layout, site.event, settings) if accepted else None
@@ -402,8 +406,31 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
             "unassigned": int((statements.theme_id == "").sum()),
             "approved": int((answers.status == "approved").sum()),
         }
-        uploads = Manifest.load(site.layout).uploads[-15:][::-1]
-        return render(request, "review_event.html", site=site, counts=counts, totals=totals, uploads=uploads)
+        manifest = Manifest.load(site.layout)
+        return render(
+            request,
+            "review_event.html",
+            site=site,
+            counts=counts,
+            totals=totals,
+            uploads=manifest.uploads[-15:][::-1],
+            pending=manifest.pending(),
+        )
+
+    @app.post("/e/{event_id}/pending/{upload_id}", dependencies=[Depends(check_csrf)])
+    async def decide(
+        request: Request, event_id: str, upload_id: str, user: Annotated[str, Depends(editor)]
+    ) -> Response:
+        site = site_of(event_id)
+        accept = str((await request.form()).get("decision", "")) == "accept"
+        try:
+            upload = await run_in_threadpool(decide_pending, site.layout, site.event, upload_id, accept, user)
+        except ValueError as exc:
+            return redirect(f"/e/{event_id}/review", f"Not done: {exc}", request)
+        if accept:
+            await run_in_threadpool(refresh_after_ingest, site.layout, site.event, settings)
+        verb = "accepted: its notes replace the earlier ones" if accept else "discarded"
+        return redirect(f"/e/{event_id}/review", f"{upload.filename} {verb}", request)
 
     @app.get("/e/{event_id}/review/{topic}/{question}", response_class=HTMLResponse)
     def review_question(
