@@ -619,3 +619,41 @@ def test_links_hand_in_their_own_tables_and_replacements_wait_for_an_editor(site
 
     notes = current_notes(Layout(settings.data_dir, "mini"), load_event(site["event_dir"]))
     assert notes.loc[notes.table == "green-t90", "text"].tolist() == ["banks must act", "media campaigns"]
+
+
+def test_editors_create_list_and_revoke_links_and_remove_editors_in_the_app(site: dict) -> None:
+    settings = site["settings"]
+    app = create_app([site["event_dir"]], settings)
+    with db.session_scope(settings.database_url) as session:
+        db.add_user(session, "leaving-editor", "long enough pw")
+    editor = TestClient(app)
+    _sign_in(editor)
+    page = editor.get("/e/mini/access")
+    assert page.status_code == 200 and "leaving-editor" in page.text
+    created = editor.post(
+        "/e/mini/access/links",
+        data={"csrf": _csrf(page.text), "label": "web-made", "tables": "green-t95, green-t96", "days": "3"},
+    )
+    link = re.search(r'class="new-link">https?://[^/]+(/u/[^<]+)<', created.text).group(1)
+    assert "green-t95,green-t96" in created.text
+    assert "/u/" not in editor.get("/e/mini/access").text  # the secret is shown once only
+
+    facilitator = TestClient(app)
+    assert facilitator.get(link).status_code == 200
+    assert facilitator.get("/e/mini/upload").status_code == 200
+    with db.session_scope(settings.database_url) as session:
+        link_id = next(r["id"] for r in db.list_upload_tokens(session, "mini") if r["label"] == "web-made")
+    page = editor.get("/e/mini/access")
+    revoked = editor.post(f"/e/mini/access/links/{link_id}/revoke", data={"csrf": _csrf(page.text)})
+    assert f"link {link_id} revoked" in revoked.text
+    assert facilitator.get("/e/mini/upload").status_code == 403
+
+    leaving = TestClient(app)
+    assert _sign_in_as(leaving, "leaving-editor", "long enough pw") == 200
+    page = editor.get("/e/mini/access")
+    removed = editor.post(
+        "/e/mini/access/editors/remove", data={"csrf": _csrf(page.text), "name": "leaving-editor"}
+    )
+    assert "removed and signed out" in removed.text
+    assert leaving.get("/e/mini/review", follow_redirects=False).status_code == 303
+    assert TestClient(app).get("/e/mini/access", follow_redirects=False).status_code == 303  # editors only

@@ -531,6 +531,54 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
         publish(site.layout, site.event, settings)
         return redirect(f"{here}#{theme_id}" if theme_id else here, f"Done: {action}", request)
 
+    # ------------------------------------------------------------------ links and editors
+    def access_page(request: Request, site: EventSite, new_link: str = "") -> HTMLResponse:
+        with db.session_scope(database) as session:
+            links = db.list_upload_tokens(session, site.event.id)
+            users = db.list_users(session)
+        return render(request, "access.html", site=site, links=links, users=users, new_link=new_link)
+
+    @app.get("/e/{event_id}/access", response_class=HTMLResponse)
+    def access(request: Request, event_id: str, user: Annotated[str, Depends(editor)]) -> HTMLResponse:
+        return access_page(request, site_of(event_id))
+
+    @app.post("/e/{event_id}/access/links", dependencies=[Depends(check_csrf)])
+    def create_link(
+        request: Request,
+        event_id: str,
+        user: Annotated[str, Depends(editor)],
+        label: Annotated[str, Form()] = "",
+        tables: Annotated[str, Form()] = "",
+        days: Annotated[int, Form(ge=1, le=365)] = db.UPLOAD_LINK_DAYS,
+    ) -> HTMLResponse:
+        site = site_of(event_id)
+        bound = [t for t in tables.replace(";", ",").split(",") if t.strip()] or None
+        with db.session_scope(database) as session:
+            secret = db.create_upload_token(session, event_id, label.strip(), timedelta(days=days), bound)
+        return access_page(request, site, str(request.base_url).rstrip("/") + f"/u/{secret}")
+
+    @app.post("/e/{event_id}/access/links/{link_id}/revoke", dependencies=[Depends(check_csrf)])
+    def revoke_link(
+        request: Request, event_id: str, link_id: int, user: Annotated[str, Depends(editor)]
+    ) -> Response:
+        site_of(event_id)
+        with db.session_scope(database) as session:
+            known = any(r["id"] == link_id for r in db.list_upload_tokens(session, event_id))
+            if known:
+                db.revoke_upload_token(session, link_id)
+        message = f"link {link_id} revoked" if known else f"Not done: no link {link_id} for this event"
+        return redirect(f"/e/{event_id}/access", message, request)
+
+    @app.post("/e/{event_id}/access/editors/remove", dependencies=[Depends(check_csrf)])
+    def remove_editor(
+        request: Request, event_id: str, user: Annotated[str, Depends(editor)], name: Annotated[str, Form()]
+    ) -> Response:
+        site_of(event_id)
+        with db.session_scope(database) as session:
+            removed = db.remove_user(session, name)
+        message = f"editor {name} removed and signed out" if removed else f"Not done: no editor {name!r}"
+        return redirect(f"/e/{event_id}/access", message, request)
+
     @app.get("/e/{event_id}/audit", response_class=HTMLResponse)
     def audit(request: Request, event_id: str, user: Annotated[str, Depends(editor)]) -> HTMLResponse:
         site = site_of(event_id)
