@@ -349,7 +349,7 @@ def list_upload_tokens(session: Session, event: str | None = None) -> list[dict]
 
 def revoke_upload_token(session: Session, token_id: int) -> bool:
     """Revoke a link by its id; False if there is no such link."""
-    row = session.get(UploadToken, token_id)
+    row = session.get(UploadToken, token_id) if _valid_id(token_id) else None
     if row is None:
         return False
     row.revoked_at = row.revoked_at or _now()
@@ -443,8 +443,13 @@ def audited(
     )
 
 
+def _valid_id(row_id: int) -> bool:
+    """A row id a database can hold (SQLite and PostgreSQL fail on ids past 64 bits, not answer 'none')."""
+    return 0 < row_id < 2**63
+
+
 def undo(session: Session, event: str, entry_id: int, who: str) -> AuditEntry:
-    entry = session.get(AuditEntry, entry_id)
+    entry = session.get(AuditEntry, entry_id) if _valid_id(entry_id) else None
     if entry is None or entry.event != event:
         raise KeyError(f"no audit entry {entry_id} for event {event}")
     if entry.undone:

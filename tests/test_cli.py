@@ -83,3 +83,13 @@ def test_a_database_made_before_links_expired_is_upgraded(tmp_path: Path) -> Non
         assert db.revoke_upload_token(session, 1)
     with db.session_scope(url) as session:
         assert db.token_event(session, "old-secret") is None
+
+
+def test_ids_past_what_a_database_holds_are_simply_not_found(tmp_path: Path) -> None:
+    from pipeline import db
+
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    with db.session_scope(url) as session:
+        assert not db.revoke_upload_token(session, 10**20)
+        with pytest.raises(KeyError, match="no audit entry"):
+            db.undo(session, "mini", 10**20, "editor")
