@@ -294,3 +294,8 @@ def test_front_matter_is_flat_key_value_lines(front_matter: str, event: Event) -
     note = f"---\n{front_matter}---\n- banks must act\n"
     message = _rejected("notes.md", note.encode(), event)
     assert "front matter is not valid YAML" in message
+
+
+def test_a_front_matter_block_is_a_header_not_a_document(event: Event) -> None:
+    note = "---\ntopic: green\nquestion: needs\ntable: t1\nround: 1\n" + "x: y\n" * 10_000 + "---\n- banks\n"
+    assert "a header is at most 50 lines" in _within(10, _rejected, "notes.md", note.encode(), event)

@@ -56,9 +56,15 @@ def parse_header(
                 ],
             )
         block = "\n".join(s for _, s in content[1:end])
+        if end - 1 > MAX_FRONT_MATTER_LINES or len(block) > MAX_FRONT_MATTER_CHARS:
+            reason = (
+                f"front matter holds {end - 1:,} lines and {len(block):,} characters; a header is at most "
+                f"{MAX_FRONT_MATTER_LINES} lines of {MAX_FRONT_MATTER_CHARS:,} characters"
+            )
+            raise NoteFileError(name, [Problem(name, reason, content[0][0], None, line_kind)])
         try:
             _flat_yaml(block)
-            loaded = yaml.safe_load(block) or {}
+            loaded = yaml.load(block, Loader=_SAFE_LOADER) or {}
         except yaml.YAMLError as exc:
             raise NoteFileError(
                 name,
@@ -148,11 +154,18 @@ def read_text(name: str, data: bytes, defaults: dict[str, str] | None = None) ->
     return _notes_from_body(header, body, bullets_only_split=True)
 
 
+#: The header of a notes file is a handful of key: value lines; PyYAML reads ~12 KB a second in pure
+#: Python, so a long block would be a cheap way to hold a worker.
+MAX_FRONT_MATTER_LINES = 50
+MAX_FRONT_MATTER_CHARS = 10_000
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML was built with it
+
+
 def _flat_yaml(block: str) -> None:
     """Front matter is flat ``key: value`` lines: refuse anchors and aliases (a few hundred bytes of
     aliases expand to gigabytes) and nesting (1,000 levels overflow the parser's stack) before loading."""
     depth = 0
-    for event in yaml.parse(block, Loader=yaml.SafeLoader):
+    for event in yaml.parse(block, Loader=_SAFE_LOADER):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise yaml.YAMLError("anchors and aliases (&, *) are not allowed")
         if isinstance(event, yaml.CollectionStartEvent):
