@@ -238,15 +238,13 @@ def _ingest_one(
         write_bytes(stored, data)
     keys = _keys(notes)
     owners = manifest.current_keys()
-    superseded = sorted(
-        {
-            manifest.find(owners[tuple(k)]).filename  # type: ignore[union-attr]
-            for k in keys
-            if tuple(k) in owners
-        }
+    holders = {owners[tuple(k)]: manifest.find(owners[tuple(k)]) for k in keys if tuple(k) in owners}
+    superseded = sorted({h.filename for h in holders.values()})  # type: ignore[union-attr]
+    waits = bool(link) and any(
+        h.link != link
+        for i, h in holders.items()
+        if i != upload_id  # type: ignore[union-attr]
     )
-    others = {owners[tuple(k)] for k in keys if tuple(k) in owners} - {upload_id}
-    waits = bool(link) and any(manifest.find(o).link != link for o in others)  # type: ignore[union-attr]
     manifest.uploads = [u for u in manifest.uploads if u.upload_id != upload_id]  # a fixed re-try
     manifest.uploads.append(
         Upload(
