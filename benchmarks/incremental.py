@@ -79,7 +79,7 @@ def main() -> int:
     env = {**os.environ, "HARVEST_DATA": str(data), "PREFECT_HOME": str(WORK / "prefect")}
     started = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "-v", "run", str(event_dir)],
+        [sys.executable, "-m", "cli.main", "-v", "run", str(event_dir)],
         env=env,
         capture_output=True,
         text=True,

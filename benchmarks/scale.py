@@ -78,14 +78,14 @@ def run_one(n: int, backend: str) -> dict:
     import numpy as np
 
     from pipeline.config import Settings
-    from pipeline.embed import embed_texts, phrase_encoder
+    from pipeline.embed import embed_texts
     from pipeline.encoders import load_encoder
     from pipeline.event import load_event
-    from pipeline.glossary import for_readers
+    from pipeline.incremental import question_groups
     from pipeline.ingest import build_statements, discover_note_files, ingest_paths
     from pipeline.schema import STATUS_OFF_TOPIC
     from pipeline.statements import load_nlp
-    from pipeline.synthesis import SynthesisParams, event_flags, synthesise_group
+    from pipeline.synthesis import SynthesisParams, event_flags, synthesise_question
     from pipeline.themes import model_views
 
     root = WORK / f"{n}-{backend}"
@@ -119,7 +119,6 @@ def run_one(n: int, backend: str) -> dict:
     encoder.encode(sample, batch_size=settings.encoder.batch_size, show_progress=False)
     bare_rate = len(sample) / (time.perf_counter() - t)
     nlp = load_nlp(settings.spacy_model)
-    encoder_for_phrases = phrase_encoder(settings.encoder)  # joint recommendations, as the flow
     t = time.perf_counter()
     flags = event_flags(
         statements,
@@ -130,11 +129,16 @@ def run_one(n: int, backend: str) -> dict:
         SynthesisParams(),
     )
     themes = 0
-    for key, rows in sorted(statements.groupby(["topic", "question"]).indices.items()):
-        group, glossary = vectors[rows].astype(np.float32), glossaries[key]
-        encode, spell_out = encoder_for_phrases.with_glossary(glossary), for_readers(glossary)
-        _, found = synthesise_group(
-            statements.iloc[rows], group, flags[rows], nlp, SynthesisParams(), encode, spell_out
+    for key, rows in question_groups(statements, event.questions()).items():
+        topic, _, question = key.partition("/")
+        _, found = synthesise_question(
+            statements.iloc[rows],
+            vectors[rows],
+            flags[rows],
+            glossaries[(topic, question)],
+            settings.encoder,
+            settings.spacy_model,
+            SynthesisParams(),
         )
         themes += int((found["status"] != STATUS_OFF_TOPIC).sum())
     stage("themes (HDBSCAN + merge + labels)", t)

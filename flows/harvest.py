@@ -8,7 +8,6 @@ prefect-dask's task runner, so every entry point, CLI, schedule and web, follows
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,18 +17,16 @@ from prefect import flow, get_run_logger, task
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipeline.config import Settings
-from pipeline.embed import EmbeddingCache, phrase_encoder, text_key
+from pipeline.embed import EmbeddingCache, text_key
 from pipeline.encoders import EncoderSpec, load_encoder
 from pipeline.event import Event, load_event
-from pipeline.glossary import for_readers
+from pipeline.incremental import RunPlan, combine, plan_run, save_run
 from pipeline.ingest import build_statements, discover_note_files, ingest_paths
-from pipeline.publish import publish, save_machine_themes
-from pipeline.rank import rank_themes
-from pipeline.review import carry_identity
-from pipeline.schema import FLAG_OFF_TOPIC, STATUS_OFF_TOPIC, THEMES
+from pipeline.publish import publish
+from pipeline.schema import FLAG_OFF_TOPIC, STATUS_OFF_TOPIC
 from pipeline.statements import load_nlp
-from pipeline.store import Layout, remove_stale_temp_files, write_text
-from pipeline.synthesis import SynthesisParams, event_flags, group_fingerprints, synthesise_group
+from pipeline.store import Layout, remove_stale_temp_files
+from pipeline.synthesis import SynthesisParams, event_flags, models_id, synthesise_question
 from pipeline.themes import model_views
 
 
@@ -80,24 +77,19 @@ def embed(texts: list[str], encoder: EncoderSpec, cache_dir: Path) -> np.ndarray
     return cache.get([text_key(t) for t in texts], dtype=np.float16)
 
 
-@task(task_run_name="themes-{topic}-{question}")
-def themes_for_question(
-    topic: str,
-    question: str,
+@task(task_run_name="themes-{key}")
+def synthesise(
+    key: str,
     statements: pd.DataFrame,
     embeddings: np.ndarray,
     flags: np.ndarray,
+    glossary: dict[str, str],
+    encoder: EncoderSpec,
     spacy_model: str,
     params: SynthesisParams,
-    encoder: EncoderSpec,
-    glossary: dict[str, str],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``glossary``: the question's (``Event.glossary_for``), for the model's view of joint
-    recommendations and the shorthand recommendations spell out."""
-    vectors = embeddings.astype(np.float32)
-    encode = phrase_encoder(encoder).with_glossary(glossary)
-    nlp = load_nlp(spacy_model)
-    return synthesise_group(statements, vectors, flags, nlp, params, encode, for_readers(glossary))
+    """One topic x question (``key``): names and data only, so a Dask worker loads its own models."""
+    return synthesise_question(statements, embeddings, flags, glossary, encoder, spacy_model, params)
 
 
 @task
@@ -105,50 +97,15 @@ def save_and_publish(
     event: Event,
     layout: Layout,
     settings: Settings,
+    plan: RunPlan,
     statements: pd.DataFrame,
     embeddings: np.ndarray,
-    assignments: pd.DataFrame,
-    themes: pd.DataFrame,
-    fingerprints: dict[str, str],
+    machine: tuple[pd.DataFrame, pd.DataFrame],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep the machine's themes, then write export and paper with the editors' decisions applied.
-
-    New machine themes take the ids of the earlier run's themes they continue (``pipeline.review``).
-    The fingerprints are written after the themes they describe, so a run killed in between clusters
-    those groups again rather than trusting themes that were never saved."""
-    if layout.clusters.exists():
-        # only the themes of groups clustered again can take an earlier id: a reused group's themes keep
-        # theirs, and groups share no statements
-        previous = pd.read_parquet(layout.clusters)
-        fresh = assignments[~assignments["theme_id"].isin(set(previous["theme_id"]))]
-        touched = previous.loc[previous["statement_id"].isin(fresh["statement_id"]), "theme_id"]
-        mapping = carry_identity(fresh, previous[previous["theme_id"].isin(set(touched))])
-        assignments = assignments.assign(theme_id=assignments["theme_id"].map(lambda t: mapping.get(t, t)))
-        themes = themes.assign(theme_id=themes["theme_id"].map(lambda t: mapping.get(t, t)))
-    save_machine_themes(layout, assignments, themes)
-    write_text(layout.groups, json.dumps(fingerprints, indent=1, sort_keys=True))
-    return publish(
-        layout, event, settings, statements=statements, embeddings=embeddings, machine=(assignments, themes)
-    )
-
-
-def reuse_unchanged(
-    layout: Layout, fingerprints: dict[str, str], statements: pd.DataFrame
-) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """The previous run's machine themes of every topic x question whose input did not change."""
-    if not (layout.groups.exists() and layout.clusters.exists() and layout.machine_themes.exists()):
-        return {}
-    before = json.loads(layout.groups.read_text())
-    same = {g for g, f in fingerprints.items() if before.get(g) == f}
-    if not same:
-        return {}
-    clusters, themes = pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes)
-    group_of = dict(
-        zip(statements["statement_id"], statements["topic"] + "/" + statements["question"], strict=True)
-    )
-    clusters_group = clusters["statement_id"].map(group_of)
-    themes_group = themes["topic"] + "/" + themes["question"]
-    return {g: (clusters[clusters_group == g], themes[themes_group == g]) for g in same}
+    """Keep the machine's themes (``pipeline.incremental.save_run``), then write export and paper with
+    the editors' decisions applied."""
+    machine = save_run(layout, plan, *machine)
+    return publish(layout, event, settings, statements=statements, embeddings=embeddings, machine=machine)
 
 
 def task_runner_for(settings: Settings) -> TaskRunner:
@@ -215,59 +172,42 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     params = SynthesisParams(
         model_language=settings.model_language, multilingual_model=settings.multilingual_model
     )
+    nlp = load_nlp(settings.spacy_model)
     flags = event_flags(
         statements,
         embeddings,
         event.question_prompts(),
         lambda texts: embed(texts, settings.encoder, cache),
-        load_nlp(settings.spacy_model),
+        nlp,
         params,
     )
-    groups = {
-        (topic, question): np.where((statements["topic"] == topic) & (statements["question"] == question))[0]
-        for topic, question in event.questions()
-    }
-    groups = {key: rows for key, rows in groups.items() if len(rows)}
-    fingerprints = group_fingerprints(
+    plan = plan_run(
+        layout,
         statements,
-        {f"{t}/{q}": rows for (t, q), rows in groups.items()},
-        settings.encoder.id,
+        event.questions(),
+        flags,
+        models_id(settings.encoder, nlp),
         params,
         event.glossary_settings,
-        flags,
     )
-    previous = reuse_unchanged(layout, fingerprints, statements)
-
-    clustered = {
-        (topic, question): themes_for_question.submit(
-            topic,
-            question,
+    futures = {}
+    for key in plan.to_cluster:
+        rows = plan.groups[key]
+        topic, question = statements.iloc[rows[0]][["topic", "question"]]
+        futures[key] = synthesise.submit(
+            key,
             statements.iloc[rows],
             embeddings[rows],
             flags[rows],
+            glossaries[(topic, question)],
+            settings.encoder,
             settings.spacy_model,
             params,
-            settings.encoder,
-            glossaries[(topic, question)],
         )
-        for (topic, question), rows in groups.items()
-        if f"{topic}/{question}" not in previous
-    }
-    assignments, themes = [], []
-    for topic, question in groups:  # event order, whatever order the tasks finish in
-        key = f"{topic}/{question}"
-        assigned, found = previous[key] if key in previous else clustered[(topic, question)].result()
-        assignments.append(assigned)
-        themes.append(found)
+    assignment_frame, themes_frame = combine(plan, {key: f.result() for key, f in futures.items()})
     lap("themes")
-    themes_frame = rank_themes(pd.concat(themes, ignore_index=True)) if themes else THEMES.empty()
-    assignment_frame = (
-        pd.concat(assignments, ignore_index=True)
-        if assignments
-        else pd.DataFrame(columns=["statement_id", "theme_id", "flag"])
-    )
     export, themes_frame = save_and_publish(
-        event, layout, settings, statements, embeddings, assignment_frame, themes_frame, fingerprints
+        event, layout, settings, plan, statements, embeddings, (assignment_frame, themes_frame)
     )
     lap("publish")
     return {
@@ -276,8 +216,8 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         "themes": int((themes_frame["status"] != STATUS_OFF_TOPIC).sum()),
         "off_topic": int((export["flag"] == FLAG_OFF_TOPIC).sum()),
         "unassigned": int((export["theme_id"] == "").sum()),
-        "groups_clustered": len(groups) - len(previous),
-        "groups_reused": len(previous),
+        "groups_clustered": len(plan.to_cluster),
+        "groups_reused": len(plan.reused),
         "stage_seconds": lap.seconds,
         "out": str(layout.processed),
     }

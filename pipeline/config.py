@@ -7,7 +7,7 @@ a ``harvest.toml`` in the working directory, then the defaults below.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import (
@@ -17,11 +17,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-if TYPE_CHECKING:
-    from pipeline.encoders import EncoderSpec
-
-DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-Backend = Literal["torch", "onnx", "onnx-int8", "model2vec"]
+from pipeline.encoders import DEFAULT_EMBEDDING_MODEL, Backend, EncoderSpec
 
 
 class Settings(BaseSettings):
@@ -100,8 +96,6 @@ class Settings(BaseSettings):
 
     @property
     def encoder(self) -> EncoderSpec:
-        from pipeline.encoders import EncoderSpec
-
         return EncoderSpec(
             self.embedding_model,
             self.embedding_backend,

@@ -27,18 +27,18 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 import numpy as np
 from filelock import FileLock
-
-from pipeline.config import DEFAULT_EMBEDDING_MODEL, Backend
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+Backend = Literal["torch", "onnx", "onnx-int8", "model2vec"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 _ENCODER_CONFIG = "harvest-encoder.json"
 

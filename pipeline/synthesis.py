@@ -6,12 +6,16 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 import pandas as pd
 from spacy.language import Language
 
 from pipeline.chatter import PROTOTYPES, ChatterParams, chatter_mask
+from pipeline.embed import phrase_encoder
+from pipeline.encoders import EncoderSpec
+from pipeline.glossary import for_readers
 from pipeline.labels import (
     RECOMMENDATION_PARTS,
     Encode,
@@ -28,11 +32,17 @@ from pipeline.schema import (
     THEMES,
     conform,
 )
+from pipeline.statements import load_nlp
 from pipeline.themes import ThemeParams, cluster_statements
 
 #: Changes when the prototypes or the way remarks are found change (the flags feed every group's themes).
 CHATTER_METHOD = "form, meaning, relevance, event classifier"
 CHATTER_VERSION = hashlib.sha256("\n".join([CHATTER_METHOD, *PROTOTYPES]).encode()).hexdigest()[:12]
+#: Raise it with any change to how themes, labels or recommendations are made: every group's fingerprint
+#: includes it, so the next run clusters every group again instead of keeping stale themes.
+ALGORITHM_VERSION = 1
+#: Libraries whose upgrade may change the themes (their versions are in every fingerprint).
+THEME_LIBRARIES = ("hdbscan", "scikit-learn", "spacy", "sentence-transformers", "numpy")
 
 
 @dataclass(frozen=True)
@@ -95,17 +105,32 @@ def event_flags(
     )
 
 
+def _installed(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "-"
+
+
+def models_id(encoder: EncoderSpec, nlp: Language | None) -> str:
+    """Everything outside the data that a group's themes depend on: the embedding model, the spaCy
+    pipeline, the versions of the libraries that make themes, and the algorithm's version."""
+    pipeline = f"{nlp.lang}_{nlp.meta.get('name', '')}-{nlp.meta.get('version', '')}" if nlp else "none"
+    libraries = " ".join(f"{p}={_installed(p)}" for p in THEME_LIBRARIES)
+    return f"{encoder.id} | spacy {pipeline} | {libraries} | algorithm {ALGORITHM_VERSION}"
+
+
 def group_fingerprints(
     statements: pd.DataFrame,
     groups: Mapping[str, np.ndarray],
-    encoder_id: str,
+    models: str,
     params: SynthesisParams,
     glossary: Mapping[str, str | tuple[str, ...]] | None = None,
     flags: np.ndarray | None = None,
 ) -> dict[str, str]:
-    """Per group (rows of ``statements``), everything its machine themes depend on, ``flags``
-    (``statement_flags``) included; an unchanged fingerprint means the last run's themes hold. One
-    vectorised pass over all statements."""
+    """Per group (rows of ``statements``), everything its machine themes depend on: its statements,
+    their ``flags`` (``statement_flags``), the ``models`` (``models_id``), parameters and glossary; an
+    unchanged fingerprint means the last run's themes hold. One vectorised pass over all statements."""
     columns = ["statement_id", "text", "language", "table", "round", "votes", "note_id"]
     row_text = statements[columns[0]].astype(str)
     for column in columns[1:]:
@@ -113,7 +138,7 @@ def group_fingerprints(
     if flags is not None:
         row_text = row_text + "\x1f" + pd.Series(flags, index=statements.index, dtype=object).astype(str)
     row_text = row_text.to_numpy(dtype=object)
-    settings = json.dumps([encoder_id, repr(params), sorted((glossary or {}).items()), CHATTER_VERSION])
+    settings = json.dumps([models, repr(params), sorted((glossary or {}).items()), CHATTER_VERSION])
     return {
         key: hashlib.sha256("\n".join([settings, *sorted(row_text[rows])]).encode()).hexdigest()
         for key, rows in groups.items()
@@ -203,3 +228,28 @@ def synthesise_group(
     )
     themes = conform(pd.DataFrame(rows), THEMES) if rows else THEMES.empty()
     return assignments, themes
+
+
+def synthesise_question(
+    statements: pd.DataFrame,
+    embeddings: np.ndarray,
+    flags: np.ndarray,
+    glossary: Mapping[str, str],
+    encoder: EncoderSpec,
+    spacy_model: str,
+    params: SynthesisParams | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``synthesise_group`` as a run does it, given only names and data, so it can run in any worker
+    process: the models are loaded by name (once per process). ``glossary`` is the question's
+    (``Event.glossary_for``), for the model's view of joint recommendations and the shorthand the
+    recommendations spell out."""
+    encode = phrase_encoder(encoder).with_glossary(glossary)
+    return synthesise_group(
+        statements,
+        np.asarray(embeddings, dtype=np.float32),
+        flags,
+        load_nlp(spacy_model),
+        params,
+        encode,
+        for_readers(glossary),
+    )

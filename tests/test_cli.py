@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from cli.main import app
 from tests.conftest import FIXTURES
 
 

@@ -42,7 +42,7 @@ def _harvest(event_dir: Path, data: Path, home: Path) -> subprocess.Popen:
     env = {**os.environ, "PREFECT_HOME": str(home), "HARVEST_DATA": str(data)}
     env.pop("PREFECT_API_URL", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", str(event_dir)],
+        [sys.executable, "-m", "cli.main", "run", str(event_dir)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -25,7 +25,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("run")
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "HARVEST_DATA": str(work / "data")}
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(MINI)],
+        [sys.executable, "-m", "cli.main", "run", str(MINI)],
         env=env,
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from cli.main import app
 from pipeline.event import Event, load_event
 from pipeline.ingest import current_notes, discover_note_files, ingest
 from pipeline.store import Layout, Manifest

@@ -85,7 +85,7 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "cli.main",
             "schedule",
             str(event_dir),
             "--cron",  # far ahead: the only run is the one the new notes start

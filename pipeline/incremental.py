@@ -1,0 +1,125 @@
+"""The rules of an incremental run, for whichever orchestrator drives it (the Prefect flow, Dask, a script).
+
+A run, after statements, embeddings and flags (``synthesis.event_flags``):
+
+1. ``plan_run``: the event's topic x question groups, what each depends on (fingerprints) and the last
+   run's themes of every group whose fingerprint did not change;
+2. ``synthesis.synthesise_question`` on each group of ``plan.to_cluster``, in any order, anywhere;
+3. ``combine``: reused and new themes in event order, ranked;
+4. ``save_run``: new themes continue the ids of the earlier themes they carry on (``review.carry_identity``),
+   then the machine themes and the fingerprints are written, in that order;
+5. ``publish.publish`` applies the editors' decisions and writes export and paper.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.publish import save_machine_themes
+from pipeline.rank import rank_themes
+from pipeline.review import carry_identity
+from pipeline.schema import THEMES
+from pipeline.store import Layout, write_text
+from pipeline.synthesis import SynthesisParams, group_fingerprints
+
+Themes = tuple[pd.DataFrame, pd.DataFrame]  # (assignments, themes) of synthesis.synthesise_group
+
+
+def group_key(topic: str, question: str) -> str:
+    return f"{topic}/{question}"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """``groups``: rows of the statements frame per group key, in event order (empty groups left out);
+    ``reused``: the last run's themes of the groups whose fingerprint is unchanged."""
+
+    groups: dict[str, np.ndarray]
+    fingerprints: dict[str, str]
+    reused: dict[str, Themes]
+
+    @property
+    def to_cluster(self) -> list[str]:
+        return [key for key in self.groups if key not in self.reused]
+
+
+def question_groups(statements: pd.DataFrame, questions: Iterable[tuple[str, str]]) -> dict[str, np.ndarray]:
+    """Rows of ``statements`` per topic x question, in the order of ``questions``; empty ones left out."""
+    topic, question = statements["topic"].to_numpy(), statements["question"].to_numpy()
+    groups = {group_key(t, q): np.flatnonzero((topic == t) & (question == q)) for t, q in questions}
+    return {key: rows for key, rows in groups.items() if len(rows)}
+
+
+def reuse_unchanged(
+    layout: Layout, fingerprints: Mapping[str, str], statements: pd.DataFrame
+) -> dict[str, Themes]:
+    """The previous run's machine themes of every group whose fingerprint is what it was."""
+    if not (layout.groups.exists() and layout.clusters.exists() and layout.machine_themes.exists()):
+        return {}
+    before = json.loads(layout.groups.read_text())
+    same = {g for g, f in fingerprints.items() if before.get(g) == f}
+    if not same:
+        return {}
+    clusters, themes = pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes)
+    group_of = dict(
+        zip(statements["statement_id"], statements["topic"] + "/" + statements["question"], strict=True)
+    )
+    clusters_group = clusters["statement_id"].map(group_of)
+    themes_group = themes["topic"] + "/" + themes["question"]
+    return {g: (clusters[clusters_group == g], themes[themes_group == g]) for g in same}
+
+
+def plan_run(
+    layout: Layout,
+    statements: pd.DataFrame,
+    questions: Iterable[tuple[str, str]],
+    flags: np.ndarray,
+    models: str,
+    params: SynthesisParams,
+    glossary_settings: Mapping[str, str | tuple[str, ...]] | None = None,
+) -> RunPlan:
+    """Which groups to cluster and which to reuse. ``models`` names every model the themes depend on
+    (``synthesis.models_id``); ``glossary_settings`` is the event's (``Event.glossary_settings``)."""
+    groups = question_groups(statements, questions)
+    fingerprints = group_fingerprints(statements, groups, models, params, glossary_settings, flags)
+    return RunPlan(groups, fingerprints, reuse_unchanged(layout, fingerprints, statements))
+
+
+def combine(plan: RunPlan, clustered: Mapping[str, Themes]) -> Themes:
+    """Every group's (assignments, themes), reused or clustered now, in event order; themes ranked."""
+    found = [plan.reused[key] if key in plan.reused else clustered[key] for key in plan.groups]
+    if not found:
+        return pd.DataFrame(columns=["statement_id", "theme_id", "flag"]), THEMES.empty()
+    assignments = pd.concat([a for a, _ in found], ignore_index=True)
+    return assignments, rank_themes(pd.concat([t for _, t in found], ignore_index=True))
+
+
+def continue_identity(layout: Layout, assignments: pd.DataFrame, themes: pd.DataFrame) -> Themes:
+    """New machine themes take the ids of the last run's themes they continue, so the editors'
+    decisions stay with them. Only themes of groups clustered again can: a reused group's themes keep
+    theirs, and groups share no statements."""
+    if not layout.clusters.exists():
+        return assignments, themes
+    previous = pd.read_parquet(layout.clusters)
+    fresh = assignments[~assignments["theme_id"].isin(set(previous["theme_id"]))]
+    touched = previous.loc[previous["statement_id"].isin(fresh["statement_id"]), "theme_id"]
+    mapping = carry_identity(fresh, previous[previous["theme_id"].isin(set(touched))])
+    return (
+        assignments.assign(theme_id=assignments["theme_id"].map(lambda t: mapping.get(t, t))),
+        themes.assign(theme_id=themes["theme_id"].map(lambda t: mapping.get(t, t))),
+    )
+
+
+def save_run(layout: Layout, plan: RunPlan, assignments: pd.DataFrame, themes: pd.DataFrame) -> Themes:
+    """Keep a run's machine themes (ids continued); returns them as kept. The fingerprints are written
+    after the themes they describe, so a run killed in between clusters those groups again rather than
+    trusting themes that were never saved."""
+    assignments, themes = continue_identity(layout, assignments, themes)
+    save_machine_themes(layout, assignments, themes)
+    write_text(layout.groups, json.dumps(plan.fingerprints, indent=1, sort_keys=True))
+    return assignments, themes

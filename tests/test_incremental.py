@@ -1,0 +1,172 @@
+"""The rules of an incremental run (``pipeline.incremental``), without models: which groups are clustered
+again, what is reused, how theme ids carry on across runs, and what invalidates a fingerprint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.encoders import EncoderSpec
+from pipeline.incremental import RunPlan, combine, plan_run, question_groups, save_run
+from pipeline.schema import STATEMENTS, THEMES, conform
+from pipeline.store import Layout
+from pipeline.synthesis import SynthesisParams, models_id, theme_id
+from pipeline.themes import ThemeParams
+
+QUESTIONS = [("green", "q1"), ("green", "q2"), ("skills", "q1")]
+MODELS = models_id(EncoderSpec(), None)
+
+
+def statements_of(texts: dict[tuple[str, str], list[str]]) -> pd.DataFrame:
+    rows = [
+        {
+            "statement_id": f"{topic}-{question}-{i}",
+            "note_id": f"n-{topic}-{question}-{i}",
+            "position": 0,
+            "topic": topic,
+            "question": question,
+            "table": f"t{i}",
+            "round": 1,
+            "text": text,
+            "language": "en",
+            "votes": 0,
+            "facilitator": "",
+            "source_file": "notes.csv",
+            "source_line": i + 2,
+            "upload_id": "u1",
+        }
+        for (topic, question), group in texts.items()
+        for i, text in enumerate(group)
+    ]
+    return conform(pd.DataFrame(rows), STATEMENTS)
+
+
+def one_theme_per_group(statements: pd.DataFrame, plan: RunPlan, keys: list[str]) -> dict:
+    """What a synthesis would return: one theme holding every statement of the group."""
+    found = {}
+    for key in keys:
+        rows = statements.iloc[plan.groups[key]]
+        topic, question = key.split("/")
+        tid = theme_id(topic, question, rows["statement_id"].tolist())
+        assignments = pd.DataFrame({"statement_id": rows["statement_id"], "theme_id": tid, "flag": ""})
+        themes = conform(
+            pd.DataFrame(
+                [
+                    {
+                        "theme_id": tid,
+                        "topic": topic,
+                        "question": question,
+                        "rank": 0,
+                        "label": key,
+                        "recommendation": rows["text"].iloc[0],
+                        "n_tables": rows["table"].nunique(),
+                        "n_statements": len(rows),
+                        "votes": 0,
+                        "n_tables_near": rows["table"].nunique(),
+                        "tables": "; ".join(rows["table"] + " r1"),
+                        "statement_ids": "; ".join(rows["statement_id"]),
+                        "status": "draft",
+                    }
+                ]
+            ),
+            THEMES,
+        )
+        found[key] = (assignments, themes)
+    return found
+
+
+@pytest.fixture
+def texts() -> dict[tuple[str, str], list[str]]:
+    return {
+        ("green", "q1"): ["fund green skills", "train staff in circular design"],
+        ("green", "q2"): ["share data between clusters"],
+        ("skills", "q1"): ["apprenticeships across borders", "upskill managers"],
+    }
+
+
+def run(layout: Layout, statements: pd.DataFrame, models: str = MODELS, params=None) -> RunPlan:
+    flags = np.full(len(statements), "", dtype=object)
+    plan = plan_run(layout, statements, QUESTIONS, flags, models, params or SynthesisParams())
+    assignments, themes = combine(plan, one_theme_per_group(statements, plan, plan.to_cluster))
+    save_run(layout, plan, assignments, themes)
+    return plan
+
+
+def test_groups_follow_the_event_order_and_skip_empty_questions(texts) -> None:
+    statements = statements_of({k: texts[k] for k in [("skills", "q1"), ("green", "q1")]})
+    groups = question_groups(statements, QUESTIONS)
+    assert list(groups) == ["green/q1", "skills/q1"]
+    assert statements.iloc[groups["skills/q1"]]["text"].tolist() == texts[("skills", "q1")]
+
+
+def test_a_first_run_clusters_every_group_and_a_second_reuses_them(tmp_path: Path, texts) -> None:
+    layout = Layout(tmp_path, "ev")
+    statements = statements_of(texts)
+    first = run(layout, statements)
+    assert first.to_cluster == ["green/q1", "green/q2", "skills/q1"] and not first.reused
+    assert json.loads(layout.groups.read_text()) == first.fingerprints
+    second = run(layout, statements)
+    assert second.to_cluster == [] and set(second.reused) == set(first.groups)
+    assignments, themes = combine(second, {})
+    assert set(assignments["statement_id"]) == set(statements["statement_id"])
+    assert themes["topic"].tolist() == ["green", "green", "skills"]  # event order, ranked
+
+
+def test_a_changed_note_reclusters_only_its_question(tmp_path: Path, texts) -> None:
+    layout = Layout(tmp_path, "ev")
+    run(layout, statements_of(texts))
+    texts[("green", "q2")].append("a common data space for SMEs")
+    plan = run(layout, statements_of(texts))
+    assert plan.to_cluster == ["green/q2"]
+    assert set(plan.reused) == {"green/q1", "skills/q1"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"models": models_id(EncoderSpec(model="another-model"), None)},
+        {"models": MODELS.replace("algorithm ", "algorithm 999")},
+        {"params": SynthesisParams(themes=ThemeParams(merge_similarity=0.31))},
+    ],
+    ids=["embedding model", "algorithm version", "parameters"],
+)
+def test_models_algorithm_and_parameters_invalidate_every_fingerprint(
+    tmp_path: Path, texts, change: dict
+) -> None:
+    layout = Layout(tmp_path, "ev")
+    statements = statements_of(texts)
+    run(layout, statements)
+    assert run(layout, statements, **change).to_cluster == ["green/q1", "green/q2", "skills/q1"]
+
+
+def test_the_spacy_pipeline_is_part_of_the_models() -> None:
+    import spacy
+
+    assert models_id(EncoderSpec(), spacy.blank("en")) != models_id(EncoderSpec(), spacy.blank("fr"))
+    assert models_id(EncoderSpec(), None) != models_id(EncoderSpec(backend="onnx"), None)
+
+
+def test_a_continued_theme_keeps_its_id_across_runs(tmp_path: Path, texts) -> None:
+    layout = Layout(tmp_path, "ev")
+    run(layout, statements_of(texts))
+    before = pd.read_parquet(layout.machine_themes).set_index("topic")
+    first_id = before.loc["skills", "theme_id"]
+    texts[("skills", "q1")].append("mentoring for young managers")
+    run(layout, statements_of(texts))
+    after = pd.read_parquet(layout.machine_themes)
+    # the grown theme has a new member set (so a new content id) but continues the earlier one
+    assert first_id in set(after["theme_id"])
+    clusters = pd.read_parquet(layout.clusters)
+    assert (clusters.loc[clusters["statement_id"].str.startswith("skills"), "theme_id"] == first_id).all()
+
+
+def test_a_run_killed_before_its_fingerprints_clusters_again(tmp_path: Path, texts) -> None:
+    layout = Layout(tmp_path, "ev")
+    statements = statements_of(texts)
+    run(layout, statements)
+    layout.groups.unlink()  # as if killed between the themes and the fingerprints
+    assert run(layout, statements).to_cluster == ["green/q1", "green/q2", "skills/q1"]
