@@ -1,4 +1,5 @@
-# One command sets up and runs the sample event (make demo), one runs the tests (make test).
+# make demo: set up and run the sample event. make test: the fast tier (unit and small integration tests);
+# make test-all: lint and every test, what CI runs (.ci/run). make lint: ruff, format, mypy, layers.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,9 @@ BIN := $(VENV)/bin
 TORCH_INDEX ?=
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test lint bench-quality clean
+PY_DIRS := pipeline flows web cli tests benchmarks
+
+.PHONY: setup browser demo test test-all lint typecheck bench-quality clean
 
 setup: $(VENV)/.installed
 
@@ -21,13 +24,23 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/harvest run data/raw/ecc2020-sample
 
-test: setup
-	$(BIN)/ruff check pipeline flows tests benchmarks
+# Debian's Chromium for the browser tests, installed when missing (as root or with sudo)
+browser:
+	bash .ci/chromium.sh
+
+test: setup browser
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: setup browser lint
 	$(BIN)/python -m pytest
 
-lint: setup
-	$(BIN)/ruff check pipeline flows tests benchmarks
-	$(BIN)/ruff format --check pipeline flows tests benchmarks
+lint: setup typecheck
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
+	$(BIN)/lint-imports
+
+typecheck: setup
+	$(BIN)/mypy
 
 bench-quality: setup
 	$(BIN)/python benchmarks/quality.py

@@ -275,12 +275,12 @@ def model_language_only(gold: Path, out: Path, language: str = "en") -> Path:
 def off_topic_unassigned(out: Path) -> Path:
     """The same export with the off-topic remarks unassigned: how the score would read if the session
     remarks were left out of every group instead of gathered in one per question."""
-    from pipeline.schema import STATUS_OFF_TOPIC
+    from pipeline.schema import ThemeStatus
 
     target = WORK / "off-topic-unassigned"
     target.mkdir(parents=True, exist_ok=True)
     statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
-    statements.loc[statements["status"] == STATUS_OFF_TOPIC, "theme_id"] = ""
+    statements.loc[statements["status"] == ThemeStatus.OFF_TOPIC, "theme_id"] = ""
     statements.to_csv(target / "statements.csv", index=False)
     shutil.copy(out / "themes.csv", target / "themes.csv")
     return target

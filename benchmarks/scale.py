@@ -83,7 +83,7 @@ def run_one(n: int, backend: str) -> dict:
     from pipeline.event import load_event
     from pipeline.incremental import question_groups
     from pipeline.ingest import build_statements, discover_note_files, ingest_paths
-    from pipeline.schema import STATUS_OFF_TOPIC
+    from pipeline.schema import ThemeStatus
     from pipeline.statements import load_nlp
     from pipeline.synthesis import SynthesisParams, event_flags, synthesise_question
     from pipeline.themes import model_views
@@ -140,7 +140,7 @@ def run_one(n: int, backend: str) -> dict:
             settings.spacy_model,
             SynthesisParams(),
         )
-        themes += int((found["status"] != STATUS_OFF_TOPIC).sum())
+        themes += int((found["status"] != ThemeStatus.OFF_TOPIC).sum())
     stage("themes (HDBSCAN + merge + labels)", t)
     return {
         "n": n,

@@ -12,6 +12,7 @@ import typer
 
 from pipeline.config import Settings
 from pipeline.event import EventDefinitionError, load_event
+from pipeline.schema import UploadStatus
 from pipeline.store import Layout, Manifest
 
 app = typer.Typer(
@@ -71,14 +72,14 @@ def ingest(
         layout, event, files, who=who or _whoami(), via="cli", max_bytes=settings.max_upload_bytes
     )
     for r in results:
-        if r.status == "rejected":
+        if r.status == UploadStatus.REJECTED:
             typer.secho(f"REJECTED {r.filename} ({len(r.problems)} problem(s)):", fg="red", err=True)
             for problem in r.problems:
                 typer.echo(f"  {problem}", err=True)
         else:
             extra = f"; supersedes {', '.join(r.superseded)}" if r.superseded else ""
             typer.echo(f"{r.status:9} {r.filename}: {r.n_notes} notes{extra}")
-    if any(r.status == "accepted" for r in results) or not layout.statements.exists():
+    if any(r.status == UploadStatus.ACCEPTED for r in results) or not layout.statements.exists():
         statements = refresh_after_ingest(layout, event, settings)
         typer.echo(
             f"{statements['note_id'].nunique()} notes, {len(statements)} statements -> {layout.processed}"
@@ -159,7 +160,7 @@ def status(event_dir: EventDir, data_dir: DataDir = None) -> None:
     manifest = Manifest.load(layout)
     live = set(manifest.current_keys().values())
     for u in manifest.uploads:
-        state = u.status if u.status != "accepted" or u.upload_id in live else "superseded"
+        state = u.status if u.status != UploadStatus.ACCEPTED or u.upload_id in live else "superseded"
         typer.echo(f"{u.received_at}  {state:10} {u.filename:30} {u.n_notes:5} notes  {u.who} via {u.via}")
         for error in u.errors:
             typer.echo(f"    {error}")

@@ -9,7 +9,9 @@ prefect-dask's task runner, so every entry point, CLI, schedule and web, follows
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +25,7 @@ from pipeline.event import Event, load_event
 from pipeline.incremental import RunPlan, combine, plan_run, save_run
 from pipeline.ingest import build_statements, discover_note_files, ingest_paths
 from pipeline.publish import publish
-from pipeline.schema import FLAG_OFF_TOPIC, STATUS_OFF_TOPIC
+from pipeline.schema import Flag, ThemeStatus, UploadStatus
 from pipeline.statements import load_nlp
 from pipeline.store import Layout, remove_stale_temp_files
 from pipeline.synthesis import SynthesisParams, event_flags, models_id, synthesise_question
@@ -44,7 +46,8 @@ def ingest_event_folder(event_dir: Path, event: Event, layout: Layout, max_bytes
     for r in results:
         if not r.ok:
             logger.warning("rejected %s:\n%s", r.filename, "\n".join(f"  {p}" for p in r.problems))
-    return {s: sum(r.status == s for r in results) for s in ("accepted", "unchanged", "rejected")}
+    counted = (UploadStatus.ACCEPTED, UploadStatus.UNCHANGED, UploadStatus.REJECTED)
+    return {s.value: sum(r.status == s for r in results) for s in counted}
 
 
 @task
@@ -83,7 +86,7 @@ def synthesise(
     statements: pd.DataFrame,
     embeddings: np.ndarray,
     flags: np.ndarray,
-    glossary: dict[str, str],
+    glossary: Mapping[str, str],
     encoder: EncoderSpec,
     spacy_model: str,
     params: SynthesisParams,
@@ -108,7 +111,7 @@ def save_and_publish(
     return publish(layout, event, settings, statements=statements, embeddings=embeddings, machine=machine)
 
 
-def task_runner_for(settings: Settings) -> TaskRunner:
+def task_runner_for(settings: Settings) -> TaskRunner[Any]:
     if settings.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
 
@@ -121,7 +124,8 @@ def task_runner_for(settings: Settings) -> TaskRunner:
     return ThreadPoolTaskRunner(max_workers=1)
 
 
-@flow(name="harvest-event", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
+# Prefect's task runners are generic in their futures, which its own annotations do not line up
+@flow(name="harvest-event", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
 def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | None = None) -> dict:
     """Run the whole pipeline on an event folder; returns counts and where the outputs are.
 
@@ -213,8 +217,8 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     return {
         **ingest_counts,
         "statements": len(export),
-        "themes": int((themes_frame["status"] != STATUS_OFF_TOPIC).sum()),
-        "off_topic": int((export["flag"] == FLAG_OFF_TOPIC).sum()),
+        "themes": int((themes_frame["status"] != ThemeStatus.OFF_TOPIC).sum()),
+        "off_topic": int((export["flag"] == Flag.OFF_TOPIC).sum()),
         "unassigned": int((export["theme_id"] == "").sum()),
         "groups_clustered": len(plan.to_cluster),
         "groups_reused": len(plan.reused),

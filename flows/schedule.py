@@ -73,7 +73,11 @@ class UploadWatcher(threading.Thread):
     """Calls ``trigger`` once new notes have stopped arriving for ``debounce`` seconds."""
 
     def __init__(
-        self, signature: Callable[[], tuple], trigger: Callable[[], None], debounce: float, poll: float = 2.0
+        self,
+        signature: Callable[[], tuple],
+        trigger: Callable[[], object],
+        debounce: float,
+        poll: float = 2.0,
     ) -> None:
         super().__init__(daemon=True, name="harvest-upload-watcher")
         self.signature, self.trigger, self.debounce, self.poll = signature, trigger, debounce, poll

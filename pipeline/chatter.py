@@ -116,7 +116,7 @@ def relevance_margin(
     """Per statement: cosine to the nearest prototype remark less cosine to its own question
     (``question_embeddings`` aligned row by row with ``embeddings``)."""
     to_prototypes = (embeddings @ prototype_embeddings.T).max(axis=1)
-    return to_prototypes - (embeddings * question_embeddings).sum(axis=1)
+    return np.asarray(to_prototypes - (embeddings * question_embeddings).sum(axis=1))
 
 
 def chatter_mask(
@@ -142,11 +142,12 @@ def chatter_mask(
     by_form = np.array([bool(_ROLE_PREFIX.match(t)) for t in texts])
     if nlp is not None:
         rows = np.flatnonzero(np.ones(n, dtype=bool) if parsable is None else parsable)
-        by_form[rows] |= named_subject([texts[i] for i in rows], nlp)
+        by_form[rows] |= named_subject([texts[int(i)] for i in rows], nlp)
     by_meaning = (embeddings @ prototype_embeddings.T).max(axis=1) >= params.threshold
     margin = relevance_margin(embeddings, prototype_embeddings, question_embeddings)
     sure = by_form | by_meaning | (margin >= params.remark_margin)
-    return sure | _learned(embeddings, margin, sure, ~sure & (margin <= params.answer_margin), params)
+    learned = _learned(embeddings, margin, sure, ~sure & (margin <= params.answer_margin), params)
+    return np.asarray(sure | learned)
 
 
 def _learned(
@@ -165,7 +166,7 @@ def _learned(
     def spread(rows: np.ndarray) -> np.ndarray:
         if len(rows) <= params.max_examples:
             return rows
-        return rows[np.linspace(0, len(rows) - 1, params.max_examples).astype(int)]
+        return np.asarray(rows[np.linspace(0, len(rows) - 1, params.max_examples).astype(int)])
 
     train = np.concatenate([spread(remark_rows), spread(answer_rows)])
     features = np.hstack([embeddings, margin[:, None].astype(np.float32)])
@@ -175,4 +176,4 @@ def _learned(
     scores = np.concatenate(
         [model.decision_function(features[i : i + 65536]) for i in range(0, len(features), 65536)]
     )
-    return scores >= np.log(params.probability / (1 - params.probability))
+    return np.asarray(scores >= np.log(params.probability / (1 - params.probability)))

@@ -15,15 +15,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, overload
 
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from sqlalchemy import Boolean, DateTime, Integer, String, Text, create_engine, delete, inspect, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker, validates
 
 from pipeline.review import DECISION_COLUMNS, ReviewState
+from pipeline.schema import EDITOR_STATUSES
 
 
 class Base(DeclarativeBase):
@@ -34,6 +36,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def _aware(moment: datetime) -> datetime: ...
+@overload
+def _aware(moment: None) -> None: ...
 def _aware(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; every moment stored here is UTC."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
@@ -93,6 +99,18 @@ class ThemeDecision(Base):
     status: Mapped[str | None] = mapped_column(String(20), nullable=True)
     pinned_rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
     merged_into: Mapped[str | None] = mapped_column(String(120), nullable=True)
+
+    @validates("status")
+    def _known_status(self, _: str, status: str | None) -> str | None:
+        _check_status(self.theme_id, status)
+        return status
+
+
+def _check_status(theme_id: str, status: str | None) -> None:
+    """A status the editors' vocabulary lacks ("aproved") is an error, never silently a draft."""
+    if status is not None and status not in EDITOR_STATUSES:
+        known = ", ".join(EDITOR_STATUSES)
+        raise ValueError(f"theme {theme_id}: unknown status {status!r} (one of {known})")
 
 
 class Placement(Base):
@@ -327,7 +345,7 @@ def token_digest(token: str) -> str:
     return _sha256(token)
 
 
-def list_upload_tokens(session: Session, event: str | None = None) -> list[dict]:
+def list_upload_tokens(session: Session, event: str | None = None) -> list[dict[str, Any]]:
     """Every upload link (never its secret): id, event, label, created, expires, revoked, usable."""
     query = select(UploadToken).order_by(UploadToken.id)
     if event is not None:
@@ -360,6 +378,8 @@ def revoke_upload_token(session: Session, token_id: int) -> bool:
 def load_state(session: Session, event: str) -> ReviewState:
     themes = session.scalars(select(ThemeDecision).where(ThemeDecision.event == event)).all()
     placements = session.scalars(select(Placement).where(Placement.event == event)).all()
+    for theme in themes:  # rows written around this code (by hand, an old version) are checked too
+        _check_status(theme.theme_id, theme.status)
     return ReviewState(
         pd.DataFrame(
             [{c: getattr(t, c) for c in DECISION_COLUMNS} for t in themes], columns=DECISION_COLUMNS
@@ -371,19 +391,23 @@ def load_state(session: Session, event: str) -> ReviewState:
     )
 
 
-def _snapshot(session: Session, event: str, theme_ids: set[str], statement_ids: set[str]) -> dict:
+def _snapshot(
+    session: Session, event: str, theme_ids: set[str], statement_ids: set[str]
+) -> dict[str, dict[str, Any]]:
     themes = {}
     for theme_id in sorted(theme_ids):
         row = session.get(ThemeDecision, (event, theme_id))
         themes[theme_id] = None if row is None else {c: getattr(row, c) for c in DECISION_COLUMNS}
     placements = {}
     for statement_id in sorted(statement_ids):
-        row = session.get(Placement, (event, statement_id))
-        placements[statement_id] = None if row is None else row.theme_id
+        placement = session.get(Placement, (event, statement_id))
+        placements[statement_id] = None if placement is None else placement.theme_id
     return {"themes": themes, "placements": placements}
 
 
-def _revert(session: Session, event: str, before: dict, after: dict) -> None:
+def _revert(
+    session: Session, event: str, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> None:
     """Put back what one action changed, field by field, leaving later changes to other fields alone."""
     for theme_id, old in before["themes"].items():
         new = after["themes"].get(theme_id)
@@ -405,14 +429,14 @@ def _revert(session: Session, event: str, before: dict, after: dict) -> None:
     for statement_id, old_theme in before["placements"].items():
         if old_theme == after["placements"].get(statement_id):
             continue
-        row = session.get(Placement, (event, statement_id))
+        placement = session.get(Placement, (event, statement_id))
         if old_theme is None:
-            if row is not None:
-                session.delete(row)
-        elif row is None:
+            if placement is not None:
+                session.delete(placement)
+        elif placement is None:
             session.add(Placement(event=event, statement_id=statement_id, theme_id=old_theme))
         else:
-            row.theme_id = old_theme
+            placement.theme_id = old_theme
     session.flush()
 
 

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from sqlalchemy.orm import Session
 
 from pipeline.db import Placement, ThemeDecision, audited
-from pipeline.schema import STATUS_OFF_TOPIC
+from pipeline.schema import EDITOR_STATUSES, ThemeStatus
 
-STATUSES = ("draft", "approved", "rejected")
-
-
-THEME_ACTIONS = ("rename", "edit", "approved", "rejected", "draft", "pin", "merge")
+THEME_ACTIONS = ("rename", "edit", *EDITOR_STATUSES, "pin", "merge")
 
 
-def theme_version(theme: Mapping[str, object]) -> str:
+def theme_version(theme: Mapping[Any, object]) -> str:
     """A short fingerprint of what an editor sees of a theme (a review-themes row): its label,
     recommendation, status and members. An action sent from a page that showed another version is
     refused (``check_action``)."""
@@ -49,10 +48,10 @@ def check_action(
     the question's ranks. A forged form, a stale page or a theme another editor just merged away is
     refused, never stored. Returns the rank to pin (None to unpin or for other actions)."""
     by_id = themes.set_index("theme_id")
-    answers = set(by_id.index[by_id["status"] != STATUS_OFF_TOPIC])
+    answers = set(by_id.index[by_id["status"] != ThemeStatus.OFF_TOPIC])
     if action in THEME_ACTIONS and not theme_id:
         raise ValueError("choose a theme")
-    if seen and theme_id in by_id.index and seen != theme_version(by_id.loc[theme_id]):
+    if seen and theme_id in by_id.index and seen != theme_version(by_id.loc[theme_id].to_dict()):
         raise ValueError(
             f"theme {theme_id} changed since this page was opened (another editor or a re-run): "
             "look at it again, then repeat the action"
@@ -133,11 +132,12 @@ def edit_recommendation(
 def set_status(
     session: Session, event: str, who: str, theme_id: str, topic: str, question: str, status: str
 ) -> None:
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    action = status if status != "draft" else "reopen"
+    if status not in EDITOR_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(EDITOR_STATUSES)}")
+    value = ThemeStatus(status).value
+    action = value if value != ThemeStatus.DRAFT else "reopen"
     _set_field(
-        session, event, who, action, f"{theme_id} → {status}", theme_id, topic, question, "status", status
+        session, event, who, action, f"{theme_id} → {value}", theme_id, topic, question, "status", value
     )
 
 
@@ -208,3 +208,69 @@ def split(
             else:
                 row.theme_id = new_id
     return new_id
+
+
+@dataclass(frozen=True)
+class EditorAction:
+    """One editor action on one topic x question, as a review page sends it. ``name`` is one of
+    ``ACTIONS``; which other fields count depends on it (a rename reads ``label``, a merge ``sources``
+    into ``theme_id``, a move ``statement_ids`` to ``target``, '' = out of every theme). ``seen`` is the
+    theme's version on the editor's page (``theme_version``)."""
+
+    name: str
+    topic: str
+    question: str
+    theme_id: str = ""
+    seen: str = ""
+    label: str = ""
+    recommendation: str = ""
+    rank: str = ""
+    sources: tuple[str, ...] = ()
+    statement_ids: tuple[str, ...] = ()
+    target: str = ""
+
+
+Apply = Callable[[Session, str, str, EditorAction, "int | None"], object]
+
+#: What each action does: (session, event, who, action, checked rank) -> the change, audited.
+ACTIONS: dict[str, Apply] = {
+    "rename": lambda s, ev, who, a, _: rename(s, ev, who, a.theme_id, a.topic, a.question, a.label),
+    "edit": lambda s, ev, who, a, _: edit_recommendation(
+        s, ev, who, a.theme_id, a.topic, a.question, a.recommendation
+    ),
+    **{
+        status.value: lambda s, ev, who, a, _: set_status(s, ev, who, a.theme_id, a.topic, a.question, a.name)
+        for status in EDITOR_STATUSES
+    },
+    "pin": lambda s, ev, who, a, rank: pin(s, ev, who, a.theme_id, a.topic, a.question, rank),
+    "merge": lambda s, ev, who, a, _: merge(s, ev, who, list(a.sources), a.theme_id, a.topic, a.question),
+    "move": lambda s, ev, who, a, _: move(s, ev, who, list(a.statement_ids), a.target),
+    "split": lambda s, ev, who, a, _: split(s, ev, who, list(a.statement_ids), a.topic, a.question, a.label),
+}
+
+
+def apply_action(
+    session: Session,
+    event: str,
+    who: str,
+    action: EditorAction,
+    themes: pd.DataFrame,
+    statements: pd.DataFrame,
+) -> None:
+    """Check ``action`` against its question as the editor's page showed it (``check_action``; ``themes``
+    and ``statements`` are the whole event's review themes and export rows), then do it. Raises
+    ValueError, naming what is wrong, and changes nothing, if it does not fit."""
+    if action.name not in ACTIONS:
+        raise ValueError(f"unknown action {action.name!r}")
+    in_question = (themes["topic"] == action.topic) & (themes["question"] == action.question)
+    rank = check_action(
+        themes[in_question],
+        statements[(statements["topic"] == action.topic) & (statements["question"] == action.question)],
+        action.name,
+        action.theme_id,
+        seen=action.seen,
+        others=[*action.sources, *([action.target] if action.target else [])],
+        statement_ids=action.statement_ids,
+        rank=action.rank.strip() if action.name == "pin" else "",
+    )
+    ACTIONS[action.name](session, event, who, action, rank)

@@ -197,8 +197,8 @@ def _export_onnx(model_name: str, folder: Path) -> None:
     import torch
 
     st = load_sentence_transformer(model_name)
-    transformer = st[0].auto_model.eval()
-    pooling = st[1].get_config_dict() if len(st) > 1 else {}
+    transformer: torch.nn.Module = st[0].auto_model.eval()  # type: ignore[union-attr]
+    pooling = st[1].get_config_dict() if len(st) > 1 else {}  # type: ignore[operator]
     mode = pooling.get("pooling_mode", "mean")
     if mode not in ("mean", "cls"):
         raise ValueError(f"{model_name}: only mean or CLS pooling can be exported, not {pooling}")
@@ -211,7 +211,9 @@ def _export_onnx(model_name: str, folder: Path) -> None:
             self.transformer = transformer
 
         def forward(self, *args: torch.Tensor) -> torch.Tensor:
-            return self.transformer(**dict(zip(inputs, args, strict=True))).last_hidden_state
+            arguments = dict(zip(inputs, args, strict=True))
+            hidden: torch.Tensor = self.transformer(**arguments).last_hidden_state
+            return hidden
 
     example = tuple(torch.ones(2, 8, dtype=torch.long) for _ in inputs)
     axes = {name: {0: "batch", 1: "tokens"} for name in [*inputs, "last_hidden_state"]}

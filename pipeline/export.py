@@ -8,8 +8,8 @@ from pipeline.schema import (
     EXPORT_STATEMENT_COLUMNS,
     EXPORT_THEME_COLUMNS,
     STATEMENTS,
-    STATUS_OFF_TOPIC,
     THEMES,
+    ThemeStatus,
     conform,
 )
 from pipeline.store import Layout, write_csv, write_parquet
@@ -57,7 +57,7 @@ def write_exports(layout: Layout, statements: pd.DataFrame, themes: pd.DataFrame
     themes = conform(themes, THEMES)
     themes = themes[EXPORT_THEME_COLUMNS + [c for c in THEMES.names if c not in EXPORT_THEME_COLUMNS]]
     write_parquet(layout.review_themes, themes)
-    answers = themes[themes["status"] != STATUS_OFF_TOPIC]  # session remarks are no theme (schema)
+    answers = themes[themes["status"] != ThemeStatus.OFF_TOPIC]  # session remarks are no theme (schema)
     for frame, name in ((statements, "statements"), (answers, "themes")):
         write_csv(layout.processed / f"{name}.csv", spreadsheet_safe(frame))
         write_parquet(layout.processed / f"{name}.parquet", frame)

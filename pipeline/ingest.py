@@ -24,12 +24,8 @@ import pandas as pd
 
 from pipeline.event import EVENT_FILE, Event
 from pipeline.readers import SUPPORTED_SUFFIXES, NoteFileError, Problem, read_notes
-from pipeline.schema import NOTES, STATEMENTS, conform
+from pipeline.schema import NOTES, STATEMENTS, UploadStatus, conform
 from pipeline.store import (
-    ACCEPTED,
-    DISCARDED,
-    PENDING,
-    REJECTED,
     Layout,
     Manifest,
     Upload,
@@ -46,7 +42,7 @@ KEY_COLUMNS = ["table", "round", "topic", "question"]
 class IngestResult:
     filename: str
     upload_id: str
-    status: str  # accepted | unchanged | rejected | pending (waits for an editor: see store.PENDING)
+    status: UploadStatus
     n_notes: int = 0
     superseded: list[str] = field(default_factory=list)  # files whose groups this upload replaced
     problems: list[Problem] = field(default_factory=list)
@@ -54,7 +50,7 @@ class IngestResult:
 
     @property
     def ok(self) -> bool:
-        return self.status != REJECTED
+        return self.status != UploadStatus.REJECTED
 
 
 def discover_note_files(event_dir: Path, event: Event) -> list[Path]:
@@ -190,13 +186,14 @@ def ingest(
                 link,
                 None if tables is None else set(tables),
             )
-            if result.status == ACCEPTED:  # its groups now come from it: no need to re-read every upload
+            # its groups now come from it: no need to re-read every upload
+            if result.status == UploadStatus.ACCEPTED and result.notes is not None:
                 replaced = pd.MultiIndex.from_frame(notes[KEY_COLUMNS]).isin(
                     pd.MultiIndex.from_frame(result.notes[KEY_COLUMNS]).unique()
                 )
                 notes = pd.concat([notes.loc[~replaced], result.notes], ignore_index=True)
             results.append(result)
-        if any(r.status == ACCEPTED for r in results):
+        if any(r.status == UploadStatus.ACCEPTED for r in results):
             _keep_current(layout, _signature(event, manifest), _in_order(notes))
     return results
 
@@ -224,27 +221,27 @@ def _ingest_one(
     upload_id = hand_in_id(data, defaults)
     suffix = PurePath(name).suffix.lower()
     known = manifest.find(upload_id)
-    if known is not None and known.status == ACCEPTED and _still_current(manifest, known):
-        return IngestResult(name, upload_id, "unchanged", known.n_notes)
+    if known is not None and known.status == UploadStatus.ACCEPTED and _still_current(manifest, known):
+        return IngestResult(name, upload_id, UploadStatus.UNCHANGED, known.n_notes)
     try:
         notes = reader(name, data, event, upload_id, max_bytes, defaults)
         _check_tables(name, notes, tables)
         _check_note_ids(name, notes, current)
     except NoteFileError as exc:
         _record_rejection(layout, manifest, known, name, upload_id, suffix, data, who, via, exc, max_bytes)
-        return IngestResult(name, upload_id, REJECTED, problems=exc.problems)
+        return IngestResult(name, upload_id, UploadStatus.REJECTED, problems=exc.problems)
     stored = layout.upload_path(hashlib.sha256(data).hexdigest(), suffix)  # the bytes, by their own hash
     if not stored.exists():
         write_bytes(stored, data)
     keys = _keys(notes)
     owners = manifest.current_keys()
-    holders = {owners[tuple(k)]: manifest.find(owners[tuple(k)]) for k in keys if tuple(k) in owners}
-    superseded = sorted({h.filename for h in holders.values()})  # type: ignore[union-attr]
-    waits = bool(link) and any(
-        h.link != link
-        for i, h in holders.items()
-        if i != upload_id  # type: ignore[union-attr]
-    )
+    holders = {
+        owners[tuple(k)]: holder
+        for k in keys
+        if tuple(k) in owners and (holder := manifest.find(owners[tuple(k)])) is not None
+    }
+    superseded = sorted({h.filename for h in holders.values()})
+    waits = bool(link) and any(h.link != link for i, h in holders.items() if i != upload_id)
     manifest.uploads = [u for u in manifest.uploads if u.upload_id != upload_id]  # a fixed re-try
     manifest.uploads.append(
         Upload(
@@ -255,7 +252,7 @@ def _ingest_one(
             received_at=_now(),
             who=who,
             via=via,
-            status=PENDING if waits else ACCEPTED,
+            status=UploadStatus.PENDING if waits else UploadStatus.ACCEPTED,
             n_notes=len(notes),
             keys=keys,
             defaults=defaults,
@@ -265,9 +262,9 @@ def _ingest_one(
     manifest.save(layout)
     if waits:
         log.info("pending %s: it would replace notes handed in otherwise (%s)", name, ", ".join(superseded))
-        return IngestResult(name, upload_id, PENDING, len(notes), superseded)
+        return IngestResult(name, upload_id, UploadStatus.PENDING, len(notes), superseded)
     log.info("accepted %s: %d notes in %d groups", name, len(notes), len(keys))
-    return IngestResult(name, upload_id, ACCEPTED, len(notes), superseded, notes=notes)
+    return IngestResult(name, upload_id, UploadStatus.ACCEPTED, len(notes), superseded, notes=notes)
 
 
 def _check_tables(name: str, notes: pd.DataFrame, tables: set[str] | None) -> None:
@@ -280,13 +277,8 @@ def _check_tables(name: str, notes: pd.DataFrame, tables: set[str] | None) -> No
         raise NoteFileError(
             name,
             [
-                Problem(
-                    name,
-                    f"this upload link is for tables {allowed}, not '{row.table}'",
-                    row.source_line,
-                    "table",
-                )
-                for row in outside.drop_duplicates("table").itertuples()
+                Problem(name, f"this upload link is for tables {allowed}, not '{table}'", int(line), "table")
+                for table, line in outside.drop_duplicates("table")[["table", "source_line"]].to_numpy()
             ],
         )
 
@@ -297,9 +289,9 @@ def decide_pending(layout: Layout, event: Event, upload_id: str, accept: bool, w
     with layout.lock():
         manifest = Manifest.load(layout)
         upload = manifest.find(upload_id)
-        if upload is None or upload.status != PENDING:
+        if upload is None or upload.status != UploadStatus.PENDING:
             raise ValueError(f"no upload {upload_id[:12]} is waiting for a decision")
-        upload.status, upload.decided_by = (ACCEPTED if accept else DISCARDED), who
+        upload.status, upload.decided_by = (UploadStatus.ACCEPTED if accept else UploadStatus.DISCARDED), who
         manifest.uploads = [u for u in manifest.uploads if u.upload_id != upload_id] + [upload]
         manifest.save(layout)
         if accept:
@@ -371,7 +363,7 @@ def _record_rejection(
             received_at=_now(),
             who=who,
             via=via,
-            status=REJECTED,
+            status=UploadStatus.REJECTED,
             errors=errors,
         )
     )
@@ -403,7 +395,7 @@ def build_statements(
 
         def equal(column: str) -> np.ndarray:  # notes new to this build have no earlier value
             earlier = same[column].astype(object).fillna("").to_numpy(dtype=object)
-            return earlier == notes[column].astype(object).to_numpy(dtype=object)
+            return np.asarray(earlier == notes[column].astype(object).to_numpy(dtype=object))
 
         unchanged = known & equal("text") & equal("language")
         old = pd.read_parquet(

@@ -93,13 +93,13 @@ def ctfidf_labels(
     (default: CHUNK_WEIGHT for terms of several words, else 1)."""
     display = display or {}
     weights = weights or {}
-    per_theme: dict[int, Counter] = {}
+    per_theme: dict[int, Counter[str]] = {}
     for terms, label in zip(terms_per_statement, labels, strict=True):
         if label >= 0:
             per_theme.setdefault(int(label), Counter()).update(set(terms))
     if not per_theme:
         return {}
-    overall = Counter()
+    overall: Counter[str] = Counter()
     for counts in per_theme.values():
         overall.update(counts)
     average_size = sum(sum(c.values()) for c in per_theme.values()) / len(per_theme)
@@ -153,8 +153,8 @@ def statement_terms(texts: list[str], nlp: Language) -> list[list[tuple[str, str
 
 def label_themes(texts: list[str], labels: np.ndarray, nlp: Language, top: int = 3) -> dict[int, str]:
     found = statement_terms(texts, nlp)
-    written: dict[str, Counter] = {}
-    weighed: dict[str, Counter] = {}
+    written: dict[str, Counter[str]] = {}
+    weighed: dict[str, Counter[float]] = {}
     for terms in found:
         for key, surface, weight in terms:
             written.setdefault(key, Counter())[surface] += 1
@@ -233,10 +233,10 @@ def compose_recommendations(
         pools.append(list(distinct.values()))
     chosen = [[recommendation_text(pool[0])] for pool in pools]
     growing = [i for i, pool in enumerate(pools) if len(pool) > 1] if encode is not None else []
-    if growing:
+    if growing and encode is not None:
         firsts = encode([chosen[i][0] for i in growing])
         best = {i: float(v @ centres[i]) for i, v in zip(growing, firsts, strict=True)}
-    while growing:
+    while growing and encode is not None:
         trials = [(i, j) for i in growing for j in range(1, len(pools[i])) if pools[i][j] not in chosen[i]]
         if not trials:
             break

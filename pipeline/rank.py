@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from pipeline.schema import STATUS_OFF_TOPIC
+from pipeline.schema import ThemeStatus
 
 NEAR_DUPLICATE = 0.9  # cosine above which two statements of one table session say the same thing
 #: Cosine to a theme's centre at which an answer counts as close to it: the merge threshold of
@@ -28,8 +28,8 @@ CLOSE_SIMILARITY = 0.3
 
 def unit_centre(embeddings: np.ndarray) -> np.ndarray:
     """The mean of a theme's vectors at unit length: its centre, as a direction to compare cosines with."""
-    centre = embeddings.mean(axis=0)
-    return centre / max(float(np.linalg.norm(centre)), 1e-12)
+    centre = np.asarray(embeddings.mean(axis=0))
+    return np.asarray(centre / max(float(np.linalg.norm(centre)), 1e-12))
 
 
 def session_names(tables: np.ndarray, rounds: np.ndarray) -> np.ndarray:
@@ -84,7 +84,12 @@ def theme_support(
     }
 
 
-_STATUS_ORDER = {"approved": 0, "draft": 1, "rejected": 2, STATUS_OFF_TOPIC: 3}
+_STATUS_ORDER = {
+    ThemeStatus.APPROVED: 0,
+    ThemeStatus.DRAFT: 1,
+    ThemeStatus.REJECTED: 2,
+    ThemeStatus.OFF_TOPIC: 3,
+}
 
 
 def rank_themes(themes: pd.DataFrame) -> pd.DataFrame:
@@ -95,7 +100,7 @@ def rank_themes(themes: pd.DataFrame) -> pd.DataFrame:
     around it.
     """
     themes = themes.copy()
-    status = themes["status"] if "status" in themes else pd.Series("draft", index=themes.index)
+    status = themes["status"] if "status" in themes else pd.Series(ThemeStatus.DRAFT, index=themes.index)
     themes["_status"] = status.map(_STATUS_ORDER).fillna(1)
     ordered = themes.sort_values(
         [
@@ -127,7 +132,7 @@ def rank_themes(themes: pd.DataFrame) -> pd.DataFrame:
 def _apply_pins(group: pd.DataFrame) -> pd.DataFrame:
     pins = group["pinned_rank"] if "pinned_rank" in group else pd.Series(0, index=group.index)
     pins = pins.fillna(0).astype(int)
-    pinned = group[(pins > 0) & (group.get("status", "draft") != "rejected")]
+    pinned = group[(pins > 0) & (group.get("status", ThemeStatus.DRAFT) != ThemeStatus.REJECTED)]
     free = [i for i in group.index if i not in pinned.index]
     slots: list[object] = [None] * len(group)
     for index in pins[pinned.index].sort_values(kind="stable").index:

@@ -25,7 +25,7 @@ import pandas as pd
 from pipeline.glossary import for_readers
 from pipeline.labels import recommendation_text, representative
 from pipeline.rank import rank_themes, session_names, theme_support
-from pipeline.schema import OFF_TOPIC_THEME_SUFFIX, THEMES, conform
+from pipeline.schema import OFF_TOPIC_THEME_SUFFIX, THEMES, ThemeStatus, conform
 from pipeline.themes import GlossaryFor
 
 MIN_OVERLAP = 0.5
@@ -63,7 +63,7 @@ def carry_identity(new: pd.DataFrame, previous: pd.DataFrame) -> dict[str, str]:
 
     def member_sets(frame: pd.DataFrame) -> dict[str, set[str]]:
         matched = (frame.theme_id != "") & ~frame.theme_id.str.endswith(OFF_TOPIC_THEME_SUFFIX)
-        return {t: set(g) for t, g in frame[matched].groupby("theme_id")["statement_id"]}
+        return {str(t): set(g) for t, g in frame[matched].groupby("theme_id")["statement_id"]}
 
     new_sets, old_sets = member_sets(new), member_sets(previous)
     candidates = []
@@ -96,7 +96,7 @@ def _answers_per_question(
     sessions = session_names(statements["table"].to_numpy(), statements["round"].to_numpy())
     answer = flags == ""
     return {
-        key: (embeddings[rows[answer[rows]]], sessions[rows[answer[rows]]])
+        (str(key[0]), str(key[1])): (embeddings[rows[answer[rows]]], sessions[rows[answer[rows]]])  # type: ignore[index]
         for key, rows in statements.groupby(["topic", "question"], sort=False).indices.items()
     }
 
@@ -139,7 +139,7 @@ def apply_review(
         if len(state.themes)
         else pd.DataFrame(columns=DECISION_COLUMNS[1:])
     )
-    merged_into = {t: m for t, m in decisions["merged_into"].dropna().items() if m}
+    merged_into = {str(t): str(m) for t, m in decisions["merged_into"].dropna().items() if m}
     assignments = machine_assignments.set_index("statement_id").reindex(statements["statement_id"])
     assignments["theme_id"] = (
         assignments["theme_id"].fillna("").map(lambda t: _resolve(t, merged_into) if t else "")
@@ -165,7 +165,7 @@ def apply_review(
         base = machine.get(theme)
         if base is not None:  # keep the machine's representative first when it is still a member
             order = {s: i for i, s in enumerate(str(base["statement_ids"]).split("; "))}
-            member_rows.sort(key=lambda r: order.get(ids[r], len(order)))
+            member_rows.sort(key=lambda r: order.get(str(ids[r]), len(order)))
         else:
             best = member_rows[representative(embeddings[member_rows])]
             member_rows = [best, *[r for r in member_rows if r != best]]
@@ -185,7 +185,7 @@ def apply_review(
                 embeddings[member_rows],
                 answers[(first["topic"], first["question"])],
             ),
-            "status": (base or {}).get("status") or "draft",  # the machine says off-topic or draft
+            "status": (base or {}).get("status") or ThemeStatus.DRAFT,  # the machine says off-topic or draft
             "pinned_rank": 0,
         }
         if decided is not None:

@@ -7,6 +7,8 @@ every step can trust what it is handed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
 
 import pandas as pd
 
@@ -24,10 +26,10 @@ class FrameSchema:
         return conform(pd.DataFrame({c: [] for c in self.columns}), self)
 
 
-STR = "string"
-INT = "int64"
-FLOAT = "float64"
-BOOL = "bool"
+STR: Final = "string"
+INT: Final = "int64"
+FLOAT: Final = "float64"
+BOOL: Final = "bool"
 
 #: One row per note as a facilitator wrote it (a cell, bullet or paragraph).
 NOTES = FrameSchema(
@@ -83,7 +85,7 @@ def conform(df: pd.DataFrame, schema: FrameSchema) -> pd.DataFrame:
         if dtype == STR:
             out[col] = out[col].fillna("").astype(STR)
         else:
-            out[col] = out[col].astype(dtype)
+            out[col] = out[col].astype(dtype)  # type: ignore[call-overload]  # a dtype name of this module
     return out.reset_index(drop=True)
 
 
@@ -108,17 +110,45 @@ THEMES = FrameSchema(
     },
 )
 
-#: Theme status of the one machine theme per question that gathers its off-topic statements (session
-#: remarks): shown to editors like any theme, ranked last, never in the paper, and no row of the exported
-#: themes (it is no answer: a tool taking a question's top themes must not find it there); the exported
-#: statements keep its id, fixed as ``<topic>.<question>.off-topic`` so it stays the same across runs.
-STATUS_OFF_TOPIC = "off-topic"
-OFF_TOPIC_THEME_SUFFIX = ".off-topic"
-NOT_IN_PAPER = ("rejected", STATUS_OFF_TOPIC)  # theme statuses the paper leaves out
 
-#: Statement flags: why a statement is not clustered with the answers although it was read.
-FLAG_OFF_TOPIC = "off-topic"  # a remark about the session, not an answer: in its question's off-topic theme
-FLAG_LANGUAGE = "language"  # not in the embedding model's language; needs an editor or a multilingual model
+class ThemeStatus(StrEnum):
+    """A theme's status. Editors set draft, approved or rejected (``EDITOR_STATUSES``); the machine
+    makes drafts, and one theme per question with status off-topic that gathers its off-topic statements
+    (session remarks): shown to editors like any theme, ranked last, never in the paper, and no row of
+    the exported themes (it is no answer: a tool taking a question's top themes must not find it there);
+    the exported statements keep its id, fixed as ``<topic>.<question>.off-topic`` so it stays the same
+    across runs."""
+
+    DRAFT = "draft"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    OFF_TOPIC = "off-topic"
+
+
+EDITOR_STATUSES = (ThemeStatus.DRAFT, ThemeStatus.APPROVED, ThemeStatus.REJECTED)
+NOT_IN_PAPER = (ThemeStatus.REJECTED, ThemeStatus.OFF_TOPIC)  # theme statuses the paper leaves out
+OFF_TOPIC_THEME_SUFFIX = ".off-topic"
+
+
+class Flag(StrEnum):
+    """Why a statement is not clustered with the answers although it was read ('' = it is)."""
+
+    NONE = ""
+    OFF_TOPIC = "off-topic"  # a remark about the session, not an answer: in its question's off-topic theme
+    LANGUAGE = "language"  # not in the embedding model's language; needs an editor or a multilingual model
+
+
+class UploadStatus(StrEnum):
+    """What became of a file handed in (the manifest's and the ingest results' vocabulary)."""
+
+    ACCEPTED = "accepted"  # its notes count
+    UNCHANGED = "unchanged"  # the same file was received before and still counts: nothing to do
+    REJECTED = "rejected"  # an error in it: nothing of it is stored but the file, for the record
+    #: came through a facilitators' link and would replace notes another link handed in: kept, not
+    #: counted, until an editor accepts it (it becomes ACCEPTED) or discards it (DISCARDED)
+    PENDING = "pending"
+    DISCARDED = "discarded"
+
 
 #: The export contract read by other tools and by benchmarks: keep these columns and meanings.
 EXPORT_STATEMENT_COLUMNS = [

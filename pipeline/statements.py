@@ -11,10 +11,14 @@ import logging
 import re
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import spacy
 from spacy.language import Language
+
+if TYPE_CHECKING:
+    from lingua import LanguageDetector
 
 from pipeline.readers.common import split_vote_markers
 from pipeline.readers.text import BULLET, is_inline_enumeration
@@ -155,7 +159,7 @@ _EU_LANGUAGES = (
 
 
 @lru_cache(maxsize=2)
-def _detector(default: str):
+def _detector(default: str) -> LanguageDetector:
     from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
     codes = set(_EU_LANGUAGES) | {default}
@@ -180,7 +184,7 @@ def detect_languages(texts: list[str], default: str = "en") -> list[str]:
         if unsure or lang == own or detector.compute_language_confidence(text, own) >= 0.15:
             out.append(default)
         else:
-            out.append(lang.iso_code_639_1.name.lower())
+            out.append(lang.iso_code_639_1.name.lower())  # type: ignore[union-attr]  # lang is set here
     return out
 
 

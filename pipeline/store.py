@@ -20,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
+from pipeline.schema import UploadStatus
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -162,10 +164,6 @@ def write_csv(target: Path, frame: pd.DataFrame) -> None:
 
 
 # --------------------------------------------------------------------------- manifest
-ACCEPTED, REJECTED = "accepted", "rejected"
-#: An upload through a facilitators' link that would replace notes another link handed in: kept, not
-#: counted, until an editor accepts it (it becomes ACCEPTED) or discards it (DISCARDED).
-PENDING, DISCARDED = "pending", "discarded"
 
 
 @dataclass
@@ -180,7 +178,7 @@ class Upload:
     received_at: str
     who: str
     via: str
-    status: str
+    status: UploadStatus
     n_notes: int = 0
     keys: list[list[str | int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -198,7 +196,7 @@ class Manifest:
         if not layout.manifest.exists():
             return cls()
         data = json.loads(layout.manifest.read_text(encoding="utf-8"))
-        return cls([Upload(**u) for u in data["uploads"]])
+        return cls([Upload(**{**u, "status": UploadStatus(u["status"])}) for u in data["uploads"]])
 
     def save(self, layout: Layout) -> None:
         payload = {"event": layout.event, "uploads": [asdict(u) for u in self.uploads]}
@@ -208,14 +206,14 @@ class Manifest:
         return next((u for u in self.uploads if u.upload_id == upload_id), None)
 
     def accepted(self) -> list[Upload]:
-        return [u for u in self.uploads if u.status == ACCEPTED]
+        return [u for u in self.uploads if u.status == UploadStatus.ACCEPTED]
 
     def pending(self) -> list[Upload]:
-        return [u for u in self.uploads if u.status == PENDING]
+        return [u for u in self.uploads if u.status == UploadStatus.PENDING]
 
-    def current_keys(self) -> dict[tuple, str]:
+    def current_keys(self) -> dict[tuple[str | int, ...], str]:
         """For each (table, round, topic, question): the upload that holds its current notes."""
-        owner: dict[tuple, str] = {}
+        owner: dict[tuple[str | int, ...], str] = {}
         for upload in self.accepted():  # manifest order is arrival order: later uploads win
             for key in upload.keys:
                 owner[tuple(key)] = upload.upload_id

@@ -25,11 +25,10 @@ from pipeline.labels import (
 )
 from pipeline.rank import SUPPORT_COLUMNS, session_names, theme_support
 from pipeline.schema import (
-    FLAG_LANGUAGE,
-    FLAG_OFF_TOPIC,
     OFF_TOPIC_THEME_SUFFIX,
-    STATUS_OFF_TOPIC,
     THEMES,
+    Flag,
+    ThemeStatus,
     conform,
 )
 from pipeline.statements import load_nlp
@@ -70,7 +69,7 @@ def statement_flags(
     flags = np.full(len(statements), "", dtype=object)
     in_model_language = (statements["language"] == params.model_language).to_numpy()
     if not params.multilingual_model:
-        flags[~in_model_language] = FLAG_LANGUAGE
+        flags[~in_model_language] = Flag.LANGUAGE
     rows = np.flatnonzero(flags == "")
     texts = statements["text"].to_numpy(dtype=object)[rows].tolist()
     chatter = chatter_mask(
@@ -82,7 +81,7 @@ def statement_flags(
         in_model_language[rows],
         params.chatter,
     )
-    flags[rows[chatter]] = FLAG_OFF_TOPIC
+    flags[rows[chatter]] = Flag.OFF_TOPIC
     return flags
 
 
@@ -137,10 +136,10 @@ def group_fingerprints(
         row_text = row_text + "\x1f" + statements[column].astype(str)
     if flags is not None:
         row_text = row_text + "\x1f" + pd.Series(flags, index=statements.index, dtype=object).astype(str)
-    row_text = row_text.to_numpy(dtype=object)
+    rows_text = row_text.to_numpy(dtype=object)
     settings = json.dumps([models, repr(params), sorted((glossary or {}).items()), CHATTER_VERSION])
     return {
-        key: hashlib.sha256("\n".join([settings, *sorted(row_text[rows])]).encode()).hexdigest()
+        key: hashlib.sha256("\n".join([settings, *sorted(rows_text[rows])]).encode()).hexdigest()
         for key, rows in groups.items()
     }
 
@@ -171,7 +170,7 @@ def synthesise_group(
 
     Returns ``(assignments, themes)``: assignments has ``statement_id, theme_id, flag`` for every
     statement (theme_id empty = unassigned); themes follows ``schema.THEMES`` with rank still 0. The
-    off-topic statements form one more theme with status ``off-topic`` (see schema.STATUS_OFF_TOPIC):
+    off-topic statements form one more theme with status ``off-topic`` (see schema.ThemeStatus.OFF_TOPIC):
     session remarks are one kind of thing, which editors see together and can take answers out of.
     """
     params = params or SynthesisParams()
@@ -219,10 +218,12 @@ def synthesise_group(
         best = members[representative(embeddings[members])]
         ordered = [best, *[m for m in members if m != best]]
         tid = theme_id(topic, question, columns["statement_id"][ordered].tolist())
-        add_theme(tid, ordered, names.get(label, ""), recommendation, "draft")
-    off_topic = np.flatnonzero(flags == FLAG_OFF_TOPIC).tolist()
+        add_theme(tid, ordered, names.get(label, ""), recommendation, ThemeStatus.DRAFT)
+    off_topic = np.flatnonzero(flags == Flag.OFF_TOPIC).tolist()
     if off_topic:
-        add_theme(off_topic_theme_id(topic, question), off_topic, "Off-topic remarks", "", STATUS_OFF_TOPIC)
+        add_theme(
+            off_topic_theme_id(topic, question), off_topic, "Off-topic remarks", "", ThemeStatus.OFF_TOPIC
+        )
     assignments = pd.DataFrame(
         {"statement_id": statements["statement_id"], "theme_id": theme_of, "flag": flags}
     )

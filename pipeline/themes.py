@@ -96,7 +96,7 @@ def micro_themes(embeddings: np.ndarray, params: ThemeParams) -> np.ndarray:
             core_dist_n_jobs=1,
         )
         labels = clusterer.fit_predict(embeddings.astype(np.float64))
-    labels = labels.copy()
+    labels = np.array(labels, dtype=np.int64)
     outliers = np.where(labels < 0)[0]
     labels[outliers] = labels.max() + 1 + np.arange(len(outliers))
     return labels
@@ -121,9 +121,9 @@ def merge_average_linkage(
     np.add.at(sums, micro, embeddings)
     means = sums / sizes[:, None]
     similarity = (means @ means.T).astype(np.float32)  # mean pairwise cosine between two groups' statements
-    uses_sessions = sessions is not None and (session_penalty or apart_bonus)
-    same_session = _same_session_pairs(micro, m, sessions) if uses_sessions else None
-    share_chance = _share_chance(sessions) if uses_sessions else 0.0
+    uses_sessions = sessions is not None and bool(session_penalty or apart_bonus)
+    same_session = _same_session_pairs(micro, m, sessions) if sessions is not None and uses_sessions else None
+    share_chance = _share_chance(sessions) if sessions is not None and uses_sessions else 0.0
     alive = np.ones(m, dtype=bool)
 
     def scores(row: int) -> np.ndarray:
@@ -137,7 +137,7 @@ def merge_average_linkage(
             )
         out[row] = -np.inf
         out[~alive] = -np.inf
-        return out
+        return np.asarray(out)
 
     parent = np.arange(m)
     best = np.zeros(m, dtype=np.int64)
@@ -189,7 +189,7 @@ def _same_session_pairs(micro: np.ndarray, m: int, sessions: np.ndarray) -> np.n
     incidence = sparse.csr_matrix(
         (np.ones(len(micro), dtype=np.float32), (micro, session)), shape=(m, session.max() + 1)
     )
-    pairs = (incidence @ incidence.T).toarray().astype(np.float32)
+    pairs: np.ndarray = (incidence @ incidence.T).toarray().astype(np.float32)
     np.fill_diagonal(pairs, 0.0)
     return pairs
 
@@ -303,9 +303,10 @@ def model_views(
     ambiguous acronym means what that question's notes make it mean), and those glossaries by
     (topic, question)."""
     views = [""] * len(statements)
-    glossaries = {}
+    glossaries: dict[tuple[str, str], Mapping[str, str]] = {}
     texts = statements["text"].to_numpy(dtype=object)
-    for key, rows in statements.groupby(["topic", "question"], sort=False).indices.items():
+    for group, rows in statements.groupby(["topic", "question"], sort=False).indices.items():
+        key = (str(group[0]), str(group[1]))  # type: ignore[index]  # a (topic, question) pair
         question_texts = texts[rows].tolist()
         glossaries[key] = glossary_for(question_texts)
         for row, view in zip(rows, texts_for_embedding(question_texts, glossaries[key]), strict=True):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.chatter import ChatterParams, chatter_mask, named_subject, relevance_margin
-from pipeline.schema import FLAG_LANGUAGE, FLAG_OFF_TOPIC
+from pipeline.schema import Flag
 from pipeline.statements import load_nlp
 from pipeline.synthesis import SynthesisParams, statement_flags
 
@@ -93,11 +93,11 @@ def test_flags_language_first_and_parse_only_the_model_language(nlp) -> None:
     vectors = _around(rng, answer, 3, 0.01)
     prototypes, questions = remark[None, :].astype(np.float32), np.tile(answer, (3, 1)).astype(np.float32)
     flags = statement_flags(statements, vectors, prototypes, questions, nlp, SynthesisParams())
-    assert flags.tolist() == [FLAG_OFF_TOPIC, FLAG_LANGUAGE, ""]
+    assert flags.tolist() == [Flag.OFF_TOPIC, Flag.LANGUAGE, ""]
     # with a multilingual model the French answer is clustered, and never parsed by the English parser
     multilingual = SynthesisParams(multilingual_model=True)
     assert statement_flags(statements, vectors, prototypes, questions, nlp, multilingual).tolist() == [
-        FLAG_OFF_TOPIC,
+        Flag.OFF_TOPIC,
         "",
         "",
     ]

@@ -30,7 +30,7 @@ from pipeline.event import Event, load_event
 from pipeline.ingest import decide_pending, ingest
 from pipeline.publish import publish, refresh_after_ingest
 from pipeline.readers.guarded import GuardedReader
-from pipeline.schema import STATUS_OFF_TOPIC
+from pipeline.schema import ThemeStatus, UploadStatus
 from pipeline.store import Layout, Manifest
 
 HERE = Path(__file__).parent
@@ -357,7 +357,7 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
                 link=grant.link if grant else "",
                 tables=grant.tables if grant else None,
             )
-            accepted = any(r.status == "accepted" for r in results)
+            accepted = any(r.status == UploadStatus.ACCEPTED for r in results)
             return results, refresh_after_ingest(site.layout, site.event, settings) if accepted else None
 
         # parsing and the statements step run in a worker thread: other requests go on meanwhile
@@ -389,7 +389,7 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
     def review_event(request: Request, event_id: str, user: Annotated[str, Depends(editor)]) -> HTMLResponse:
         site = site_of(event_id)
         statements, themes = _outputs(site)
-        answers = themes[themes.status != STATUS_OFF_TOPIC]  # the session remarks are no theme to count
+        answers = themes[themes.status != ThemeStatus.OFF_TOPIC]  # the session remarks are no theme to count
         counts = {}
         for topic, question in site.event.questions():
             st = statements[(statements.topic == topic) & (statements.question == question)]
@@ -397,14 +397,14 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
             counts[(topic, question)] = {
                 "statements": len(st),
                 "themes": len(th),
-                "approved": int((th.status == "approved").sum()),
+                "approved": int((th.status == ThemeStatus.APPROVED).sum()),
                 "unassigned": int((st.theme_id == "").sum()),
             }
         totals = {
             "statements": len(statements),
             "themes": len(answers),
             "unassigned": int((statements.theme_id == "").sum()),
-            "approved": int((answers.status == "approved").sum()),
+            "approved": int((answers.status == ThemeStatus.APPROVED).sum()),
         }
         manifest = Manifest.load(site.layout)
         return render(

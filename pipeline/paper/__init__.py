@@ -3,16 +3,18 @@ examples and a bar chart, in Markdown and in one self-contained HTML file."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader
 
 from pipeline.event import Event
 from pipeline.labels import phrasing_key
-from pipeline.schema import FLAG_LANGUAGE, FLAG_OFF_TOPIC
+from pipeline.schema import Flag
 
 TEMPLATES = Path(__file__).parent / "templates"
 EXAMPLES_PER_THEME = 3
@@ -74,7 +76,7 @@ class Paper:
     sessions: list[SessionSection]
 
 
-def _examples(theme: pd.Series, by_id: dict[str, dict]) -> list[Example]:
+def _examples(theme: Mapping[str, Any], by_id: dict[str, dict[str, Any]]) -> list[Example]:
     """Verbatim statements, from different tables where possible, the representative one first."""
     examples, seen_tables, seen_texts = [], set(), set()
     for sid in theme["statement_ids"].split("; "):
@@ -93,7 +95,7 @@ def _examples(theme: pd.Series, by_id: dict[str, dict]) -> list[Example]:
 def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) -> Paper:
     """Arrange the ranked themes as the paper's sections; ``statements`` carry theme_id and flag."""
     by_id = {
-        r["statement_id"]: r
+        str(r["statement_id"]): {str(k): v for k, v in r.items()}
         for r in statements[["statement_id", "text", "table", "round"]].to_dict("records")
     }
     # counts per question in one pass over each frame (a paper can have hundreds of questions)
@@ -105,15 +107,17 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
             "n_statements": statements.groupby(keys).size(),
             "n_sessions": statements.drop_duplicates([*keys, "table", "round"]).groupby(keys).size(),
             "n_unassigned": (statements["theme_id"] == "").groupby(by_question).sum(),
-            "n_off_topic": (flags == FLAG_OFF_TOPIC).groupby(by_question).sum(),
-            "n_other_language": (flags == FLAG_LANGUAGE).groupby(by_question).sum(),
+            "n_off_topic": (flags == Flag.OFF_TOPIC).groupby(by_question).sum(),
+            "n_other_language": (flags == Flag.LANGUAGE).groupby(by_question).sum(),
         }
     )
-    per_question = {key: {c: int(v) for c, v in row.items()} for key, row in counts.iterrows()}
-    themes_of: dict[tuple[str, str], list[dict]] = {}
+    per_question = {key: {str(c): int(v) for c, v in row.items()} for key, row in counts.iterrows()}
+    themes_of: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for theme in themes.sort_values("rank", kind="stable").to_dict("records"):
-        themes_of.setdefault((theme["topic"], theme["question"]), []).append(theme)
-    empty = dict.fromkeys(counts.columns, 0)
+        themes_of.setdefault((theme["topic"], theme["question"]), []).append(
+            {str(k): v for k, v in theme.items()}
+        )
+    empty = {str(c): 0 for c in counts.columns}
     sessions = []
     for session in event.sessions:
         session_section = SessionSection(session.id, session.title)

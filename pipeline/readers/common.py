@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -142,8 +143,8 @@ def derive_note_id(file_name: str, line: int) -> str:
     return f"{_slug(file_name)}:{line}"
 
 
-def _valid(ids: object) -> str:
-    return ", ".join(sorted(ids))  # type: ignore[arg-type]
+def _valid(ids: Iterable[str]) -> str:
+    return ", ".join(sorted(ids))
 
 
 def validate_notes(
@@ -156,7 +157,8 @@ def validate_notes(
         problems.append(Problem(name, reason, line, column, line_kind))
 
     topics = event.topics
-    rows, seen_ids = [], {}
+    rows: list[dict[str, object]] = []
+    seen_ids: dict[str, int] = {}
     for note in raw:
         f = {k: (note.fields.get(k) or "").strip() for k in (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)}
         text, marker_votes = split_vote_markers(f["text"])
