@@ -1,0 +1,141 @@
+"""Editors' review: the event's overview, pending hand-ins, a question's themes and the actions on them,
+and re-running the pipeline. Every action is audited (``pipeline.editing``) and republishes the paper."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from pipeline import db, editing
+from pipeline.ingest import decide_pending
+from pipeline.publish import publish, refresh_after_ingest
+from pipeline.schema import ThemeStatus
+from pipeline.store import Manifest
+from web.common import check_csrf, editor, harvest, outputs, redirect, render, site_of
+
+router = APIRouter(prefix="/e/{event_id}")
+Editor = Annotated[str, Depends(editor)]
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
+    site = site_of(request, event_id)
+    statements, themes = outputs(site)
+    answers = themes[themes.status != ThemeStatus.OFF_TOPIC]  # the session remarks are no theme to count
+    counts = {}
+    for topic, question in site.event.questions():
+        st = statements[(statements.topic == topic) & (statements.question == question)]
+        th = answers[(answers.topic == topic) & (answers.question == question)]
+        counts[(topic, question)] = {
+            "statements": len(st),
+            "themes": len(th),
+            "approved": int((th.status == ThemeStatus.APPROVED).sum()),
+            "unassigned": int((st.theme_id == "").sum()),
+        }
+    totals = {
+        "statements": len(statements),
+        "themes": len(answers),
+        "unassigned": int((statements.theme_id == "").sum()),
+        "approved": int((answers.status == ThemeStatus.APPROVED).sum()),
+    }
+    manifest = Manifest.load(site.layout)
+    return render(
+        request,
+        "review_event.html",
+        site=site,
+        counts=counts,
+        totals=totals,
+        uploads=manifest.uploads[-15:][::-1],
+        pending=manifest.pending(),
+    )
+
+
+@router.post("/pending/{upload_id}", dependencies=[Depends(check_csrf)])
+async def decide(request: Request, event_id: str, upload_id: str, user: Editor) -> Response:
+    site, settings = site_of(request, event_id), harvest(request).settings
+    accept = str((await request.form()).get("decision", "")) == "accept"
+    try:
+        upload = await run_in_threadpool(decide_pending, site.layout, site.event, upload_id, accept, user)
+    except ValueError as exc:
+        return redirect(f"/e/{event_id}/review", f"Not done: {exc}", request)
+    if accept:
+        await run_in_threadpool(refresh_after_ingest, site.layout, site.event, settings)
+    verb = "accepted: its notes replace the earlier ones" if accept else "discarded"
+    return redirect(f"/e/{event_id}/review", f"{upload.filename} {verb}", request)
+
+
+def _question(request: Request, event_id: str, topic: str, question: str):
+    site = site_of(request, event_id)
+    topic_def = site.event.topics.get(topic)
+    if topic_def is None or topic_def.question(question) is None:
+        raise HTTPException(404, "no such topic and question")
+    return site, topic_def
+
+
+@router.get("/review/{topic}/{question}", response_class=HTMLResponse)
+def review_question(request: Request, event_id: str, topic: str, question: str, user: Editor) -> HTMLResponse:
+    site, topic_def = _question(request, event_id, topic, question)
+    statements, themes = outputs(site)
+    mine = statements[(statements.topic == topic) & (statements.question == question)]
+    ranked = themes[(themes.topic == topic) & (themes.question == question)].sort_values("rank")
+    members = {t: mine[mine.theme_id == t].to_dict("records") for t in ranked.theme_id}
+    for t, rows in members.items():  # representative first, as in the paper
+        order = {s: i for i, s in enumerate(ranked.set_index("theme_id").loc[t, "statement_ids"].split("; "))}
+        rows.sort(key=lambda r: order.get(r["statement_id"], 1 << 30))
+    loose = mine[mine.theme_id == ""]
+    return render(
+        request,
+        "review_question.html",
+        site=site,
+        topic=topic_def,
+        question=topic_def.question(question),
+        themes=ranked.to_dict("records"),
+        members=members,
+        versions={t["theme_id"]: editing.theme_version(t) for t in ranked.to_dict("records")},
+        unassigned=loose[loose.flag == ""].to_dict("records"),
+        flagged=loose[loose.flag != ""].to_dict("records"),
+    )
+
+
+@router.post("/review/{topic}/{question}", dependencies=[Depends(check_csrf)])
+async def act(request: Request, event_id: str, topic: str, question: str, user: Editor) -> Response:
+    """One editor action (``pipeline.editing.ACTIONS``) from a question's page."""
+    site, _ = _question(request, event_id, topic, question)
+    form = await request.form()
+    action = editing.EditorAction(
+        name=str(form.get("action", "")),
+        topic=topic,
+        question=question,
+        theme_id=str(form.get("theme_id", "")),
+        seen=str(form.get("seen", "")),
+        label=str(form.get("label", "")),
+        recommendation=str(form.get("recommendation", "")),
+        rank=str(form.get("rank", "")),
+        sources=tuple(str(t) for t in form.getlist("sources")),
+        statement_ids=tuple(str(s) for s in form.getlist("statement_ids")),
+        target=str(form.get("target", "")),
+    )
+    here = f"/e/{event_id}/review/{topic}/{question}"
+    statements, themes = outputs(site)
+    try:
+        with db.session_scope(harvest(request).database) as session:
+            editing.apply_action(session, event_id, user, action, themes, statements)
+    except ValueError as exc:
+        return redirect(here, f"Not done: {exc}", request)
+    publish(site.layout, site.event, harvest(request).settings)
+    anchor = f"#{action.theme_id}" if action.theme_id else ""
+    return redirect(here + anchor, f"Done: {action.name}", request)
+
+
+@router.post("/run", dependencies=[Depends(check_csrf)])
+def rerun(request: Request, event_id: str, user: Editor) -> Response:
+    from flows.harvest import harvest_event  # Prefect is imported only when an editor runs the flow
+
+    site = site_of(request, event_id)
+    summary = harvest_event(site.folder, harvest(request).settings.data_dir)
+    return redirect(
+        f"/e/{event_id}/review",
+        f"Run finished: {summary['statements']} statements, {summary['themes']} themes",
+        request,
+    )

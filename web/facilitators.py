@@ -1,0 +1,154 @@
+"""Facilitators: an upload link (``/u/<token>``) lets a browser hand in notes for one event, nothing else.
+Editors may hand in notes too, without a link's limits."""
+
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from pipeline import db
+from pipeline.ingest import IngestResult, ingest
+from pipeline.publish import refresh_after_ingest
+from pipeline.schema import UploadStatus
+from web.common import check_csrf, harvest, redirect, render, signed_in, site_of
+
+MAX_FILES_PER_UPLOAD = 10
+MAX_PASTE_CHARS = 50_000
+
+router = APIRouter()
+
+
+def may_upload(request: Request, event_id: str) -> db.LinkGrant | None:
+    """None for a signed-in editor (no limits), the link's grant for a facilitator, else 403."""
+    if signed_in(request):
+        return None
+    links = request.session.get("upload_links", [])
+    if links:
+        with db.session_scope(harvest(request).database) as session:
+            grant = db.link_grant(session, links, event_id)
+        if grant is not None:
+            return grant
+    raise HTTPException(403, "open the upload link your organiser gave you (links expire and can be revoked)")
+
+
+def paste_name(defaults: dict[str, str]) -> str:
+    """Pasted notes become a text upload named after their table, round and question: a corrected paste
+    for the same table and question supersedes the earlier one."""
+    parts = [defaults.get(k, "") for k in ("table", "round", "topic", "question")]
+    return "pasted-" + "-".join(p for p in parts if p) + ".txt"
+
+
+@router.get("/u/{token}")
+def upload_link(request: Request, token: str) -> Response:
+    with db.session_scope(harvest(request).database) as session:
+        event_id = db.token_event(session, token)
+    if event_id is None or event_id not in harvest(request).sites:
+        raise HTTPException(403, "this upload link is not valid; ask your organiser for a new one")
+    # the link itself (its hash) is kept, not the event: revoking the link ends this browser's right too
+    granted = set(request.session.get("upload_links", []))
+    request.session["upload_links"] = sorted(granted | {db.token_digest(token)})
+    return redirect(f"/e/{event_id}/upload")
+
+
+@router.get("/e/{event_id}/upload", response_class=HTMLResponse)
+def upload_page(request: Request, event_id: str) -> HTMLResponse:
+    may_upload(request, event_id)
+    return render(request, "upload.html", site=site_of(request, event_id), form={}, results=[])
+
+
+@router.post("/e/{event_id}/upload", response_class=HTMLResponse, dependencies=[Depends(check_csrf)])
+async def upload(
+    request: Request,
+    event_id: str,
+    topic_question: Annotated[str, Form()] = "",
+    table: Annotated[str, Form()] = "",
+    round: Annotated[str, Form()] = "1",
+    facilitator: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+    files: Annotated[list[UploadFile] | None, File()] = None,
+) -> HTMLResponse:
+    grant = may_upload(request, event_id)
+    site, settings = site_of(request, event_id), harvest(request).settings
+    topic, _, question = topic_question.partition("/")
+    form = {
+        "topic_question": topic_question,
+        "table": table.strip(),
+        "round": round.strip(),
+        "facilitator": facilitator.strip(),
+        "text": text,
+    }
+    defaults = {
+        k: v
+        for k, v in {
+            "topic": topic,
+            "question": question,
+            "table": form["table"],
+            "round": form["round"],
+            "facilitator": form["facilitator"],
+        }.items()
+        if v
+    }
+    field_errors = {}
+    uploads: list[tuple[str, bytes]] = []
+    real_files = [f for f in files or [] if f.filename]
+    if len(real_files) > MAX_FILES_PER_UPLOAD:
+        field_errors["files"] = f"at most {MAX_FILES_PER_UPLOAD} files at a time"
+    for file in real_files[:MAX_FILES_PER_UPLOAD]:
+        data = await file.read(settings.max_upload_bytes + 1)  # never read more than the limit
+        uploads.append((file.filename or "upload", data))
+    if text.strip():
+        if len(text) > MAX_PASTE_CHARS:
+            field_errors["text"] = f"at most {MAX_PASTE_CHARS:,} characters; upload a file instead"
+        elif not form["table"]:
+            field_errors["table"] = "which table are these notes from?"
+        else:
+            uploads.append((paste_name(defaults), text.encode("utf-8")))
+    if not uploads and not field_errors:
+        field_errors["text"] = "paste notes or choose a file"
+    if field_errors:
+        return render(
+            request,
+            "upload.html",
+            status_code=422,
+            site=site,
+            form=form,
+            results=[],
+            field_errors=field_errors,
+        )
+    who = signed_in(request) or f"facilitator {form['facilitator'] or form['table']}".strip()
+
+    def hand_in() -> tuple[list[IngestResult], pd.DataFrame | None]:
+        results = ingest(
+            site.layout,
+            site.event,
+            uploads,
+            who=who,
+            via="web",
+            max_bytes=settings.max_upload_bytes,
+            defaults=defaults,
+            reader=harvest(request).reader,
+            link=grant.link if grant else "",
+            tables=grant.tables if grant else None,
+        )
+        accepted = any(r.status == UploadStatus.ACCEPTED for r in results)
+        return results, refresh_after_ingest(site.layout, site.event, settings) if accepted else None
+
+    # parsing and the statements step run in a worker thread: other requests go on meanwhile
+    results, statements = await run_in_threadpool(hand_in)
+    shown = []
+    for r in results:
+        mine = statements[statements.upload_id == r.upload_id] if statements is not None else pd.DataFrame()
+        shown.append(
+            {"result": r, "statements": mine.to_dict("records"), "pasted": r.filename == paste_name(defaults)}
+        )
+    ok = all(r.ok for r in results)
+    return render(
+        request,
+        "upload.html",
+        status_code=200 if ok else 422,
+        site=site,
+        form=form if not ok else {**form, "text": ""},
+        results=shown,
+    )
