@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from pipeline.config import Settings
-from pipeline.event import EventDefinitionError, load_event
+from pipeline.config import Settings, SettingsError, load_settings
+from pipeline.event import Event, EventDefinitionError, load_event
 from pipeline.schema import UploadStatus
 from pipeline.store import Layout, Manifest
 
@@ -29,11 +29,16 @@ DataDir = Annotated[
 EventDir = Annotated[Path, typer.Argument(help="Folder holding event.yaml (and note files for `run`).")]
 
 
-def _settings(data_dir: Path | None) -> Settings:
-    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+def _settings(data_dir: Path | None = None) -> Settings:
+    """The settings, or exit 2 naming every wrong one (harvest.toml, HARVEST_* variables)."""
+    try:
+        return load_settings(data_dir=data_dir) if data_dir is not None else load_settings()
+    except SettingsError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
-def _event_and_layout(event_dir: Path, settings: Settings, out: Path | None = None):
+def _event_and_layout(event_dir: Path, settings: Settings, out: Path | None = None) -> tuple[Event, Layout]:
     try:
         event = load_event(event_dir)
     except EventDefinitionError as exc:
@@ -137,7 +142,7 @@ def validate(
     from pipeline.ingest import discover_note_files
     from pipeline.readers import NoteFileError, read_notes
 
-    settings = Settings()
+    settings = _settings()
     event, _ = _event_and_layout(event_dir, settings)
     typer.echo(f"event '{event.id}': {len(event.sessions)} sessions, {len(event.questions())} questions")
     failed = False
@@ -292,7 +297,10 @@ app.add_typer(token_app, name="token")
 def token_create(
     event_dir: EventDir,
     label: Annotated[str, typer.Option(help="What the link is for, e.g. 'day 1 facilitators'.")] = "",
-    days: Annotated[int, typer.Option(min=1, help="Days the link works.")] = 14,
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Days the link works (default: the access.upload_link_days setting)."),
+    ] = None,
     tables: Annotated[
         str | None,
         typer.Option(help="Comma-separated table ids: the link hands in notes of these tables only."),
@@ -309,7 +317,8 @@ def token_create(
     event, _ = _event_and_layout(event_dir, settings)
     with db.session_scope(settings.database_url) as session:
         bound = tables.split(",") if tables else None
-        secret = db.create_upload_token(session, event.id, label, timedelta(days=days), bound)
+        valid_for = timedelta(days=days or settings.access.upload_link_days)
+        secret = db.create_upload_token(session, event.id, label, valid_for, bound)
     typer.echo(f"{base_url.rstrip('/')}/u/{secret}")
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
 from pipeline.embed import EmbeddingCache, text_key
 from pipeline.encoders import EncoderSpec, load_encoder
 from pipeline.event import Event, load_event
@@ -134,7 +134,7 @@ def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | Non
     again, and reviewed themes keep their ids (``pipeline.review``).
     """
     started = time.perf_counter()
-    settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    settings = load_settings(data_dir=data_dir) if data_dir is not None else load_settings()
     event = load_event(event_dir)
     layout = Layout(settings.data_dir, event.id, out)
     with layout.run_lock():
@@ -173,9 +173,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     texts, glossaries = model_views(statements, event.glossary_for)
     embeddings = embed(texts, settings.encoder, cache)
     lap("embed")
-    params = SynthesisParams(
-        model_language=settings.model_language, multilingual_model=settings.multilingual_model
-    )
+    params = settings.synthesis
     nlp = load_nlp(settings.spacy_model)
     flags = event_flags(
         statements,

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from spacy.language import Language
 
 #: Generic kinds of session remarks, not phrases of any one event.
@@ -67,27 +67,64 @@ _ROLE_PREFIX = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class ChatterParams:
-    #: Cosine to the nearest prototype. Dev event: 108 of 121 chatter notes found and no answer taken (the
-    #: closest answer is at 0.42); 7 of 6,000 texts of the public short-text sets flagged.
-    threshold: float = 0.45
-    #: Relevance margin (prototype cosine - question cosine) at or above which a statement is a sure
-    #: remark, and at or below which a sure answer, for the event's own classifier. Dev event: no answer
-    #: at >= 0.4 (margins of answers and remarks overlap between 0.1 and 0.4).
-    remark_margin: float = 0.4
-    answer_margin: float = 0.1
-    #: Probability at which the event's classifier flags a statement, and its inverse regularisation (its
-    #: examples are tens to thousands, its features 385). Chosen on the dev event as the setting that
-    #: finds the most remarks while taking at most one answer, away from the edge: at 0.7 and 10 the nine
-    #: copies of "give clusters a seat at the table" (an answer) flip to remarks. Dev event: 111 of 121
-    #: remarks, 1 answer; at 0.9 and 1: 109 and none.
-    probability: float = 0.8
-    regularisation: float = 10.0
-    #: Fewest sure remarks and sure answers for the classifier to be trained at all.
-    min_examples: int = 5
-    #: At most this many of each kind train it (evenly spaced, so deterministic): memory stays bounded.
-    max_examples: int = 5000
+class ChatterParams(BaseModel):
+    """How session remarks are told from answers (module docstring); ``[chatter]`` in harvest.toml."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold: float = Field(
+        default=0.45,
+        ge=-1.0,
+        le=2.0,
+        description="Cosine to the nearest prototype remark at which a statement is a remark (above 1: "
+        "never). Dev event: 108 of 121 remarks found and no answer taken (the closest answer is at "
+        "0.42); 7 of 6,000 texts of the public short-text sets flagged.",
+    )
+    remark_margin: float = Field(
+        default=0.4,
+        ge=-2.0,
+        le=2.0,
+        description="Relevance margin (prototype cosine - question cosine) at or above which a statement "
+        "is a sure remark, for the event's own classifier. Dev event: no answer at >= 0.4.",
+    )
+    answer_margin: float = Field(
+        default=0.1,
+        ge=-2.0,
+        le=2.0,
+        description="Margin at or below which a statement is a sure answer (margins of answers and "
+        "remarks overlap between 0.1 and 0.4 on the dev event).",
+    )
+    probability: float = Field(
+        default=0.8,
+        gt=0.0,
+        lt=1.0,
+        description="Probability at which the event's classifier flags a statement. Chosen on the dev "
+        "event as the setting that finds the most remarks while taking at most one answer, away from the "
+        "edge: at 0.7 (and regularisation 10) the nine copies of 'give clusters a seat at the table' flip "
+        "to remarks. Dev event: 111 of 121 remarks, 1 answer; at 0.9 and 1: 109 and none.",
+    )
+    regularisation: float = Field(
+        default=10.0,
+        gt=0.0,
+        description="The classifier's inverse regularisation C (examples: tens to thousands; features: 385).",
+    )
+    min_examples: int = Field(
+        default=5, ge=1, description="Fewest sure remarks and sure answers for the classifier to be trained."
+    )
+    max_examples: int = Field(
+        default=5000,
+        ge=1,
+        description="At most this many of each kind train it (evenly spaced, so deterministic): memory "
+        "stays bounded.",
+    )
+
+    @model_validator(mode="after")
+    def _margins_apart(self) -> ChatterParams:
+        if self.answer_margin >= self.remark_margin:
+            raise ValueError(
+                f"answer_margin ({self.answer_margin}) must be below remark_margin ({self.remark_margin})"
+            )
+        return self
 
 
 def _name_like(text: str) -> bool:

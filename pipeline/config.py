@@ -1,7 +1,10 @@
-"""One typed settings object for the whole of Harvest.
+"""One typed settings object for the whole of Harvest: paths, models, every threshold, access limits.
 
-Values come, highest priority first, from explicit arguments, ``HARVEST_*`` environment variables,
-a ``harvest.toml`` in the working directory, then the defaults below.
+Values come, highest priority first, from explicit arguments, ``HARVEST_*`` environment variables
+(nested ones with ``__``: ``HARVEST_THEMES__MERGE_SIMILARITY=0.35``), a ``harvest.toml`` in the working
+directory (``[themes]``, ``[chatter]``, ``[access]`` tables for the nested ones), then the defaults
+below. Everything is validated when loaded: ``load_settings`` turns a wrong or unknown value into a
+``SettingsError`` naming it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -17,11 +20,40 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipeline.chatter import ChatterParams
 from pipeline.encoders import DEFAULT_EMBEDDING_MODEL, Backend, EncoderSpec
+from pipeline.labels import RECOMMENDATION_PARTS
+from pipeline.synthesis import SynthesisParams
+from pipeline.themes import ThemeParams
+
+
+class SettingsError(ValueError):
+    """A setting is wrong or unknown; the message names each one and what is wrong with it."""
+
+
+class AccessSettings(BaseModel):
+    """Limits on who may do what in the web app; ``[access]`` in harvest.toml."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sign_in_failures: int = Field(
+        default=5, ge=1, le=100, description="Failed sign-ins for one name or address before it is locked."
+    )
+    sign_in_window_minutes: float = Field(
+        default=15, gt=0, le=24 * 60, description="How long those failures count, and the lock lasts."
+    )
+    session_hours: float = Field(
+        default=12, gt=0, le=24 * 30, description="An editor's sign-in lasts this long: a working day."
+    )
+    upload_link_days: int = Field(
+        default=14, ge=1, le=365, description="How long a new upload link works unless told otherwise."
+    )
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HARVEST_", toml_file="harvest.toml", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="HARVEST_", env_nested_delimiter="__", toml_file="harvest.toml", extra="forbid"
+    )
 
     data_dir: Path = Field(
         default=Path("data"),
@@ -77,6 +109,21 @@ class Settings(BaseSettings):
         "rest instead of being flagged for editors.",
     )
 
+    # --- themes: every threshold of the synthesis, documented where it is defined
+    themes: ThemeParams = Field(
+        default_factory=ThemeParams, description="Clustering and merging (pipeline.themes.ThemeParams)."
+    )
+    chatter: ChatterParams = Field(
+        default_factory=ChatterParams,
+        description="Telling session remarks from answers (pipeline.chatter.ChatterParams).",
+    )
+    recommendation_parts: int = Field(
+        default=RECOMMENDATION_PARTS, ge=1, le=5, description="Statements a recommendation joins at most."
+    )
+
+    # --- the web app
+    access: AccessSettings = Field(default_factory=AccessSettings)
+
     # --- execution of the flow's tasks
     task_runner: Literal["local", "dask"] = Field(
         default="local",
@@ -105,6 +152,16 @@ class Settings(BaseSettings):
         )
 
     @property
+    def synthesis(self) -> SynthesisParams:
+        return SynthesisParams(
+            themes=self.themes,
+            chatter=self.chatter,
+            model_language=self.model_language,
+            multilingual_model=self.multilingual_model,
+            recommendation_parts=self.recommendation_parts,
+        )
+
+    @property
     def database_url(self) -> str:
         return self.database_url_ or f"sqlite:///{self.data_dir / 'harvest.db'}"
 
@@ -118,3 +175,19 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(**values: object) -> Settings:
+    """``Settings(**values)`` with every wrong or unknown value reported by name, where it can come
+    from, and what is wrong, instead of pydantic's trace."""
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            variable = "HARVEST_" + name.upper().replace(".", "__")
+            message = "unknown setting (a typo?)" if error["type"] == "extra_forbidden" else error["msg"]
+            got = "" if error["type"] == "missing" else f" (got {error.get('input')!r})"
+            lines.append(f"  {name}: {message}{got} [harvest.toml, or {variable}]")
+        raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None

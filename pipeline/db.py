@@ -249,30 +249,28 @@ def end_sessions(session: Session, username: str) -> None:
     session.execute(delete(EditorSession).where(EditorSession.username == username))
 
 
-#: Sign-in throttling: after this many failures for one name or one address within the window, that name
-#: or address is locked out until the window has passed since its first failure.
-MAX_SIGN_IN_FAILURES = 5
-SIGN_IN_WINDOW = timedelta(minutes=15)
+# Sign-in throttling: after ``max_failures`` for one name or one address within the ``window``, that name
+# or address is locked out until the window has passed since its first failure (``Settings.access``).
 
 
-def _failures(session: Session, key: str) -> SignInFailure | None:
+def _failures(session: Session, key: str, window: timedelta) -> SignInFailure | None:
     row = session.get(SignInFailure, key)
-    if row is not None and _now() - _aware(row.first_at) > SIGN_IN_WINDOW:
+    if row is not None and _now() - _aware(row.first_at) > window:
         session.delete(row)
         session.flush()
         return None
     return row
 
 
-def sign_in_locked(session: Session, keys: list[str]) -> bool:
+def sign_in_locked(session: Session, keys: list[str], max_failures: int, window: timedelta) -> bool:
     """True while any of ``keys`` (name and address) has used up its failures in the window."""
-    return any((row := _failures(session, k)) is not None and row.count >= MAX_SIGN_IN_FAILURES for k in keys)
+    return any((row := _failures(session, k, window)) is not None and row.count >= max_failures for k in keys)
 
 
-def record_sign_in(session: Session, keys: list[str], ok: bool) -> None:
+def record_sign_in(session: Session, keys: list[str], ok: bool, window: timedelta) -> None:
     """Count a failure against every key, or clear them after a success."""
     for key in keys:
-        row = _failures(session, key)
+        row = _failures(session, key, window)
         if ok:
             if row is not None:
                 session.delete(row)
@@ -282,15 +280,11 @@ def record_sign_in(session: Session, keys: list[str], ok: bool) -> None:
             row.count += 1
 
 
-#: How long an upload link works unless told otherwise: a conference and the days after it.
-UPLOAD_LINK_DAYS = 14
-
-
 def create_upload_token(
     session: Session,
     event: str,
-    label: str = "",
-    valid_for: timedelta = timedelta(days=UPLOAD_LINK_DAYS),
+    label: str,
+    valid_for: timedelta,
     tables: Iterable[str] | None = None,
 ) -> str:
     """A new upload link's secret; with ``tables``, the link hands in notes of those tables only."""

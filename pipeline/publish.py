@@ -52,7 +52,9 @@ def publish(
     embeddings = embeddings.astype(np.float32, copy=False)  # as read from the cache: the same either way
     if machine is None:
         machine = (pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes))
-    assignments, themes = apply_review(statements, embeddings, *machine, state, event.glossary_for)
+    assignments, themes = apply_review(
+        statements, embeddings, *machine, state, event.glossary_for, settings.themes.merge_similarity
+    )
     export = themed_statements(statements, assignments, themes)
     write_exports(layout, export, themes)
     paper = build_paper(event, export, themes[~themes.status.isin(NOT_IN_PAPER)])

@@ -4,7 +4,8 @@ Ranking formula, strongest first (deterministic, no ties left):
 
 1. ``n_tables``: distinct table sessions (table x round) that raised the theme: breadth of support;
 2. ``n_tables_near``: those sessions plus the ones that wrote an answer close to the theme (cosine to its
-   centre >= ``CLOSE_SIMILARITY``) that the clustering put elsewhere: of two themes raised as widely,
+   centre >= ``close_similarity``, the merge threshold ``ThemeParams.merge_similarity``: as close as
+   statements that join one theme) that the clustering put elsewhere: of two themes raised as widely,
    the one more tables came close to is the broader (it is often a theme split across phrasings);
 3. ``votes``: dots/votes on its notes, each note counted once;
 4. ``n_statements``: statements, with near-duplicates from one table session counted once;
@@ -19,11 +20,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.schema import ThemeStatus
+from pipeline.themes import ThemeParams
 
 NEAR_DUPLICATE = 0.9  # cosine above which two statements of one table session say the same thing
-#: Cosine to a theme's centre at which an answer counts as close to it: the merge threshold of
-#: ``pipeline.themes.ThemeParams``, as close as statements that join one theme.
-CLOSE_SIMILARITY = 0.3
 
 
 def unit_centre(embeddings: np.ndarray) -> np.ndarray:
@@ -53,11 +52,16 @@ def distinct_statements(embeddings: np.ndarray, sessions: np.ndarray) -> int:
 SUPPORT_COLUMNS = ["statement_id", "note_id", "table", "round", "votes"]  # what theme_support reads
 
 
-def tables_near(embeddings: np.ndarray, sessions: np.ndarray, answers: tuple[np.ndarray, np.ndarray]) -> int:
+def tables_near(
+    embeddings: np.ndarray,
+    sessions: np.ndarray,
+    answers: tuple[np.ndarray, np.ndarray],
+    close_similarity: float,
+) -> int:
     """Table sessions of a theme's members (``embeddings``, ``sessions``) and of the question's
-    ``answers`` (vectors, sessions) whose cosine to the theme's centre is at least CLOSE_SIMILARITY."""
+    ``answers`` (vectors, sessions) whose cosine to the theme's centre is at least ``close_similarity``."""
     vectors, answer_sessions = answers
-    close = answer_sessions[vectors @ unit_centre(embeddings) >= CLOSE_SIMILARITY]
+    close = answer_sessions[vectors @ unit_centre(embeddings) >= close_similarity]
     return len(set(sessions) | set(close))
 
 
@@ -65,16 +69,18 @@ def theme_support(
     members: pd.DataFrame | Mapping[str, np.ndarray],
     embeddings: np.ndarray,
     answers: tuple[np.ndarray, np.ndarray] | None = None,
+    close_similarity: float = ThemeParams().merge_similarity,
 ) -> dict[str, object]:
     """Support columns of one theme from its member statements (the representative first): a frame, or
     its columns as arrays (cheaper when called for every theme of an event). ``answers`` are the vectors
-    and sessions of the question's answers, for ``n_tables_near``; without them it is ``n_tables``."""
+    and sessions of the question's answers, for ``n_tables_near`` (answers as close as
+    ``close_similarity``, the merge threshold); without them it is ``n_tables``."""
     sessions = session_names(np.asarray(members["table"]), np.asarray(members["round"]))
     note_ids = np.asarray(members["note_id"], dtype=object)
     _, first_of_note = np.unique(note_ids, return_index=True)  # a note's votes count once
     return {
         "n_tables": len(set(sessions)),
-        "n_tables_near": tables_near(embeddings, sessions, answers)
+        "n_tables_near": tables_near(embeddings, sessions, answers, close_similarity)
         if answers is not None
         else len(set(sessions)),
         "n_statements": distinct_statements(embeddings, sessions),

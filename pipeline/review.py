@@ -26,7 +26,7 @@ from pipeline.glossary import for_readers
 from pipeline.labels import recommendation_text, representative
 from pipeline.rank import rank_themes, session_names, theme_support
 from pipeline.schema import OFF_TOPIC_THEME_SUFFIX, THEMES, ThemeStatus, conform
-from pipeline.themes import GlossaryFor
+from pipeline.themes import GlossaryFor, ThemeParams
 
 MIN_OVERLAP = 0.5
 SUPPORT_COLUMNS = ["statement_id", "note_id", "topic", "question", "table", "round", "votes", "text"]
@@ -125,13 +125,15 @@ def apply_review(
     machine_themes: pd.DataFrame,
     state: ReviewState,
     glossary_for: GlossaryFor | None = None,
+    close_similarity: float = ThemeParams().merge_similarity,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The machine's themes with the editors' decisions applied, ranked.
 
     ``statements`` and ``embeddings`` are aligned row by row; ``machine_assignments`` has
     ``statement_id, theme_id, flag``. A theme editors made (by a split) gets its representative
     statement as recommendation, with the shorthand of ``glossary_for`` (``Event.glossary_for``)
-    spelled out as in the machine's recommendations. Returns ``(assignments, themes)`` like
+    spelled out as in the machine's recommendations. ``close_similarity`` is the merge threshold the
+    themes were made with (``rank.theme_support``). Returns ``(assignments, themes)`` like
     ``synthesise_group``.
     """
     decisions = (
@@ -184,6 +186,7 @@ def apply_review(
                 {c: v[member_rows] for c, v in light.items()},
                 embeddings[member_rows],
                 answers[(first["topic"], first["question"])],
+                close_similarity,
             ),
             "status": (base or {}).get("status") or ThemeStatus.DRAFT,  # the machine says off-topic or draft
             "pinned_rank": 0,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 from spacy.language import Language
 
 from pipeline.chatter import PROTOTYPES, ChatterParams, chatter_mask
@@ -44,13 +44,16 @@ ALGORITHM_VERSION = 1
 THEME_LIBRARIES = ("hdbscan", "scikit-learn", "spacy", "sentence-transformers", "numpy")
 
 
-@dataclass(frozen=True)
-class SynthesisParams:
-    themes: ThemeParams = field(default_factory=ThemeParams)
-    chatter: ChatterParams = field(default_factory=ChatterParams)
+class SynthesisParams(BaseModel):
+    """Everything a group's themes are made with besides its data and the models (``Settings.synthesis``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    themes: ThemeParams = Field(default_factory=ThemeParams)
+    chatter: ChatterParams = Field(default_factory=ChatterParams)
     model_language: str = "en"
     multilingual_model: bool = False
-    recommendation_parts: int = RECOMMENDATION_PARTS
+    recommendation_parts: int = Field(default=RECOMMENDATION_PARTS, ge=1)
 
 
 def statement_flags(
@@ -192,7 +195,12 @@ def synthesise_group(
     def add_theme(tid: str, members: list[int], label: str, recommendation: str, status: str) -> None:
         """One theme row; ``members`` are row positions, the representative first."""
         theme_of[members] = tid
-        support = theme_support({c: v[members] for c, v in columns.items()}, embeddings[members], answers)
+        support = theme_support(
+            {c: v[members] for c, v in columns.items()},
+            embeddings[members],
+            answers,
+            params.themes.merge_similarity,
+        )
         rows.append(
             {
                 "theme_id": tid,

@@ -34,33 +34,74 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 import hdbscan
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.glossary import speller
 
 
-@dataclass(frozen=True)
-class ThemeParams:
-    merge_similarity: float = 0.3
-    session_penalty: float = 0.5
-    #: apart_bonus 0.05-0.2 x apart_full_at 1-7 on the dev event: a plateau wherever the bonus per expected
-    #: pair (apart_bonus / apart_full_at) is 0.02-0.05; 0.1 and 3 sit inside it.
-    apart_bonus: float = 0.1
-    #: Expected same-session pairs (λ) at which two groups that never met get the whole apart_bonus.
-    apart_full_at: float = 3.0
-    min_cluster_size: int = 2
-    min_tables: int = 1
-    #: Above this many statements HDBSCAN runs on vectors (Boruvka KD-tree), below on a cosine matrix.
-    dense_limit: int = 4000
-    #: ... and on vectors reduced to this many dimensions by PCA.
-    reduce_to: int = 32
-    #: At most this many micro-themes (the largest) enter the merge, whose similarity matrix is
-    #: quadratic in them; the others join the nearest theme afterwards if they fit it (memory stays bounded).
-    max_micro_themes: int = 6000
+class ThemeParams(BaseModel):
+    """How statements become themes (module docstring); ``[themes]`` in harvest.toml. Chosen on the dev
+    event (benchmarks/results/quality.md), not on its wording."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    merge_similarity: float = Field(
+        default=0.3,
+        ge=-1.0,
+        le=1.0,
+        description="Mean cosine between two groups' statements (less the session penalty, plus the "
+        "apart bonus) at which they merge into one theme. Also how close an answer put elsewhere must be "
+        "to a theme's centre to count towards its n_tables_near (pipeline.rank).",
+    )
+    session_penalty: float = Field(
+        default=0.5,
+        ge=0.0,
+        description="Lowers a merge by this x (same-session pairs between the groups) / (smaller size): "
+        "two notes of one table session are almost never the same point.",
+    )
+    apart_bonus: float = Field(
+        default=0.1,
+        ge=0.0,
+        description="Raises the merge of two groups that never met at a table session although chance "
+        "says they should have. apart_bonus 0.05-0.2 x apart_full_at 1-7 on the dev event: a plateau "
+        "wherever apart_bonus / apart_full_at is 0.02-0.05; 0.1 and 3 sit inside it.",
+    )
+    apart_full_at: float = Field(
+        default=3.0,
+        gt=0.0,
+        description="Expected same-session pairs (λ) at which two groups that never met get the whole "
+        "apart_bonus.",
+    )
+    min_cluster_size: int = Field(
+        default=2, ge=2, description="HDBSCAN's smallest micro-theme (its outliers are micro-themes of one)."
+    )
+    min_tables: int = Field(
+        default=1,
+        ge=1,
+        description="Table sessions a theme needs; smaller groups stay unassigned for editors.",
+    )
+    dense_limit: int = Field(
+        default=4000,
+        ge=3,
+        description="Above this many statements HDBSCAN runs on vectors (Boruvka KD-tree), below on a "
+        "cosine matrix.",
+    )
+    reduce_to: int = Field(
+        default=32,
+        ge=2,
+        description="... and on vectors reduced to this many dimensions by PCA (neighbourhoods survive; "
+        "the merge uses the full vectors).",
+    )
+    max_micro_themes: int = Field(
+        default=6000,
+        ge=2,
+        description="At most this many micro-themes (the largest) enter the merge, whose similarity "
+        "matrix is quadratic in them; the others join the nearest theme afterwards if they fit it.",
+    )
 
 
 def micro_themes(embeddings: np.ndarray, params: ThemeParams) -> np.ndarray:

@@ -93,3 +93,43 @@ def test_ids_past_what_a_database_holds_are_simply_not_found(tmp_path: Path) -> 
         assert not db.revoke_upload_token(session, 10**20)
         with pytest.raises(KeyError, match="no audit entry"):
             db.undo(session, "mini", 10**20, "editor")
+
+
+def test_validate_checks_every_file_and_names_each_problem(run, tmp_path: Path) -> None:
+    ok = run("validate", str(FIXTURES / "mini-event"))
+    assert ok.exit_code == 0
+    assert "event 'mini': " in ok.output and re.search(r"^ok\s+\S*mini\.csv: \d+ notes$", ok.output, re.M)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("table,round,topic,question,text\ngreen-t01,one,green,actors,fund pilots\n")
+    checked = run("validate", str(FIXTURES / "mini-event"), str(bad))
+    assert checked.exit_code == 1
+    assert f"INVALID  {bad}:" in checked.output and "row 2" in checked.output and "round" in checked.output
+    assert not (tmp_path / "data").exists()  # validate stores nothing
+
+
+def test_status_lists_accepted_superseded_and_rejected_uploads(run, tmp_path: Path) -> None:
+    event = FIXTURES / "mini-event"
+    first, fixed, broken = tmp_path / "t1.csv", tmp_path / "t1-fixed.csv", tmp_path / "t2.csv"
+    header = "table,round,topic,question,text\n"
+    first.write_text(header + "green-t01,1,green,actors,fund pilots for SMEs\n")
+    fixed.write_text(header + "green-t01,1,green,actors,fund pilot projects for SMEs\n")
+    broken.write_text(header + "green-t02,1,nowhere,actors,a topic the event lacks\n")
+    assert run("ingest", str(event), str(first), "--who", "anna").exit_code == 0
+    assert run("ingest", str(event), str(fixed), "--who", "anna").exit_code == 0
+    assert run("ingest", str(event), str(broken), "--who", "bob").exit_code == 1
+    lines = run("status", str(event)).output.splitlines()
+    states = {line.split()[2]: line.split()[1] for line in lines if "notes" in line and "via" in line}
+    assert states == {"t1.csv": "superseded", "t1-fixed.csv": "accepted", "t2.csv": "rejected"}
+    assert any("nowhere" in line for line in lines)  # the rejected file's problem is shown under it
+    assert lines[-1].startswith("3 uploads for event 'mini'")
+
+
+def test_a_link_lasts_the_configured_days_unless_told(run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    monkeypatch.setenv("HARVEST_ACCESS__UPLOAD_LINK_DAYS", "3")
+    assert run("token", "create", str(FIXTURES / "mini-event")).exit_code == 0
+    assert run("token", "create", str(FIXTURES / "mini-event"), "--days", "30").exit_code == 0
+    expires = re.findall(r"expires (\d{4}-\d\d-\d\d)", run("token", "list").output)
+    days = [(datetime.fromisoformat(e).replace(tzinfo=UTC) - datetime.now(UTC)).days for e in expires]
+    assert [d in (2, 3) for d in days] == [True, False] and days[1] in (29, 30)

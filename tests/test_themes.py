@@ -12,7 +12,7 @@ from pipeline.embed import PhraseEncoder
 from pipeline.encoders import EncoderSpec
 from pipeline.glossary import DEFAULT_GLOSSARY, for_readers, with_plurals
 from pipeline.labels import compose_recommendations, ctfidf_labels, recommendation_text
-from pipeline.rank import CLOSE_SIMILARITY, distinct_statements, rank_themes, theme_support
+from pipeline.rank import distinct_statements, rank_themes, theme_support
 from pipeline.themes import (
     ThemeParams,
     cluster_statements,
@@ -230,7 +230,7 @@ def test_of_two_themes_raised_as_widely_the_one_more_tables_came_close_to_ranks_
             "round": np.array([1] * len(rows)),
             "votes": np.array([votes] * len(rows)),
         }
-        return theme_support(members, answers[0][rows], answers)
+        return theme_support(members, answers[0][rows], answers, close_similarity=0.3)
 
     a, b = support([0, 1], votes=0), support([2, 3], votes=5)
     assert (a["n_tables"], a["n_tables_near"]) == (2, 3) and (b["n_tables"], b["n_tables_near"]) == (2, 2)
@@ -238,7 +238,6 @@ def test_of_two_themes_raised_as_widely_the_one_more_tables_came_close_to_ranks_
         topic="t", question="q", label="", status="draft"
     )
     assert rank_themes(themes)["theme_id"].tolist() == ["a", "b"]  # before b's votes
-    assert ThemeParams().merge_similarity == CLOSE_SIMILARITY
 
 
 @pytest.mark.slow

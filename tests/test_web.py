@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -18,11 +19,12 @@ from fastapi.testclient import TestClient
 
 from flows.harvest import harvest_event
 from pipeline import db
-from pipeline.config import Settings
+from pipeline.config import AccessSettings, Settings
 from tests.conftest import FIXTURES
 from web.app import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
+DAY = timedelta(days=1)
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_ephemeral")]
 
 
@@ -36,7 +38,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, prefect_ephemeral: None) -> d
     harvest_event(event_dir, settings.data_dir)
     with db.session_scope(settings.database_url) as session:
         db.add_user(session, "editor", "correct horse")
-        token = db.create_upload_token(session, "mini", "tests")
+        token = db.create_upload_token(session, "mini", "tests", DAY)
     return {"event_dir": event_dir, "settings": settings, "token": token}
 
 
@@ -451,12 +453,13 @@ def test_sign_out_new_password_and_removal_end_a_session_at_once(client: TestCli
 
 
 def test_repeated_failed_sign_ins_lock_the_name_and_the_address(site: dict) -> None:
-    settings = site["settings"]
+    # the limit is a setting: three failures here, whatever the default
+    settings = site["settings"].model_copy(update={"access": AccessSettings(sign_in_failures=3)})
     with db.session_scope(settings.database_url) as session:
         db.add_user(session, "guessed-editor", "the real password")
     app = create_app([site["event_dir"]], settings)
     attacker = TestClient(app, client=("198.51.100.7", 40000))
-    for _ in range(db.MAX_SIGN_IN_FAILURES):
+    for _ in range(3):
         assert _sign_in_as(attacker, "guessed-editor", "guess") == 401
     # the right password no longer helps, from this address or for this name from elsewhere
     assert _sign_in_as(attacker, "guessed-editor", "the real password") == 429
@@ -467,12 +470,11 @@ def test_repeated_failed_sign_ins_lock_the_name_and_the_address(site: dict) -> N
 
 
 def test_a_revoked_or_expired_link_stops_working_at_once(site: dict) -> None:
-    from datetime import timedelta
 
     settings = site["settings"]
     app = create_app([site["event_dir"]], settings)
     with db.session_scope(settings.database_url) as session:
-        token = db.create_upload_token(session, "mini", "revoke me")
+        token = db.create_upload_token(session, "mini", "revoke me", DAY)
         expired = db.create_upload_token(session, "mini", "old", valid_for=timedelta(seconds=-1))
         token_id = next(r["id"] for r in db.list_upload_tokens(session, "mini") if r["label"] == "revoke me")
     facilitator = TestClient(app)
@@ -587,8 +589,8 @@ def test_links_hand_in_their_own_tables_and_replacements_wait_for_an_editor(site
     settings = site["settings"]
     app = create_app([site["event_dir"]], settings)
     with db.session_scope(settings.database_url) as session:
-        table_link = db.create_upload_token(session, "mini", "table 90", tables=["green-t90"])
-        other_link = db.create_upload_token(session, "mini", "everyone")
+        table_link = db.create_upload_token(session, "mini", "table 90", DAY, tables=["green-t90"])
+        other_link = db.create_upload_token(session, "mini", "everyone", DAY)
 
     def paste(client: TestClient, table: str, text: str):
         page = client.get("/e/mini/upload")

@@ -17,7 +17,10 @@ def access_page(request: Request, site: EventSite, new_link: str = "") -> HTMLRe
     with db.session_scope(harvest(request).database) as session:
         links = db.list_upload_tokens(session, site.event.id)
         users = db.list_users(session)
-    return render(request, "access.html", site=site, links=links, users=users, new_link=new_link)
+    days = harvest(request).settings.access.upload_link_days
+    return render(
+        request, "access.html", site=site, links=links, users=users, new_link=new_link, link_days=days
+    )
 
 
 @router.get("", response_class=HTMLResponse)
@@ -32,9 +35,10 @@ def create_link(
     user: Editor,
     label: Annotated[str, Form()] = "",
     tables: Annotated[str, Form()] = "",
-    days: Annotated[int, Form(ge=1, le=365)] = db.UPLOAD_LINK_DAYS,
+    days: Annotated[int | None, Form(ge=1, le=365)] = None,
 ) -> HTMLResponse:
     site = site_of(request, event_id)
+    days = days or harvest(request).settings.access.upload_link_days
     bound = [t for t in tables.replace(";", ",").split(",") if t.strip()] or None
     with db.session_scope(harvest(request).database) as session:
         secret = db.create_upload_token(session, event_id, label.strip(), timedelta(days=days), bound)

@@ -18,11 +18,11 @@ from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
 from pipeline.event import load_event
 from pipeline.store import Layout
 from web import access, audit, editors, facilitators, signin
-from web.common import HERE, SESSION_SECONDS, EventSite, Harvest, redirect, render
+from web.common import HERE, EventSite, Harvest, redirect, render
 from web.facilitators import MAX_FILES_PER_UPLOAD, MAX_PASTE_CHARS
 
 #: Every page: scripts, styles and images from this site only (the pages use no inline script), never
@@ -50,7 +50,7 @@ def _secret_key(settings: Settings) -> str:
 
 
 def create_app(event_dirs: list[Path], settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     sites = {}
     for folder in event_dirs:
         event = load_event(folder)
@@ -69,7 +69,7 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
         secret_key=_secret_key(settings),
         same_site="lax",
         session_cookie="harvest_session",
-        max_age=SESSION_SECONDS,
+        max_age=int(settings.access.session_hours * 3600),
         https_only=settings.secure_cookies,
     )
 

@@ -21,7 +21,6 @@ from pipeline.readers.guarded import GuardedReader
 from pipeline.store import Layout
 
 HERE = Path(__file__).parent
-SESSION_SECONDS = 12 * 3600  # an editor signs in once a working day
 
 
 @dataclass
@@ -71,7 +70,8 @@ def signed_in(request: Request) -> str | None:
         request.state.editor = None
         if secret:
             with db.session_scope(harvest(request).database) as session:
-                request.state.editor = db.session_user(session, secret, timedelta(seconds=SESSION_SECONDS))
+                age = timedelta(hours=harvest(request).settings.access.session_hours)
+                request.state.editor = db.session_user(session, secret, age)
             if request.state.editor is None:
                 request.session.pop("editor_session", None)
     return request.state.editor

@@ -1,5 +1,6 @@
 """Signing in and out: the home page, editors' sign-in (locked after repeated failures) and sign-out."""
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -32,18 +33,20 @@ def login(
         f"name:{username.strip().lower()}",
         f"address:{request.client.host if request.client else ''}",
     ]
+    limits = harvest(request).settings.access
+    window = timedelta(minutes=limits.sign_in_window_minutes)
     with db.session_scope(harvest(request).database) as session:
-        if db.sign_in_locked(session, keys):
+        if db.sign_in_locked(session, keys, limits.sign_in_failures, window):
             # the password is not even checked: a locked name or address learns nothing
             return render(
                 request,
                 "login.html",
                 status_code=429,
                 next=local_path(next),
-                error="too many failed sign-ins: try again in 15 minutes",
+                error=f"too many failed sign-ins: try again in {limits.sign_in_window_minutes:g} minutes",
             )
         ok = db.check_password(session, username, password)
-        db.record_sign_in(session, keys, ok)
+        db.record_sign_in(session, keys, ok, window)
         secret = db.start_session(session, username) if ok else None
     if secret is None:
         return render(
