@@ -49,3 +49,44 @@ def test_actions_within_the_question_pass() -> None:
 def test_forged_or_stale_actions_are_refused(action: str, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _check(action, **kwargs)
+
+
+def test_every_action_of_the_table_is_checked_then_done(tmp_path) -> None:
+    from pipeline import db
+    from pipeline.editing import ACTIONS, EditorAction, apply_action
+
+    themes = THEMES.assign(topic="green", question="q")
+    statements = STATEMENTS.assign(topic="green", question="q")
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    actions = [
+        EditorAction("rename", "green", "q", "q.a", label="Money for pilots"),
+        EditorAction("edit", "green", "q", "q.a", recommendation="Fund pilots"),
+        EditorAction("approved", "green", "q", "q.b", seen=theme_version(THEMES.iloc[1])),
+        EditorAction("rejected", "green", "q", "q.a"),
+        EditorAction("draft", "green", "q", "q.a"),
+        EditorAction("pin", "green", "q", "q.b", rank=" 1 "),
+        EditorAction("move", "green", "q", statement_ids=("s6",), target="q.a"),
+        EditorAction("split", "green", "q", statement_ids=("s1",), label="Banks"),
+        EditorAction("merge", "green", "q", "q.a", sources=("q.b",)),
+    ]
+    assert {a.name for a in actions} == set(ACTIONS)  # every action has its test here
+    with db.session_scope(url) as session:
+        for action in actions:
+            apply_action(session, "ev", "ann", action, themes, statements)
+        with pytest.raises(ValueError, match="unknown action 'publish'"):
+            apply_action(
+                session, "ev", "ann", EditorAction("publish", "green", "q", "q.a"), themes, statements
+            )
+        with pytest.raises(ValueError, match=r"no theme q\.a in this question"):  # another question's page
+            apply_action(
+                session, "ev", "ann", EditorAction("approved", "green", "q2", "q.a"), themes, statements
+            )
+    with db.session_scope(url) as session:
+        state = db.load_state(session, "ev")
+        log = [e.action for e in db.audit_log(session, "ev")]
+    assert log == ["merge", "split", "move", "pin", "reopen", "rejected", "approved", "edit", "rename"]
+    decisions = state.themes.set_index("theme_id")
+    assert decisions.loc["q.a", "label"] == "Money for pilots" and decisions.loc["q.a", "status"] == "draft"
+    assert decisions.loc["q.b", "pinned_rank"] == 1 and decisions.loc["q.b", "merged_into"] == "q.a"
+    placements = dict(zip(state.placements.statement_id, state.placements.theme_id, strict=True))
+    assert placements["s6"] == "q.a" and placements["s1"].startswith("green.q.e")

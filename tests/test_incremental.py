@@ -170,3 +170,36 @@ def test_a_run_killed_before_its_fingerprints_clusters_again(tmp_path: Path, tex
     run(layout, statements)
     layout.groups.unlink()  # as if killed between the themes and the fingerprints
     assert run(layout, statements).to_cluster == ["green/q1", "green/q2", "skills/q1"]
+
+
+def test_one_run_per_event_at_a_time(tmp_path: Path) -> None:
+    """A second run of the same event waits for the first (here: another process) and never overlaps it."""
+    import subprocess
+    import sys
+
+    import filelock
+
+    holder_code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from pipeline.store import Layout\n"
+        "with Layout(Path(sys.argv[1]), 'ev').run_lock():\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(2)\n"
+        "    (Path(sys.argv[1]) / 'first-run-done').touch()\n"
+    )
+    repo = Path(__file__).parent.parent
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holder_code, str(tmp_path)], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        layout = Layout(tmp_path, "ev")
+        with pytest.raises(filelock.Timeout), layout.run_lock(timeout=0.2):
+            pass
+        with layout.run_lock(timeout=60):
+            assert (tmp_path / "first-run-done").exists()  # we got in only after the first run ended
+        with Layout(tmp_path, "another-event").run_lock(timeout=0.2):
+            pass  # other events never wait
+    finally:
+        holder.wait(timeout=60)

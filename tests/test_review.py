@@ -178,3 +178,55 @@ def test_passwords_are_hashed(database_url: str) -> None:
         assert db.check_password(session, "ed", "long enough")
         assert not db.check_password(session, "ed", "wrong one!")
         assert not db.check_password(session, "nobody", "long enough")
+
+
+def test_pin_edit_and_unpin_are_stored_and_bad_values_refused(database_url: str) -> None:
+    url = database_url
+    with db.session_scope(url) as session:
+        editing.pin(session, "ev", "ann", "F", "green", "needs", 2)
+        editing.edit_recommendation(session, "ev", "ann", "F", "green", "needs", "  Fund pilot projects  ")
+        with pytest.raises(ValueError, match="cannot be empty"):
+            editing.edit_recommendation(session, "ev", "ann", "F", "green", "needs", "   ")
+        with pytest.raises(ValueError, match="starts at 1"):
+            editing.pin(session, "ev", "ann", "F", "green", "needs", 0)
+        with pytest.raises(ValueError, match="status must be one of"):
+            editing.set_status(session, "ev", "ann", "F", "green", "needs", "aproved")
+    with db.session_scope(url) as session:
+        decision = db.load_state(session, "ev").themes.set_index("theme_id").loc["F"]
+        assert decision["pinned_rank"] == 2 and decision["recommendation"] == "Fund pilot projects"
+        assert [e.action for e in db.audit_log(session, "ev")] == ["edit", "pin"]  # refusals leave no trace
+        editing.pin(session, "ev", "bob", "F", "green", "needs", None)
+    with db.session_scope(url) as session:
+        decision = db.load_state(session, "ev").themes.set_index("theme_id").loc["F"]
+        assert pd.isna(decision["pinned_rank"]) and decision["recommendation"] == "Fund pilot projects"
+        assert db.audit_log(session, "ev")[0].summary == "F unpinned"
+
+
+def test_undo_edge_cases(database_url: str) -> None:
+    url = database_url
+    with db.session_scope(url) as session:
+        editing.rename(session, "ev", "ann", "F", "green", "needs", "Finance")
+        editing.set_status(session, "ev", "ann", "F", "green", "needs", "approved")
+        editing.merge(session, "ev", "ann", ["G", "H"], "F", "green", "needs")
+        editing.rename(session, "other", "ann", "F", "green", "needs", "Elsewhere")
+    with db.session_scope(url) as session:
+        rename, _, merge = reversed(db.audit_log(session, "ev"))
+        other = db.audit_log(session, "other")[0]
+        with pytest.raises(KeyError, match="no audit entry"):
+            db.undo(session, "ev", other.id, "carol")  # another event's entry is not this event's to undo
+        with pytest.raises(KeyError, match="no audit entry"):
+            db.undo(session, "ev", 10**6, "carol")
+        db.undo(session, "ev", merge.id, "carol")
+        db.undo(session, "ev", rename.id, "carol")  # an earlier action: the later status stays
+    with db.session_scope(url) as session:
+        decisions = db.load_state(session, "ev").themes.set_index("theme_id")
+        assert set(decisions.index) == {"F"}  # G and H are themes of their own again
+        assert decisions.loc["F", "label"] is None and decisions.loc["F", "status"] == "approved"
+        with pytest.raises(ValueError, match="already undone"):
+            db.undo(session, "ev", merge.id, "carol")
+        undo_of_rename = db.audit_log(session, "ev")[0]
+        assert undo_of_rename.action == "undo" and undo_of_rename.summary.startswith(f"undo #{rename.id}")
+        db.undo(session, "ev", undo_of_rename.id, "dave")  # an undo is undone like any action
+    with db.session_scope(url) as session:
+        assert db.load_state(session, "ev").themes.set_index("theme_id").loc["F", "label"] == "Finance"
+        assert db.load_state(session, "other").themes.set_index("theme_id").loc["F", "label"] == "Elsewhere"

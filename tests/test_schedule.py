@@ -42,10 +42,12 @@ def test_session_end_times_become_one_off_runs() -> None:
     }
     event = parse_event(data)
     assert event.sessions[0].ends_at == datetime(2020, 11, 10, 17, 30, tzinfo=timezone(timedelta(hours=1)))
-    schedules = build_schedules(event, ["*/30 9-18 * * *"], 600, at_session_ends=True)
-    assert [type(s.schedule if hasattr(s, "schedule") else s).__name__ for s in schedules]
-    text = " ".join(str(s) for s in schedules)
-    assert "*/30 9-18 * * *" in text and "DTSTART:20201110T163000" in text and "COUNT=1" in text
+    cron, interval, after_day1 = build_schedules(event, ["*/30 9-18 * * *"], 600, at_session_ends=True)
+    assert (cron.cron, cron.timezone) == ("*/30 9-18 * * *", "UTC")
+    assert interval.interval == timedelta(seconds=600)
+    # one run right after the session that says when it ends (16:30 UTC), none for day2
+    assert after_day1.rrule == "DTSTART:20201110T163000\nRRULE:FREQ=DAILY;COUNT=1"
+    assert build_schedules(event, [], None, at_session_ends=False) == []
     with pytest.raises(ValueError, match="ends_at"):
         build_schedules(load_event(FIXTURES), [], None, at_session_ends=True)
 

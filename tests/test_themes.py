@@ -22,6 +22,10 @@ from pipeline.themes import (
     texts_for_embedding,
 )
 
+#: The parameters the clustering tests reason with, stated here so that they test the mechanism, not
+#: whatever the defaults are today.
+PARAMS = ThemeParams(merge_similarity=0.3, session_penalty=0.5, apart_bonus=0.1, apart_full_at=3.0)
+
 
 def _unit(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:
     x = rng.normal(size=(n, d))
@@ -49,7 +53,7 @@ def test_clusters_found_and_outliers_unassigned() -> None:
     )
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     tables = np.array([f"t{i}" for i in range(len(x))])
-    labels = cluster_statements(x, tables, ThemeParams())
+    labels = cluster_statements(x, tables, PARAMS)
     truth = np.r_[np.repeat([0, 1, 2], 8), [-1, -1, -1]]
     assert adjusted_rand_score(truth[:24], labels[:24]) == 1.0
     assert (labels[24:] == -1).all()
@@ -153,9 +157,26 @@ def test_capped_merge_gives_the_same_themes_on_clear_clusters() -> None:
     x = np.repeat(centres, 12, axis=0) + rng.normal(scale=0.05, size=(72, 64))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     tables = np.arange(72).astype(str)
-    full = cluster_statements(x, tables, ThemeParams())
-    capped = cluster_statements(x, tables, ThemeParams(max_micro_themes=3))
+    full = cluster_statements(x, tables, PARAMS)
+    capped = cluster_statements(x, tables, PARAMS.model_copy(update={"max_micro_themes": 3}))
     assert adjusted_rand_score(full, capped) == 1.0 and full.max() == 5
+
+
+def test_a_group_over_the_dense_limit_finds_the_same_themes_through_its_projection() -> None:
+    # 4,500 statements of six points: above dense_limit (4,000 by default) HDBSCAN runs on a PCA
+    # projection with a tree instead of on the full cosine matrix; the themes must not change.
+    rng = np.random.default_rng(5)
+    centres = np.linalg.qr(rng.normal(size=(64, 6)))[0].T
+    truth = np.repeat(np.arange(6), 750)
+    x = centres[truth] + rng.normal(scale=0.04, size=(len(truth), 64))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sessions = np.array([f"t{i % 300} r{i // 300}" for i in range(len(truth))])
+    projected = cluster_statements(x, sessions, PARAMS.model_copy(update={"dense_limit": 4000}))
+    assert adjusted_rand_score(truth, projected) == 1.0 and (projected >= 0).all()
+    small = rng.choice(len(truth), 900, replace=False)  # the same points below and above the limit
+    below, above = (PARAMS.model_copy(update={"dense_limit": limit}) for limit in (4000, 100))
+    dense, tree = (cluster_statements(x[small], sessions[small], p) for p in (below, above))
+    assert adjusted_rand_score(dense, tree) == 1.0 and adjusted_rand_score(truth[small], tree) == 1.0
 
 
 def test_groups_written_side_by_side_at_the_same_tables_stay_apart() -> None:
@@ -171,10 +192,10 @@ def test_groups_written_side_by_side_at_the_same_tables_stay_apart() -> None:
     assert float(x[0] @ x[4]) > 0.4  # similar enough to merge on meaning alone
     apart = np.array([f"t{i} r1" for i in range(8)])
     side_by_side = np.array([f"t{i % 4} r1" for i in range(8)])
-    assert len(set(cluster_statements(x, apart).tolist())) == 1
-    labels = cluster_statements(x, side_by_side)
+    assert len(set(cluster_statements(x, apart, PARAMS).tolist())) == 1
+    labels = cluster_statements(x, side_by_side, PARAMS)
     assert labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
-    unpenalised = ThemeParams(session_penalty=0.0)
+    unpenalised = PARAMS.model_copy(update={"session_penalty": 0.0})
     assert len(set(cluster_statements(x, side_by_side, unpenalised).tolist())) == 1
 
 
@@ -195,23 +216,31 @@ def test_phrasings_that_never_meet_where_chance_says_they_should_are_one_theme()
     # they were two points; they share none, so they are read as one point in two phrasings.
     x = _two_phrasings_and_a_third_point(10, similarity=0.25)
     sessions = np.array([f"t{i} r1" for i in range(20)] * 2)
-    labels = cluster_statements(x, sessions)
+    labels = cluster_statements(x, sessions, PARAMS)
     assert len(set(labels[:20].tolist())) == 1 and labels[20] != labels[0]
     assert len(set(labels[20:].tolist())) == 1
-    assert len(set(cluster_statements(x, sessions, ThemeParams(apart_bonus=0.0))[:20].tolist())) == 2
+    assert (
+        len(
+            set(cluster_statements(x, sessions, PARAMS.model_copy(update={"apart_bonus": 0.0}))[:20].tolist())
+        )
+        == 2
+    )
     # one shared session and the evidence is gone: two themes
     meeting = sessions.copy()
     meeting[10] = "t9 r1"
-    assert len(set(cluster_statements(x, meeting)[:20].tolist())) == 2
+    assert len(set(cluster_statements(x, meeting, PARAMS)[:20].tolist())) == 2
 
 
 def test_small_groups_apart_by_chance_get_no_bonus() -> None:
     x = _two_phrasings_and_a_third_point(2, similarity=0.25)
     sessions = np.array([f"t{i} r1" for i in range(4)] * 2)
-    assert len(set(cluster_statements(x, sessions)[:4].tolist())) == 2
+    assert len(set(cluster_statements(x, sessions, PARAMS)[:4].tolist())) == 2
     # and without tables (one statement per session) there is no evidence at all
     alone = np.array([f"t{i} r1" for i in range(20)])
-    assert len(set(cluster_statements(_two_phrasings_and_a_third_point(10, 0.25)[:20], alone).tolist())) == 2
+    assert (
+        len(set(cluster_statements(_two_phrasings_and_a_third_point(10, 0.25)[:20], alone, PARAMS).tolist()))
+        == 2
+    )
 
 
 def test_of_two_themes_raised_as_widely_the_one_more_tables_came_close_to_ranks_first() -> None:
