@@ -8,6 +8,9 @@ TORCH_INDEX ?=
 TORCH_VERSION ?= 2.13.0
 
 PY_DIRS := pipeline flows web cli tests benchmarks
+# Models load from installed packages or local paths: never from a hub (the machines have none)
+HF_HUB_OFFLINE ?= 1
+export HF_HUB_OFFLINE
 
 .PHONY: setup browser demo test test-all lint typecheck bench-quality clean
 
