@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -47,8 +48,15 @@ def _event_and_layout(event_dir: Path, settings: Settings, out: Path | None = No
     return event, Layout(settings.data_dir, event.id, out)
 
 
+def _exit_on_terminate(signum: int, _: object) -> None:
+    """SIGTERM ends the command as Ctrl-C does: locks are released and the temporary Prefect server,
+    which Prefect stops at exit, is not left running (the default SIGTERM skips every exit handler)."""
+    raise SystemExit(128 + signum)
+
+
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+    signal.signal(signal.SIGTERM, _exit_on_terminate)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
@@ -106,22 +114,14 @@ def run(
     Ingests new or changed files, splits statements, embeds them (cached), finds and ranks themes per
     topic and question, and writes statements.csv, themes.csv (+ parquet), paper.md and paper.html.
     """
-    from flows.harvest import harvest_event
+    from flows.harvest import PrefectDidNotStart, run_event
 
     settings = _settings(data_dir)
     _event_and_layout(event_dir, settings)  # a clear error for a bad event.yaml before Prefect starts
     try:
-        summary = harvest_event(event_dir, settings.data_dir, out)
-    except RuntimeError as exc:
-        if "Prefect API server" not in str(exc):
-            raise
-        typer.secho(
-            f"Prefect's temporary server did not start: {exc} (a busy machine: raise "
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run a Prefect server and set "
-            "PREFECT_API_URL)",
-            fg="red",
-            err=True,
-        )
+        summary = run_event(event_dir, settings.data_dir, out)
+    except PrefectDidNotStart as exc:
+        typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(
         f"{summary['statements']} statements, {summary['themes']} themes, "

@@ -8,6 +8,7 @@ prefect-dask's task runner, so every entry point, CLI, schedule and web, follows
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -147,6 +148,40 @@ def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | Non
     summary["seconds"] = round(time.perf_counter() - started, 3)
     get_run_logger().info("harvest %s: %s", event.id, summary)
     return summary
+
+
+class PrefectDidNotStart(RuntimeError):
+    """Prefect's temporary server did not answer in time, twice: the machine is too busy for it."""
+
+
+def _prefect_did_not_start(exc: BaseException) -> bool:
+    return isinstance(exc, RuntimeError) and "ephemeral Prefect API server" in str(exc)
+
+
+def run_event(
+    event_dir: Path, data_dir: Path | None = None, out: Path | None = None, attempts: int = 2
+) -> dict[str, Any]:
+    """``harvest_event`` as the CLI, the web app and the benchmarks start it. Without PREFECT_API_URL,
+    Prefect starts a temporary server first; on a busy machine it may not answer within
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (180 s here), so the slow one is stopped and a
+    fresh one gets one more try. Raises PrefectDidNotStart, with one line to say, if that fails too."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return harvest_event(event_dir, data_dir, out)
+        except RuntimeError as exc:
+            if not _prefect_did_not_start(exc):
+                raise
+            SubprocessASGIServer().stop()  # the slow server: never left running beside the next one
+            if attempt == attempts:
+                raise PrefectDidNotStart(
+                    f"Prefect's temporary server did not start in time, {attempts} times (a busy machine: "
+                    "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run a Prefect server and "
+                    "set PREFECT_API_URL)"
+                ) from None
+            logging.getLogger(__name__).warning("Prefect's temporary server did not start; trying again")
+    raise AssertionError("unreachable")
 
 
 class _Laps:

@@ -97,3 +97,52 @@ def test_killed_runs_leave_outputs_intact_and_recover(tmp_path: Path) -> None:
         theirs = (clean / "processed" / "mini" / name).read_text().replace(str(clean_event), "")
         assert ours == theirs, name
     assert not list(out.glob(".*.tmp"))  # stray temp files of killed writes are cleaned up
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Linux /proc)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found.update(children)
+            todo.extend(children)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has ended
+
+
+def test_sigterm_leaves_no_prefect_server_behind(tmp_path: Path) -> None:
+    event_dir = tmp_path / "event"
+    shutil.copytree(FIXTURES / "mini-event", event_dir)
+    run = _harvest(event_dir, tmp_path / "data", tmp_path / "prefect")
+    server: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.poll() is None and not server:
+            server = {
+                p for p in _descendants(run.pid) if b"uvicorn" in Path(f"/proc/{p}/cmdline").read_bytes()
+            }
+            time.sleep(0.2)
+        assert server, "the run never started Prefect's temporary server"
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) == 128 + signal.SIGTERM
+        time.sleep(1)
+        assert not [p for p in server if _alive(p)]
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        for pid in server:  # whatever happened, the test leaves nothing running
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

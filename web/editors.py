@@ -130,10 +130,13 @@ async def act(request: Request, event_id: str, topic: str, question: str, user: 
 
 @router.post("/run", dependencies=[Depends(check_csrf)])
 def rerun(request: Request, event_id: str, user: Editor) -> Response:
-    from flows.harvest import harvest_event  # Prefect is imported only when an editor runs the flow
+    from flows.harvest import PrefectDidNotStart, run_event  # Prefect is imported only when needed
 
     site = site_of(request, event_id)
-    summary = harvest_event(site.folder, harvest(request).settings.data_dir)
+    try:
+        summary = run_event(site.folder, harvest(request).settings.data_dir)
+    except PrefectDidNotStart as exc:
+        return redirect(f"/e/{event_id}/review", f"Not done: {exc}", request)
     return redirect(
         f"/e/{event_id}/review",
         f"Run finished: {summary['statements']} statements, {summary['themes']} themes",
