@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.encoders import EncoderSpec, load_encoder, slug
-from pipeline.store import atomic_path
+from pipeline.store import atomic_path, set_aside
 from pipeline.themes import texts_for_embedding
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,12 @@ class EmbeddingCache:
         self._rows = 0  # rows in the matrix; a key stored twice keeps its first row
         blocks: list[np.ndarray] = []
         for shard in sorted(self.folder.glob("*.npz")):
-            with np.load(shard) as data:
-                keys, vectors = data["keys"].tolist(), data["vectors"].astype(STORED_DTYPE, copy=False)
+            try:
+                with np.load(shard) as data:
+                    keys, vectors = data["keys"].tolist(), data["vectors"].astype(STORED_DTYPE, copy=False)
+            except Exception as exc:  # a truncated or garbled shard: its texts are encoded again
+                set_aside(shard, exc)
+                continue
             self._index(keys)
             blocks.append(vectors)
         self._matrix = np.concatenate(blocks) if blocks else np.zeros((0, 0), STORED_DTYPE)

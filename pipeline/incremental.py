@@ -24,7 +24,7 @@ from pipeline.publish import save_machine_themes
 from pipeline.rank import rank_themes
 from pipeline.review import carry_identity
 from pipeline.schema import THEMES
-from pipeline.store import Layout, write_text
+from pipeline.store import Layout, read_derived, read_derived_json, write_parquet, write_text
 from pipeline.synthesis import SynthesisParams, group_fingerprints
 
 Themes = tuple[pd.DataFrame, pd.DataFrame]  # (assignments, themes) of synthesis.synthesise_group
@@ -59,13 +59,13 @@ def reuse_unchanged(
     layout: Layout, fingerprints: Mapping[str, str], statements: pd.DataFrame
 ) -> dict[str, Themes]:
     """The previous run's machine themes of every group whose fingerprint is what it was."""
-    if not (layout.groups.exists() and layout.clusters.exists() and layout.machine_themes.exists()):
-        return {}
-    before = json.loads(layout.groups.read_text())
+    before = read_derived_json(layout.groups)
+    clusters, themes = read_derived(layout.clusters), read_derived(layout.machine_themes)
+    if not isinstance(before, dict) or clusters is None or themes is None:
+        return {}  # a first run, or a damaged file: every group is clustered again
     same = {g for g, f in fingerprints.items() if before.get(g) == f}
     if not same:
         return {}
-    clusters, themes = pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes)
     group_of = dict(
         zip(statements["statement_id"], statements["topic"] + "/" + statements["question"], strict=True)
     )
@@ -100,12 +100,14 @@ def combine(plan: RunPlan, clustered: Mapping[str, Themes]) -> Themes:
 
 
 def continue_identity(layout: Layout, assignments: pd.DataFrame, themes: pd.DataFrame) -> Themes:
-    """New machine themes take the ids of the last run's themes they continue, so the editors'
-    decisions stay with them. Only themes of groups clustered again can: a reused group's themes keep
-    theirs, and groups share no statements."""
-    if not layout.clusters.exists():
+    """New machine themes take the ids of the last run's themes they continue (``Layout.theme_identity``;
+    the output folder's clusters for events last run by an earlier release), so the editors' decisions
+    stay with them. Only themes of groups clustered again can: a reused group's themes keep theirs, and
+    groups share no statements."""
+    reference = layout.theme_identity if layout.theme_identity.exists() else layout.clusters
+    previous = read_derived(reference)
+    if previous is None:
         return assignments, themes
-    previous = pd.read_parquet(layout.clusters)
     fresh = assignments[~assignments["theme_id"].isin(set(previous["theme_id"]))]
     touched = previous.loc[previous["statement_id"].isin(fresh["statement_id"]), "theme_id"]
     mapping = carry_identity(fresh, previous[previous["theme_id"].isin(set(touched))])
@@ -121,5 +123,6 @@ def save_run(layout: Layout, plan: RunPlan, assignments: pd.DataFrame, themes: p
     trusting themes that were never saved."""
     assignments, themes = continue_identity(layout, assignments, themes)
     save_machine_themes(layout, assignments, themes)
+    write_parquet(layout.theme_identity, assignments[["statement_id", "theme_id"]].reset_index(drop=True))
     write_text(layout.groups, json.dumps(plan.fingerprints, indent=1, sort_keys=True))
     return assignments, themes

@@ -29,6 +29,7 @@ from pipeline.store import (
     Layout,
     Manifest,
     Upload,
+    read_derived,
     write_bytes,
     write_parquet,
 )
@@ -124,10 +125,11 @@ def current_notes(layout: Layout, event: Event, manifest: Manifest | None = None
     manifest = manifest or Manifest.load(layout)
     signature = _signature(event, manifest)
     kept = layout.current_notes(signature)
-    if kept.exists():
-        if kept in _last_kept:
-            return _last_kept[kept].copy()
-        notes = conform(pd.read_parquet(kept), NOTES)
+    if kept in _last_kept and kept.exists():
+        return _last_kept[kept].copy()
+    stored = read_derived(kept)
+    if stored is not None:
+        notes = conform(stored, NOTES)
         _remember(kept, notes)
         return notes
     owners = manifest.current_keys()
@@ -136,7 +138,7 @@ def current_notes(layout: Layout, event: Event, manifest: Manifest | None = None
         owned = {k for k, owner in owners.items() if owner == upload.upload_id}
         if not owned:
             continue
-        data = (layout.raw / upload.stored_as).read_bytes()
+        data = manifest.stored_bytes(layout, upload)
         notes = read_notes(upload.filename, data, event, upload.upload_id, defaults=upload.defaults)
         keys = pd.MultiIndex.from_frame(notes[KEY_COLUMNS])
         frames.append(notes.loc[keys.isin(list(owned))])
@@ -388,8 +390,10 @@ def build_statements(
     notes = current_notes(layout, event)
     unchanged = np.zeros(len(notes), dtype=bool)
     reused = STATEMENTS.empty()
-    if layout.notes.exists() and layout.statements.exists():
-        before = pd.read_parquet(layout.notes).set_index("note_id")
+    previous_notes = read_derived(layout.notes)
+    old = read_derived(layout.statements, columns=["note_id", "statement_id", "position", "text", "language"])
+    if previous_notes is not None and old is not None:
+        before = previous_notes.set_index("note_id")
         known = notes["note_id"].isin(before.index).to_numpy()
         same = before.reindex(notes["note_id"])
 
@@ -398,9 +402,6 @@ def build_statements(
             return np.asarray(earlier == notes[column].astype(object).to_numpy(dtype=object))
 
         unchanged = known & equal("text") & equal("language")
-        old = pd.read_parquet(
-            layout.statements, columns=["note_id", "statement_id", "position", "text", "language"]
-        )
         old = old[old["note_id"].isin(set(notes.loc[unchanged, "note_id"]))]
         provenance = notes.loc[unchanged].drop(columns=["text", "language"])
         reused = conform(old.merge(provenance, on="note_id", how="inner"), STATEMENTS)

@@ -4,23 +4,31 @@ Layout under the data root (``./data``, ``--data-dir`` or ``HARVEST_DATA``)::
 
     raw/<event>/uploads/<sha256><suffix>   every upload, byte for byte, addressed by content
     raw/<event>/manifest.json              who handed in what, when, and whether it was accepted
+    raw/<event>/records/<upload id>.json   the same, one file per upload: the manifest is rebuilt from
+                                           them when it is lost or damaged (``Manifest.load``)
+    raw/<event>/theme_identity.parquet     each statement's machine theme at the last run
     processed/<event>/                     everything derived: notes, statements, themes, paper
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from filelock import FileLock
 
 from pipeline.schema import UploadStatus
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,18 @@ class Layout:
     @property
     def manifest(self) -> Path:
         return self.raw / "manifest.json"
+
+    @property
+    def records(self) -> Path:
+        """One JSON record per upload (``Upload``): the manifest's second copy, written as it changes."""
+        return self.raw / "records"
+
+    @property
+    def theme_identity(self) -> Path:
+        """Each statement's machine theme at the event's last run: what new themes continue (their ids,
+        so the editors' decisions stay with them). Kept with the event's state, not its outputs, so a run
+        with ``--out`` or after ``processed/`` was deleted still continues them."""
+        return self.raw / "theme_identity.parquet"
 
     @property
     def processed(self) -> Path:
@@ -153,6 +173,39 @@ def write_text(target: Path, text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 
 
+def set_aside(path: Path, problem: BaseException | str) -> Path:
+    """Move a damaged file out of the way (``<name>.unreadable``), saying so; returns where it went.
+    What it held is derived, so the step that made it makes it again."""
+    aside = path.with_name(path.name + ".unreadable")
+    os.replace(path, aside)
+    log.warning("%s is unreadable (%s): set aside as %s, made again", path, problem, aside.name)
+    return aside
+
+
+def read_derived(path: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
+    """A derived parquet file, or None when it is missing or unreadable (then set aside, to be made
+    again): a truncated or garbled cache never stops a run."""
+    if not path.exists():
+        return None
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except Exception as exc:  # pyarrow raises many kinds for damaged files
+        set_aside(path, exc)
+        return None
+
+
+def read_derived_json(path: Path) -> object | None:
+    """``read_derived`` for a JSON file."""
+    if not path.exists():
+        return None
+    try:
+        loaded: object = json.loads(path.read_text(encoding="utf-8"))
+        return loaded
+    except (ValueError, UnicodeDecodeError) as exc:
+        set_aside(path, exc)
+        return None
+
+
 def write_parquet(target: Path, frame: pd.DataFrame) -> None:
     with atomic_path(target) as tmp:
         frame.to_parquet(tmp, index=False)
@@ -164,6 +217,11 @@ def write_csv(target: Path, frame: pd.DataFrame) -> None:
 
 
 # --------------------------------------------------------------------------- manifest
+
+
+class DamagedUpload(RuntimeError):
+    """A stored upload is missing or its bytes no longer match their SHA-256: the notes it holds cannot
+    be trusted. ``harvest doctor`` lists such uploads; ``--repair`` stops counting them."""
 
 
 @dataclass
@@ -185,22 +243,92 @@ class Upload:
     defaults: dict[str, str] = field(default_factory=dict)  # fields picked on the upload form
     link: str = ""  # the facilitators' upload link it came through (its id); '' = editor, CLI, event folder
     decided_by: str = ""  # the editor who accepted or discarded it while it was pending
+    seq: int = 0  # place in arrival order (the manifest's order; later uploads win): records keep it
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Upload:
+        return cls(**{**data, "status": UploadStatus(data["status"])})
+
+
+_records_written: dict[Path, str] = {}  # each record's text as this process last wrote or checked it
 
 
 class Manifest:
+    """Every upload of an event in arrival order: ``manifest.json``, with a record per upload in
+    ``records/`` from which it is rebuilt when it is lost or unreadable."""
+
     def __init__(self, uploads: list[Upload] | None = None) -> None:
         self.uploads = uploads or []
+        self.rebuilt_from_records = False
 
     @classmethod
     def load(cls, layout: Layout) -> Manifest:
-        if not layout.manifest.exists():
-            return cls()
-        data = json.loads(layout.manifest.read_text(encoding="utf-8"))
-        return cls([Upload(**{**u, "status": UploadStatus(u["status"])}) for u in data["uploads"]])
+        try:
+            data = json.loads(layout.manifest.read_text(encoding="utf-8"))
+            return cls([Upload.from_dict(u) for u in data["uploads"]])
+        except FileNotFoundError:
+            problem = "missing"
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            problem = f"unreadable: {exc}"
+            set_aside(layout.manifest, exc)
+        manifest = cls(cls.read_records(layout))
+        if manifest.uploads:
+            log.warning(
+                "%s was %s: rebuilt from %d upload records in %s",
+                layout.manifest,
+                problem,
+                len(manifest.uploads),
+                layout.records,
+            )
+            manifest.rebuilt_from_records = True
+            manifest.save(layout)
+        return manifest
+
+    @staticmethod
+    def read_records(layout: Layout) -> list[Upload]:
+        """The uploads as their records hold them, in arrival order."""
+        uploads = []
+        for path in layout.records.glob("*.json"):
+            try:
+                uploads.append(Upload.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+                set_aside(path, exc)  # the manifest still holds it; the next save writes it again
+        return sorted(uploads, key=lambda u: (u.seq, u.received_at, u.upload_id))
 
     def save(self, layout: Layout) -> None:
+        """Write the manifest, and the record of every upload that changed (new, decided, re-sent)."""
+        last = 0
+        for upload in self.uploads:  # keep seq in list order, changing as few as possible
+            if upload.seq <= last:
+                upload.seq = last + 1
+            last = upload.seq
         payload = {"event": layout.event, "uploads": [asdict(u) for u in self.uploads]}
+        layout.records.mkdir(parents=True, exist_ok=True)
+        for upload in self.uploads:
+            record = json.dumps(asdict(upload), indent=1, ensure_ascii=False)
+            path = layout.records / f"{upload.upload_id}.json"
+            if _records_written.get(path) == record and path.exists():
+                continue  # written by this process, as it is: a batch of uploads is not O(n²) reads
+            if not path.exists() or path.read_text(encoding="utf-8") != record:
+                write_text(path, record)
+            _records_written[path] = record
         write_text(layout.manifest, json.dumps(payload, indent=1, ensure_ascii=False))
+
+    def stored_bytes(self, layout: Layout, upload: Upload) -> bytes:
+        """An upload's bytes as stored, checked against the SHA-256 they are stored under."""
+        path = layout.raw / upload.stored_as
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DamagedUpload(
+                f"{path}: the stored copy of {upload.filename} is gone ({exc.strerror})"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != Path(upload.stored_as).stem:
+            raise DamagedUpload(
+                f"{path}: the stored copy of {upload.filename} no longer matches its SHA-256 (the disk or "
+                "someone changed it); run `harvest doctor` to see and repair the event's state"
+            )
+        return data
 
     def find(self, upload_id: str) -> Upload | None:
         return next((u for u in self.uploads if u.upload_id == upload_id), None)

@@ -203,3 +203,34 @@ def test_one_run_per_event_at_a_time(tmp_path: Path) -> None:
             pass  # other events never wait
     finally:
         holder.wait(timeout=60)
+
+
+@pytest.mark.parametrize("where", ["--out", "processed deleted"])
+def test_theme_ids_continue_without_the_output_folder(tmp_path: Path, texts, where: str) -> None:
+    """The ids the editors' decisions hang on come from the event's state, not from the outputs."""
+    import shutil
+
+    layout = Layout(tmp_path, "ev")
+    run(layout, statements_of(texts))
+    first_id = pd.read_parquet(layout.machine_themes).set_index("topic").loc["skills", "theme_id"]
+    texts[("skills", "q1")].append("mentoring for young managers")
+    if where == "--out":
+        layout = Layout(tmp_path, "ev", out=tmp_path / "elsewhere")
+    else:
+        shutil.rmtree(layout.processed)
+    plan = run(layout, statements_of(texts))
+    assert plan.to_cluster == ["green/q1", "green/q2", "skills/q1"]  # nothing to reuse there
+    assert first_id in set(pd.read_parquet(layout.machine_themes)["theme_id"])
+
+
+def test_damaged_run_state_is_set_aside_and_made_again(tmp_path: Path, texts) -> None:
+    layout = Layout(tmp_path, "ev")
+    statements = statements_of(texts)
+    run(layout, statements)
+    layout.groups.write_text('{"green/q1": ')  # cut off mid-write by a full disk, say
+    layout.clusters.write_bytes(b"PAR1 garbage")
+    plan = run(layout, statements)
+    assert plan.to_cluster == ["green/q1", "green/q2", "skills/q1"]
+    assert (layout.processed / "groups.json.unreadable").exists()
+    assert (layout.processed / "clusters.parquet.unreadable").exists()
+    assert run(layout, statements).to_cluster == []  # made again, and trusted again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -224,3 +225,47 @@ def test_replacing_notes_another_link_handed_in_waits_for_an_editor(layout: Layo
     assert current_notes(layout, event)["text"].tolist() == ["only this note now"]
     # an editor (no link) replaces directly
     assert ingest(layout, event, [("t03-editor.csv", GOOD)])[0].status == "accepted"
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut off", "not json"])
+def test_a_lost_or_damaged_manifest_is_rebuilt_from_the_upload_records(
+    layout: Layout, event: Event, damage: str
+) -> None:
+    paste = b"- fund pilots for SMEs\n- share data between clusters\n"
+    ingest(layout, event, [("t03.csv", GOOD)], who="anna", via="cli")
+    ingest(
+        layout,
+        event,
+        [("pasted.txt", paste)],
+        via="web",
+        defaults={"table": "green-t07", "topic": "green", "question": "needs"},
+    )
+    ingest(layout, event, [("t03-fix.csv", GOOD.replace(b"pilots,2", b"pilots now,2"))])
+    before = Manifest.load(layout)
+    notes = current_notes(layout, event)
+    if damage == "deleted":
+        layout.manifest.unlink()
+    elif damage == "cut off":
+        layout.manifest.write_bytes(layout.manifest.read_bytes()[:200])
+    else:
+        layout.manifest.write_bytes(b"\x00\x01 garbage")
+    rebuilt = Manifest.load(layout)
+    assert rebuilt.rebuilt_from_records
+    assert rebuilt.uploads == before.uploads  # order (later uploads win), statuses, defaults, who
+    assert json.loads(layout.manifest.read_text())["uploads"]  # written again
+    pd.testing.assert_frame_equal(current_notes(layout, event), notes)  # the pasted notes still count
+    assert (layout.raw / "manifest.json.unreadable").exists() == (damage != "deleted")
+
+
+def test_a_stored_upload_that_changed_on_disk_is_named_not_trusted(layout: Layout, event: Event) -> None:
+    from pipeline.store import DamagedUpload
+
+    ingest(layout, event, [("t03.csv", GOOD)])
+    [stored] = layout.uploads.glob("*.csv")
+    stored.write_bytes(GOOD.replace(b"pilots", b"tanks!"))
+    shutil.rmtree(layout.raw / "current")  # no kept copy of the notes: they are read from the upload
+    with pytest.raises(DamagedUpload, match=rf"{stored.name}: the stored copy of t03.csv no longer matches"):
+        current_notes(layout, event)
+    stored.unlink()
+    with pytest.raises(DamagedUpload, match=r"the stored copy of t03\.csv is gone"):
+        current_notes(layout, event)
