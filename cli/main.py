@@ -14,7 +14,7 @@ import typer
 from pipeline.config import Settings, SettingsError, load_settings
 from pipeline.event import Event, EventDefinitionError, load_event
 from pipeline.schema import UploadStatus
-from pipeline.store import Layout, Manifest
+from pipeline.store import DamagedUpload, Layout, Manifest
 
 app = typer.Typer(
     help="Harvest: turn world-cafe table notes into a ranked output paper.",
@@ -120,7 +120,7 @@ def run(
     _event_and_layout(event_dir, settings)  # a clear error for a bad event.yaml before Prefect starts
     try:
         summary = run_event(event_dir, settings.data_dir, out)
-    except PrefectDidNotStart as exc:
+    except (PrefectDidNotStart, DamagedUpload) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(
@@ -170,6 +170,30 @@ def status(event_dir: EventDir, data_dir: DataDir = None) -> None:
         for error in u.errors:
             typer.echo(f"    {error}")
     typer.echo(f"{len(manifest.uploads)} uploads for event '{event.id}' in {layout.raw}")
+
+
+@app.command()
+def doctor(
+    event_dir: EventDir,
+    repair: Annotated[bool, typer.Option("--repair", help="Repair what can be repaired.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Check an event's state (manifest, stored uploads, derived files, editors' decisions); with --repair,
+    rebuild, set aside or stop counting what is damaged, and say what was done. Exits 1 while problems
+    remain."""
+    from pipeline.doctor import Health, examine
+
+    settings = _settings(data_dir)
+    event, layout = _event_and_layout(event_dir, settings)
+    with layout.lock():
+        findings = examine(layout, event.id, settings.database_url, repair=repair)
+    for finding in findings:
+        colour = {Health.OK: None, Health.REPAIRED: "yellow", Health.PROBLEM: "red"}[finding.health]
+        typer.secho(str(finding), fg=colour)
+    if any(f.health == Health.PROBLEM for f in findings):
+        if not repair:
+            typer.echo("harvest doctor --repair repairs what can be repaired")
+        raise typer.Exit(1)
 
 
 @app.command()
