@@ -81,7 +81,7 @@ def run_one(n: int, backend: str) -> dict:
     from pipeline.embed import embed_texts
     from pipeline.encoders import load_encoder
     from pipeline.event import load_event
-    from pipeline.incremental import question_groups
+    from pipeline.incremental import question_groups, topic_and_question
     from pipeline.ingest import build_statements, discover_note_files, ingest_paths
     from pipeline.schema import ThemeStatus
     from pipeline.statements import load_nlp
@@ -130,12 +130,11 @@ def run_one(n: int, backend: str) -> dict:
     )
     themes = 0
     for key, rows in question_groups(statements, event.questions()).items():
-        topic, _, question = key.partition("/")
         _, found = synthesise_question(
             statements.iloc[rows],
             vectors[rows],
             flags[rows],
-            glossaries[(topic, question)],
+            glossaries[topic_and_question(key)],
             settings.encoder,
             settings.spacy_model,
             SynthesisParams(),

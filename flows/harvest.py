@@ -23,7 +23,7 @@ from pipeline.config import Settings, load_settings
 from pipeline.embed import EmbeddingCache, text_key
 from pipeline.encoders import EncoderSpec, load_encoder
 from pipeline.event import Event, load_event
-from pipeline.incremental import RunPlan, combine, plan_run, save_run
+from pipeline.incremental import RunPlan, combine, plan_run, save_run, topic_and_question
 from pipeline.ingest import build_statements, discover_note_files, ingest_paths
 from pipeline.publish import publish
 from pipeline.schema import Flag, ThemeStatus, UploadStatus
@@ -174,14 +174,12 @@ def run_event(
             if not _prefect_did_not_start(exc):
                 raise
             SubprocessASGIServer().stop()  # the slow server: never left running beside the next one
-            if attempt == attempts:
-                raise PrefectDidNotStart(
-                    f"Prefect's temporary server did not start in time, {attempts} times (a busy machine: "
-                    "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run a Prefect server and "
-                    "set PREFECT_API_URL)"
-                ) from None
-            logging.getLogger(__name__).warning("Prefect's temporary server did not start; trying again")
-    raise AssertionError("unreachable")
+            if attempt < attempts:
+                logging.getLogger(__name__).warning("Prefect's temporary server did not start; trying again")
+    raise PrefectDidNotStart(
+        f"Prefect's temporary server did not start in time, {attempts} times (a busy machine: raise "
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run a Prefect server and set PREFECT_API_URL)"
+    )
 
 
 class _Laps:
@@ -230,13 +228,12 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     futures = {}
     for key in plan.to_cluster:
         rows = plan.groups[key]
-        topic, question = statements.iloc[rows[0]][["topic", "question"]]
         futures[key] = synthesise.submit(
             key,
             statements.iloc[rows],
             embeddings[rows],
             flags[rows],
-            glossaries[(topic, question)],
+            glossaries[topic_and_question(key)],
             settings.encoder,
             settings.spacy_model,
             params,

@@ -44,14 +44,7 @@ class Finding:
 
 def _manifest(layout: Layout, repair: bool) -> tuple[list[Finding], Manifest]:
     findings = []
-    problem = ""
-    if not layout.manifest.exists():
-        problem = "missing"
-    else:
-        try:
-            json.loads(layout.manifest.read_text(encoding="utf-8"))["uploads"]
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            problem = f"unreadable ({exc})"
+    _, problem = Manifest.read(layout)
     records = Manifest.read_records(layout)
     if problem and not records:
         if layout.manifest.exists():
@@ -183,7 +176,7 @@ def _decisions(layout: Layout, event_id: str, database_url: str) -> list[Finding
         return [Finding(Health.PROBLEM, f"the review database ({database_url}) cannot be read: {exc}")]
     if not len(state.themes):
         return [Finding(Health.OK, "review database readable: no decisions yet")]
-    reference = layout.theme_identity if layout.theme_identity.exists() else layout.clusters
+    reference = layout.identity_reference
     if not reference.exists():
         return [Finding(Health.OK, f"review database readable: {len(state.themes)} decisions, no run yet")]
     themes = set(pd.read_parquet(reference, columns=["theme_id"])["theme_id"])

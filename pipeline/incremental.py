@@ -34,6 +34,12 @@ def group_key(topic: str, question: str) -> str:
     return f"{topic}/{question}"
 
 
+def topic_and_question(key: str) -> tuple[str, str]:
+    """The inverse of ``group_key`` (topic ids are slugs: no "/")."""
+    topic, _, question = key.partition("/")
+    return topic, question
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """``groups``: rows of the statements frame per group key, in event order (empty groups left out);
@@ -104,8 +110,7 @@ def continue_identity(layout: Layout, assignments: pd.DataFrame, themes: pd.Data
     the output folder's clusters for events last run by an earlier release), so the editors' decisions
     stay with them. Only themes of groups clustered again can: a reused group's themes keep theirs, and
     groups share no statements."""
-    reference = layout.theme_identity if layout.theme_identity.exists() else layout.clusters
-    previous = read_derived(reference)
+    previous = read_derived(layout.identity_reference)
     if previous is None:
         return assignments, themes
     fresh = assignments[~assignments["theme_id"].isin(set(previous["theme_id"]))]

@@ -64,6 +64,12 @@ class Layout:
         return self.raw / "theme_identity.parquet"
 
     @property
+    def identity_reference(self) -> Path:
+        """What theme ids continue from: ``theme_identity``, or the output folder's clusters for events
+        last run by an earlier release."""
+        return self.theme_identity if self.theme_identity.exists() else self.clusters
+
+    @property
     def processed(self) -> Path:
         return self.out if self.out is not None else self.root / "processed" / self.event
 
@@ -250,6 +256,8 @@ class Upload:
         return cls(**{**data, "status": UploadStatus(data["status"])})
 
 
+#: What reading a damaged manifest or record raises (garbled JSON, missing or mistyped fields).
+_UNREADABLE_RECORD = (ValueError, KeyError, TypeError, UnicodeDecodeError)
 _records_written: dict[Path, str] = {}  # each record's text as this process last wrote or checked it
 
 
@@ -262,15 +270,24 @@ class Manifest:
         self.rebuilt_from_records = False
 
     @classmethod
-    def load(cls, layout: Layout) -> Manifest:
+    def read(cls, layout: Layout) -> tuple[Manifest | None, str]:
+        """The manifest as written, or None and what is wrong with it ("missing", "unreadable (...)");
+        nothing is repaired (``load`` does that)."""
         try:
             data = json.loads(layout.manifest.read_text(encoding="utf-8"))
-            return cls([Upload.from_dict(u) for u in data["uploads"]])
+            return cls([Upload.from_dict(u) for u in data["uploads"]]), ""
         except FileNotFoundError:
-            problem = "missing"
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            problem = f"unreadable: {exc}"
-            set_aside(layout.manifest, exc)
+            return None, "missing"
+        except _UNREADABLE_RECORD as exc:
+            return None, f"unreadable ({exc})"
+
+    @classmethod
+    def load(cls, layout: Layout) -> Manifest:
+        written, problem = cls.read(layout)
+        if written is not None:
+            return written
+        if layout.manifest.exists():
+            set_aside(layout.manifest, problem)
         manifest = cls(cls.read_records(layout))
         if manifest.uploads:
             log.warning(
@@ -291,7 +308,7 @@ class Manifest:
         for path in layout.records.glob("*.json"):
             try:
                 uploads.append(Upload.from_dict(json.loads(path.read_text(encoding="utf-8"))))
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            except _UNREADABLE_RECORD as exc:
                 set_aside(path, exc)  # the manifest still holds it; the next save writes it again
         return sorted(uploads, key=lambda u: (u.seq, u.received_at, u.upload_id))
 
