@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipeline.config import Settings, load_settings
@@ -25,10 +26,10 @@ from pipeline.encoders import EncoderSpec, load_encoder
 from pipeline.event import Event, load_event
 from pipeline.incremental import RunPlan, combine, plan_run, save_run, topic_and_question
 from pipeline.ingest import build_statements, discover_note_files, ingest_paths
-from pipeline.publish import publish
+from pipeline.publish import Published, publish
 from pipeline.schema import Flag, ThemeStatus, UploadStatus
 from pipeline.statements import load_nlp
-from pipeline.store import Layout, remove_stale_temp_files
+from pipeline.store import Generation, Layout, remove_stale_temp_files
 from pipeline.synthesis import SynthesisParams, event_flags, models_id, synthesise_question
 from pipeline.themes import model_views
 
@@ -96,20 +97,27 @@ def synthesise(
     return synthesise_question(statements, embeddings, flags, glossary, encoder, spacy_model, params)
 
 
-@task
+@task(cache_policy=NO_CACHE)  # writes the outputs: nothing to cache (and a generation holds a lock)
 def save_and_publish(
     event: Event,
     layout: Layout,
+    new: Generation,
     settings: Settings,
     plan: RunPlan,
     statements: pd.DataFrame,
     embeddings: np.ndarray,
     machine: tuple[pd.DataFrame, pd.DataFrame],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep the machine's themes (``pipeline.incremental.save_run``), then write export and paper with
-    the editors' decisions applied."""
-    machine = save_run(layout, plan, *machine)
-    return publish(layout, event, settings, statements=statements, embeddings=embeddings, machine=machine)
+) -> Published:
+    """Keep the machine's themes (``pipeline.incremental.save_run``), write export and paper with the
+    editors' decisions applied, and switch the outputs to this run's generation: under the event's lock,
+    so the decisions are as they are at the switch and no editor's publish lands in between."""
+    with layout.lock():
+        machine = save_run(new.layout, plan, *machine)
+        published = publish(
+            new.layout, event, settings, statements=statements, embeddings=embeddings, machine=machine
+        )
+        new.commit()
+    return published
 
 
 def task_runner_for(settings: Settings) -> TaskRunner[Any]:
@@ -199,10 +207,17 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     lap = _Laps()
     ingest_counts = ingest_event_folder(event_dir, event, layout, settings.max_upload_bytes)
     lap("ingest")
-    statements = split_statements(event, layout, settings.spacy_model)
+    with layout.generation() as new:  # the outputs switch to this run's at its end, all at once
+        return _synthesise(event, layout, new, settings, ingest_counts, lap)
+
+
+def _synthesise(
+    event: Event, layout: Layout, new: Generation, settings: Settings, counts: dict[str, int], lap: _Laps
+) -> dict:
+    statements = split_statements(event, new.layout, settings.spacy_model)
     lap("statements")
 
-    cache = Layout(settings.data_dir, event.id).embedding_cache  # shared by every --out of the event
+    cache = layout.embedding_cache
     texts, glossaries = model_views(statements, event.glossary_for)
     embeddings = embed(texts, settings.encoder, cache)
     lap("embed")
@@ -217,7 +232,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         params,
     )
     plan = plan_run(
-        layout,
+        new.layout,
         statements,
         event.questions(),
         flags,
@@ -240,18 +255,20 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         )
     assignment_frame, themes_frame = combine(plan, {key: f.result() for key, f in futures.items()})
     lap("themes")
-    export, themes_frame = save_and_publish(
-        event, layout, settings, plan, statements, embeddings, (assignment_frame, themes_frame)
+    published = save_and_publish(
+        event, layout, new, settings, plan, statements, embeddings, (assignment_frame, themes_frame)
     )
     lap("publish")
+    export, themes_frame = published.statements, published.themes
     return {
-        **ingest_counts,
+        **counts,
         "statements": len(export),
         "themes": int((themes_frame["status"] != ThemeStatus.OFF_TOPIC).sum()),
         "off_topic": int((export["flag"] == Flag.OFF_TOPIC).sum()),
         "unassigned": int((export["theme_id"] == "").sum()),
         "groups_clustered": len(plan.to_cluster),
         "groups_reused": len(plan.reused),
+        "unmatched_decisions": len(published.unmatched_decisions),
         "stage_seconds": lap.seconds,
         "out": str(layout.processed),
     }

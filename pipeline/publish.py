@@ -5,6 +5,9 @@ Used at the end of every run and after every editor action, so both always show 
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -20,10 +23,22 @@ from pipeline.schema import NOT_IN_PAPER, STATEMENTS, conform
 from pipeline.store import Layout, write_parquet, write_text
 from pipeline.themes import model_views
 
+log = logging.getLogger(__name__)
+
 
 def save_machine_themes(layout: Layout, assignments: pd.DataFrame, themes: pd.DataFrame) -> None:
     write_parquet(layout.clusters, assignments)
     write_parquet(layout.machine_themes, themes)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What ``publish`` wrote: the export's statements and themes, and the editors' decisions that
+    matched no theme of the run (``ReviewState.unmatched``)."""
+
+    statements: pd.DataFrame
+    themes: pd.DataFrame
+    unmatched_decisions: list[str]
 
 
 def publish(
@@ -34,11 +49,12 @@ def publish(
     statements: pd.DataFrame | None = None,
     embeddings: np.ndarray | None = None,
     machine: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> Published:
     """Apply the review state to the last run's machine themes; write export and paper.
 
     A run passes what it holds in memory (its statements, their embeddings, and its machine
-    ``(assignments, themes)``); after an editor action everything is read from the store."""
+    ``(assignments, themes)``); after an editor action everything is read from the store. Decisions
+    that match no theme are logged as a warning, by theme id."""
     if statements is None:
         statements = pd.read_parquet(layout.statements)
     statements = conform(statements, STATEMENTS)
@@ -47,11 +63,19 @@ def publish(
             state = load_state(session, event.id)
     if embeddings is None:
         texts, _ = model_views(statements, event.glossary_for)
-        cache = Layout(settings.data_dir, event.id).embedding_cache
-        embeddings = cached_embeddings(texts, settings.encoder.id, cache)
+        embeddings = cached_embeddings(texts, settings.encoder.id, layout.embedding_cache)
     embeddings = embeddings.astype(np.float32, copy=False)  # as read from the cache: the same either way
     if machine is None:
         machine = (pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes))
+    unmatched = state.unmatched(machine[1]["theme_id"])
+    if unmatched:
+        log.warning(
+            "%s: %d editors' decisions match no theme of this run (their themes are gone, e.g. after the "
+            "notes changed; see the audit log): %s",
+            event.id,
+            len(unmatched),
+            ", ".join(unmatched[:5]),
+        )
     assignments, themes = apply_review(
         statements, embeddings, *machine, state, event.glossary_for, settings.themes.merge_similarity
     )
@@ -60,13 +84,23 @@ def publish(
     paper = build_paper(event, export, themes[~themes.status.isin(NOT_IN_PAPER)])
     write_text(layout.paper_md, render_markdown(paper))
     write_text(layout.paper_html, render_html(paper))
-    return export, themes
+    return Published(export, themes, unmatched)
+
+
+def publish_decisions(layout: Layout, event: Event, settings: Settings) -> Published:
+    """After an editor's action: export and paper again, as a new generation of the outputs."""
+    with layout.lock(), layout.generation() as new:
+        published = publish(new.layout, event, settings)
+        new.commit()
+    return published
 
 
 def refresh_after_ingest(layout: Layout, event: Event, settings: Settings) -> pd.DataFrame:
     """New notes -> statements; where themes exist, the export keeps them and lists the new statements
-    as unassigned until the next run. Returns the statements."""
-    _, statements = build_statements(layout, event, settings.spacy_model, event.language)
-    if layout.clusters.exists():
-        publish(layout, event, settings, statements=statements)
+    as unassigned until the next run. One new generation of the outputs. Returns the statements."""
+    with layout.lock(), layout.generation() as new:
+        _, statements = build_statements(new.layout, event, settings.spacy_model, event.language)
+        if new.layout.clusters.exists():
+            publish(new.layout, event, settings, statements=statements)
+        new.commit()
     return statements

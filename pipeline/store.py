@@ -7,7 +7,10 @@ Layout under the data root (``./data``, ``--data-dir`` or ``HARVEST_DATA``)::
     raw/<event>/records/<upload id>.json   the same, one file per upload: the manifest is rebuilt from
                                            them when it is lost or damaged (``Manifest.load``)
     raw/<event>/theme_identity.parquet     each statement's machine theme at the last run
-    processed/<event>/                     everything derived: notes, statements, themes, paper
+    processed/<event>                      everything derived: notes, statements, themes, paper; a link to
+                                           the current generation in processed/.<event>.generations/
+                                           (``Generation``: readers never see files of two runs)
+    cache/<event>/embeddings/              statements' embeddings, by model (made again when lost)
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from pipeline.schema import UploadStatus
 
@@ -108,7 +113,17 @@ class Layout:
 
     @property
     def embedding_cache(self) -> Path:
-        return self.processed / "embeddings"
+        """Shared by every generation and every ``out`` of the event: a run embeds only what is new."""
+        return self.root / "cache" / self.event / "embeddings"
+
+    @property
+    def generations(self) -> Path:
+        """Where the output generations live, beside the output folder (a link to the current one)."""
+        return self.processed.with_name(f".{self.processed.name}.generations")
+
+    def generation(self) -> Generation:
+        """A new generation of the outputs (``Generation``)."""
+        return Generation(self)
 
     @property
     def paper_md(self) -> Path:
@@ -220,6 +235,114 @@ def write_parquet(target: Path, frame: pd.DataFrame) -> None:
 def write_csv(target: Path, frame: pd.DataFrame) -> None:
     with atomic_path(target) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+# --------------------------------------------------------------------------- output generations
+class Generation:
+    """The next set of outputs, written beside the current one and switched to in one step.
+
+    ``Layout.processed`` is a symbolic link to the current generation's folder (``Layout.generations``).
+    A new generation starts as hard links to the current one's files; writes replace files and never
+    change them in place, so the current generation stays as it was. ``commit`` points the link at the
+    new one with one rename: a reader sees one run's files or the next one's, never a mix, and a run
+    that fails or is killed leaves the outputs as they were. Commit while holding ``Layout.lock``, so
+    that two writers switch one after the other; the generation replaced stays for readers still in it,
+    older ones are removed.
+
+        with layout.generation() as new:
+            write_parquet(new.layout.themes, themes)
+            new.commit()
+    """
+
+    def __init__(self, layout: Layout) -> None:
+        self.current = layout
+        self.name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
+        self.folder = layout.generations / self.name
+        self.layout = Layout(layout.root, layout.event, out=self.folder)
+        self.committed = False
+        # held while the generation is made: a killed writer's folder is then told from a live one's
+        self._building = FileLock(str(layout.generations / f"{self.name}.lock"))
+
+    def __enter__(self) -> Generation:
+        check_output_folder(self.current.processed)
+        self.current.generations.mkdir(parents=True, exist_ok=True)
+        self._building.acquire()
+        self.folder.mkdir()
+        source = self.current.processed
+        if source.is_dir():
+            _move_legacy_embeddings(source / "embeddings", self.current.embedding_cache)
+            for path in source.rglob("*"):
+                inside = path.relative_to(source)
+                if path.is_file() and not path.name.endswith(".tmp") and inside.parts[0] != "embeddings":
+                    _link_or_copy(path, self.folder / inside)
+        return self
+
+    def commit(self) -> None:
+        """Make this generation the current one."""
+        link = self.current.processed
+        replaced = link.resolve() if link.is_symlink() else None
+        staged_link = link.with_name(f".{link.name}.{self.name}.link")
+        os.symlink(os.path.relpath(self.folder, link.parent), staged_link)
+        if link.is_dir() and not link.is_symlink():  # an output folder of an earlier release
+            replaced = self.current.generations / f"{self.name}-earlier"
+            os.rename(link, replaced)
+        os.replace(staged_link, link)
+        self.committed = True
+        self._remove_old(keep={self.folder, *([replaced] if replaced else [])})
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.committed:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self._building.release()
+        Path(self._building.lock_file).unlink(missing_ok=True)
+
+    def _remove_old(self, keep: set[Path]) -> None:
+        """Every generation but ``keep`` that no live writer is making (a killed run's included)."""
+        for folder in self.current.generations.iterdir():
+            if not folder.is_dir() or folder in keep:
+                continue
+            building = FileLock(str(folder.with_name(folder.name + ".lock")))
+            try:
+                building.acquire(timeout=0)
+            except Timeout:
+                continue  # another writer's generation, still being made
+            try:
+                shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                building.release()
+                Path(building.lock_file).unlink(missing_ok=True)
+
+
+def check_output_folder(output: Path) -> None:
+    """Raise ``FileExistsError`` for a folder that cannot hold the outputs. An output folder of an
+    earlier release is taken over as the first generation, and later removed: never a folder Harvest
+    did not write (``--out`` pointed at a folder of the user's)."""
+    if output.is_symlink() or not output.is_dir() or not any(output.iterdir()):
+        return
+    if not any((output / name).exists() for name in ("statements.parquet", "notes.parquet", "groups.json")):
+        raise FileExistsError(
+            f"{output} is a folder Harvest did not write: name a new folder for the outputs, or one "
+            "Harvest wrote"
+        )
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        shutil.copy2(source, target)
+
+
+def _move_legacy_embeddings(legacy: Path, cache: Path) -> None:
+    """Earlier releases kept the embedding cache in the output folder: moved once, not made again."""
+    if legacy.is_dir() and not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(legacy, cache, copy_function=_link_copy)
+
+
+def _link_copy(source: str, target: str) -> None:
+    _link_or_copy(Path(source), Path(target))
 
 
 # --------------------------------------------------------------------------- manifest

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from flows.harvest import harvest_event
+from pipeline import db, editing
 from pipeline.schema import EXPORT_STATEMENT_COLUMNS, EXPORT_THEME_COLUMNS
+from pipeline.store import Layout
 from tests.conftest import FIXTURES
 
 MINI = FIXTURES / "mini-event"
@@ -99,10 +101,12 @@ def test_paper_is_readable_and_traceable(first_run: Path) -> None:
 
 def test_rerun_is_deterministic_and_incremental(first_run: Path, tmp_path: Path) -> None:
     data = first_run.parent.parent
-    shards = sorted((first_run / "embeddings").rglob("*.npz"))
+    cache = Layout(data, "mini").embedding_cache
+    shards = sorted(cache.rglob("*.npz"))
+    assert shards
     summary = harvest_event(MINI, data, tmp_path / "again")
     assert (summary["accepted"], summary["unchanged"]) == (0, 1)
-    assert sorted((first_run / "embeddings").rglob("*.npz")) == shards  # nothing re-embedded
+    assert sorted(cache.rglob("*.npz")) == shards  # nothing re-embedded
     for name in ("statements.csv", "themes.csv", "paper.md", "paper.html"):
         assert (tmp_path / "again" / name).read_bytes() == (first_run / name).read_bytes(), name
 
@@ -134,7 +138,8 @@ def test_dask_task_runner_gives_the_same_result(
     summary = harvest_event(MINI, tmp_path / "data")
     assert summary["groups_clustered"] == 2
     out = Path(summary["out"])
-    assert len(list((out / "embeddings").rglob("*.npz"))) >= 3  # one shard per encoded chunk
+    cache = Layout(tmp_path / "data", "mini").embedding_cache
+    assert len(list(cache.rglob("*.npz"))) >= 3  # one shard per encoded chunk
     for name in ("statements.csv", "themes.csv"):
         assert (out / name).read_bytes() == (first_run / name).read_bytes(), name
 
@@ -146,7 +151,10 @@ def test_one_new_table_changes_only_its_question(tmp_path: Path) -> None:
     harvest_event(event_dir, data)
     out = data / "processed" / "mini"
     themes_before = pd.read_csv(out / "themes.csv", keep_default_na=False)
-    shards_before = set((out / "embeddings").rglob("*.npz"))
+    cache = Layout(data, "mini").embedding_cache
+    shards_before = set(cache.rglob("*.npz"))
+    with db.session_scope(f"sqlite:///{data / 'harvest.db'}") as session:  # a theme no run has made
+        editing.rename(session, "mini", "ann", "green.actors.gone", "green", "actors", "Old theme")
 
     (event_dir / "notes" / "green-t99.csv").write_text(
         "table,round,topic,question,text\n"
@@ -156,7 +164,8 @@ def test_one_new_table_changes_only_its_question(tmp_path: Path) -> None:
     summary = harvest_event(event_dir, data)
     assert (summary["accepted"], summary["unchanged"]) == (1, 1)
     assert (summary["groups_clustered"], summary["groups_reused"]) == (1, 1)
-    assert len(set((out / "embeddings").rglob("*.npz")) - shards_before) == 1  # only the new statements
+    assert summary["unmatched_decisions"] == 1  # said, not silently dropped
+    assert len(set(cache.rglob("*.npz")) - shards_before) == 1  # only the new statements
 
     themes_after = pd.read_csv(out / "themes.csv", keep_default_na=False)
     untouched = themes_before[themes_before.question == "policy"].reset_index(drop=True)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from pipeline import db
-from pipeline.publish import publish
+from pipeline.publish import publish_decisions
 from web.common import check_csrf, editor, harvest, redirect, render, site_of
 
 #: The paper quotes what anyone typed: no script at all, and a sandbox (an origin of its own), so even
@@ -36,7 +36,7 @@ def undo(request: Request, event_id: str, entry_id: int, user: Editor) -> Respon
             db.undo(session, event_id, entry_id, user)
     except (KeyError, ValueError) as exc:
         return redirect(f"/e/{event_id}/audit", f"Not undone: {exc}", request)
-    publish(site.layout, site.event, harvest(request).settings)
+    publish_decisions(site.layout, site.event, harvest(request).settings)
     return redirect(f"/e/{event_id}/audit", f"Undone #{entry_id}", request)
 
 

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pipeline import db, editing
 from pipeline.ingest import decide_pending
-from pipeline.publish import publish, refresh_after_ingest
+from pipeline.publish import publish_decisions, refresh_after_ingest
 from pipeline.schema import ThemeStatus
 from pipeline.store import Manifest
 from web.common import check_csrf, editor, harvest, outputs, redirect, render, site_of
@@ -123,7 +123,7 @@ async def act(request: Request, event_id: str, topic: str, question: str, user: 
             editing.apply_action(session, event_id, user, action, themes, statements)
     except ValueError as exc:
         return redirect(here, f"Not done: {exc}", request)
-    publish(site.layout, site.event, harvest(request).settings)
+    publish_decisions(site.layout, site.event, harvest(request).settings)
     anchor = f"#{action.theme_id}" if action.theme_id else ""
     return redirect(here + anchor, f"Done: {action.name}", request)
 
