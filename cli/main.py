@@ -14,7 +14,7 @@ import typer
 from pipeline.config import Settings, SettingsError, load_settings
 from pipeline.event import Event, EventDefinitionError, load_event
 from pipeline.schema import UploadStatus
-from pipeline.store import DamagedUpload, Layout, Manifest
+from pipeline.store import DamagedUpload, Layout, Manifest, check_output_folder
 
 app = typer.Typer(
     help="Harvest: turn world-cafe table notes into a ranked output paper.",
@@ -117,10 +117,11 @@ def run(
     from flows.harvest import PrefectDidNotStart, run_event
 
     settings = _settings(data_dir)
-    _event_and_layout(event_dir, settings)  # a clear error for a bad event.yaml before Prefect starts
+    _, layout = _event_and_layout(event_dir, settings, out)  # clear errors before Prefect starts
     try:
+        check_output_folder(layout.processed)
         summary = run_event(event_dir, settings.data_dir, out)
-    except (PrefectDidNotStart, DamagedUpload) as exc:
+    except (PrefectDidNotStart, DamagedUpload, FileExistsError) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(
@@ -129,6 +130,13 @@ def run(
         f"files: {summary['accepted']} new, {summary['unchanged']} unchanged, {summary['rejected']} rejected"
     )
     typer.echo(f"export and paper in {summary['out']}")
+    if summary["unmatched_decisions"]:
+        typer.secho(
+            f"{summary['unmatched_decisions']} editors' decisions match no theme of this run: their themes "
+            "are gone (see the audit log and `harvest doctor`)",
+            fg="yellow",
+            err=True,
+        )
     if summary["rejected"]:
         raise typer.Exit(1)
 

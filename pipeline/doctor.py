@@ -179,9 +179,7 @@ def _decisions(layout: Layout, event_id: str, database_url: str) -> list[Finding
     reference = layout.identity_reference
     if not reference.exists():
         return [Finding(Health.OK, f"review database readable: {len(state.themes)} decisions, no run yet")]
-    themes = set(pd.read_parquet(reference, columns=["theme_id"])["theme_id"])
-    themes |= set(state.placements["theme_id"])  # themes editors made by splitting
-    lost = sorted(set(state.themes["theme_id"]) - themes)
+    lost = state.unmatched(pd.read_parquet(reference, columns=["theme_id"])["theme_id"])
     if lost:
         return [
             Finding(

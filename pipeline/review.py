@@ -16,7 +16,7 @@ otherwise; statements an editor placed stay where they were put.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +53,12 @@ class ReviewState:
     @classmethod
     def empty(cls) -> ReviewState:
         return cls(pd.DataFrame(columns=DECISION_COLUMNS), pd.DataFrame(columns=["statement_id", "theme_id"]))
+
+    def unmatched(self, machine_theme_ids: Iterable[str]) -> list[str]:
+        """Decided themes that are neither among ``machine_theme_ids`` nor made by editors (a split):
+        decisions that no longer apply to anything, e.g. after the notes they were about changed."""
+        known = set(machine_theme_ids) | set(self.placements["theme_id"])
+        return sorted(set(self.themes["theme_id"]) - known)
 
 
 def carry_identity(new: pd.DataFrame, previous: pd.DataFrame) -> dict[str, str]:
