@@ -377,6 +377,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+#: What splitting a note made of it, kept for notes that did not change
+_SPLIT_COLUMNS = ["note_id", "statement_id", "position", "text", "language"]
+
+
 def build_statements(
     layout: Layout, event: Event, spacy_model: str, language: str = "en"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -391,9 +395,10 @@ def build_statements(
     unchanged = np.zeros(len(notes), dtype=bool)
     reused = STATEMENTS.empty()
     previous_notes = read_derived(layout.notes)
-    old = read_derived(layout.statements, columns=["note_id", "statement_id", "position", "text", "language"])
+    old = read_derived(layout.statements)
     if previous_notes is not None and old is not None:
-        before = previous_notes.set_index("note_id")
+        before = conform(previous_notes, NOTES).set_index("note_id")
+        old = conform(old, STATEMENTS)[[*_SPLIT_COLUMNS, "text_en", "language_route"]]
         known = notes["note_id"].isin(before.index).to_numpy()
         same = before.reindex(notes["note_id"])
 
@@ -401,9 +406,9 @@ def build_statements(
             earlier = same[column].astype(object).fillna("").to_numpy(dtype=object)
             return np.asarray(earlier == notes[column].astype(object).to_numpy(dtype=object))
 
-        unchanged = known & equal("text") & equal("language")
+        unchanged = known & equal("text") & equal("language") & equal("text_en")
         old = old[old["note_id"].isin(set(notes.loc[unchanged, "note_id"]))]
-        provenance = notes.loc[unchanged].drop(columns=["text", "language"])
+        provenance = notes.loc[unchanged].drop(columns=["text", "language", "text_en"])
         reused = conform(old.merge(provenance, on="note_id", how="inner"), STATEMENTS)
     changed = notes.loc[~unchanged]
     fresh = (

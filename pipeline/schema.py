@@ -17,6 +17,8 @@ import pandas as pd
 class FrameSchema:
     name: str
     columns: dict[str, str]  # column -> pandas dtype
+    #: columns added after a release: frames written before lack them and get "" (they carry no value)
+    added: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -41,6 +43,7 @@ NOTES = FrameSchema(
         "table": STR,
         "round": INT,
         "text": STR,
+        "text_en": STR,  # a gloss in the model's language handed in with the note ('' = none)
         "votes": INT,
         "facilitator": STR,
         "language": STR,  # as declared in the input; empty = detect
@@ -48,6 +51,7 @@ NOTES = FrameSchema(
         "source_line": INT,  # spreadsheet row, text line or docx paragraph number
         "upload_id": STR,  # sha256 of the stored upload
     },
+    added=("text_en",),
 )
 
 #: One row per statement split from a note; keeps the note's provenance.
@@ -63,24 +67,30 @@ STATEMENTS = FrameSchema(
         "round": INT,
         "text": STR,
         "language": STR,
+        "text_en": STR,  # what the model reads instead of a text in another language ('' = the text)
+        "language_route": STR,  # how the model understands it (``LanguageRoute``)
         "votes": INT,
         "facilitator": STR,
         "source_file": STR,
         "source_line": INT,
         "upload_id": STR,
     },
+    added=("text_en", "language_route"),
 )
 
 #: Columns every note reader must find in a spreadsheet, and the optional ones it understands.
 REQUIRED_NOTE_FIELDS = ("table", "round", "topic", "question", "text")
-OPTIONAL_NOTE_FIELDS = ("votes", "note_id", "facilitator", "language")
+OPTIONAL_NOTE_FIELDS = ("votes", "note_id", "facilitator", "language", "text_en")
 
 
 def conform(df: pd.DataFrame, schema: FrameSchema) -> pd.DataFrame:
-    missing = [c for c in schema.columns if c not in df.columns]
+    missing = [c for c in schema.columns if c not in df.columns and c not in schema.added]
     if missing:
         raise KeyError(f"{schema.name} frame lacks columns {missing}")
-    out = df[schema.names].copy()
+    out = df.reindex(columns=schema.names)
+    for col in schema.added:
+        if col not in df.columns:
+            out[col] = ""
     for col, dtype in schema.columns.items():
         if dtype == STR:
             out[col] = out[col].fillna("").astype(STR)
@@ -138,6 +148,16 @@ class Flag(StrEnum):
     LANGUAGE = "language"  # not in the embedding model's language; needs an editor or a multilingual model
 
 
+class LanguageRoute(StrEnum):
+    """How the embedding model understands a statement (``pipeline.languages``)."""
+
+    OWN = ""  # written in the model's language
+    GLOSS = "gloss"  # the facilitator handed in a gloss (``text_en``)
+    TRANSLATION = "translation"  # an editor typed one (``text_en``)
+    MULTILINGUAL = "multilingual"  # placed by the multilingual model, untranslated
+    AWAITING = "awaiting"  # none of these yet: flagged ``language``, out of the themes until translated
+
+
 class UploadStatus(StrEnum):
     """What became of a file handed in (the manifest's and the ingest results' vocabulary)."""
 
@@ -162,6 +182,7 @@ EXPORT_STATEMENT_COLUMNS = [
     "language",
     "theme_id",
     "status",  # the theme's status; empty when unassigned
+    "text_en",  # the gloss or translation the model read ('' = none)
 ]
 EXPORT_THEME_COLUMNS = [
     "theme_id",

@@ -18,11 +18,12 @@ import spacy
 from spacy.language import Language
 
 if TYPE_CHECKING:
+    from lingua import Language as LinguaLanguage
     from lingua import LanguageDetector
 
 from pipeline.readers.common import split_vote_markers
 from pipeline.readers.text import BULLET, is_inline_enumeration
-from pipeline.schema import NOTES, STATEMENTS, conform
+from pipeline.schema import NOTES, STATEMENTS, LanguageRoute, conform
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +184,23 @@ def detect_languages(texts: list[str], default: str = "en") -> list[str]:
         unsure = lang is None or _alpha_words(text) < 3
         if unsure or lang == own or detector.compute_language_confidence(text, own) >= 0.15:
             out.append(default)
-        else:
-            out.append(lang.iso_code_639_1.name.lower())  # type: ignore[union-attr]  # lang is set here
+        elif lang is not None:
+            out.append(_main_language(detector, text, own, lang).iso_code_639_1.name.lower())
     return out
+
+
+def _main_language(
+    detector: LanguageDetector, text: str, own: LinguaLanguage, found: LinguaLanguage
+) -> LinguaLanguage:
+    """A note mixing languages ("Stärkere Zusammenarbeit: more € for café owners") is in the one most of
+    its words are in; on a tie, the event's."""
+    words: dict[LinguaLanguage, int] = {}
+    for part in detector.detect_multiple_languages_of(text):
+        words[part.language] = words.get(part.language, 0) + part.word_count
+    if not words:
+        return found
+    most = max(words.values())
+    return own if words.get(own, 0) == most else max(words, key=lambda lang: words[lang])
 
 
 # --------------------------------------------------------------------------- the step
@@ -208,6 +223,8 @@ def _notes_to_statements(notes: pd.DataFrame, nlp: Language, default_language: s
     split = split_statements(notes["text"].tolist(), nlp)
     rows = []
     for note, statements in zip(notes.to_dict("records"), split, strict=True):
+        if note["text_en"]:  # one gloss for the whole note: the note stays one statement
+            statements = [clean_statement(note["text"])]
         for position, text in enumerate(statements or [clean_statement(note["text"])], start=1):
             rows.append(
                 {
@@ -216,6 +233,7 @@ def _notes_to_statements(notes: pd.DataFrame, nlp: Language, default_language: s
                     "position": position,
                     "text": text,
                     "declared_language": note["language"],
+                    "language_route": LanguageRoute.GLOSS if note["text_en"] else LanguageRoute.OWN,
                 }
             )
     if not rows:

@@ -161,7 +161,8 @@ def validate_notes(
     seen_ids: dict[str, int] = {}
     for note in raw:
         f = {k: (note.fields.get(k) or "").strip() for k in (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)}
-        text, marker_votes = split_vote_markers(f["text"])
+        text, suffix_gloss = split_gloss(f["text"])
+        text, marker_votes = split_vote_markers(text)
         if not text:
             bad(note.line, "text", "empty text")
         topic = topics.get(f["topic"].lower())
@@ -201,6 +202,7 @@ def validate_notes(
                 "table": f["table"],
                 "round": round_ or 0,
                 "text": text,
+                "text_en": f["text_en"] or suffix_gloss,
                 "votes": votes or 0,
                 "facilitator": f["facilitator"],
                 "language": f["language"].lower(),
@@ -214,6 +216,18 @@ def validate_notes(
     if not rows:
         raise NoteFileError(name, [Problem(name, "no notes found in the file")])
     return conform(pd.DataFrame(rows), NOTES)
+
+
+# "... [en: the gloss]" at the end of a note; no '[' or ']' inside, so one scan finds it
+_GLOSS_SUFFIX = re.compile(r"\[\s*en\s*:([^\[\]]*)\]\s*$", re.IGNORECASE)
+
+
+def split_gloss(text: str) -> tuple[str, str]:
+    """A note and the English gloss a facilitator added at its end as ``[en: ...]`` ('' = none)."""
+    match = _GLOSS_SUFFIX.search(text)
+    if match is None or not match.group(1).strip():
+        return text, ""
+    return text[: match.start()].rstrip(), match.group(1).strip()
 
 
 #: Largest round number or vote count a note may carry: more is a typo or an attack, and votes rank themes.

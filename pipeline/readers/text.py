@@ -8,8 +8,11 @@ round: 1
 ---
 - more EUR for pilots (+2)
 - DIH + clusters -> link!! [3 dots]
+- moins de bureaucratie pour les PME
+  text_en: less red tape for SMEs
 
-A paragraph is one note too.
+A paragraph is one note too. A note in another language may carry an English gloss: a ``text_en:`` line
+right after it, or ``[en: ...]`` at its end.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, 
 HEADER_KEYS = ("topic", "question", "table", "round", "facilitator", "language")
 # the value is stripped in Python: "(.*?)\s*$" backtracks quadratically over a long run of spaces
 _HEADER_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:(.*)$")
+_GLOSS_LINE = re.compile(r"^\s*(?:[-*]\s+)?text_en\s*:(.*)$", re.IGNORECASE)
 BULLET = re.compile(r"^\s*(?:[-*•‣◦▪+–]|\d{1,3}[.)])\s+")
 
 
@@ -131,6 +135,11 @@ def _notes_from_body(
 
     for line, text in body:
         stripped = text.strip()
+        gloss = _GLOSS_LINE.match(text)
+        if gloss and (current is not None or notes):  # the gloss of the note just read
+            flush()
+            notes[-1].fields["text_en"] = gloss.group(1).strip()
+            continue
         if not stripped or stripped.startswith("#") or stripped in ("---", "***"):
             flush()
             continue
