@@ -20,12 +20,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from pipeline import db
 from pipeline.config import Settings, load_settings
 from pipeline.embed import EmbeddingCache, text_key
 from pipeline.encoders import EncoderSpec, load_encoder
 from pipeline.event import Event, load_event
 from pipeline.incremental import RunPlan, combine, plan_run, save_run, topic_and_question
 from pipeline.ingest import build_statements, discover_note_files, ingest_paths
+from pipeline.languages import place_languages, with_translations
 from pipeline.publish import Published, publish
 from pipeline.schema import Flag, ThemeStatus, UploadStatus
 from pipeline.statements import load_nlp
@@ -80,6 +82,21 @@ def embed(texts: list[str], encoder: EncoderSpec, cache_dir: Path) -> np.ndarray
         if len(chunks) > 1:
             get_run_logger().info("encoded %d of %d chunks", done, len(chunks))
     return cache.get([text_key(t) for t in texts], dtype=np.float16)
+
+
+def editors_translations(settings: Settings, event_id: str) -> dict[str, str]:
+    with db.session_scope(settings.database_url) as session:
+        return db.load_translations(session, event_id)
+
+
+@task
+def place_other_languages(
+    statements: pd.DataFrame, embeddings: np.ndarray, params: SynthesisParams, cache: Path
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Routes of statements in other languages; the multilingual bridge (``pipeline.languages``)."""
+    return place_languages(
+        statements, embeddings, params.model_language, params.bridge, params.multilingual_model, cache
+    )
 
 
 @task(task_run_name="themes-{key}")
@@ -218,10 +235,13 @@ def _synthesise(
     lap("statements")
 
     cache = layout.embedding_cache
+    statements = with_translations(statements, editors_translations(settings, event.id))
     texts, glossaries = model_views(statements, event.glossary_for)
     embeddings = embed(texts, settings.encoder, cache)
     lap("embed")
     params = settings.synthesis
+    statements, embeddings = place_other_languages(statements, embeddings, params, cache)
+    lap("languages")
     nlp = load_nlp(settings.spacy_model)
     flags = event_flags(
         statements,

@@ -23,6 +23,7 @@ from pydantic_settings import (
 from pipeline.chatter import ChatterParams
 from pipeline.encoders import DEFAULT_EMBEDDING_MODEL, Backend, EncoderSpec
 from pipeline.labels import RECOMMENDATION_PARTS
+from pipeline.languages import BridgeParams
 from pipeline.synthesis import SynthesisParams
 from pipeline.themes import ThemeParams
 
@@ -108,6 +109,11 @@ class Settings(BaseSettings):
         description="Set when the embedding model is multilingual: other languages then cluster with the "
         "rest instead of being flagged for editors.",
     )
+    bridge: BridgeParams = Field(
+        default_factory=BridgeParams,
+        description="The multilingual bridge for statements in other languages (pipeline.languages); "
+        "HARVEST_BRIDGE__MODEL='' turns it off.",
+    )
 
     # --- themes: every threshold of the synthesis, documented where it is defined
     themes: ThemeParams = Field(
@@ -158,6 +164,7 @@ class Settings(BaseSettings):
             chatter=self.chatter,
             model_language=self.model_language,
             multilingual_model=self.multilingual_model,
+            bridge=self.bridge,
             recommendation_parts=self.recommendation_parts,
         )
 

@@ -14,7 +14,16 @@ from pipeline.schema import (
 )
 from pipeline.store import Layout, write_csv, write_parquet
 
-STATEMENT_EXTRAS = ["flag", "votes", "position", "facilitator", "source_file", "source_line", "upload_id"]
+STATEMENT_EXTRAS = [
+    "flag",
+    "language_route",
+    "votes",
+    "position",
+    "facilitator",
+    "source_file",
+    "source_line",
+    "upload_id",
+]
 #: What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

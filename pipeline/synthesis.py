@@ -23,16 +23,18 @@ from pipeline.labels import (
     label_themes,
     representative,
 )
+from pipeline.languages import BridgeParams, routed
 from pipeline.rank import SUPPORT_COLUMNS, session_names, theme_support
 from pipeline.schema import (
     OFF_TOPIC_THEME_SUFFIX,
     THEMES,
     Flag,
+    LanguageRoute,
     ThemeStatus,
     conform,
 )
 from pipeline.statements import load_nlp
-from pipeline.themes import ThemeParams, cluster_statements
+from pipeline.themes import ThemeParams, cluster_statements, model_texts
 
 #: Changes when the prototypes or the way remarks are found change (the flags feed every group's themes).
 CHATTER_METHOD = "form, meaning, relevance, event classifier"
@@ -53,6 +55,7 @@ class SynthesisParams(BaseModel):
     chatter: ChatterParams = Field(default_factory=ChatterParams)
     model_language: str = "en"
     multilingual_model: bool = False
+    bridge: BridgeParams = Field(default_factory=BridgeParams)
     recommendation_parts: int = Field(default=RECOMMENDATION_PARTS, ge=1)
 
 
@@ -69,12 +72,15 @@ def statement_flags(
     Event-wide: pass every statement, with its question's embedding row by row (``question_embeddings``),
     since session remarks are recognised by what the whole event's remarks look like
     (``pipeline.chatter``). ``nlp`` parses statements in the model's language for named subjects."""
+    statements = routed(statements, params.model_language, params.multilingual_model)
     flags = np.full(len(statements), "", dtype=object)
-    in_model_language = (statements["language"] == params.model_language).to_numpy()
-    if not params.multilingual_model:
-        flags[~in_model_language] = Flag.LANGUAGE
+    # a gloss or translation is in the model's language too
+    in_model_language = (
+        (statements["language"] == params.model_language) | (statements["text_en"].astype(str) != "")
+    ).to_numpy()
+    flags[(statements["language_route"] == LanguageRoute.AWAITING).to_numpy()] = Flag.LANGUAGE
     rows = np.flatnonzero(flags == "")
-    texts = statements["text"].to_numpy(dtype=object)[rows].tolist()
+    texts = model_texts(statements).to_numpy(dtype=object)[rows].tolist()
     chatter = chatter_mask(
         texts,
         embeddings[rows],
@@ -133,10 +139,12 @@ def group_fingerprints(
     """Per group (rows of ``statements``), everything its machine themes depend on: its statements,
     their ``flags`` (``statement_flags``), the ``models`` (``models_id``), parameters and glossary; an
     unchanged fingerprint means the last run's themes hold. One vectorised pass over all statements."""
-    columns = ["statement_id", "text", "language", "table", "round", "votes", "note_id"]
+    columns = ["statement_id", "text", "text_en", "language", "table", "round", "votes", "note_id"]
     row_text = statements[columns[0]].astype(str)
     for column in columns[1:]:
-        row_text = row_text + "\x1f" + statements[column].astype(str)
+        row_text = (
+            row_text + "\x1f" + statements.get(column, pd.Series("", index=statements.index)).astype(str)
+        )
     if flags is not None:
         row_text = row_text + "\x1f" + pd.Series(flags, index=statements.index, dtype=object).astype(str)
     rows_text = row_text.to_numpy(dtype=object)
@@ -185,8 +193,12 @@ def synthesise_group(
     labels[eligible] = cluster_statements(embeddings[eligible], sessions[eligible], params.themes)
     answers = (embeddings[eligible], sessions[eligible])
 
-    texts = statements["text"].tolist()
-    names = label_themes(texts, labels, nlp)
+    statements = routed(statements, params.model_language, params.multilingual_model)
+    texts = model_texts(statements).tolist()
+    # a statement the multilingual bridge placed is in a language the labels and recommendations are
+    # not written in: it counts for its theme, but its words are not the theme's
+    readable = (statements["language_route"] != LanguageRoute.MULTILINGUAL).to_numpy()
+    names = label_themes([t if r else "" for t, r in zip(texts, readable, strict=True)], labels, nlp)
     topic, question = statements["topic"].iloc[0], statements["question"].iloc[0]
     theme_of = np.full(len(statements), "", dtype=object)
     columns = {c: statements[c].to_numpy(dtype=object) for c in SUPPORT_COLUMNS}
@@ -216,14 +228,17 @@ def synthesise_group(
 
     theme_labels = sorted(set(labels.tolist()) - {-1})
     theme_members = [np.where(labels == label)[0] for label in theme_labels]
+    wordings = [m[readable[m]] if readable[m].any() else m for m in theme_members]
     recommendations = compose_recommendations(
-        [([texts[m] for m in members], embeddings[members]) for members in theme_members],
+        [([texts[m] for m in members], embeddings[members]) for members in wordings],
         encode,
         params.recommendation_parts,
         spell_out=spell_out,
     )
-    for label, members, recommendation in zip(theme_labels, theme_members, recommendations, strict=True):
-        best = members[representative(embeddings[members])]
+    for label, members, worded, recommendation in zip(
+        theme_labels, theme_members, wordings, recommendations, strict=True
+    ):
+        best = worded[representative(embeddings[worded])]
         ordered = [best, *[m for m in members if m != best]]
         tid = theme_id(topic, question, columns["statement_id"][ordered].tolist())
         add_theme(tid, ordered, names.get(label, ""), recommendation, ThemeStatus.DRAFT)

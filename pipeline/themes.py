@@ -337,6 +337,14 @@ def texts_for_embedding(texts: Iterable[str], glossary: Mapping[str, str] | None
 GlossaryFor = Callable[[list[str]], Mapping[str, str]]
 
 
+def model_texts(statements: pd.DataFrame) -> pd.Series:
+    """What the embedding model reads of each statement: its gloss or translation, else its text."""
+    if "text_en" not in statements:  # statements made outside a run
+        return statements["text"].astype(str)
+    glossed = statements["text_en"].astype(str).str.strip() != ""
+    return statements["text_en"].where(glossed, statements["text"]).astype(str)
+
+
 def model_views(
     statements: pd.DataFrame, glossary_for: GlossaryFor
 ) -> tuple[list[str], dict[tuple[str, str], Mapping[str, str]]]:
@@ -345,7 +353,7 @@ def model_views(
     (topic, question)."""
     views = [""] * len(statements)
     glossaries: dict[tuple[str, str], Mapping[str, str]] = {}
-    texts = statements["text"].to_numpy(dtype=object)
+    texts = model_texts(statements).to_numpy(dtype=object)
     for group, rows in statements.groupby(["topic", "question"], sort=False).indices.items():
         key = (str(group[0]), str(group[1]))  # type: ignore[index]  # a (topic, question) pair
         question_texts = texts[rows].tolist()
