@@ -13,8 +13,8 @@ import typer
 
 from pipeline.config import Settings, SettingsError, load_settings
 from pipeline.event import Event, EventDefinitionError, load_event
-from pipeline.schema import UploadStatus
-from pipeline.store import DamagedUpload, Layout, Manifest, check_output_folder
+from pipeline.schema import LanguageRoute, UploadStatus
+from pipeline.store import DamagedUpload, Layout, Manifest, check_output_folder, read_derived
 
 app = typer.Typer(
     help="Harvest: turn world-cafe table notes into a ranked output paper.",
@@ -178,6 +178,15 @@ def status(event_dir: EventDir, data_dir: DataDir = None) -> None:
         for error in u.errors:
             typer.echo(f"    {error}")
     typer.echo(f"{len(manifest.uploads)} uploads for event '{event.id}' in {layout.raw}")
+    statements = read_derived(layout.statements, columns=None)
+    if statements is not None and "language_route" in statements:
+        awaiting = statements[statements["language_route"] == LanguageRoute.AWAITING]
+        if len(awaiting):
+            typer.echo(f"{len(awaiting)} statements await a translation (in no theme until then):")
+        for row in awaiting.itertuples():
+            where = f"{row.topic}/{row.question} {row.table} r{row.round}"
+            text = "".join(c if c.isprintable() else " " for c in str(row.text))  # no terminal escapes
+            typer.echo(f"    {row.language}  {where:40} {row.source_file}:{row.source_line}  {text}")
 
 
 @app.command()

@@ -120,6 +120,23 @@ class Placement(Base):
     theme_id: Mapped[str] = mapped_column(String(120))  # '' = unassigned by an editor
 
 
+class Translation(Base):
+    """An editor's translation of a statement written in a language the model does not read, by the
+    statement's text: every statement with that text reads it, in this run and every later one."""
+
+    __tablename__ = "translations"
+    event: Mapped[str] = mapped_column(String(80), primary_key=True)
+    text_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    translation: Mapped[str] = mapped_column(Text)
+
+
+def load_translations(session: Session, event: str) -> dict[str, str]:
+    """The editors' translations of an event, by original text."""
+    rows = session.scalars(select(Translation).where(Translation.event == event)).all()
+    return {row.text: row.translation for row in rows}
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -386,7 +403,7 @@ def load_state(session: Session, event: str) -> ReviewState:
 
 
 def _snapshot(
-    session: Session, event: str, theme_ids: set[str], statement_ids: set[str]
+    session: Session, event: str, theme_ids: set[str], statement_ids: set[str], texts: set[str]
 ) -> dict[str, dict[str, Any]]:
     themes = {}
     for theme_id in sorted(theme_ids):
@@ -396,7 +413,11 @@ def _snapshot(
     for statement_id in sorted(statement_ids):
         placement = session.get(Placement, (event, statement_id))
         placements[statement_id] = None if placement is None else placement.theme_id
-    return {"themes": themes, "placements": placements}
+    translations = {}
+    for original in sorted(texts):
+        translation = session.get(Translation, (event, _sha256(original)))
+        translations[original] = None if translation is None else translation.translation
+    return {"themes": themes, "placements": placements, "translations": translations}
 
 
 def _revert(
@@ -431,7 +452,23 @@ def _revert(
             session.add(Placement(event=event, statement_id=statement_id, theme_id=old_theme))
         else:
             placement.theme_id = old_theme
+    for original, old_translation in before.get("translations", {}).items():  # none in older entries
+        if old_translation == after["translations"].get(original):
+            continue
+        set_translation(session, event, original, old_translation)
     session.flush()
+
+
+def set_translation(session: Session, event: str, text: str, translation: str | None) -> None:
+    """Store (None or '': remove) the translation of every statement whose text is ``text``."""
+    row = session.get(Translation, (event, _sha256(text)))
+    if not translation:
+        if row is not None:
+            session.delete(row)
+    elif row is None:
+        session.add(Translation(event=event, text_sha256=_sha256(text), text=text, translation=translation))
+    else:
+        row.translation = translation
 
 
 @contextmanager
@@ -443,12 +480,14 @@ def audited(
     summary: str,
     theme_ids: set[str],
     statement_ids: set[str],
+    texts: set[str] | None = None,
 ) -> Iterator[None]:
-    """Record who changed what, with the rows before and after, so that the action can be undone."""
-    before = _snapshot(session, event, theme_ids, statement_ids)
+    """Record who changed what, with the rows before and after, so that the action can be undone:
+    the decisions on ``theme_ids``, the placements of ``statement_ids``, the translations of ``texts``."""
+    before = _snapshot(session, event, theme_ids, statement_ids, texts or set())
     yield
     session.flush()
-    after = _snapshot(session, event, theme_ids, statement_ids)
+    after = _snapshot(session, event, theme_ids, statement_ids, texts or set())
     session.add(
         AuditEntry(
             event=event,

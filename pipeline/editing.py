@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from pipeline.db import Placement, ThemeDecision, audited
+from pipeline.db import Placement, ThemeDecision, audited, load_translations, set_translation
 from pipeline.schema import EDITOR_STATUSES, ThemeStatus
 
 THEME_ACTIONS = ("rename", "edit", *EDITOR_STATUSES, "pin", "merge")
@@ -175,6 +175,28 @@ def move(session: Session, event: str, who: str, statement_ids: list[str], theme
                 session.add(Placement(event=event, statement_id=statement_id, theme_id=theme_id))
             else:
                 row.theme_id = theme_id
+
+
+MAX_TRANSLATION_CHARS = 2_000
+
+
+def translate(session: Session, event: str, who: str, translations: Mapping[str, str]) -> int:
+    """Store the editors' translations, by the original text of the statements they translate ('' takes
+    one back); the model reads them from the next run on. Returns how many changed."""
+    typed = {text: " ".join(t.split()) for text, t in translations.items() if text.strip()}
+    too_long = [t for t in typed.values() if len(t) > MAX_TRANSLATION_CHARS]
+    if too_long:
+        raise ValueError(f"a translation is at most {MAX_TRANSLATION_CHARS:,} characters")
+    current = load_translations(session, event)
+    changed = {text: t for text, t in typed.items() if current.get(text, "") != t}
+    if not changed:
+        raise ValueError("no translation was typed or changed")
+    with audited(
+        session, event, who, "translate", f"{len(changed)} translation(s)", set(), set(), set(changed)
+    ):
+        for text, translation in changed.items():
+            set_translation(session, event, text, translation)
+    return len(changed)
 
 
 def split(

@@ -10,11 +10,12 @@ from starlette.concurrency import run_in_threadpool
 from pipeline import db, editing
 from pipeline.ingest import decide_pending
 from pipeline.publish import publish_decisions, refresh_after_ingest
-from pipeline.schema import ThemeStatus
+from pipeline.schema import LanguageRoute, ThemeStatus
 from pipeline.store import Manifest
 from web.common import check_csrf, editor, harvest, outputs, redirect, render, site_of
 
 router = APIRouter(prefix="/e/{event_id}")
+TRANSLATABLE = (LanguageRoute.AWAITING, LanguageRoute.MULTILINGUAL, LanguageRoute.TRANSLATION)
 Editor = Annotated[str, Depends(editor)]
 
 
@@ -32,12 +33,14 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
             "themes": len(th),
             "approved": int((th.status == ThemeStatus.APPROVED).sum()),
             "unassigned": int((st.theme_id == "").sum()),
+            "awaiting": int((st.language_route == LanguageRoute.AWAITING).sum()),
         }
     totals = {
         "statements": len(statements),
         "themes": len(answers),
         "unassigned": int((statements.theme_id == "").sum()),
         "approved": int((answers.status == ThemeStatus.APPROVED).sum()),
+        "awaiting": int((statements.language_route == LanguageRoute.AWAITING).sum()),
     }
     manifest = Manifest.load(site.layout)
     return render(
@@ -84,6 +87,8 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
         order = {s: i for i, s in enumerate(ranked.set_index("theme_id").loc[t, "statement_ids"].split("; "))}
         rows.sort(key=lambda r: order.get(r["statement_id"], 1 << 30))
     loose = mine[mine.theme_id == ""]
+    # what an editor may translate: what awaits a translation, and what was placed or read through one
+    translatable = mine[mine.language_route.isin(TRANSLATABLE)].drop_duplicates("text")
     return render(
         request,
         "review_question.html",
@@ -95,6 +100,31 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
         versions={t["theme_id"]: editing.theme_version(t) for t in ranked.to_dict("records")},
         unassigned=loose[loose.flag == ""].to_dict("records"),
         flagged=loose[loose.flag != ""].to_dict("records"),
+        translatable=translatable.sort_values("language_route").to_dict("records"),
+        model_language=harvest(request).settings.model_language,
+    )
+
+
+@router.post("/review/{topic}/{question}/translations", dependencies=[Depends(check_csrf)])
+async def translate(request: Request, event_id: str, topic: str, question: str, user: Editor) -> Response:
+    """Editors' translations of a question's statements in other languages, all at once."""
+    _question(request, event_id, topic, question)
+    form = await request.form()
+    originals, typed = form.getlist("original"), form.getlist("translation")
+    here = f"/e/{event_id}/review/{topic}/{question}"
+    if len(originals) != len(typed):
+        return redirect(here, "Not done: the form was incomplete", request)
+    try:
+        with db.session_scope(harvest(request).database) as session:
+            count = editing.translate(
+                session, event_id, user, {str(o): str(t) for o, t in zip(originals, typed, strict=True)}
+            )
+    except ValueError as exc:
+        return redirect(here + "#translations", f"Not done: {exc}", request)
+    return redirect(
+        here + "#translations",
+        f"Saved {count} translation(s): the themes take them in at the next run (Re-run on the event page)",
+        request,
     )
 
 
