@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from pipeline.event import Event
 from pipeline.labels import phrasing_key
-from pipeline.schema import Flag
+from pipeline.schema import Flag, LanguageRoute
 
 TEMPLATES = Path(__file__).parent / "templates"
 EXAMPLES_PER_THEME = 3
@@ -22,8 +22,20 @@ EXAMPLES_PER_THEME = 3
 
 @dataclass
 class Example:
-    text: str
+    text: str  # verbatim, in the language it was written in
     table: str
+    translation: str = ""  # the gloss or editor's translation the model read ('' = none)
+
+
+@dataclass
+class LanguageCount:
+    """How the statements in one language other than the model's reached the themes (methodology)."""
+
+    language: str
+    n_statements: int
+    n_glossed: int  # a facilitator's gloss or an editor's translation
+    n_placed: int  # placed by the multilingual model, untranslated
+    n_awaiting: int  # no route yet: in no theme and no count
 
 
 @dataclass
@@ -74,6 +86,11 @@ class Paper:
     n_statements: int
     n_themes: int
     sessions: list[SessionSection]
+    languages: list[LanguageCount] = field(default_factory=list)
+
+    @property
+    def n_awaiting(self) -> int:
+        return sum(count.n_awaiting for count in self.languages)
 
 
 def _examples(theme: Mapping[str, Any], by_id: dict[str, dict[str, Any]]) -> list[Example]:
@@ -86,7 +103,9 @@ def _examples(theme: Mapping[str, Any], by_id: dict[str, dict[str, Any]]) -> lis
             continue
         seen_tables.add(row["table"])
         seen_texts.add(key)
-        examples.append(Example(row["text"], f"{row['table']}, round {row['round']}"))
+        examples.append(
+            Example(row["text"], f"{row['table']}, round {row['round']}", str(row.get("text_en") or ""))
+        )
         if len(examples) == EXAMPLES_PER_THEME:
             break
     return examples
@@ -96,7 +115,9 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
     """Arrange the ranked themes as the paper's sections; ``statements`` carry theme_id and flag."""
     by_id = {
         str(r["statement_id"]): {str(k): v for k, v in r.items()}
-        for r in statements[["statement_id", "text", "table", "round"]].to_dict("records")
+        for r in statements.reindex(columns=["statement_id", "text", "text_en", "table", "round"])
+        .fillna("")
+        .to_dict("records")
     }
     # counts per question in one pass over each frame (a paper can have hundreds of questions)
     keys = ["topic", "question"]
@@ -156,7 +177,29 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
         n_statements=len(statements),
         n_themes=len(themes),
         sessions=sessions,
+        languages=language_counts(statements),
     )
+
+
+def language_counts(statements: pd.DataFrame) -> list[LanguageCount]:
+    """Per language other than the model's, most statements first (``schema.LanguageRoute``)."""
+    if "language_route" not in statements:
+        return []
+    routes = statements["language_route"].astype(str)
+    other = statements[routes != LanguageRoute.OWN]
+    counts = []
+    for language, rows in other.groupby("language", sort=False):
+        route = rows["language_route"]
+        counts.append(
+            LanguageCount(
+                str(language),
+                len(rows),
+                int(route.isin([LanguageRoute.GLOSS, LanguageRoute.TRANSLATION]).sum()),
+                int((route == LanguageRoute.MULTILINGUAL).sum()),
+                int((route == LanguageRoute.AWAITING).sum()),
+            )
+        )
+    return sorted(counts, key=lambda c: (-c.n_statements, c.language))
 
 
 @lru_cache(maxsize=2)  # compiled templates are reused by every publish of the process
