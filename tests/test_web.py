@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from flows.harvest import harvest_event
 from pipeline import db
 from pipeline.config import AccessSettings, Settings
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, serve
 from web.app import create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
 DAY = timedelta(days=1)
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_ephemeral")]
 
@@ -119,51 +114,10 @@ def test_note_text_is_escaped_and_limits_hold(client: TestClient, site: dict) ->
 
 
 # --------------------------------------------------------------------------- the browser round trip
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(site: dict) -> Iterator[str]:
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app([site["event_dir"]], site["settings"]), host="127.0.0.1", port=port, log_level="warning"
-    )
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not running.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    running.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield chromium
-        chromium.close()
+    with serve(create_app([site["event_dir"]], site["settings"])) as url:
+        yield url
 
 
 def _theme(page, text: str):
