@@ -160,7 +160,7 @@ def test_the_paper_quotes_the_original_with_its_translation_and_counts_every_lan
                 "n_tables": 3,
                 "n_statements": 3,
                 "votes": 0,
-                "statement_ids": "s1; s0; s2",
+                "statement_ids": "s2; s1; s0",
             }
         ]
     )
@@ -170,6 +170,8 @@ def test_the_paper_quotes_the_original_with_its_translation_and_counts_every_lan
         ("fr", 1, 0, 0),
         ("pl", 0, 0, 1),
     ]
+    examples = [e.text for e in paper.sessions[0].topics[0].questions[0].recommendations[0].examples]
+    assert examples == ["plus de pilotes", "more pilots", "mehr Piloten"]  # the untranslated one last
     text = render_markdown(paper)
     assert '"plus de pilotes" [en: more pilots]' in text
     assert "1 statement still awaits a translation" in text

@@ -94,9 +94,12 @@ class Paper:
 
 
 def _examples(theme: Mapping[str, Any], by_id: dict[str, dict[str, Any]]) -> list[Example]:
-    """Verbatim statements, from different tables where possible, the representative one first."""
+    """Verbatim statements, from different tables where possible, the representative one first; one
+    no reader of the paper's language can read (placed by the multilingual model, untranslated) last."""
     examples, seen_tables, seen_texts = [], set(), set()
-    for sid in theme["statement_ids"].split("; "):
+    members = theme["statement_ids"].split("; ")
+    untranslated = {sid for sid in members if by_id[sid]["language_route"] == LanguageRoute.MULTILINGUAL}
+    for sid in sorted(members, key=lambda sid: sid in untranslated):  # stable: the order kept otherwise
         row = by_id[sid]
         key = phrasing_key(row["text"])  # "X!!" is the same example as "x"
         if row["table"] in seen_tables or key in seen_texts:
@@ -115,7 +118,9 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
     """Arrange the ranked themes as the paper's sections; ``statements`` carry theme_id and flag."""
     by_id = {
         str(r["statement_id"]): {str(k): v for k, v in r.items()}
-        for r in statements.reindex(columns=["statement_id", "text", "text_en", "table", "round"])
+        for r in statements.reindex(
+            columns=["statement_id", "text", "text_en", "language_route", "table", "round"]
+        )
         .fillna("")
         .to_dict("records")
     }
