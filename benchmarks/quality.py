@@ -286,6 +286,71 @@ def off_topic_unassigned(out: Path) -> Path:
     return target
 
 
+def language_landing(gold: Path, out: Path, language: str = "en") -> dict[str, dict[str, int]]:
+    """Per language other than ``language``: its notes, how many reached a theme, how many of those are
+    in their gold theme (the gold theme most of the theme's ``language`` notes express), how many share
+    their theme with a ``language`` note of their gold theme, how many await a translation."""
+    statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
+    notes, _ = read_gold(gold)
+    joined = statements.merge(
+        notes[["note_id", "theme_id"]].rename(columns={"theme_id": "gold"}), on="note_id", how="left"
+    )
+    own = joined[(joined["language"] == language) & (joined["theme_id"] != "")]
+    gold_of = own.groupby("theme_id")["gold"].agg(lambda g: g.value_counts().index[0])
+    golds_in = own.groupby("theme_id")["gold"].agg(set)
+    rows = {}
+    for lang, group in joined[joined["language"] != language].groupby("language"):
+        placed = group[group["theme_id"] != ""]
+        pairs = zip(placed["theme_id"], placed["gold"], strict=True)
+        beside = [gold in golds_in.get(theme, set()) for theme, gold in pairs]
+        rows[str(lang)] = {
+            "notes": int(group["note_id"].nunique()),
+            "in a theme": int(placed["note_id"].nunique()),
+            "in its gold theme": int(
+                placed.loc[placed["theme_id"].map(gold_of) == placed["gold"], "note_id"].nunique()
+            ),
+            "beside notes of its gold theme": int(placed.loc[beside, "note_id"].nunique()),
+            "awaiting translation": int(
+                group.loc[group["language_route"] == "awaiting", "note_id"].nunique()
+            ),
+        }
+    return rows
+
+
+def glossed_event(gold: Path, out: Path, language: str = "en") -> Path:
+    """``gold`` with every note Harvest detected in another language glossed (a ``text_en`` column)
+    by its gold bullet, as an editor's translation would read: the human route, measured."""
+    target = WORK / f"{gold.name}-glossed"
+    shutil.rmtree(target, ignore_errors=True)
+    (target / "notes").mkdir(parents=True)
+    shutil.copy(gold / "event.yaml", target / "event.yaml")
+    statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
+    other = set(statements.loc[statements["language"] != language, "note_id"])
+    bullet = read_gold(gold)[0].set_index("note_id")["gold"]
+    for path in sorted((gold / "notes").glob("*.csv")):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame["text_en"] = [bullet.get(n, "") if n in other else "" for n in frame["note_id"]]
+        frame.to_csv(target / "notes" / path.name, index=False)
+    for name in ("gold.csv", "gold_themes.csv"):
+        shutil.copy(gold / name, target / name)
+    return target
+
+
+def language_routes(gold: Path, out: Path, language: str) -> dict[str, dict[str, dict[str, int]]]:
+    """``language_landing`` of the run ``out`` (the multilingual bridge on), of a run with neither the
+    bridge nor glosses, and of a run with every other-language note glossed by its gold bullet."""
+    rows = {"multilingual bridge": language_landing(gold, out, language)}
+    os.environ["HARVEST_BRIDGE__MODEL"] = ""
+    try:
+        bare, _ = run_harvest(gold, WORK / "data-no-bridge")
+    finally:
+        del os.environ["HARVEST_BRIDGE__MODEL"]
+    rows["neither bridge nor glosses"] = language_landing(gold, bare, language)
+    glossed, _ = run_harvest(glossed_event(gold, out, language), WORK / "data-glossed")
+    rows["glosses from the gold bullets"] = language_landing(gold, glossed, language)
+    return rows
+
+
 # --------------------------------------------------------------------------- public short-text sets
 def hungarian_accuracy(truth: np.ndarray, labels: np.ndarray) -> float:
     from scipy.optimize import linear_sum_assignment
@@ -351,6 +416,42 @@ def metric_table(rows: dict[str, dict], first: str = "method") -> list[str]:
             lines.append(f"| {name} | {scores['error']} |")
         else:
             lines.append(f"| {name} | " + " | ".join(_fmt(scores.get(m)) for m in METRICS) + " |")
+    return lines
+
+
+def language_tables(languages: dict[str, dict[str, dict[str, int]]], confirm_event: str) -> list[str]:
+    """Per route and language, where the notes in other languages went (issue 17)."""
+    if not languages:
+        return []
+    columns = [
+        "notes",
+        "in a theme",
+        "in its gold theme",
+        "beside notes of its gold theme",
+        "awaiting translation",
+    ]
+    lines = [
+        "",
+        f"### Notes in other languages on {confirm_event}",
+        "",
+        "Per language (as Harvest detected it): notes, how many reached a theme, how many of those are in "
+        "their gold theme (the gold theme most of the theme's English notes express), how many share their "
+        "theme with at least one English note of their gold theme (placed right, in a theme the clustering "
+        "may have fused with another), how many await a translation. The glosses of the last run are the "
+        "notes' gold bullets, standing in for an editor's or facilitator's translation.",
+        "",
+        "| route | language | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
+    for name, rows in languages.items():
+        total = {c: sum(r[c] for r in rows.values()) for c in columns}
+        for language, row in [*sorted(rows.items()), ("**all**", total)]:
+            lines.append(f"| {name} | {language} | " + " | ".join(str(row[c]) for c in columns) + " |")
+    lines += [
+        "",
+        "Targets (issue 17): with glosses, ≥ 90 % of these notes in their gold theme; with neither bridge "
+        "nor glosses, 100 % listed as awaiting translation; with the multilingual bridge, ≥ 70 % right.",
+    ]
     return lines
 
 
@@ -425,6 +526,7 @@ def write_report(results: dict) -> None:
             "≤ 0.05, fidelity ≥ 0.65; the dev event no lower than before.",
         ]
     lines += cause_tables(results.get("causes", {}), results.get("confirm_event", "second event"))
+    lines += language_tables(results.get("languages", {}), results.get("confirm_event", "second event"))
     ranges = [
         f"{name}: " + ", ".join(f"{m} {lo}-{hi}" for m, (lo, hi) in scores["range"].items() if lo != hi)
         for name, scores in [
@@ -549,7 +651,8 @@ def main() -> int:
         halves.update(rows)
     from pipeline.config import Settings
 
-    confirm = {}
+    confirm: dict = {}
+    languages: dict = {}
     if (args.confirm / "gold.csv").exists():
         out_confirm, _ = run_harvest(args.confirm, WORK / "data-confirm")
         language_only = model_language_only(args.confirm, out_confirm, Settings().model_language)
@@ -561,6 +664,7 @@ def main() -> int:
         }
         with_references(confirm, args.confirm, out_confirm, "", earlier.get("confirm", {}))
         causes["confirm"] = causes_of(args.confirm, out_confirm)
+        languages = language_routes(args.confirm, out_confirm, Settings().model_language)
 
     date = time.strftime("%Y-%m-%d")
     results = {
@@ -572,6 +676,7 @@ def main() -> int:
         "confirm_event": args.confirm.name,
         "confirm": confirm,
         "causes": causes,
+        "languages": languages,
         "public": earlier.get("public", [])  # --skip-public: the rows of the last run that measured them
         if args.skip_public
         else public_sets(args.public_limit, earlier.get("public", [])),
