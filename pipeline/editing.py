@@ -19,6 +19,8 @@ from pipeline.db import Placement, ThemeDecision, audited, load_translations, se
 from pipeline.schema import EDITOR_STATUSES, ThemeStatus
 
 THEME_ACTIONS = ("rename", "edit", *EDITOR_STATUSES, "pin", "merge")
+#: One status for several themes at once (``set_statuses``): the selected ones, or all drafts left.
+BULK_STATUS = "bulk-status"
 
 
 def theme_version(theme: Mapping[Any, object]) -> str:
@@ -57,7 +59,7 @@ def check_action(
             "look at it again, then repeat the action"
         )
     # the session remarks are no theme to publish: no theme action applies to them
-    pool = answers if action in THEME_ACTIONS else set(by_id.index)
+    pool = answers if action in (*THEME_ACTIONS, BULK_STATUS) else set(by_id.index)
     unknown = sorted({*([theme_id] if theme_id else []), *others} - pool)
     if unknown:
         raise ValueError(
@@ -139,6 +141,23 @@ def set_status(
     _set_field(
         session, event, who, action, f"{theme_id} → {value}", theme_id, topic, question, "status", value
     )
+
+
+def set_statuses(
+    session: Session, event: str, who: str, theme_ids: list[str], topic: str, question: str, status: str
+) -> None:
+    """One status for several themes of a question, as one audited (and undoable) action."""
+    if status not in EDITOR_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(EDITOR_STATUSES)}")
+    theme_ids = list(dict.fromkeys(theme_ids))
+    if not theme_ids:
+        raise ValueError("select at least one theme")
+    value = ThemeStatus(status).value
+    action = value if value != ThemeStatus.DRAFT else "reopen"
+    summary = f"{len(theme_ids)} themes → {value}: {', '.join(theme_ids)}"
+    with audited(session, event, who, action, summary, set(theme_ids), set()):
+        for theme_id in theme_ids:
+            _decision(session, event, theme_id, topic, question).status = value
 
 
 def pin(
@@ -236,7 +255,8 @@ def split(
 class EditorAction:
     """One editor action on one topic x question, as a review page sends it. ``name`` is one of
     ``ACTIONS``; which other fields count depends on it (a rename reads ``label``, a merge ``sources``
-    into ``theme_id``, a move ``statement_ids`` to ``target``, '' = out of every theme). ``seen`` is the
+    into ``theme_id``, a move ``statement_ids`` to ``target``, '' = out of every theme; a bulk status sets
+    the status ``target`` on the themes ``sources``). ``seen`` is the
     theme's version on the editor's page (``theme_version``)."""
 
     name: str
@@ -268,6 +288,9 @@ ACTIONS: dict[str, Apply] = {
     "merge": lambda s, ev, who, a, _: merge(s, ev, who, list(a.sources), a.theme_id, a.topic, a.question),
     "move": lambda s, ev, who, a, _: move(s, ev, who, list(a.statement_ids), a.target),
     "split": lambda s, ev, who, a, _: split(s, ev, who, list(a.statement_ids), a.topic, a.question, a.label),
+    BULK_STATUS: lambda s, ev, who, a, _: set_statuses(
+        s, ev, who, list(a.sources), a.topic, a.question, a.target
+    ),
 }
 
 
@@ -291,7 +314,8 @@ def apply_action(
         action.name,
         action.theme_id,
         seen=action.seen,
-        others=[*action.sources, *([action.target] if action.target else [])],
+        # a move's target is a theme; a bulk action's is a status
+        others=[*action.sources, *([action.target] if action.target and action.name != BULK_STATUS else [])],
         statement_ids=action.statement_ids,
         rank=action.rank.strip() if action.name == "pin" else "",
     )

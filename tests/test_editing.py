@@ -67,6 +67,7 @@ def test_every_action_of_the_table_is_checked_then_done(tmp_path) -> None:
         EditorAction("pin", "green", "q", "q.b", rank=" 1 "),
         EditorAction("move", "green", "q", statement_ids=("s6",), target="q.a"),
         EditorAction("split", "green", "q", statement_ids=("s1",), label="Banks"),
+        EditorAction("bulk-status", "green", "q", sources=("q.a", "q.b"), target="draft"),
         EditorAction("merge", "green", "q", "q.a", sources=("q.b",)),
     ]
     assert {a.name for a in actions} == set(ACTIONS)  # every action has its test here
@@ -84,9 +85,21 @@ def test_every_action_of_the_table_is_checked_then_done(tmp_path) -> None:
     with db.session_scope(url) as session:
         state = db.load_state(session, "ev")
         log = [e.action for e in db.audit_log(session, "ev")]
-    assert log == ["merge", "split", "move", "pin", "reopen", "rejected", "approved", "edit", "rename"]
+    assert log == [
+        "merge",
+        "reopen",
+        "split",
+        "move",
+        "pin",
+        "reopen",
+        "rejected",
+        "approved",
+        "edit",
+        "rename",
+    ]
     decisions = state.themes.set_index("theme_id")
     assert decisions.loc["q.a", "label"] == "Money for pilots" and decisions.loc["q.a", "status"] == "draft"
     assert decisions.loc["q.b", "pinned_rank"] == 1 and decisions.loc["q.b", "merged_into"] == "q.a"
+    assert decisions.loc["q.b", "status"] == "draft"  # approved, then reopened with q.a in one action
     placements = dict(zip(state.placements.statement_id, state.placements.theme_id, strict=True))
     assert placements["s6"] == "q.a" and placements["s1"].startswith("green.q.e")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from docx import Document
+from playwright.sync_api import expect
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -211,7 +212,7 @@ def test_an_editor_translates_in_the_browser_and_the_rerun_keeps_it(
         assert rows.locator(".badge").inner_text() == "awaiting"
         rows.locator("input[name=translation]").fill("without banks and investors nothing moves")
         page.click("#translations button[type=submit]")
-        assert "Saved 1 translation(s)" in page.content()
+        expect(page.locator(".flash")).to_contain_text("Saved 1 translation(s)")
         page.close()
 
     harvest_event(event_dir, settings.data_dir)  # the next run reads the translation

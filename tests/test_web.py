@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import expect
 
 from flows.harvest import harvest_event
 from pipeline import db
@@ -120,6 +121,10 @@ def server(site: dict) -> Iterator[str]:
         yield url
 
 
+FINANCE = "financial institutions - green loans, green bonds"
+EVERY_COMPANY = "every company has a role, not only the big polluters"
+
+
 def _theme(page, text: str):
     return page.locator("section.theme", has=page.get_by_text(text, exact=True))
 
@@ -167,35 +172,29 @@ def test_editor_round_trip_survives_a_rerun(server: str, site: dict, browser) ->
     media_id = _theme(page, media).first.get_attribute("data-theme")
     banks_id = banks.get_attribute("data-theme")
     assert media_id != banks_id
-    banks.locator("summary").click()
+    banks.locator("summary").first.click()
     banks.locator("select[name=sources]").select_option(media_id)
     banks.locator("button[value=merge]").click()
     banks = page.locator(f"section[data-theme='{banks_id}']")
-    assert banks.get_by_text(media, exact=True).first.is_visible()
-    assert banks.get_by_text(
-        "financial institutions - green loans, green bonds", exact=True
-    ).first.is_visible()
+    expect(banks.get_by_text(media, exact=True).first).to_be_attached()  # members, some behind "all N"
+    expect(banks.get_by_text(FINANCE, exact=True).first).to_be_attached()
     banks.locator("input[name=label]").first.fill("Finance sector on board")
     banks.locator("button[value=rename]").click()
+    expect(banks.locator(".theme-label")).to_have_text("Finance sector on board")
     banks.locator("button[value=approved]").click()
-    banks = page.locator(f"section[data-theme='{banks_id}']")
-    assert banks.locator(".theme-label").inner_text() == "Finance sector on board"
-    assert banks.locator(".badge").inner_text() == "approved"
-    assert banks.locator(".rank").inner_text() == "#1"  # approved themes come first
+    expect(banks.locator(".badge")).to_have_text("approved")
+    expect(banks.locator(".rank")).to_have_text("#1")  # approved themes come first
 
     # split one statement of the firms theme into a new theme
     firms = _theme(page, "All businesses, big and small, must be part of it")
-    firms.locator("li", has_text="every company has a role, not only the big polluters").locator(
-        "input[type=checkbox]"
-    ).first.check()
+    firms.locator("summary").first.click()
+    firms.locator("li", has_text=EVERY_COMPANY).locator("input[type=checkbox]").first.check()
     firms.locator("input[name=label]").last.fill("Every company has a role")
     firms.locator("button[value=split]").click()
     split = page.locator(
         "section.theme", has=page.locator(".theme-label", has_text="Every company has a role")
     )
-    assert split.get_by_text(
-        "every company has a role, not only the big polluters", exact=True
-    ).first.is_visible()
+    expect(split.get_by_text(EVERY_COMPANY, exact=True).first).to_be_attached()
 
     # move an unassigned statement into a theme, reject another theme
     policy = f"{server}/e/mini/review/digital/policy"
@@ -205,14 +204,15 @@ def test_editor_round_trip_survives_a_rerun(server: str, site: dict, browser) ->
     loose.locator("li", has_text="subsidise training for managers and staff").locator("input").check()
     loose.locator("select[name=target]").select_option(upskilling_id)
     loose.locator("button[value=move]").click()
-    assert (
+    expect(
         page.locator(f"section[data-theme='{upskilling_id}']")
         .get_by_text("subsidise training for managers and staff", exact=True)
-        .first.is_visible()
-    )
+        .first
+    ).to_be_attached()
     red_tape = _theme(page, "reduce red tape")
     red_tape_id = red_tape.get_attribute("data-theme")
     red_tape.locator("button[value=rejected]").click()
+    expect(page.locator(f"section[data-theme='{red_tape_id}'] .badge")).to_have_text("rejected")
 
     # new notes arrive; the editor re-runs the flow from the browser
     (site["event_dir"] / "notes" / "late-table.csv").write_text(
@@ -229,9 +229,7 @@ def test_editor_round_trip_survives_a_rerun(server: str, site: dict, browser) ->
     banks = page.locator(f"section[data-theme='{banks_id}']")
     assert banks.locator(".theme-label").inner_text() == "Finance sector on board"
     assert banks.locator(".badge").inner_text() == "approved"
-    assert banks.get_by_text(
-        "financial institutions - green loans, green bonds", exact=True
-    ).first.is_visible()
+    expect(banks.get_by_text(FINANCE, exact=True).first).to_be_attached()
     assert (
         banks.locator("li", has_text="banks and investors must be on board")
         .filter(has_text="green-t30")
@@ -245,11 +243,11 @@ def test_editor_round_trip_survives_a_rerun(server: str, site: dict, browser) ->
     )
     assert split.count() == 1
     page.goto(policy)
-    assert (
+    expect(
         page.locator(f"section[data-theme='{upskilling_id}']")
         .get_by_text("subsidise training for managers and staff", exact=True)
-        .first.is_visible()
-    )
+        .first
+    ).to_be_attached()
     assert page.locator(f"section[data-theme='{red_tape_id}'] .badge").inner_text() == "rejected"
 
     # the paper follows the editors; the export carries the status
@@ -613,3 +611,40 @@ def test_editors_create_list_and_revoke_links_and_remove_editors_in_the_app(site
     assert "removed and signed out" in removed.text
     assert leaving.get("/e/mini/review", follow_redirects=False).status_code == 303
     assert TestClient(app).get("/e/mini/access", follow_redirects=False).status_code == 303  # editors only
+
+
+def test_a_question_is_decided_in_a_few_keystrokes_without_a_reload(server: str, site: dict, browser) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{server}/login")
+    page.fill("#username", "editor")
+    page.fill("#password", "correct horse")
+    page.click("button:has-text('Sign in')")
+    page.goto(f"{server}/e/mini/review/green/actors")
+    assert page.evaluate("document.documentElement.scrollHeight") < 1500  # compact before expanding
+    # the session remarks offer only what fits them: no approving chatter into the paper
+    remarks = page.locator("section.theme[data-theme$='.off-topic']")
+    if remarks.count():
+        theme_actions = "button[value=approved], button[value=rename], button[value=merge]"
+        assert remarks.locator(theme_actions).count() == 0
+
+    page.evaluate("window.notReloaded = true")
+    themes = page.locator("section.theme:not([data-theme$='.off-topic'])")
+    first_id = themes.first.get_attribute("data-theme")
+    page.keyboard.press("j")  # 1: to the first theme
+    page.keyboard.press("r")  # 2: reject it
+    expect(page.locator(f"section[data-theme='{first_id}'] .badge")).to_have_text("rejected")
+    expect(page.locator(".flash")).to_contain_text("Done")
+    page.locator("#approve-drafts").focus()
+    page.keyboard.press("Enter")  # 3: approve every draft left
+    expect(page.get_by_text("every theme decided ✓")).to_be_visible()
+    statuses = themes.locator(".badge").all_inner_texts()
+    assert "draft" not in statuses and statuses.count("rejected") >= 1
+    assert page.evaluate("window.notReloaded === true")  # the page was updated, never reloaded
+
+    page.keyboard.press("n")  # the next question
+    page.wait_for_url("**/review/digital/policy")  # the event's next question
+    page.goto(f"{server}/e/mini/review?show=needs-review")
+    assert page.get_by_role("link", name="Who are the key actors in the green transition?").count() == 0
+    download = page.request.get(f"{server}/e/mini/download/themes.csv")
+    assert download.status == 200 and download.text().startswith("theme_id,topic,question,rank")
+    assert page.request.get(f"{server}/e/mini/download/harvest.db").status == 404

@@ -32,6 +32,8 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
             "statements": len(st),
             "themes": len(th),
             "approved": int((th.status == ThemeStatus.APPROVED).sum()),
+            "draft": int((th.status == ThemeStatus.DRAFT).sum()),
+            "rejected": int((th.status == ThemeStatus.REJECTED).sum()),
             "unassigned": int((st.theme_id == "").sum()),
             "awaiting": int((st.language_route == LanguageRoute.AWAITING).sum()),
         }
@@ -40,17 +42,46 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
         "themes": len(answers),
         "unassigned": int((statements.theme_id == "").sum()),
         "approved": int((answers.status == ThemeStatus.APPROVED).sum()),
+        "draft": int((answers.status == ThemeStatus.DRAFT).sum()),
+        "rejected": int((answers.status == ThemeStatus.REJECTED).sum()),
         "awaiting": int((statements.language_route == LanguageRoute.AWAITING).sum()),
     }
     manifest = Manifest.load(site.layout)
+    needs_review = request.query_params.get("show") == "needs-review"
     return render(
         request,
         "review_event.html",
         site=site,
         counts=counts,
         totals=totals,
+        needs_review=needs_review,
+        downloads=DOWNLOADS,
         uploads=manifest.uploads[-15:][::-1],
         pending=manifest.pending(),
+    )
+
+
+#: What editors can download from the event page: the export and the paper, as written by the last publish.
+DOWNLOADS = {
+    "statements.csv": "text/csv",
+    "themes.csv": "text/csv",
+    "paper.md": "text/markdown",
+    "paper.html": "text/html",
+}
+
+
+@router.get("/download/{name}")
+def download(request: Request, event_id: str, name: str, user: Editor) -> Response:
+    site = site_of(request, event_id)
+    if name not in DOWNLOADS:
+        raise HTTPException(404, "no such file")
+    path = site.layout.processed / name
+    if not path.exists():
+        raise HTTPException(409, "no outputs yet: run the pipeline (the event page's button, or harvest run)")
+    return Response(
+        path.read_bytes(),
+        media_type=DOWNLOADS[name],
+        headers={"Content-Disposition": f'attachment; filename="{event_id}-{name}"'},
     )
 
 
@@ -86,6 +117,8 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
     for t, rows in members.items():  # representative first, as in the paper
         order = {s: i for i, s in enumerate(ranked.set_index("theme_id").loc[t, "statement_ids"].split("; "))}
         rows.sort(key=lambda r: order.get(r["statement_id"], 1 << 30))
+    order = site.event.questions()
+    here = order.index((topic, question))
     loose = mine[mine.theme_id == ""]
     # what an editor may translate: what awaits a translation, and what was placed or read through one
     translatable = mine[mine.language_route.isin(TRANSLATABLE)].drop_duplicates("text")
@@ -102,6 +135,10 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
         flagged=loose[loose.flag != ""].to_dict("records"),
         translatable=translatable.sort_values("language_route").to_dict("records"),
         model_language=harvest(request).settings.model_language,
+        previous=order[here - 1] if here > 0 else None,
+        next=order[here + 1] if here + 1 < len(order) else None,
+        drafts=ranked[ranked.status == ThemeStatus.DRAFT].theme_id.tolist(),
+        bulk=editing.BULK_STATUS,
     )
 
 
@@ -155,7 +192,9 @@ async def act(request: Request, event_id: str, topic: str, question: str, user: 
         return redirect(here, f"Not done: {exc}", request)
     publish_decisions(site.layout, site.event, harvest(request).settings)
     anchor = f"#{action.theme_id}" if action.theme_id else ""
-    return redirect(here + anchor, f"Done: {action.name}", request)
+    bulk = action.name == editing.BULK_STATUS
+    done = f"{len(action.sources)} themes {action.target}" if bulk else action.name
+    return redirect(here + anchor, f"Done: {done}", request)
 
 
 @router.post("/run", dependencies=[Depends(check_csrf)])
