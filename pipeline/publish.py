@@ -5,12 +5,14 @@ Used at the end of every run and after every editor action, so both always show 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from pipeline.agreement import editor_agreement
 from pipeline.config import Settings
 from pipeline.db import load_state, session_scope
 from pipeline.embed import cached_embeddings
@@ -81,6 +83,8 @@ def publish(
     )
     export = themed_statements(statements, assignments, themes)
     write_exports(layout, export, themes)
+    agreement = editor_agreement(machine[0], export, state)
+    write_text(layout.agreement, json.dumps(agreement.as_dict(), indent=1))
     paper = build_paper(event, export, themes[~themes.status.isin(NOT_IN_PAPER)])
     write_text(layout.paper_md, render_markdown(paper))
     write_text(layout.paper_html, render_html(paper))

@@ -126,6 +126,11 @@ class Layout:
         return Generation(self)
 
     @property
+    def agreement(self) -> Path:
+        """How much the editors changed of the machine's themes (``pipeline.agreement``)."""
+        return self.processed / "agreement.json"
+
+    @property
     def paper_md(self) -> Path:
         return self.processed / "paper.md"
 

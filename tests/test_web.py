@@ -3,6 +3,7 @@ round trip in real Chromium (Playwright driving Debian's /usr/bin/chromium)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -645,6 +646,10 @@ def test_a_question_is_decided_in_a_few_keystrokes_without_a_reload(server: str,
     page.wait_for_url("**/review/digital/policy")  # the event's next question
     page.goto(f"{server}/e/mini/review?show=needs-review")
     assert page.get_by_role("link", name="Who are the key actors in the green transition?").count() == 0
+    # what the editors changed of the machine's themes, on the page and beside the export
+    assert "1 themes merged" in page.locator(".agreement").inner_text()
+    agreement = json.loads((site["settings"].data_dir / "processed/mini/agreement.json").read_text())
+    assert agreement["merged"] == 1 and agreement["split_off"] == 1 and 0 < agreement["ari"] < 1
     download = page.request.get(f"{server}/e/mini/download/themes.csv")
     assert download.status == 200 and download.text().startswith("theme_id,topic,question,rank")
     assert page.request.get(f"{server}/e/mini/download/harvest.db").status == 404

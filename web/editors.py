@@ -11,7 +11,7 @@ from pipeline import db, editing
 from pipeline.ingest import decide_pending
 from pipeline.publish import publish_decisions, refresh_after_ingest
 from pipeline.schema import LanguageRoute, ThemeStatus
-from pipeline.store import Manifest
+from pipeline.store import Manifest, read_derived_json
 from web.common import check_csrf, editor, harvest, outputs, redirect, render, site_of
 
 router = APIRouter(prefix="/e/{event_id}")
@@ -48,6 +48,7 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
     }
     manifest = Manifest.load(site.layout)
     needs_review = request.query_params.get("show") == "needs-review"
+    agreement = read_derived_json(site.layout.agreement)
     return render(
         request,
         "review_event.html",
@@ -55,6 +56,7 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
         counts=counts,
         totals=totals,
         needs_review=needs_review,
+        agreement=agreement if isinstance(agreement, dict) else None,
         downloads=DOWNLOADS,
         uploads=manifest.uploads[-15:][::-1],
         pending=manifest.pending(),
