@@ -265,6 +265,12 @@ def test_editor_round_trip_survives_a_rerun(server: str, site: dict, browser) ->
     log = page.locator("table").inner_text()
     for action in ("merge", "rename", "approved", "split", "move", "rejected"):
         assert action in log
+    renamed = page.locator("tr", has=page.locator("td", has_text="rename")).first
+    assert renamed.locator("ins").inner_text() == "Finance sector on board"  # a diff, not raw rows
+    assert renamed.locator("a").first.get_attribute("href").endswith(f"/review/green/actors#{banks_id}")
+    page.goto(f"{server}/e/mini/audit?action=rename&who=editor")
+    assert {row.split("\t")[3] for row in page.locator("tr[id^=audit-]").all_inner_texts()} == {"rename"}
+    page.goto(f"{server}/e/mini/audit")
     page.locator("tr", has_text="rejected").locator("button:has-text('Undo')").click()
     assert "Undone" in page.locator(".flash").inner_text()
     page.goto(policy)
