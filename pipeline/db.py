@@ -99,6 +99,8 @@ class ThemeDecision(Base):
     status: Mapped[str | None] = mapped_column(String(20), nullable=True)
     pinned_rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
     merged_into: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    #: what the theme was when approved (``editing.content_marks``): a later run that changes it is shown
+    approved_content: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
     @validates("status")
     def _known_status(self, _: str, status: str | None) -> str | None:

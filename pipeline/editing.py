@@ -31,6 +31,24 @@ def theme_version(theme: Mapping[Any, object]) -> str:
     return hashlib.sha256(seen.encode()).hexdigest()[:16]
 
 
+#: The parts of a theme whose change since its approval an editor is shown (``changed_since_approval``)
+CONTENT_PARTS = ("label", "recommendation", "statement_ids")
+
+
+def content_marks(theme: Mapping[Any, object]) -> str:
+    """Short fingerprints of a theme's label, recommendation and members, kept with its approval."""
+    return ":".join(hashlib.sha256(str(theme[c]).encode()).hexdigest()[:8] for c in CONTENT_PARTS)
+
+
+def changed_since_approval(theme: Mapping[Any, object], approved_content: object) -> list[str]:
+    """What changed of an approved theme since an editor approved it (a re-run moved statements in or
+    out, or a colleague renamed it): the names of ``CONTENT_PARTS``, "members" for the statements."""
+    if not isinstance(approved_content, str) or not approved_content or theme["status"] != "approved":
+        return []
+    marks = zip(CONTENT_PARTS, content_marks(theme).split(":"), approved_content.split(":"), strict=False)
+    return [("members" if part == "statement_ids" else part) for part, now, then in marks if now != then]
+
+
 def check_action(
     themes: pd.DataFrame,
     statements: pd.DataFrame,
@@ -320,3 +338,12 @@ def apply_action(
         rank=action.rank.strip() if action.name == "pin" else "",
     )
     ACTIONS[action.name](session, event, who, action, rank)
+    approved = [action.theme_id] if action.name == ThemeStatus.APPROVED else []
+    if action.name == BULK_STATUS and action.target == ThemeStatus.APPROVED:
+        approved = list(action.sources)
+    by_id = themes.set_index("theme_id")
+    for theme_id in approved:  # what it was when approved, to show what a later run changes
+        theme = {"theme_id": theme_id, **by_id.loc[theme_id].to_dict()}
+        _decision(session, event, theme_id, action.topic, action.question).approved_content = content_marks(
+            theme
+        )

@@ -39,6 +39,7 @@ DECISION_COLUMNS = [
     "status",
     "pinned_rank",
     "merged_into",
+    "approved_content",
 ]
 
 

@@ -3,6 +3,7 @@ and re-running the pipeline. Every action is audited (``pipeline.editing``) and 
 
 from typing import Annotated
 
+import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +25,7 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
     site = site_of(request, event_id)
     statements, themes = outputs(site)
     answers = themes[themes.status != ThemeStatus.OFF_TOPIC]  # the session remarks are no theme to count
+    changed = _changed_since_approval(request, event_id, answers)
     counts = {}
     for topic, question in site.event.questions():
         st = statements[(statements.topic == topic) & (statements.question == question)]
@@ -34,6 +36,7 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
             "approved": int((th.status == ThemeStatus.APPROVED).sum()),
             "draft": int((th.status == ThemeStatus.DRAFT).sum()),
             "rejected": int((th.status == ThemeStatus.REJECTED).sum()),
+            "changed": int(th.theme_id.isin(changed).sum()),
             "unassigned": int((st.theme_id == "").sum()),
             "awaiting": int((st.language_route == LanguageRoute.AWAITING).sum()),
         }
@@ -44,6 +47,7 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
         "approved": int((answers.status == ThemeStatus.APPROVED).sum()),
         "draft": int((answers.status == ThemeStatus.DRAFT).sum()),
         "rejected": int((answers.status == ThemeStatus.REJECTED).sum()),
+        "changed": len(changed),
         "awaiting": int((statements.language_route == LanguageRoute.AWAITING).sum()),
     }
     manifest = Manifest.load(site.layout)
@@ -121,6 +125,7 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
         rows.sort(key=lambda r: order.get(r["statement_id"], 1 << 30))
     order = site.event.questions()
     here = order.index((topic, question))
+    changed = _changed_since_approval(request, event_id, ranked)
     loose = mine[mine.theme_id == ""]
     # what an editor may translate: what awaits a translation, and what was placed or read through one
     translatable = mine[mine.language_route.isin(TRANSLATABLE)].drop_duplicates("text")
@@ -141,7 +146,19 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
         next=order[here + 1] if here + 1 < len(order) else None,
         drafts=ranked[ranked.status == ThemeStatus.DRAFT].theme_id.tolist(),
         bulk=editing.BULK_STATUS,
+        changed=changed,
     )
+
+
+def _changed_since_approval(request: Request, event_id: str, themes: pd.DataFrame) -> dict[str, list[str]]:
+    """Per approved theme, what changed since its approval (``editing.changed_since_approval``)."""
+    with db.session_scope(harvest(request).database) as session:
+        decisions = db.load_state(session, event_id).themes.set_index("theme_id")["approved_content"]
+    return {
+        theme["theme_id"]: parts
+        for theme in themes[themes.status == ThemeStatus.APPROVED].to_dict("records")
+        if (parts := editing.changed_since_approval(theme, decisions.get(theme["theme_id"])))
+    }
 
 
 @router.post("/review/{topic}/{question}/translations", dependencies=[Depends(check_csrf)])
