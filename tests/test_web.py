@@ -657,6 +657,13 @@ def test_a_question_is_decided_in_a_few_keystrokes_without_a_reload(server: str,
     assert "1 themes merged" in page.locator(".agreement").inner_text()
     agreement = json.loads((site["settings"].data_dir / "processed/mini/agreement.json").read_text())
     assert agreement["merged"] == 1 and agreement["split_off"] == 1 and 0 < agreement["ari"] < 1
+    # the hand-in board, and one table's notes in order with their themes
+    page.goto(f"{server}/e/mini/tables")
+    board = page.locator("table.board").first
+    assert board.locator("tr", has_text="green-t01").count() == 1
+    board.get_by_role("link", name="green-t10").click()
+    row = page.locator("tr", has_text="without the banks nothing moves")
+    assert row.get_by_role("link", name="Finance sector on board").count() == 1
     download = page.request.get(f"{server}/e/mini/download/themes.csv")
     assert download.status == 200 and download.text().startswith("theme_id,topic,question,rank")
     assert page.request.get(f"{server}/e/mini/download/harvest.db").status == 404

@@ -67,6 +67,41 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
     )
 
 
+@router.get("/tables", response_class=HTMLResponse)
+def tables(request: Request, event_id: str, user: Editor) -> HTMLResponse:
+    """The hand-in board: per topic, every table seen and which of the topic's questions it answered."""
+    site = site_of(request, event_id)
+    statements, _ = outputs(site)
+    notes = statements.drop_duplicates("note_id")
+    board = []
+    for session in site.event.sessions:
+        for topic in session.topics:
+            mine = notes[notes.topic == topic.id]
+            counts = mine.groupby(["table", "question"]).size()
+            rows = [
+                {"table": table, "notes": [int(counts.get((table, q.id), 0)) for q in topic.questions]}
+                for table in sorted(mine.table.unique())
+            ]
+            missing = sum(n == 0 for row in rows for n in row["notes"])
+            board.append({"topic": topic, "rows": rows, "missing": missing})
+    return render(request, "tables.html", site=site, board=board)
+
+
+@router.get("/tables/{table}", response_class=HTMLResponse)
+def table_notes(request: Request, event_id: str, table: str, user: Editor) -> HTMLResponse:
+    """One table's statements in the order they were written, round by round, with their themes."""
+    site = site_of(request, event_id)
+    statements, themes = outputs(site)
+    mine = statements[statements.table == table].sort_values(
+        ["round", "source_file", "source_line", "position"]
+    )
+    if mine.empty:
+        raise HTTPException(404, "no notes from this table")
+    label_of = dict(zip(themes.theme_id, themes.label, strict=True))
+    rows = [{**r, "theme_label": label_of.get(r["theme_id"], "")} for r in mine.to_dict("records")]
+    return render(request, "table.html", site=site, table=table, rows=rows)
+
+
 #: What editors can download from the event page: the export and the paper, as written by the last publish.
 DOWNLOADS = {
     "statements.csv": "text/csv",
