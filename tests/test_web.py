@@ -74,6 +74,18 @@ def test_facilitator_link_opens_upload_only(client: TestClient, site: dict) -> N
     assert review.status_code == 303  # still no editor pages
 
 
+def test_a_paste_needs_its_question_chosen_every_time(client: TestClient, site: dict) -> None:
+    client.get(f"/u/{site['token']}")
+    page = client.get("/e/mini/upload").text
+    assert re.search(r'<option value="" selected>— choose the question', page)  # none preselected
+    form = {"csrf": _csrf(page), "table": "green-t40", "round": "1", "text": "- more pilots"}
+    refused = client.post("/e/mini/upload", data=form)
+    assert refused.status_code == 422 and "which question do these notes answer?" in refused.text
+    handed_in = client.post("/e/mini/upload", data={**form, "topic_question": "green/actors"})
+    assert handed_in.status_code == 200 and "Received" in handed_in.text
+    assert re.search(r'<option value="" selected>— choose the question', handed_in.text)  # asked again
+
+
 def test_forms_without_csrf_token_are_refused(client: TestClient, site: dict) -> None:
     client.get(f"/u/{site['token']}")
     response = client.post(

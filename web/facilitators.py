@@ -103,6 +103,8 @@ async def upload(
             field_errors["text"] = f"at most {MAX_PASTE_CHARS:,} characters; upload a file instead"
         elif not form["table"]:
             field_errors["table"] = "which table are these notes from?"
+        elif not topic_question:  # never a default: a paste filed under the wrong question replaces its notes
+            field_errors["topic_question"] = "which question do these notes answer?"
         else:
             uploads.append((paste_name(defaults), text.encode("utf-8")))
     if not uploads and not field_errors:
@@ -149,6 +151,8 @@ async def upload(
         "upload.html",
         status_code=200 if ok else 422,
         site=site,
-        form=form if not ok else {**form, "text": ""},
+        # after a hand-in the question is chosen again: the next paste is often for another one, and the
+        # same question again would replace these notes
+        form=form if not ok else {**form, "text": "", "topic_question": ""},
         results=shown,
     )
