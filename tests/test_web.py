@@ -4,6 +4,7 @@ round trip in real Chromium (Playwright driving Debian's /usr/bin/chromium)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -132,6 +133,14 @@ def test_note_text_is_escaped_and_limits_hold(client: TestClient, site: dict) ->
 def server(site: dict) -> Iterator[str]:
     with serve(create_app([site["event_dir"]], site["settings"])) as url:
         yield url
+
+
+def screenshot(page, name: str) -> None:
+    """The page as the README shows it, when HARVEST_SCREENSHOTS names a folder (docs/screenshots)."""
+    folder = os.environ.get("HARVEST_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / name), full_page=True)
 
 
 FINANCE = "financial institutions - green loans, green bonds"
@@ -281,6 +290,7 @@ def test_editor_round_trip_survives_a_rerun(server: str, site: dict, browser) ->
     renamed = page.locator("tr", has=page.locator("td", has_text="rename")).first
     assert renamed.locator("ins").inner_text() == "Finance sector on board"  # a diff, not raw rows
     assert renamed.locator("a").first.get_attribute("href").endswith(f"/review/green/actors#{banks_id}")
+    screenshot(page, "audit.png")
     page.goto(f"{server}/e/mini/audit?action=rename&who=editor")
     assert {row.split("\t")[3] for row in page.locator("tr[id^=audit-]").all_inner_texts()} == {"rename"}
     page.goto(f"{server}/e/mini/audit")
@@ -641,6 +651,7 @@ def test_a_question_is_decided_in_a_few_keystrokes_without_a_reload(server: str,
     page.click("button:has-text('Sign in')")
     page.goto(f"{server}/e/mini/review/green/actors")
     assert page.evaluate("document.documentElement.scrollHeight") < 1500  # compact before expanding
+    screenshot(page, "review-question.png")
     # the session remarks offer only what fits them: no approving chatter into the paper
     remarks = page.locator("section.theme[data-theme$='.off-topic']")
     if remarks.count():
@@ -669,8 +680,10 @@ def test_a_question_is_decided_in_a_few_keystrokes_without_a_reload(server: str,
     assert "1 themes merged" in page.locator(".agreement").inner_text()
     agreement = json.loads((site["settings"].data_dir / "processed/mini/agreement.json").read_text())
     assert agreement["merged"] == 1 and agreement["split_off"] == 1 and 0 < agreement["ari"] < 1
+    screenshot(page, "review-event.png")
     # the hand-in board, and one table's notes in order with their themes
     page.goto(f"{server}/e/mini/tables")
+    screenshot(page, "tables.png")
     board = page.locator("table.board").first
     assert board.locator("tr", has_text="green-t01").count() == 1
     board.get_by_role("link", name="green-t10").click()
