@@ -99,6 +99,14 @@ def test_killed_runs_leave_outputs_intact_and_recover(tmp_path: Path) -> None:
     assert not list(out.glob(".*.tmp"))  # stray temp files of killed writes are cleaned up
 
 
+def _cmdline(pid: int) -> bytes:
+    """A process's command line; empty once it has ended (short-lived children come and go)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _descendants(pid: int) -> set[int]:
     """Every process below ``pid`` (Linux /proc)."""
     found: set[int] = set()
@@ -131,9 +139,7 @@ def test_sigterm_leaves_no_prefect_server_behind(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and run.poll() is None and not server:
-            server = {
-                p for p in _descendants(run.pid) if b"uvicorn" in Path(f"/proc/{p}/cmdline").read_bytes()
-            }
+            server = {p for p in _descendants(run.pid) if b"uvicorn" in _cmdline(p)}
             time.sleep(0.2)
         assert server, "the run never started Prefect's temporary server"
         run.send_signal(signal.SIGTERM)
