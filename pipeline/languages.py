@@ -133,9 +133,9 @@ def multilingual_encoder(model: str, cache_dir: Path | None = None) -> Encode:
     encode = _load(model)
     if cache_dir is None:
         return encode
+    cache = EmbeddingCache(cache_dir, model)  # read once: the bridge asks once per question
 
     def cached(texts: list[str]) -> np.ndarray:
-        cache = EmbeddingCache(cache_dir, model)
         todo = cache.missing(texts)
         if todo:
             cache.add(list(todo), encode(list(todo.values())))

@@ -83,14 +83,18 @@ REQUIRED_NOTE_FIELDS = ("table", "round", "topic", "question", "text")
 OPTIONAL_NOTE_FIELDS = ("votes", "note_id", "facilitator", "language", "text_en")
 
 
+def with_added(df: pd.DataFrame, schema: FrameSchema) -> pd.DataFrame:
+    """``df`` with the columns ``schema`` added since a release, empty where a frame written before
+    lacks them; every other column kept as it is."""
+    absent = [c for c in schema.added if c not in df.columns]
+    return df.assign(**dict.fromkeys(absent, "")) if absent else df
+
+
 def conform(df: pd.DataFrame, schema: FrameSchema) -> pd.DataFrame:
     missing = [c for c in schema.columns if c not in df.columns and c not in schema.added]
     if missing:
         raise KeyError(f"{schema.name} frame lacks columns {missing}")
-    out = df.reindex(columns=schema.names)
-    for col in schema.added:
-        if col not in df.columns:
-            out[col] = ""
+    out = with_added(df, schema)[schema.names].copy()
     for col, dtype in schema.columns.items():
         if dtype == STR:
             out[col] = out[col].fillna("").astype(STR)

@@ -18,7 +18,7 @@ from pipeline import db
 from pipeline.config import Settings
 from pipeline.event import Event
 from pipeline.readers.guarded import GuardedReader
-from pipeline.schema import STATEMENTS
+from pipeline.schema import STATEMENTS, with_added
 from pipeline.store import Layout
 
 HERE = Path(__file__).parent
@@ -128,8 +128,5 @@ def outputs(site: EventSite) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The event's export rows and review themes."""
     if not site.layout.review_themes.exists():
         raise HTTPException(409, "no themes yet: run the pipeline (button on the event page, or harvest run)")
-    statements = pd.read_parquet(site.layout.statements)
-    for column in STATEMENTS.added:  # outputs of an earlier release
-        if column not in statements.columns:
-            statements[column] = ""
+    statements = with_added(pd.read_parquet(site.layout.statements), STATEMENTS)  # an earlier release's too
     return statements, pd.read_parquet(site.layout.review_themes)
