@@ -21,6 +21,7 @@ from pipeline.event import Event
 from pipeline.languages import BridgeParams, bridge, multilingual_encoder, place_languages, with_translations
 from pipeline.paper import build_paper, render_markdown
 from pipeline.readers import read_notes
+from pipeline.readers.common import join_glosses
 from pipeline.schema import STATEMENTS, LanguageRoute, conform
 from pipeline.statements import detect_languages, load_nlp, notes_to_statements
 from tests.conftest import FIXTURES, serve
@@ -55,6 +56,25 @@ def test_a_gloss_is_read_from_every_format(event: Event) -> None:
         assert len(notes) == (3 if name == "t.md" else 2), name  # the gloss line is no note of its own
     suffixed = read_notes("t.md", markdown.encode(), event).set_index("text")["text_en"]
     assert suffixed["banca dati aperta dei fornitori"] == "an open database of suppliers"
+
+
+def test_glosses_typed_beside_pasted_notes_join_them_line_for_line(event: Event) -> None:
+    text = (
+        "- moins de bureaucratie pour les PME (+2)\n\n- more money for pilots\n- banca dati [en: a database]"
+    )
+    joined = join_glosses(text, "less red tape [for] SMEs\n\n  \n")
+    notes = read_notes("pasted.txt", (HEADER + joined).encode(), event).set_index("text")
+    assert notes.loc["moins de bureaucratie pour les PME", ["text_en", "votes"]].tolist() == [
+        "less red tape (for) SMEs",  # brackets would end the suffix early
+        2,
+    ]
+    assert notes.loc["more money for pilots", "text_en"] == ""
+    with pytest.raises(ValueError, match="line 2 of the translations has no note beside it"):
+        join_glosses(text, "\nstray")
+    with pytest.raises(ValueError, match="line 9 of the translations"):
+        join_glosses(text, "\n" * 8 + "beyond the last note")
+    with pytest.raises(ValueError, match="on line 4 already ends with"):
+        join_glosses(text, "\n\n\ntwice")
 
 
 def test_a_glossed_note_stays_one_statement_carrying_its_gloss(event: Event) -> None:

@@ -87,6 +87,26 @@ def test_a_paste_needs_its_question_chosen_every_time(client: TestClient, site: 
     assert re.search(r'<option value="" selected>— choose the question', handed_in.text)  # asked again
 
 
+def test_a_paste_takes_english_typed_beside_its_notes(client: TestClient, site: dict) -> None:
+    client.get(f"/u/{site['token']}")
+    form = {
+        "csrf": _csrf(client.get("/e/mini/upload").text),
+        "topic_question": "green/actors",
+        "table": "green-t41",
+        "round": "1",
+        "text": "- les banques doivent suivre\n- more pilots",
+        "text_en": "the banks must follow",
+    }
+    handed_in = client.post("/e/mini/upload", data=form)
+    assert handed_in.status_code == 200 and "Received" in handed_in.text
+    statements = pd.read_parquet(site["settings"].data_dir / "processed" / "mini" / "statements.parquet")
+    glossed = statements[statements.table == "green-t41"].set_index("text")["text_en"]
+    assert glossed.to_dict() == {"les banques doivent suivre": "the banks must follow", "more pilots": ""}
+    stray = client.post("/e/mini/upload", data={**form, "text_en": "\n\na third line"})
+    assert stray.status_code == 422 and "line 3 of the translations has no note beside it" in stray.text
+    assert "les banques doivent suivre" in stray.text  # the form is kept to fix
+
+
 def test_forms_without_csrf_token_are_refused(client: TestClient, site: dict) -> None:
     client.get(f"/u/{site['token']}")
     response = client.post(

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from pipeline import db
 from pipeline.ingest import IngestResult, ingest
 from pipeline.publish import refresh_after_ingest
+from pipeline.readers.common import join_glosses
 from pipeline.schema import UploadStatus
 from web.common import check_csrf, harvest, redirect, render, signed_in, site_of
 
@@ -67,6 +68,7 @@ async def upload(
     round: Annotated[str, Form()] = "1",
     facilitator: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
+    text_en: Annotated[str, Form()] = "",
     files: Annotated[list[UploadFile] | None, File()] = None,
 ) -> HTMLResponse:
     grant = may_upload(request, event_id)
@@ -78,6 +80,7 @@ async def upload(
         "round": round.strip(),
         "facilitator": facilitator.strip(),
         "text": text,
+        "text_en": text_en,
     }
     defaults = {
         k: v
@@ -106,7 +109,12 @@ async def upload(
         elif not topic_question:  # never a default: a paste filed under the wrong question replaces its notes
             field_errors["topic_question"] = "which question do these notes answer?"
         else:
-            uploads.append((paste_name(defaults), text.encode("utf-8")))
+            try:
+                uploads.append((paste_name(defaults), join_glosses(text, text_en).encode("utf-8")))
+            except ValueError as exc:
+                field_errors["text_en"] = str(exc)
+    elif text_en.strip():
+        field_errors["text_en"] = "translations need the notes they translate, pasted beside them"
     if not uploads and not field_errors:
         field_errors["text"] = "paste notes or choose a file"
     if field_errors:
@@ -153,6 +161,6 @@ async def upload(
         site=site,
         # after a hand-in the question is chosen again: the next paste is often for another one, and the
         # same question again would replace these notes
-        form=form if not ok else {**form, "text": "", "topic_question": ""},
+        form=form if not ok else {**form, "text": "", "text_en": "", "topic_question": ""},
         results=shown,
     )

@@ -230,6 +230,24 @@ def split_gloss(text: str) -> tuple[str, str]:
     return text[: match.start()].rstrip(), match.group(1).strip()
 
 
+def join_glosses(text: str, glosses: str) -> str:
+    """Pasted notes with the English glosses typed beside them, line for line, as ``[en: ...]`` suffixes.
+
+    Line N of ``glosses`` glosses line N of ``text``; blank gloss lines gloss nothing. ``ValueError`` names
+    the first gloss line with no note beside it, or whose note already ends with a gloss."""
+    lines = text.splitlines()
+    for number, gloss in enumerate(glosses.splitlines(), start=1):
+        gloss = " ".join(gloss.replace("[", "(").replace("]", ")").split())  # one line, no suffix inside
+        if not gloss:
+            continue
+        if number > len(lines) or not lines[number - 1].strip():
+            raise ValueError(f"line {number} of the translations has no note beside it")
+        if split_gloss(lines[number - 1])[1]:
+            raise ValueError(f"the note on line {number} already ends with [en: ...]")
+        lines[number - 1] = f"{lines[number - 1].rstrip()} [en: {gloss}]"
+    return "\n".join(lines)
+
+
 #: Largest round number or vote count a note may carry: more is a typo or an attack, and votes rank themes.
 MAX_COUNT = 1_000_000
 # ASCII digits, optionally ".0" as spreadsheets write 2 (not "1e30", "inf", "1_000", "١٢" that float() takes)
