@@ -171,7 +171,7 @@ def status(event_dir: EventDir, data_dir: DataDir = None) -> None:
     """List the event's uploads: accepted, superseded and rejected, with who and when."""
     event, layout = _event_and_layout(event_dir, _settings(data_dir))
     manifest = Manifest.load(layout)
-    live = set(manifest.current_keys().values())
+    live = {owner for holders in manifest.current_keys().values() for owner in holders}
     for u in manifest.uploads:
         state = u.status if u.status != UploadStatus.ACCEPTED or u.upload_id in live else "superseded"
         typer.echo(f"{u.received_at}  {state:10} {u.filename:30} {u.n_notes:5} notes  {u.who} via {u.via}")

@@ -26,7 +26,7 @@ from pipeline.embed import EmbeddingCache, text_key
 from pipeline.encoders import EncoderSpec, load_encoder
 from pipeline.event import Event, load_event
 from pipeline.incremental import RunPlan, combine, plan_run, save_run, topic_and_question
-from pipeline.ingest import build_statements, discover_note_files, ingest_paths
+from pipeline.ingest import EVENT_FOLDER, build_statements, discover_note_files, ingest_paths
 from pipeline.languages import place_languages, with_translations
 from pipeline.publish import Published, publish
 from pipeline.schema import Flag, ThemeStatus, UploadStatus
@@ -43,7 +43,7 @@ def ingest_event_folder(event_dir: Path, event: Event, layout: Layout, max_bytes
         event,
         discover_note_files(event_dir, event),
         who="harvest run",
-        via="event-folder",
+        via=EVENT_FOLDER,
         max_bytes=max_bytes,
     )
     logger = get_run_logger()

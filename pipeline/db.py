@@ -24,7 +24,7 @@ from sqlalchemy import Boolean, DateTime, Integer, String, Text, create_engine, 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker, validates
 
-from pipeline.review import DECISION_COLUMNS, ReviewState
+from pipeline.review import DECISION_COLUMNS, PLACEMENT_COLUMNS, ReviewState
 from pipeline.schema import EDITOR_STATUSES
 
 
@@ -120,6 +120,9 @@ class Placement(Base):
     event: Mapped[str] = mapped_column(String(80), primary_key=True)
     statement_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     theme_id: Mapped[str] = mapped_column(String(120))  # '' = unassigned by an editor
+    # the question an editor moved the statement to (None: the one it was handed in under)
+    topic: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    question: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 class Translation(Base):
@@ -398,10 +401,28 @@ def load_state(session: Session, event: str) -> ReviewState:
             [{c: getattr(t, c) for c in DECISION_COLUMNS} for t in themes], columns=DECISION_COLUMNS
         ),
         pd.DataFrame(
-            [{"statement_id": p.statement_id, "theme_id": p.theme_id} for p in placements],
-            columns=["statement_id", "theme_id"],
+            [
+                {
+                    "statement_id": p.statement_id,
+                    "theme_id": p.theme_id,
+                    "topic": p.topic or "",
+                    "question": p.question or "",
+                }
+                for p in placements
+            ],
+            columns=PLACEMENT_COLUMNS,
         ),
     )
+
+
+def _placement_value(placement: Placement | None) -> str | dict[str, str] | None:
+    """A placement as an audit entry keeps it: its theme id, with its question when an editor moved the
+    statement to another one."""
+    if placement is None:
+        return None
+    if placement.topic is None:
+        return placement.theme_id
+    return {"theme_id": placement.theme_id, "topic": placement.topic, "question": placement.question or ""}
 
 
 def _snapshot(
@@ -411,10 +432,10 @@ def _snapshot(
     for theme_id in sorted(theme_ids):
         row = session.get(ThemeDecision, (event, theme_id))
         themes[theme_id] = None if row is None else {c: getattr(row, c) for c in DECISION_COLUMNS}
-    placements = {}
+    placements: dict[str, Any] = {}
     for statement_id in sorted(statement_ids):
         placement = session.get(Placement, (event, statement_id))
-        placements[statement_id] = None if placement is None else placement.theme_id
+        placements[statement_id] = _placement_value(placement)
     translations = {}
     for original in sorted(texts):
         translation = session.get(Translation, (event, _sha256(original)))
@@ -443,17 +464,21 @@ def _revert(
             setattr(row, column, old_values.get(column))
         if all(getattr(row, c) is None for c in DECISION_COLUMNS[3:]):
             session.delete(row)  # nothing decided any more
-    for statement_id, old_theme in before["placements"].items():
-        if old_theme == after["placements"].get(statement_id):
+    for statement_id, old_value in before["placements"].items():
+        if old_value == after["placements"].get(statement_id):
             continue
         placement = session.get(Placement, (event, statement_id))
-        if old_theme is None:
+        if old_value is None:
             if placement is not None:
                 session.delete(placement)
-        elif placement is None:
-            session.add(Placement(event=event, statement_id=statement_id, theme_id=old_theme))
-        else:
-            placement.theme_id = old_theme
+            continue
+        if placement is None:
+            placement = Placement(event=event, statement_id=statement_id)
+            session.add(placement)
+        # a theme id alone (every entry before moves across questions), or the theme and question
+        old = old_value if isinstance(old_value, dict) else {"theme_id": old_value}
+        placement.theme_id = old["theme_id"]
+        placement.topic, placement.question = old.get("topic"), old.get("question")
     for original, old_translation in before.get("translations", {}).items():  # none in older entries
         if old_translation == after["translations"].get(original):
             continue
@@ -526,6 +551,17 @@ def undo(session: Session, event: str, entry_id: int, who: str) -> AuditEntry:
         _revert(session, event, before, after)
     entry.undone = True
     return entry
+
+
+def latest_entry(session: Session, event: str, who: str) -> int | None:
+    """The id of the last action ``who`` took on ``event`` (to offer its undo), None before any."""
+    session.flush()
+    return session.scalar(
+        select(AuditEntry.id)
+        .where(AuditEntry.event == event, AuditEntry.who == who)
+        .order_by(AuditEntry.id.desc())
+        .limit(1)
+    )
 
 
 def audit_log(session: Session, event: str) -> list[AuditEntry]:

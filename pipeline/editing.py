@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,8 @@ from pipeline.schema import EDITOR_STATUSES, ThemeStatus
 THEME_ACTIONS = ("rename", "edit", *EDITOR_STATUSES, "pin", "merge")
 #: One status for several themes at once (``set_statuses``): the selected ones, or all drafts left.
 BULK_STATUS = "bulk-status"
+#: Statements to another question of the event (``relocate``), unassigned there.
+MOVE_TO_QUESTION = "move-to-question"
 
 
 def theme_version(theme: Mapping[Any, object]) -> str:
@@ -214,6 +216,23 @@ def move(session: Session, event: str, who: str, statement_ids: list[str], theme
                 row.theme_id = theme_id
 
 
+def relocate(
+    session: Session, event: str, who: str, statement_ids: list[str], topic: str, question: str
+) -> None:
+    """Put statements under another question (a note filed under the wrong one), in none of its themes
+    yet: the editor places them there. Every later run keeps them there."""
+    if not statement_ids:
+        raise ValueError("select at least one statement")
+    summary = f"{len(statement_ids)} statement(s) → question {topic}/{question}, unassigned"
+    with audited(session, event, who, "move", summary, set(), set(statement_ids)):
+        for statement_id in statement_ids:
+            row = session.get(Placement, (event, statement_id))
+            if row is None:
+                row = Placement(event=event, statement_id=statement_id)
+                session.add(row)
+            row.theme_id, row.topic, row.question = "", topic, question
+
+
 MAX_TRANSLATION_CHARS = 2_000
 
 
@@ -309,6 +328,9 @@ ACTIONS: dict[str, Apply] = {
     BULK_STATUS: lambda s, ev, who, a, _: set_statuses(
         s, ev, who, list(a.sources), a.topic, a.question, a.target
     ),
+    MOVE_TO_QUESTION: lambda s, ev, who, a, _: relocate(
+        s, ev, who, list(a.statement_ids), *a.target.partition("/")[::2]
+    ),
 }
 
 
@@ -319,12 +341,22 @@ def apply_action(
     action: EditorAction,
     themes: pd.DataFrame,
     statements: pd.DataFrame,
+    questions: Collection[tuple[str, str]] = (),
 ) -> None:
     """Check ``action`` against its question as the editor's page showed it (``check_action``; ``themes``
-    and ``statements`` are the whole event's review themes and export rows), then do it. Raises
-    ValueError, naming what is wrong, and changes nothing, if it does not fit."""
+    and ``statements`` are the whole event's review themes and export rows; ``questions`` the event's
+    (topic, question) pairs, where statements may move), then do it. Raises ValueError, naming what is
+    wrong, and changes nothing, if it does not fit."""
     if action.name not in ACTIONS:
         raise ValueError(f"unknown action {action.name!r}")
+    if action.name == MOVE_TO_QUESTION:
+        target = tuple(action.target.partition("/")[::2])
+        if target not in set(questions):
+            raise ValueError(f"no question {action.target!r} in this event")
+        if target == (action.topic, action.question):
+            raise ValueError("the statements are in this question already")
+    # a move's target is a theme; a bulk action's is a status, a move to a question's a question
+    target_is_theme = action.name not in (BULK_STATUS, MOVE_TO_QUESTION)
     in_question = (themes["topic"] == action.topic) & (themes["question"] == action.question)
     rank = check_action(
         themes[in_question],
@@ -332,8 +364,7 @@ def apply_action(
         action.name,
         action.theme_id,
         seen=action.seen,
-        # a move's target is a theme; a bulk action's is a status
-        others=[*action.sources, *([action.target] if action.target and action.name != BULK_STATUS else [])],
+        others=[*action.sources, *([action.target] if action.target and target_is_theme else [])],
         statement_ids=action.statement_ids,
         rank=action.rank.strip() if action.name == "pin" else "",
     )

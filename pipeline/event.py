@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
@@ -28,16 +29,49 @@ class Question(_Strict):
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
+#: "green-t01..green-t12": a run of table ids that differ in their trailing number, as wide as written
+_TABLE_RUN = re.compile(r"^(?P<prefix>.*?)(?P<first>\d+)\.\.(?P=prefix)(?P<last>\d+)$")
+MAX_TABLES_PER_TOPIC = 10_000
+
+
+def expand_tables(entries: Iterable[str]) -> list[str]:
+    """Table ids as ``event.yaml`` lists them, runs ("green-t01..green-t12") written out in order."""
+    tables: list[str] = []
+    for entry in entries:
+        entry = entry.strip()
+        run = _TABLE_RUN.match(entry)
+        if run is None:
+            tables.append(entry)
+            continue
+        first, last = int(run["first"]), int(run["last"])
+        if last < first or last - first >= MAX_TABLES_PER_TOPIC:
+            raise ValueError(f"table run {entry!r} must count up, by at most {MAX_TABLES_PER_TOPIC:,}")
+        width = len(run["first"])
+        tables.extend(f"{run['prefix']}{n:0{width}d}" for n in range(first, last + 1))
+    return tables
+
+
 class Topic(_Strict):
     id: Slug
     kind: Literal["challenge", "ecosystem"]
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
     questions: list[Question] = Field(min_length=1)
+    tables: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]] = Field(
+        default_factory=list,
+        description="The tables expected to hand in notes on this topic, e.g. [green-t01..green-t12, "
+        "green-extra]: the hand-in board shows which have not yet, and a note from a table not listed is "
+        "refused with the closest listed id. Empty: any table id is taken.",
+    )
 
     @model_validator(mode="after")
     def _unique_questions(self) -> Topic:
         _no_duplicates([q.id for q in self.questions], f"question id in topic '{self.id}'")
+        _no_duplicates(self.expected_tables, f"table in topic '{self.id}'")
         return self
+
+    @property
+    def expected_tables(self) -> list[str]:
+        return expand_tables(self.tables)
 
     def question(self, question_id: str) -> Question | None:
         return next((q for q in self.questions if q.id == question_id), None)

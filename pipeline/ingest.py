@@ -37,6 +37,9 @@ from pipeline.store import (
 log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ["table", "round", "topic", "question"]
+#: ``via`` of the files ``harvest run`` reads from the event folder: read again at every run, so one that
+#: was withdrawn stays withdrawn (sent again through the web or the CLI, it counts again)
+EVENT_FOLDER = "event-folder"
 
 
 @dataclass
@@ -85,7 +88,8 @@ def _signature(event: Event, manifest: Manifest) -> str:
     uploads = {u.upload_id: u for u in manifest.accepted()}
     owners = sorted(
         [[str(x) for x in key], owner, uploads[owner].filename, sorted(uploads[owner].defaults.items())]
-        for key, owner in manifest.current_keys().items()
+        for key, holders in manifest.current_keys().items()
+        for owner in holders
     )
     payload = json.dumps([event.model_dump(mode="json"), owners])
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
@@ -135,7 +139,7 @@ def current_notes(layout: Layout, event: Event, manifest: Manifest | None = None
     owners = manifest.current_keys()
     frames = []
     for upload in manifest.accepted():
-        owned = {k for k, owner in owners.items() if owner == upload.upload_id}
+        owned = {k for k, holders in owners.items() if upload.upload_id in holders}
         if not owned:
             continue
         data = manifest.stored_bytes(layout, upload)
@@ -159,9 +163,12 @@ def ingest(
     reader: Callable[..., pd.DataFrame] = read_notes,
     link: str = "",
     tables: Iterable[str] | None = None,
+    adds: bool = False,
 ) -> list[IngestResult]:
     """Ingest uploads given as (file name, bytes); each is accepted whole or rejected whole.
 
+    An upload replaces the notes of the (table, round, topic, question) groups it holds, or, with
+    ``adds``, joins them (a second sheet of the same table's notes).
     ``defaults`` fill the fields a file leaves out (the upload form's topic, question, table, round).
     ``reader`` parses a new upload as ``read_notes`` does (a server passes
     ``pipeline.readers.guarded.GuardedReader``, which adds time and memory limits).
@@ -187,12 +194,13 @@ def ingest(
                 reader,
                 link,
                 None if tables is None else set(tables),
+                adds,
             )
-            # its groups now come from it: no need to re-read every upload
+            # its groups now come from it (or from it too): no need to re-read every upload
             if result.status == UploadStatus.ACCEPTED and result.notes is not None:
                 replaced = pd.MultiIndex.from_frame(notes[KEY_COLUMNS]).isin(
                     pd.MultiIndex.from_frame(result.notes[KEY_COLUMNS]).unique()
-                )
+                ) & (not adds)
                 notes = pd.concat([notes.loc[~replaced], result.notes], ignore_index=True)
             results.append(result)
         if any(r.status == UploadStatus.ACCEPTED for r in results):
@@ -218,17 +226,20 @@ def _ingest_one(
     reader: Callable[..., pd.DataFrame] = read_notes,
     link: str = "",
     tables: set[str] | None = None,
+    adds: bool = False,
 ) -> IngestResult:
     name = PurePath(name).name  # never trust a client's path
-    upload_id = hand_in_id(data, defaults)
+    upload_id = hand_in_id(data, defaults, adds)
     suffix = PurePath(name).suffix.lower()
     known = manifest.find(upload_id)
     if known is not None and known.status == UploadStatus.ACCEPTED and _still_current(manifest, known):
         return IngestResult(name, upload_id, UploadStatus.UNCHANGED, known.n_notes)
+    if known is not None and known.status == UploadStatus.WITHDRAWN and via == EVENT_FOLDER:
+        return IngestResult(name, upload_id, UploadStatus.WITHDRAWN, known.n_notes)
     try:
         notes = reader(name, data, event, upload_id, max_bytes, defaults)
         _check_tables(name, notes, tables)
-        _check_note_ids(name, notes, current)
+        _check_note_ids(name, notes, current, adds)
     except NoteFileError as exc:
         _record_rejection(layout, manifest, known, name, upload_id, suffix, data, who, via, exc, max_bytes)
         return IngestResult(name, upload_id, UploadStatus.REJECTED, problems=exc.problems)
@@ -238,12 +249,14 @@ def _ingest_one(
     keys = _keys(notes)
     owners = manifest.current_keys()
     holders = {
-        owners[tuple(k)]: holder
+        owner: holder
         for k in keys
-        if tuple(k) in owners and (holder := manifest.find(owners[tuple(k)])) is not None
+        for owner in owners.get(tuple(k), ())
+        if (holder := manifest.find(owner)) is not None
     }
-    superseded = sorted({h.filename for h in holders.values()})
-    waits = bool(link) and any(h.link != link for i, h in holders.items() if i != upload_id)
+    # an upload that adds replaces nothing: it never waits for an editor
+    superseded = [] if adds else sorted({h.filename for h in holders.values()})
+    waits = bool(link) and not adds and any(h.link != link for i, h in holders.items() if i != upload_id)
     manifest.uploads = [u for u in manifest.uploads if u.upload_id != upload_id]  # a fixed re-try
     manifest.uploads.append(
         Upload(
@@ -259,6 +272,7 @@ def _ingest_one(
             keys=keys,
             defaults=defaults,
             link=link,
+            adds=adds,
         )
     )
     manifest.save(layout)
@@ -301,14 +315,54 @@ def decide_pending(layout: Layout, event: Event, upload_id: str, accept: bool, w
     return upload
 
 
-def hand_in_id(data: bytes, defaults: dict[str, str] | None = None) -> str:
-    """The identity of a hand-in: its bytes and what it was filed under (the form's topic, question,
-    table and round). The same two bullets pasted for two tables are two hand-ins, not one "already
-    received". A file that carries all of that itself has no defaults: its id is the SHA-256 of its
-    bytes, as before."""
+def withdraw(layout: Layout, event: Event, upload_id: str, who: str, link: str | None = None) -> Upload:
+    """Take back an accepted or pending upload: its notes count no more, and what it had replaced counts
+    again. ``link``: a facilitator's upload link, which may withdraw only what came through it."""
+    with layout.lock():
+        manifest = Manifest.load(layout)
+        upload = manifest.find(upload_id)
+        if upload is None or upload.status not in (UploadStatus.ACCEPTED, UploadStatus.PENDING):
+            raise ValueError(f"no upload {upload_id[:12]} counts or waits: nothing to withdraw")
+        if link is not None and upload.link != link:
+            raise ValueError(f"{upload.filename} was not handed in through this upload link")
+        upload.status, upload.decided_by = UploadStatus.WITHDRAWN, who
+        manifest.save(layout)
+        current_notes(layout, event, manifest)  # the notes that count now, kept for the next run
+    return upload
+
+
+def notes_already_in(
+    layout: Layout,
+    event: Event,
+    files: Sequence[tuple[str, bytes]],
+    defaults: dict[str, str] | None = None,
+    reader: Callable[..., pd.DataFrame] = read_notes,
+    max_bytes: int | None = None,
+) -> dict[tuple[str | int, ...], int]:
+    """Per (table, round, topic, question) group these files hold, the notes it has now, for the groups
+    that have some: what handing them in would replace. Files that do not read are left to ``ingest``."""
+    keys: set[tuple[str | int, ...]] = set()
+    for name, data in files:
+        try:
+            notes = reader(PurePath(name).name, data, event, "", max_bytes, defaults or {})
+        except NoteFileError:
+            continue
+        keys.update(tuple(k) for k in _keys(notes))
+    current = current_notes(layout, event)
+    counts = current.groupby(KEY_COLUMNS).size()
+    return {key: int(counts[key]) for key in sorted(keys, key=str) if key in counts.index}
+
+
+def hand_in_id(data: bytes, defaults: dict[str, str] | None = None, adds: bool = False) -> str:
+    """The identity of a hand-in: its bytes, what it was filed under (the form's topic, question,
+    table and round) and whether it adds to its groups' notes. The same two bullets pasted for two
+    tables are two hand-ins, not one "already received". A file that carries all of that itself has no
+    defaults: its id is the SHA-256 of its bytes, as before."""
     digest = hashlib.sha256(data)
     if defaults:
         digest.update(b"\0" + json.dumps(defaults, sort_keys=True).encode())
+    if adds:
+        digest.update(b"\0adds")
     return digest.hexdigest()
 
 
@@ -316,13 +370,15 @@ def _still_current(manifest: Manifest, upload: Upload) -> bool:
     """True while every group of an accepted upload still comes from it: sent again after a later file
     replaced some of its groups, it is taken again and they come back."""
     owners = manifest.current_keys()
-    return all(owners.get(tuple(key)) == upload.upload_id for key in upload.keys)
+    return all(upload.upload_id in owners.get(tuple(key), ()) for key in upload.keys)
 
 
-def _check_note_ids(name: str, notes: pd.DataFrame, current: pd.DataFrame) -> None:
-    """A note_id may not be taken by a note of another group that this upload does not replace."""
+def _check_note_ids(name: str, notes: pd.DataFrame, current: pd.DataFrame, adds: bool = False) -> None:
+    """A note_id may not be taken by a note this upload does not replace (of another group, or of its
+    own groups when it adds to them)."""
     new_keys = pd.MultiIndex.from_frame(notes[KEY_COLUMNS]).unique()
-    others = current.loc[~pd.MultiIndex.from_frame(current[KEY_COLUMNS]).isin(new_keys)]
+    replaced = pd.MultiIndex.from_frame(current[KEY_COLUMNS]).isin(new_keys) & (not adds)
+    others = current.loc[~replaced]
     taken = dict(
         zip(others["note_id"], others["source_file"] + " " + others["source_line"].astype(str), strict=True)
     )

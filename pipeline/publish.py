@@ -20,9 +20,10 @@ from pipeline.event import Event
 from pipeline.export import themed_statements, write_exports
 from pipeline.ingest import build_statements
 from pipeline.paper import build_paper, render_html, render_markdown
-from pipeline.review import ReviewState, apply_review
+from pipeline.review import ReviewState, apply_review, relocate
 from pipeline.schema import NOT_IN_PAPER, STATEMENTS, conform
-from pipeline.store import Layout, write_parquet, write_text
+from pipeline.store import Layout, read_derived, write_parquet, write_text
+from pipeline.suggestions import suggest
 from pipeline.themes import model_views
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def publish(
     ``(assignments, themes)``); after an editor action everything is read from the store. Decisions
     that match no theme are logged as a warning, by theme id."""
     if statements is None:
-        statements = pd.read_parquet(layout.statements)
+        statements = _as_handed_in(pd.read_parquet(layout.statements), layout)
     statements = conform(statements, STATEMENTS)
     if state is None:
         with session_scope(settings.database_url) as session:
@@ -67,6 +68,7 @@ def publish(
         texts, _ = model_views(statements, event.glossary_for)
         embeddings = cached_embeddings(texts, settings.encoder.id, layout.embedding_cache)
     embeddings = embeddings.astype(np.float32, copy=False)  # as read from the cache: the same either way
+    statements = relocate(statements, state)  # statements an editor moved to another question
     if machine is None:
         machine = (pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes))
     unmatched = state.unmatched(machine[1]["theme_id"])
@@ -85,10 +87,25 @@ def publish(
     write_exports(layout, export, themes)
     agreement = editor_agreement(machine[0], export, state)
     write_text(layout.agreement, json.dumps(agreement.as_dict(), indent=1))
+    offered = suggest(statements, embeddings, assignments, themes, settings.themes.merge_similarity)
+    write_text(layout.suggestions, json.dumps(offered.as_dict(), indent=1))
     paper = build_paper(event, export, themes[~themes.status.isin(NOT_IN_PAPER)])
     write_text(layout.paper_md, render_markdown(paper))
     write_text(layout.paper_html, render_html(paper))
     return Published(export, themes, unmatched)
+
+
+def _as_handed_in(statements: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    """The last export's statements under the questions their notes were handed in under: the export
+    shows them where editors moved them (``review.relocate``), and an undone move puts them back."""
+    notes = read_derived(layout.notes, ["note_id", "topic", "question"])
+    if notes is None:
+        return statements
+    handed_in = notes.drop_duplicates("note_id").set_index("note_id")
+    known = statements["note_id"].isin(handed_in.index)
+    for column in ("topic", "question"):
+        statements.loc[known, column] = statements.loc[known, "note_id"].map(handed_in[column])
+    return statements
 
 
 def publish_decisions(layout: Layout, event: Event, settings: Settings) -> Published:

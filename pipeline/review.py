@@ -4,7 +4,8 @@ The machine's clustering of a run is kept as it came out (``clusters.parquet``);
 kept as *state*, not as a replay of clicks:
 
 - per theme: label, recommendation, status (draft/approved/rejected), pinned rank, merged into;
-- per statement: the theme an editor put it in ('' = unassigned).
+- per statement: the theme an editor put it in ('' = unassigned), and the question, when an editor moved
+  it from the one it was handed in under (``relocate``).
 
 **Theme identity across runs.** A run's new machine theme inherits the id of an earlier machine theme
 when they share at least half of the smaller one's statements (overlap coefficient >= 0.5); pairs are
@@ -41,25 +42,41 @@ DECISION_COLUMNS = [
     "merged_into",
     "approved_content",
 ]
+#: statement_id, theme_id ('' = unassigned), and topic, question ('' = the one it was handed in under)
+PLACEMENT_COLUMNS = ["statement_id", "theme_id", "topic", "question"]
 
 
 @dataclass
 class ReviewState:
     """What editors decided for one event. ``themes`` has DECISION_COLUMNS (None = not decided);
-    ``placements`` has ``statement_id, theme_id``."""
+    ``placements`` has PLACEMENT_COLUMNS."""
 
     themes: pd.DataFrame
     placements: pd.DataFrame
 
     @classmethod
     def empty(cls) -> ReviewState:
-        return cls(pd.DataFrame(columns=DECISION_COLUMNS), pd.DataFrame(columns=["statement_id", "theme_id"]))
+        return cls(pd.DataFrame(columns=DECISION_COLUMNS), pd.DataFrame(columns=PLACEMENT_COLUMNS))
 
     def unmatched(self, machine_theme_ids: Iterable[str]) -> list[str]:
         """Decided themes that are neither among ``machine_theme_ids`` nor made by editors (a split):
         decisions that no longer apply to anything, e.g. after the notes they were about changed."""
         known = set(machine_theme_ids) | set(self.placements["theme_id"])
         return sorted(set(self.themes["theme_id"]) - known)
+
+
+def relocate(statements: pd.DataFrame, state: ReviewState) -> pd.DataFrame:
+    """``statements`` with the topic and question of those an editor moved to another question (a note
+    filed under the wrong one); the rest, and where each was read from, as they were."""
+    placements = state.placements
+    if "topic" not in placements or not (placements["topic"].fillna("") != "").any():
+        return statements
+    moved = placements[placements["topic"].fillna("") != ""].set_index("statement_id")
+    rows = statements["statement_id"].isin(moved.index)
+    out = statements.copy()
+    targets = moved.loc[out.loc[rows, "statement_id"], ["topic", "question"]].to_numpy()
+    out.loc[rows, ["topic", "question"]] = targets
+    return out
 
 
 def carry_identity(new: pd.DataFrame, previous: pd.DataFrame) -> dict[str, str]:

@@ -172,6 +172,9 @@ class UploadStatus(StrEnum):
     #: counted, until an editor accepts it (it becomes ACCEPTED) or discards it (DISCARDED)
     PENDING = "pending"
     DISCARDED = "discarded"
+    #: taken back by whoever handed it in, or by an editor: it counts for nothing, and the notes it had
+    #: replaced count again; the file stays on disk and in the manifest
+    WITHDRAWN = "withdrawn"
 
 
 #: The export contract read by other tools and by benchmarks: keep these columns and meanings.

@@ -131,6 +131,11 @@ class Layout:
         return self.processed / "agreement.json"
 
     @property
+    def suggestions(self) -> Path:
+        """Merges and assignments offered to editors (``pipeline.suggestions``)."""
+        return self.processed / "suggestions.json"
+
+    @property
     def paper_md(self) -> Path:
         return self.processed / "paper.md"
 
@@ -361,7 +366,8 @@ class DamagedUpload(RuntimeError):
 @dataclass
 class Upload:
     """One file handed in. ``keys`` are the (table, round, topic, question) groups it holds: a later
-    accepted upload with the same key supersedes this one for that key."""
+    accepted upload with the same key supersedes this one for that key, unless that one ``adds`` its
+    notes to the key's."""
 
     upload_id: str
     filename: str
@@ -378,6 +384,7 @@ class Upload:
     link: str = ""  # the facilitators' upload link it came through (its id); '' = editor, CLI, event folder
     decided_by: str = ""  # the editor who accepted or discarded it while it was pending
     seq: int = 0  # place in arrival order (the manifest's order; later uploads win): records keep it
+    adds: bool = False  # its notes join those of its groups instead of replacing them
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Upload:
@@ -484,10 +491,12 @@ class Manifest:
     def pending(self) -> list[Upload]:
         return [u for u in self.uploads if u.status == UploadStatus.PENDING]
 
-    def current_keys(self) -> dict[tuple[str | int, ...], str]:
-        """For each (table, round, topic, question): the upload that holds its current notes."""
-        owner: dict[tuple[str | int, ...], str] = {}
+    def current_keys(self) -> dict[tuple[str | int, ...], tuple[str, ...]]:
+        """For each (table, round, topic, question): the uploads that hold its current notes, in arrival
+        order: the last that replaced the group's notes, and those that added to them since."""
+        owners: dict[tuple[str | int, ...], tuple[str, ...]] = {}
         for upload in self.accepted():  # manifest order is arrival order: later uploads win
-            for key in upload.keys:
-                owner[tuple(key)] = upload.upload_id
-        return owner
+            for group in map(tuple, upload.keys):
+                earlier = owners.get(group, ()) if upload.adds else ()
+                owners[group] = (*earlier, upload.upload_id)
+        return owners

@@ -17,6 +17,7 @@ THEMES = pd.DataFrame(
     }
 )
 STATEMENTS = pd.DataFrame({"statement_id": ["s1", "s2", "s3", "s4", "s5", "s6"]})
+QUESTIONS = [("green", "q"), ("green", "q2")]
 
 
 def _check(action: str, **kwargs: object) -> int | None:
@@ -69,11 +70,23 @@ def test_every_action_of_the_table_is_checked_then_done(tmp_path) -> None:
         EditorAction("split", "green", "q", statement_ids=("s1",), label="Banks"),
         EditorAction("bulk-status", "green", "q", sources=("q.a", "q.b"), target="draft"),
         EditorAction("merge", "green", "q", "q.a", sources=("q.b",)),
+        EditorAction("move-to-question", "green", "q", statement_ids=("s5",), target="green/q2"),
     ]
     assert {a.name for a in actions} == set(ACTIONS)  # every action has its test here
     with db.session_scope(url) as session:
         for action in actions:
-            apply_action(session, "ev", "ann", action, themes, statements)
+            apply_action(session, "ev", "ann", action, themes, statements, QUESTIONS)
+        for target, message in [("green/nowhere", "no question 'green/nowhere'"), ("green/q", "already")]:
+            with pytest.raises(ValueError, match=message):
+                apply_action(
+                    session,
+                    "ev",
+                    "ann",
+                    EditorAction("move-to-question", "green", "q", statement_ids=("s1",), target=target),
+                    themes,
+                    statements,
+                    QUESTIONS,
+                )
         with pytest.raises(ValueError, match="unknown action 'publish'"):
             apply_action(
                 session, "ev", "ann", EditorAction("publish", "green", "q", "q.a"), themes, statements
@@ -86,6 +99,7 @@ def test_every_action_of_the_table_is_checked_then_done(tmp_path) -> None:
         state = db.load_state(session, "ev")
         log = [e.action for e in db.audit_log(session, "ev")]
     assert log == [
+        "move",
         "merge",
         "reopen",
         "split",
@@ -103,3 +117,5 @@ def test_every_action_of_the_table_is_checked_then_done(tmp_path) -> None:
     assert decisions.loc["q.b", "status"] == "draft"  # approved, then reopened with q.a in one action
     placements = dict(zip(state.placements.statement_id, state.placements.theme_id, strict=True))
     assert placements["s6"] == "q.a" and placements["s1"].startswith("green.q.e")
+    moved = state.placements.set_index("statement_id").loc["s5"]
+    assert (moved.theme_id, moved.topic, moved.question) == ("", "green", "q2")

@@ -13,7 +13,14 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from pipeline.event import Event, load_event
-from pipeline.ingest import current_notes, discover_note_files, ingest
+from pipeline.ingest import (
+    EVENT_FOLDER,
+    current_notes,
+    discover_note_files,
+    ingest,
+    notes_already_in,
+    withdraw,
+)
 from pipeline.store import Layout, Manifest
 from tests.conftest import FIXTURES, SAMPLE_EVENT
 from tests.test_readers import BROKEN
@@ -76,6 +83,36 @@ def test_sending_superseded_notes_again_restores_them(layout: Layout, event: Eve
     assert back.status == "accepted" and back.superseded == ["t03-fixed.csv"]
     assert len(current_notes(layout, event)) == 6
     assert ingest(layout, event, [("t03.csv", GOOD)])[0].status == "unchanged"
+
+
+def test_an_upload_that_adds_joins_its_groups_and_a_withdrawal_brings_back_what_was_replaced(
+    layout: Layout, event: Event
+) -> None:
+    second_sheet = b"table,round,topic,question,text\ngreen-t03,1,green,needs,a seventh note\n"
+    ingest(layout, event, [("t03.csv", GOOD)])
+    assert notes_already_in(layout, event, [("t03-more.csv", second_sheet)]) == {
+        ("green-t03", 1, "green", "needs"): 6
+    }
+    [added] = ingest(layout, event, [("t03-more.csv", second_sheet)], adds=True)
+    assert (added.status, added.superseded) == ("accepted", [])
+    assert len(current_notes(layout, event)) == 7
+    assert ingest(layout, event, [("t03-more.csv", second_sheet)], adds=True)[0].status == "unchanged"
+
+    [replacing] = ingest(layout, event, [("t03-fixed.csv", second_sheet.replace(b"seventh", b"only"))])
+    assert sorted(replacing.superseded) == ["t03-more.csv", "t03.csv"]
+    assert current_notes(layout, event)["text"].tolist() == ["a only note"]
+    withdrawn = withdraw(layout, event, replacing.upload_id, "anna")
+    assert withdrawn.status == "withdrawn"
+    assert len(current_notes(layout, event)) == 7  # both earlier uploads count again
+    with pytest.raises(ValueError, match="nothing to withdraw"):
+        withdraw(layout, event, replacing.upload_id, "anna")
+    with pytest.raises(ValueError, match="not handed in through this upload link"):
+        withdraw(layout, event, added.upload_id, "someone", link="another-link")
+    assert Manifest.load(layout).find(replacing.upload_id).status == "withdrawn"  # kept, for the record
+    # read again from an event folder, a withdrawn file stays withdrawn; handed in again, it counts
+    again = [("t03-fixed.csv", second_sheet.replace(b"seventh", b"only"))]
+    assert ingest(layout, event, again, via=EVENT_FOLDER)[0].status == "withdrawn"
+    assert ingest(layout, event, again, via="web")[0].status == "accepted"
 
 
 def test_corrected_file_supersedes_only_its_groups(layout: Layout, event: Event) -> None:

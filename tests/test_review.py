@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline import db, editing
-from pipeline.review import ReviewState, apply_review, carry_identity
+from pipeline.review import ReviewState, apply_review, carry_identity, relocate
 
 
 def _assign(pairs: dict[str, str]) -> pd.DataFrame:
@@ -166,6 +166,28 @@ def test_actions_are_audited_and_undone(database_url: str) -> None:
         assert new not in decisions.index
         assert decisions.loc["F", "label"] is None and decisions.loc["F", "status"] == "approved"
         assert db.audit_log(session, "ev")[0].action == "undo"
+
+
+def test_a_statement_moved_to_another_question_stays_there_and_the_move_undoes(database_url: str) -> None:
+    statements = pd.DataFrame(
+        {"statement_id": ["a", "b", "c"], "topic": "green", "question": ["needs", "needs", "actors"]}
+    )
+    with db.session_scope(database_url) as session:
+        editing.relocate(session, "ev", "ann", ["b"], "green", "actors")
+        editing.move(session, "ev", "ann", ["b"], "green.actors.t1")  # then placed in a theme there
+    with db.session_scope(database_url) as session:
+        state = db.load_state(session, "ev")
+        log = db.audit_log(session, "ev")
+    assert relocate(statements, state).question.tolist() == ["needs", "actors", "actors"]
+    assert state.placements.set_index("statement_id").loc["b", "theme_id"] == "green.actors.t1"
+    assert statements.question.tolist() == ["needs", "needs", "actors"]  # the notes' own frame is kept
+    with db.session_scope(database_url) as session:
+        db.undo(session, "ev", log[0].id, "bob")  # the placement in the theme: still in the other question
+        assert relocate(statements, db.load_state(session, "ev")).question.tolist()[1] == "actors"
+        db.undo(session, "ev", log[1].id, "bob")  # the move to the question
+    with db.session_scope(database_url) as session:
+        state = db.load_state(session, "ev")
+    assert state.placements.empty and relocate(statements, state).question.tolist()[1] == "needs"
 
 
 def test_passwords_are_hashed(database_url: str) -> None:

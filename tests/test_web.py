@@ -17,8 +17,11 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import expect
 
 from flows.harvest import harvest_event
-from pipeline import db
+from pipeline import db, editing
 from pipeline.config import AccessSettings, Settings
+from pipeline.event import load_event
+from pipeline.ingest import current_notes
+from pipeline.store import Layout
 from tests.conftest import FIXTURES, serve
 from web.app import create_app
 
@@ -594,10 +597,10 @@ def test_links_hand_in_their_own_tables_and_replacements_wait_for_an_editor(site
         table_link = db.create_upload_token(session, "mini", "table 90", DAY, tables=["green-t90"])
         other_link = db.create_upload_token(session, "mini", "everyone", DAY)
 
-    def paste(client: TestClient, table: str, text: str):
+    def paste(client: TestClient, table: str, text: str, mode: str = ""):
         page = client.get("/e/mini/upload")
         form = {"csrf": _csrf(page.text), "topic_question": "green/actors", "table": table, "round": "1"}
-        return client.post("/e/mini/upload", data={**form, "text": text})
+        return client.post("/e/mini/upload", data={**form, "text": text, "mode": mode})
 
     host = TestClient(app)
     host.get(f"/u/{table_link}")
@@ -607,7 +610,10 @@ def test_links_hand_in_their_own_tables_and_replacements_wait_for_an_editor(site
 
     stranger = TestClient(app)
     stranger.get(f"/u/{other_link}")
-    waiting = paste(stranger, "green-t90", "- something else entirely")
+    asked = paste(stranger, "green-t90", "- something else entirely")  # never a silent replacement
+    assert asked.status_code == 422 and "add yours to them, or replace them?" in asked.text
+    assert "2 notes of table green-t90, round 1, for green/actors" in asked.text
+    waiting = paste(stranger, "green-t90", "- something else entirely", mode="replace")
     assert waiting.status_code == 200 and "waiting for an editor" in waiting.text
 
     editor = TestClient(app)
@@ -703,7 +709,6 @@ def test_a_question_is_decided_in_a_few_keystrokes_without_a_reload(server: str,
     screenshot(page, "review-event.png")
     # the hand-in board, and one table's notes in order with their themes
     page.goto(f"{server}/e/mini/tables")
-    screenshot(page, "tables.png")
     board = page.locator("table.board").first
     assert board.locator("tr", has_text="green-t01").count() == 1
     board.get_by_role("link", name="green-t10").click()
@@ -712,3 +717,147 @@ def test_a_question_is_decided_in_a_few_keystrokes_without_a_reload(server: str,
     download = page.request.get(f"{server}/e/mini/download/themes.csv")
     assert download.status == 200 and download.text().startswith("theme_id,topic,question,rank")
     assert page.request.get(f"{server}/e/mini/download/harvest.db").status == 404
+
+
+def test_a_misfiled_statement_moves_to_another_question_and_back_and_stays_after_a_rerun(
+    server: str, site: dict, browser
+) -> None:
+    whole_economy = "it's the whole economy, each firm in the value chain - important"
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{server}/login")
+    page.fill("#username", "editor")
+    page.fill("#password", "correct horse")
+    page.click("button:has-text('Sign in')")
+    green, policy = f"{server}/e/mini/review/green/actors", f"{server}/e/mini/review/digital/policy"
+
+    def move_to_policy() -> None:
+        page.goto(green)
+        item = page.locator("ul.statements li", has_text=whole_economy)
+        item.locator("xpath=ancestor::details").first.evaluate("d => d.open = true")
+        item.locator("input[type=checkbox]").check()
+        form = item.locator("xpath=ancestor::form").first
+        form.locator("select[name=to_question]").select_option("digital/policy")
+        form.locator(f"button[value={editing.MOVE_TO_QUESTION}]").click()
+        expect(page.locator(".flash")).to_contain_text("moved to “Which policy instruments")
+
+    move_to_policy()
+    expect(page.locator("ul.statements li", has_text=whole_economy)).to_have_count(0)
+    page.locator(".flash button:has-text('Undo')").click()  # undo, right beside the confirmation
+    expect(page.locator(".flash")).to_contain_text("Undone")
+    page.goto(f"{server}/e/mini/audit")  # the log says where it went, and where it came back
+    log = page.locator("table").inner_text()
+    assert "theme: as the machine placed it → unassigned in digital/policy" in log
+    page.goto(green)
+    expect(page.locator("ul.statements li", has_text=whole_economy)).to_have_count(1)
+
+    move_to_policy()
+    harvest_event(site["event_dir"], site["settings"].data_dir)  # the next run keeps it where it was put
+    page.goto(policy)
+    expect(page.locator("#unassigned li", has_text=whole_economy)).to_have_count(1)
+    page.goto(green)
+    expect(page.locator("ul.statements li", has_text=whole_economy)).to_have_count(0)
+    export = pd.read_csv(site["settings"].data_dir / "processed/mini/statements.csv", keep_default_na=False)
+    moved = export[export.text == whole_economy]
+    assert moved[["topic", "question", "theme_id"]].values.tolist() == [["digital", "policy", ""]]
+
+    # search across the event: every word, any case, with the question and theme of each
+    page.goto(f"{server}/e/mini/review")
+    page.fill("form.search input[name=q]", "WHOLE economy")
+    page.click("form.search button")
+    result = page.locator("table.results tr", has_text=whole_economy)
+    expect(result).to_have_count(1)
+    assert result.get_by_role("link", name="digital/policy").count() == 1
+    screenshot(page, "search.png")
+
+    # a pinned theme shows it, and unpins in one click
+    page.goto(policy)
+    theme = page.locator("section.theme:not([data-theme$='.off-topic'])").last
+    theme_id = theme.get_attribute("data-theme")
+    theme.locator("summary").first.click()
+    theme.locator("input[name=rank]").fill("1")
+    theme.locator("button[value=pin]").first.click()
+    pinned = page.locator(f"section[data-theme='{theme_id}']")
+    expect(pinned.locator(".badge.pinned")).to_have_text("pinned at #1")
+    expect(pinned.locator(".rank")).to_have_text("#1")
+    pinned.locator("button.unpin").click()
+    expect(page.locator(f"section[data-theme='{theme_id}'] .badge.pinned")).to_have_count(0)
+    page.close()
+
+
+def test_expected_tables_add_or_replace_my_hand_ins_and_withdrawal(browser, tmp_path: Path) -> None:
+    event_dir = tmp_path / "listed"
+    shutil.copytree(FIXTURES / "mini-event", event_dir)
+    definition = (event_dir / "event.yaml").read_text()
+    listed = definition.replace('title: "Green"', 'title: "Green"\n        tables: [green-t01..green-t14]')
+    (event_dir / "event.yaml").write_text(listed)
+    settings = Settings(data_dir=tmp_path / "data", secret_key="test-secret")
+    harvest_event(event_dir, settings.data_dir)
+    with db.session_scope(settings.database_url) as session:
+        db.add_user(session, "editor", "correct horse")
+        token = db.create_upload_token(session, "mini", "tables", DAY)
+    green_t14 = "green-t14"
+
+    with serve(create_app([event_dir], settings)) as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{server}/u/{token}")
+        assert green_t14 in page.locator("#expected-tables").inner_html()  # the table is picked from a list
+
+        def paste(table: str, text: str) -> None:
+            page.select_option("#topic_question", "green/actors")
+            page.fill("#table", table)
+            page.fill("#text", text)
+            page.click("button:has-text('Hand in')")
+
+        paste("green-t4", "- not a listed table")  # a typo of a listed id
+        expect(page.locator(".result.rejected")).to_contain_text(
+            "table 'green-t4' is not listed for topic 'green'; did you mean 'green-t04'?"
+        )
+        paste(green_t14, "- banks as partners\n- a regional fund")
+        expect(page.locator(".result.accepted")).to_contain_text("Received")
+        paste(green_t14, "- a third idea")  # the same table, round and question again: asked, not replaced
+        expect(page.locator("#mode .field-error")).to_contain_text("add yours to them, or replace them?")
+        expect(page.locator("#mode")).to_contain_text("2 notes of table green-t14, round 1, for green/actors")
+        screenshot(page, "upload-add-or-replace.png")
+        page.check("input[name=mode][value=add]")
+        page.click("button:has-text('Hand in')")
+        expect(page.locator(".result.accepted")).to_contain_text("Received")
+        hand_ins = page.locator("#my-hand-ins tr", has_text="pasted-green-t14")
+        expect(hand_ins).to_have_count(2)
+        with db.session_scope(settings.database_url) as session:
+            other_token = db.create_upload_token(session, "mini", "other", DAY)
+        layout = Layout(settings.data_dir, "mini")
+        texts = current_notes(layout, load_event(event_dir)).query("table == @green_t14")["text"].tolist()
+        assert sorted(texts) == ["a regional fund", "a third idea", "banks as partners"]  # added, not replaced
+
+        # the first paste is withdrawn from "my hand-ins": only the added note is left
+        assert hand_ins.filter(has_text="(added)").count() == 1
+        hand_ins.filter(has_not_text="(added)").locator("button:has-text('Withdraw')").click()
+        expect(page.locator(".flash")).to_contain_text("Withdrawn: pasted-green-t14")
+        texts = current_notes(layout, load_event(event_dir)).query("table == @green_t14")["text"].tolist()
+        assert texts == ["a third idea"]
+        statements = pd.read_parquet(layout.statements)
+        assert statements.query("table == @green_t14")["text"].tolist() == ["a third idea"]
+        another = browser.new_page()
+        another.goto(f"{server}/u/{other_token}")
+        assert another.locator("#my-hand-ins").count() == 0  # another link sees none of them
+        another.close()
+
+        # the hand-in board: listed tables, with nothing yet where nothing came
+        page.goto(f"{server}/login")
+        page.fill("#username", "editor")
+        page.fill("#password", "correct horse")
+        page.click("button:has-text('Sign in')")
+        page.goto(f"{server}/e/mini/tables")
+        green = page.locator("table.board").first
+        expect(green.locator("tr")).to_have_count(1 + 14)
+        expect(page.locator("h2#green .badge.silent")).to_have_count(0)  # every listed table handed in
+        assert green.locator("tr", has_text=green_t14).locator("td").nth(1).inner_text() == "1"
+        # an editor withdraws the last paste from the event page: green-t14 has handed in nothing now
+        page.goto(f"{server}/e/mini/review")
+        page.locator("tr", has_text="pasted-green-t14").locator("button:has-text('Withdraw')").first.click()
+        expect(page.locator(".flash")).to_contain_text("Withdrawn")
+        page.goto(f"{server}/e/mini/tables")
+        expect(page.locator("h2#green .badge.silent")).to_have_text("1 table with nothing yet")
+        expect(page.locator("table.board").first.locator("tr.silent")).to_contain_text(green_t14)
+        screenshot(page, "tables.png")
+        page.close()

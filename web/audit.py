@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from pipeline import db
 from pipeline.publish import publish_decisions
-from web.common import check_csrf, editor, harvest, outputs, redirect, render, site_of
+from web.common import check_csrf, editor, harvest, local_path, outputs, redirect, render, site_of
 
 #: The paper quotes what anyone typed: no script at all, and a sandbox (an origin of its own), so even
 #: markup that got through could not act as the signed-in editor.
@@ -70,15 +71,22 @@ def readable(entry: db.AuditEntry, label_of: dict[str, str], text_of: dict[str, 
                 )
                 link = f"{base}/review/{_question_of(theme_id)}#{theme_id}"
                 changes.append(Change(name(theme_id), field.replace("_", " "), was_shown, now_shown, link))
-    for statement_id, old_theme in before.get("placements", {}).items():
-        new_theme = after.get("placements", {}).get(statement_id)
-        if old_theme != new_theme:
-            was = "as the machine placed it" if old_theme is None else name(old_theme)
-            now = "as the machine placed it" if new_theme is None else name(new_theme)
+
+    def placed(value: str | dict[str, str] | None) -> tuple[str, str]:
+        """A placement as an entry keeps it (``db._placement_value``): where it reads, and its question."""
+        if value is None:
+            return "as the machine placed it", ""
+        if isinstance(value, dict):  # moved to another question
+            question = f"{value['topic']}/{value['question']}"
+            return f"{name(value['theme_id'])} in {question}", question
+        return name(value), _question_of(value) if value else ""
+
+    for statement_id, old_place in before.get("placements", {}).items():
+        new_place = after.get("placements", {}).get(statement_id)
+        if old_place != new_place:
+            (was, was_in), (now, now_in) = placed(old_place), placed(new_place)
             changes.append(Change(text_of.get(statement_id, statement_id), "theme", was, now))
-            for theme_id in (old_theme, new_theme):
-                if theme_id:
-                    questions.add(_question_of(theme_id))
+            questions |= {q for q in (was_in, now_in) if q}
     for original, old_translation in before.get("translations", {}).items():
         new_translation = after.get("translations", {}).get(original)
         if old_translation != new_translation:
@@ -128,15 +136,17 @@ def audit(request: Request, event_id: str, user: Editor) -> HTMLResponse:
 
 
 @router.post("/audit/{entry_id}/undo", dependencies=[Depends(check_csrf)])
-def undo(request: Request, event_id: str, entry_id: int, user: Editor) -> Response:
+async def undo(request: Request, event_id: str, entry_id: int, user: Editor) -> Response:
+    """Undo one audited action; back to the audit log, or to the page whose Undo button was used."""
     site = site_of(request, event_id)
+    back = local_path(str((await request.form()).get("next") or f"/e/{event_id}/audit"))
     try:
         with db.session_scope(harvest(request).database) as session:
             db.undo(session, event_id, entry_id, user)
     except (KeyError, ValueError) as exc:
-        return redirect(f"/e/{event_id}/audit", f"Not undone: {exc}", request)
-    publish_decisions(site.layout, site.event, harvest(request).settings)
-    return redirect(f"/e/{event_id}/audit", f"Undone #{entry_id}", request)
+        return redirect(back, f"Not undone: {exc}", request)
+    await run_in_threadpool(publish_decisions, site.layout, site.event, harvest(request).settings)
+    return redirect(back, f"Undone #{entry_id}", request)
 
 
 @router.get("/paper")

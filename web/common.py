@@ -82,6 +82,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: objec
     if "csrf" not in request.session:
         request.session["csrf"] = secrets.token_urlsafe(32)
     flash = request.session.pop("flash", None)
+    undo = request.session.pop("flash_undo", None)
     return harvest(request).templates.TemplateResponse(
         request,
         name,
@@ -89,6 +90,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: objec
             "csrf": request.session["csrf"],
             "user": signed_in(request),
             "flash": flash,
+            "flash_undo": undo,
             "sites": harvest(request).sites,
             **context,
         },
@@ -96,9 +98,15 @@ def render(request: Request, name: str, status_code: int = 200, **context: objec
     )
 
 
-def redirect(url: str, flash: str | None = None, request: Request | None = None) -> RedirectResponse:
+def redirect(
+    url: str, flash: str | None = None, request: Request | None = None, undo: str | None = None
+) -> RedirectResponse:
+    """A "see other" to ``url``; ``flash`` is shown on the page it leads to, with an Undo button posting to
+    ``undo`` (an audit entry's undo route) if given."""
     if flash and request is not None:
         request.session["flash"] = flash
+        if undo:
+            request.session["flash_undo"] = {"url": undo, "back": url}
     return RedirectResponse(url, status_code=303)
 
 

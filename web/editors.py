@@ -13,7 +13,7 @@ from pipeline.ingest import decide_pending
 from pipeline.publish import publish_decisions, refresh_after_ingest
 from pipeline.schema import LanguageRoute, ThemeStatus
 from pipeline.store import Manifest, read_derived_json
-from web.common import check_csrf, editor, harvest, outputs, redirect, render, site_of
+from web.common import EventSite, check_csrf, editor, harvest, outputs, redirect, render, site_of
 
 router = APIRouter(prefix="/e/{event_id}")
 TRANSLATABLE = (LanguageRoute.AWAITING, LanguageRoute.MULTILINGUAL, LanguageRoute.TRANSLATION)
@@ -25,7 +25,7 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
     site = site_of(request, event_id)
     statements, themes = outputs(site)
     answers = themes[themes.status != ThemeStatus.OFF_TOPIC]  # the session remarks are no theme to count
-    changed = _changed_since_approval(request, event_id, answers)
+    changed = _changed_since_approval(_decisions(request, event_id), answers)
     counts = {}
     for topic, question in site.event.questions():
         st = statements[(statements.topic == topic) & (statements.question == question)]
@@ -69,7 +69,8 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
 
 @router.get("/tables", response_class=HTMLResponse)
 def tables(request: Request, event_id: str, user: Editor) -> HTMLResponse:
-    """The hand-in board: per topic, every table seen and which of the topic's questions it answered."""
+    """The hand-in board: per topic, its tables (those ``event.yaml`` lists, else those seen so far) and
+    how many notes each handed in per question; a table seen but not listed is marked."""
     site = site_of(request, event_id)
     statements, _ = outputs(site)
     notes = statements.drop_duplicates("note_id")
@@ -78,12 +79,21 @@ def tables(request: Request, event_id: str, user: Editor) -> HTMLResponse:
         for topic in session.topics:
             mine = notes[notes.topic == topic.id]
             counts = mine.groupby(["table", "question"]).size()
+            listed = topic.expected_tables
+            seen = sorted(set(mine.table) - set(listed))
             rows = [
-                {"table": table, "notes": [int(counts.get((table, q.id), 0)) for q in topic.questions]}
-                for table in sorted(mine.table.unique())
+                {
+                    "table": table,
+                    "listed": not listed or table in listed,
+                    "notes": [int(counts.get((table, q.id), 0)) for q in topic.questions],
+                }
+                for table in [*listed, *seen]
             ]
-            missing = sum(n == 0 for row in rows for n in row["notes"])
-            board.append({"topic": topic, "rows": rows, "missing": missing})
+            missing = sum(n == 0 for row in rows if row["listed"] for n in row["notes"])
+            silent = [row["table"] for row in rows if not any(row["notes"])]
+            board.append(
+                {"topic": topic, "rows": rows, "missing": missing, "silent": silent, "declared": bool(listed)}
+            )
     return render(request, "tables.html", site=site, board=board)
 
 
@@ -100,6 +110,33 @@ def table_notes(request: Request, event_id: str, table: str, user: Editor) -> HT
     label_of = dict(zip(themes.theme_id, themes.label, strict=True))
     rows = [{**r, "theme_label": label_of.get(r["theme_id"], "")} for r in mine.to_dict("records")]
     return render(request, "table.html", site=site, table=table, rows=rows)
+
+
+MAX_SEARCH_RESULTS = 200
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search(request: Request, event_id: str, user: Editor, q: str = "") -> HTMLResponse:
+    """Statements of the whole event whose text or translation holds every word of ``q`` (any case),
+    each with its question and theme."""
+    site = site_of(request, event_id)
+    words = q.casefold().split()[:10]
+    rows: list[dict] = []
+    total = 0
+    if words:
+        statements, themes = outputs(site)
+        haystack = (statements["text"] + " \x1f " + statements["text_en"].fillna("")).str.casefold()
+        hit = pd.Series(True, index=statements.index)
+        for word in words:
+            hit &= haystack.str.contains(word, regex=False)
+        found = statements[hit].sort_values(["topic", "question", "table", "round"], kind="stable")
+        total = len(found)
+        label_of = dict(zip(themes.theme_id, themes.label, strict=True))
+        rows = [
+            {**r, "theme_label": label_of.get(r["theme_id"], "")}
+            for r in found.head(MAX_SEARCH_RESULTS).to_dict("records")
+        ]
+    return render(request, "search.html", site=site, q=q, rows=rows, total=total, limit=MAX_SEARCH_RESULTS)
 
 
 #: What editors can download from the event page: the export and the paper, as written by the last publish.
@@ -160,7 +197,9 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
         rows.sort(key=lambda r: order.get(r["statement_id"], 1 << 30))
     order = site.event.questions()
     here = order.index((topic, question))
-    changed = _changed_since_approval(request, event_id, ranked)
+    decisions = _decisions(request, event_id)
+    changed = _changed_since_approval(decisions, ranked)
+    pins = decisions["pinned_rank"].dropna()
     loose = mine[mine.theme_id == ""]
     # what an editor may translate: what awaits a translation, and what was placed or read through one
     translatable = mine[mine.language_route.isin(TRANSLATABLE)].drop_duplicates("text")
@@ -181,18 +220,30 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
         next=order[here + 1] if here + 1 < len(order) else None,
         drafts=ranked[ranked.status == ThemeStatus.DRAFT].theme_id.tolist(),
         bulk=editing.BULK_STATUS,
+        move_to_question=editing.MOVE_TO_QUESTION,
+        other_questions=[
+            (t, q, f"{site.event.topics[t].title}: {site.event.topics[t].question(q).text}")
+            for t, q in order
+            if (t, q) != (topic, question)
+        ],
         changed=changed,
+        pinned={str(t): int(r) for t, r in pins.items() if r},
     )
 
 
-def _changed_since_approval(request: Request, event_id: str, themes: pd.DataFrame) -> dict[str, list[str]]:
-    """Per approved theme, what changed since its approval (``editing.changed_since_approval``)."""
+def _decisions(request: Request, event_id: str) -> pd.DataFrame:
+    """The editors' decisions on the event's themes, by theme id (``review.DECISION_COLUMNS``)."""
     with db.session_scope(harvest(request).database) as session:
-        decisions = db.load_state(session, event_id).themes.set_index("theme_id")["approved_content"]
+        return db.load_state(session, event_id).themes.set_index("theme_id")
+
+
+def _changed_since_approval(decisions: pd.DataFrame, themes: pd.DataFrame) -> dict[str, list[str]]:
+    """Per approved theme, what changed since its approval (``editing.changed_since_approval``)."""
+    approved_content = decisions["approved_content"]
     return {
         theme["theme_id"]: parts
         for theme in themes[themes.status == ThemeStatus.APPROVED].to_dict("records")
-        if (parts := editing.changed_since_approval(theme, decisions.get(theme["theme_id"])))
+        if (parts := editing.changed_since_approval(theme, approved_content.get(theme["theme_id"])))
     }
 
 
@@ -224,8 +275,9 @@ async def act(request: Request, event_id: str, topic: str, question: str, user: 
     """One editor action (``pipeline.editing.ACTIONS``) from a question's page."""
     site, _ = _question(request, event_id, topic, question)
     form = await request.form()
+    name = str(form.get("action", ""))
     action = editing.EditorAction(
-        name=str(form.get("action", "")),
+        name=name,
         topic=topic,
         question=question,
         theme_id=str(form.get("theme_id", "")),
@@ -235,20 +287,38 @@ async def act(request: Request, event_id: str, topic: str, question: str, user: 
         rank=str(form.get("rank", "")),
         sources=tuple(str(t) for t in form.getlist("sources")),
         statement_ids=tuple(str(s) for s in form.getlist("statement_ids")),
-        target=str(form.get("target", "")),
+        # a move to another question sends the question in a field of its own, beside the theme select
+        target=str(form.get("to_question" if name == editing.MOVE_TO_QUESTION else "target", "")),
     )
     here = f"/e/{event_id}/review/{topic}/{question}"
-    statements, themes = outputs(site)
-    try:
+
+    def act_and_publish() -> int | None:  # in a worker thread: other editors' pages are served meanwhile
+        statements, themes = outputs(site)
         with db.session_scope(harvest(request).database) as session:
-            editing.apply_action(session, event_id, user, action, themes, statements)
+            editing.apply_action(session, event_id, user, action, themes, statements, site.event.questions())
+            entry = db.latest_entry(session, event_id, user)
+        publish_decisions(site.layout, site.event, harvest(request).settings)
+        return entry
+
+    try:
+        entry = await run_in_threadpool(act_and_publish)
     except ValueError as exc:
         return redirect(here, f"Not done: {exc}", request)
-    publish_decisions(site.layout, site.event, harvest(request).settings)
     anchor = f"#{action.theme_id}" if action.theme_id else ""
-    bulk = action.name == editing.BULK_STATUS
-    done = f"{len(action.sources)} themes {action.target}" if bulk else action.name
-    return redirect(here + anchor, f"Done: {done}", request)
+    undo = f"/e/{event_id}/audit/{entry}/undo" if entry else None
+    return redirect(here + anchor, f"Done: {_done(action, site)}", request, undo=undo)
+
+
+def _done(action: editing.EditorAction, site: EventSite) -> str:
+    """What an action did, as its confirmation says it."""
+    if action.name == editing.BULK_STATUS:
+        return f"{len(action.sources)} themes {action.target}"
+    if action.name == editing.MOVE_TO_QUESTION:
+        topic, _, question = action.target.partition("/")
+        where = site.event.topics[topic].question(question)  # apply_action checked it is there
+        text = where.text if where else action.target
+        return f"{len(action.statement_ids)} statement(s) moved to “{text}”, unassigned there"
+    return action.name
 
 
 @router.post("/run", dependencies=[Depends(check_csrf)])

@@ -1,6 +1,7 @@
 """Facilitators: an upload link (``/u/<token>``) lets a browser hand in notes for one event, nothing else.
 Editors may hand in notes too, without a link's limits."""
 
+import hashlib
 from typing import Annotated
 
 import pandas as pd
@@ -9,11 +10,12 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from pipeline import db
-from pipeline.ingest import IngestResult, ingest
+from pipeline.ingest import IngestResult, ingest, notes_already_in, withdraw
 from pipeline.publish import refresh_after_ingest
 from pipeline.readers.common import join_glosses
 from pipeline.schema import UploadStatus
-from web.common import check_csrf, harvest, redirect, render, signed_in, site_of
+from pipeline.store import Manifest, Upload
+from web.common import EventSite, check_csrf, harvest, local_path, redirect, render, signed_in, site_of
 
 MAX_FILES_PER_UPLOAD = 10
 MAX_PASTE_CHARS = 50_000
@@ -34,11 +36,25 @@ def may_upload(request: Request, event_id: str) -> db.LinkGrant | None:
     raise HTTPException(403, "open the upload link your organiser gave you (links expire and can be revoked)")
 
 
-def paste_name(defaults: dict[str, str]) -> str:
+def paste_name(defaults: dict[str, str], text: str = "", adds: bool = False) -> str:
     """Pasted notes become a text upload named after their table, round and question: a corrected paste
-    for the same table and question supersedes the earlier one."""
+    for the same table and question supersedes the earlier one. A paste that adds to them is named after
+    its text too, so its notes' ids (file name and line) are its own."""
     parts = [defaults.get(k, "") for k in ("table", "round", "topic", "question")]
+    if adds:
+        parts.append(hashlib.sha256(text.encode()).hexdigest()[:8])
     return "pasted-" + "-".join(p for p in parts if p) + ".txt"
+
+
+#: What the form's "mode" asks when notes of a table, round and question are in already
+MODES = {"add": True, "replace": False}
+
+
+def my_hand_ins(site: EventSite, grant: db.LinkGrant | None, user: str | None) -> list[Upload]:
+    """What this browser handed in, newest first: through its upload link, or as this editor."""
+    uploads = Manifest.load(site.layout).uploads
+    mine = [u for u in uploads if (u.link == grant.link if grant else u.who == user and u.via == "web")]
+    return mine[::-1]
 
 
 @router.get("/u/{token}")
@@ -53,10 +69,26 @@ def upload_link(request: Request, token: str) -> Response:
     return redirect(f"/e/{event_id}/upload")
 
 
+def table_choices(site: EventSite, grant: db.LinkGrant | None) -> list[str]:
+    """The tables the form offers: the link's own, else every table ``event.yaml`` lists."""
+    if grant is not None and grant.tables:
+        return sorted(grant.tables)
+    return [table for topic in site.event.topics.values() for table in topic.expected_tables]
+
+
 @router.get("/e/{event_id}/upload", response_class=HTMLResponse)
 def upload_page(request: Request, event_id: str) -> HTMLResponse:
-    may_upload(request, event_id)
-    return render(request, "upload.html", site=site_of(request, event_id), form={}, results=[])
+    grant = may_upload(request, event_id)
+    site = site_of(request, event_id)
+    return render(
+        request,
+        "upload.html",
+        site=site,
+        form={},
+        results=[],
+        tables=table_choices(site, grant),
+        mine=my_hand_ins(site, grant, signed_in(request)),
+    )
 
 
 @router.post("/e/{event_id}/upload", response_class=HTMLResponse, dependencies=[Depends(check_csrf)])
@@ -69,6 +101,7 @@ async def upload(
     facilitator: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
     text_en: Annotated[str, Form()] = "",
+    mode: Annotated[str, Form()] = "",
     files: Annotated[list[UploadFile] | None, File()] = None,
 ) -> HTMLResponse:
     grant = may_upload(request, event_id)
@@ -81,7 +114,9 @@ async def upload(
         "facilitator": facilitator.strip(),
         "text": text,
         "text_en": text_en,
+        "mode": mode if mode in MODES else "",
     }
+    adds = MODES.get(mode, False)
     defaults = {
         k: v
         for k, v in {
@@ -110,13 +145,28 @@ async def upload(
             field_errors["topic_question"] = "which question do these notes answer?"
         else:
             try:
-                uploads.append((paste_name(defaults), join_glosses(text, text_en).encode("utf-8")))
+                pasted = join_glosses(text, text_en).encode("utf-8")
+                uploads.append((paste_name(defaults, text, adds), pasted))
             except ValueError as exc:
                 field_errors["text_en"] = str(exc)
     elif text_en.strip():
         field_errors["text_en"] = "translations need the notes they translate, pasted beside them"
     if not uploads and not field_errors:
         field_errors["text"] = "paste notes or choose a file"
+    already: list[str] = []
+    if not field_errors and not form["mode"]:  # replacing notes is never a silent default
+        found = await run_in_threadpool(
+            notes_already_in,
+            site.layout,
+            site.event,
+            uploads,
+            defaults,
+            harvest(request).reader,
+            settings.max_upload_bytes,
+        )
+        already = [f"{n} notes of table {k[0]}, round {k[1]}, for {k[2]}/{k[3]}" for k, n in found.items()]
+        if already:
+            field_errors["mode"] = "these notes are in already: add yours to them, or replace them?"
     if field_errors:
         return render(
             request,
@@ -126,6 +176,9 @@ async def upload(
             form=form,
             results=[],
             field_errors=field_errors,
+            already=already,
+            tables=table_choices(site, grant),
+            mine=my_hand_ins(site, grant, signed_in(request)),
         )
     who = signed_in(request) or f"facilitator {form['facilitator'] or form['table']}".strip()
 
@@ -141,6 +194,7 @@ async def upload(
             reader=harvest(request).reader,
             link=grant.link if grant else "",
             tables=grant.tables if grant else None,
+            adds=adds,
         )
         accepted = any(r.status == UploadStatus.ACCEPTED for r in results)
         return results, refresh_after_ingest(site.layout, site.event, settings) if accepted else None
@@ -151,7 +205,7 @@ async def upload(
     for r in results:
         mine = statements[statements.upload_id == r.upload_id] if statements is not None else pd.DataFrame()
         shown.append(
-            {"result": r, "statements": mine.to_dict("records"), "pasted": r.filename == paste_name(defaults)}
+            {"result": r, "statements": mine.to_dict("records"), "pasted": r.filename.startswith("pasted-")}
         )
     ok = all(r.ok for r in results)
     return render(
@@ -161,6 +215,26 @@ async def upload(
         site=site,
         # after a hand-in the question is chosen again: the next paste is often for another one, and the
         # same question again would replace these notes
-        form=form if not ok else {**form, "text": "", "text_en": "", "topic_question": ""},
+        form=form if not ok else {**form, "text": "", "text_en": "", "topic_question": "", "mode": ""},
         results=shown,
+        tables=table_choices(site, grant),
+        mine=my_hand_ins(site, grant, signed_in(request)),
     )
+
+
+@router.post("/e/{event_id}/uploads/{upload_id}/withdraw", dependencies=[Depends(check_csrf)])
+async def withdraw_upload(request: Request, event_id: str, upload_id: str) -> Response:
+    """Take back a hand-in: a facilitator what came through their link, an editor anything."""
+    grant = may_upload(request, event_id)
+    site, settings = site_of(request, event_id), harvest(request).settings
+    who = signed_in(request) or "facilitator"
+    back = local_path(str((await request.form()).get("next") or f"/e/{event_id}/upload"))
+    try:
+        upload = await run_in_threadpool(
+            withdraw, site.layout, site.event, upload_id, who, grant.link if grant else None
+        )
+    except ValueError as exc:
+        return redirect(back, f"Not withdrawn: {exc}", request)
+    if site.layout.statements.exists():
+        await run_in_threadpool(refresh_after_ingest, site.layout, site.event, settings)
+    return redirect(back, f"Withdrawn: {upload.filename} ({upload.n_notes} notes) counts no more", request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import io
 import re
 from collections.abc import Iterable
@@ -157,6 +158,7 @@ def validate_notes(
         problems.append(Problem(name, reason, line, column, line_kind))
 
     topics = event.topics
+    expected = {t.id: set(t.expected_tables) for t in topics.values() if t.tables}
     rows: list[dict[str, object]] = []
     seen_ids: dict[str, int] = {}
     for note in raw:
@@ -176,6 +178,8 @@ def validate_notes(
             bad(note.line, "question", f"{what} for topic '{topic.id}' (valid: {valid_q})")
         if not f["table"]:
             bad(note.line, "table", "missing table")
+        elif topic is not None and topic.id in expected and f["table"] not in expected[topic.id]:
+            bad(note.line, "table", _unknown_table(f["table"], topic.id, expected[topic.id]))
         round_ = _whole_number(f["round"])
         if round_ is None or round_ < 1:
             bad(
@@ -216,6 +220,19 @@ def validate_notes(
     if not rows:
         raise NoteFileError(name, [Problem(name, "no notes found in the file")])
     return conform(pd.DataFrame(rows), NOTES)
+
+
+def _unknown_table(table: str, topic: str, expected: set[str]) -> str:
+    """Why a table id is refused, with the listed id it is closest to: the same but for leading zeros
+    and case ("Green-T3" → "green-t03"), else the most similar one."""
+
+    def plain(value: str) -> str:
+        return re.sub(r"\d+", lambda number: str(int(number.group())), value.casefold())
+
+    same = [t for t in sorted(expected) if plain(t) == plain(table)]
+    close = same or difflib.get_close_matches(table, sorted(expected), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else f" ({len(expected)} tables are listed in event.yaml)"
+    return f"table '{table}' is not listed for topic '{topic}'{hint}"
 
 
 # "... [en: the gloss]" at the end of a note; no '[' or ']' inside, so one scan finds it

@@ -78,6 +78,7 @@
       r: () => press("button[value=rejected]"),
       n: () => { const a = document.getElementById("next-question"); if (a) a.click(); },
       p: () => { const a = document.getElementById("previous-question"); if (a) a.click(); },
+      "/": () => { const box = document.querySelector("form.search input"); if (box) box.focus(); },
     };
     const act = actions[event.key];
     if (act) { event.preventDefault(); act(); }
