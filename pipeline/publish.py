@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline.agreement import editor_agreement
 from pipeline.config import Settings
 from pipeline.db import load_state, session_scope
-from pipeline.embed import cached_embeddings
+from pipeline.embed import cached_embeddings, embed_texts
 from pipeline.event import Event
 from pipeline.export import themed_statements, write_exports
 from pipeline.ingest import build_statements
@@ -118,10 +118,13 @@ def publish_decisions(layout: Layout, event: Event, settings: Settings) -> Publi
 
 def refresh_after_ingest(layout: Layout, event: Event, settings: Settings) -> pd.DataFrame:
     """New notes -> statements; where themes exist, the export keeps them and lists the new statements
-    as unassigned until the next run. One new generation of the outputs. Returns the statements."""
+    as unassigned until the next run, with the themes they fit offered to editors (so they are embedded
+    now, into the cache the next run reads). One new generation of the outputs. Returns the statements."""
     with layout.lock(), layout.generation() as new:
         _, statements = build_statements(new.layout, event, settings.spacy_model, event.language)
         if new.layout.clusters.exists():
-            publish(new.layout, event, settings, statements=statements)
+            texts, _ = model_views(statements, event.glossary_for)
+            embeddings = embed_texts(texts, settings.encoder, layout.embedding_cache, show_progress=False)
+            publish(new.layout, event, settings, statements=statements, embeddings=embeddings)
         new.commit()
     return statements

@@ -827,7 +827,7 @@ def test_expected_tables_add_or_replace_my_hand_ins_and_withdrawal(browser, tmp_
             other_token = db.create_upload_token(session, "mini", "other", DAY)
         layout = Layout(settings.data_dir, "mini")
         texts = current_notes(layout, load_event(event_dir)).query("table == @green_t14")["text"].tolist()
-        assert sorted(texts) == ["a regional fund", "a third idea", "banks as partners"]  # added, not replaced
+        assert sorted(texts) == ["a regional fund", "a third idea", "banks as partners"]  # added to them
 
         # the first paste is withdrawn from "my hand-ins": only the added note is left
         assert hand_ins.filter(has_text="(added)").count() == 1
@@ -860,4 +860,21 @@ def test_expected_tables_add_or_replace_my_hand_ins_and_withdrawal(browser, tmp_
         expect(page.locator("h2#green .badge.silent")).to_have_text("1 table with nothing yet")
         expect(page.locator("table.board").first.locator("tr.silent")).to_contain_text(green_t14)
         screenshot(page, "tables.png")
+
+        # a note handed in after the run waits unassigned; the question page offers the theme it fits
+        page.goto(f"{server}/e/mini/upload")
+        page.select_option("#topic_question", "green/actors")
+        page.fill("#table", green_t14)
+        page.fill("#round", "2")
+        page.fill("#text", "- without the banks, nothing moves at all")
+        page.click("button:has-text('Hand in')")
+        expect(page.locator(".result.accepted")).to_contain_text("Received")
+        page.goto(f"{server}/e/mini/review/green/actors")
+        offer = page.locator("li.assign-suggestion", has_text="without the banks, nothing moves at all")
+        expect(offer).to_contain_text("closest there: “without the banks nothing moves”")
+        screenshot(page, "suggestions.png")
+        offer.locator("button").click()
+        banks = _theme(page, "without the banks nothing moves")
+        expect(banks.get_by_text("without the banks, nothing moves at all", exact=True)).to_have_count(1)
+        expect(page.locator("li.assign-suggestion")).to_have_count(0)  # done: no longer offered
         page.close()

@@ -13,6 +13,7 @@ from pipeline.ingest import decide_pending
 from pipeline.publish import publish_decisions, refresh_after_ingest
 from pipeline.schema import LanguageRoute, ThemeStatus
 from pipeline.store import Manifest, read_derived_json
+from pipeline.suggestions import Suggestions
 from web.common import EventSite, check_csrf, editor, harvest, outputs, redirect, render, site_of
 
 router = APIRouter(prefix="/e/{event_id}")
@@ -199,6 +200,10 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
     here = order.index((topic, question))
     decisions = _decisions(request, event_id)
     changed = _changed_since_approval(decisions, ranked)
+    offered = Suggestions.from_dict(read_derived_json(site.layout.suggestions)).of(topic, question)
+    shown = set(ranked.theme_id)
+    loose_ids = set(mine.loc[mine.theme_id == "", "statement_id"])
+    text_of = dict(zip(mine.statement_id, mine.text, strict=True))
     pins = decisions["pinned_rank"].dropna()
     loose = mine[mine.theme_id == ""]
     # what an editor may translate: what awaits a translation, and what was placed or read through one
@@ -228,6 +233,13 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
         ],
         changed=changed,
         pinned={str(t): int(r) for t, r in pins.items() if r},
+        # what still applies to the page as it is (a later action may have done it already)
+        merge_suggestions=[m for m in offered.merges if {m.into, m.theme_id} <= shown],
+        assign_suggestions=[
+            {"suggestion": a, "text": text_of[a.statement_id]}
+            for a in offered.assignments
+            if a.statement_id in loose_ids and a.theme_id in shown
+        ],
     )
 
 
