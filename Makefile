@@ -17,6 +17,8 @@ export HF_HUB_OFFLINE
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	# Pango and Cairo for the PDF and DOCX paper, installed when missing (as root or with sudo)
+	bash .ci/paper-libs.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned to its CPU build: an unpinned torch pulled in by sentence-transformers is CUDA's

@@ -115,6 +115,12 @@ class Settings(BaseSettings):
         "HARVEST_BRIDGE__MODEL='' turns it off.",
     )
 
+    # --- the paper
+    paper_approved_only: bool = Field(
+        default=False,
+        description="Publish only the recommendations editors approved (no DRAFT mark); by default the "
+        "drafts are in too, marked, and the paper says it is a draft.",
+    )
     # --- themes: every threshold of the synthesis, documented where it is defined
     themes: ThemeParams = Field(
         default_factory=ThemeParams, description="Clustering and merging (pipeline.themes.ThemeParams)."

@@ -80,6 +80,9 @@ class Topic(_Strict):
 class Session(_Strict):
     id: Slug
     title: str = ""
+    introduction: str = Field(
+        default="", description="The paper's introduction to this session, written by the editors (Markdown)."
+    )
     ends_at: datetime | None = Field(
         default=None,
         description="When the session ends (with its UTC offset): `harvest schedule "
@@ -91,6 +94,12 @@ class Session(_Strict):
 class Event(_Strict):
     event: Slug
     title: str = ""
+    date: str = Field(default="", description="When the event took place, as the paper's title page says it.")
+    place: str = Field(default="", description='Where, for the paper\'s title page ("Online", a city).')
+    organisers: list[str] = Field(default_factory=list, description="Who organised it, for the title page.")
+    introduction: str = Field(
+        default="", description="The paper's introduction, written by the editors (Markdown)."
+    )
     language: str = "en"
     sessions: list[Session] = Field(min_length=1)
     glossary: dict[str, str | Meanings] = Field(

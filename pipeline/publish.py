@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,10 +20,11 @@ from pipeline.embed import cached_embeddings, embed_texts
 from pipeline.event import Event
 from pipeline.export import themed_statements, write_exports
 from pipeline.ingest import build_statements
-from pipeline.paper import build_paper, render_html, render_markdown
+from pipeline.paper import Paper, build_paper, render_html, render_markdown, render_pdf
+from pipeline.paper.word import render_docx
 from pipeline.review import ReviewState, apply_review, relocate
-from pipeline.schema import NOT_IN_PAPER, STATEMENTS, conform
-from pipeline.store import Layout, read_derived, write_parquet, write_text
+from pipeline.schema import NOT_IN_PAPER, STATEMENTS, ThemeStatus, conform
+from pipeline.store import Layout, read_derived, unsynced_writes, write_bytes, write_parquet, write_text
 from pipeline.suggestions import suggest
 from pipeline.themes import model_views
 
@@ -52,25 +54,26 @@ def publish(
     statements: pd.DataFrame | None = None,
     embeddings: np.ndarray | None = None,
     machine: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    documents: bool = True,
 ) -> Published:
     """Apply the review state to the last run's machine themes; write export and paper.
 
     A run passes what it holds in memory (its statements, their embeddings, and its machine
     ``(assignments, themes)``); after an editor action everything is read from the store. Decisions
-    that match no theme are logged as a warning, by theme id."""
-    if statements is None:
-        statements = _as_handed_in(pd.read_parquet(layout.statements), layout)
+    that match no theme are logged as a warning, by theme id. ``documents``: the paper's DOCX and PDF
+    too (seconds of rendering; after an editor's action they are made when downloaded,
+    ``paper_documents``)."""
+    if statements is None or embeddings is None or machine is None:
+        stored = read_inputs(layout, event, settings)
+        statements = stored.statements if statements is None else statements
+        embeddings = stored.embeddings if embeddings is None else embeddings
+        machine = stored.machine if machine is None else machine
     statements = conform(statements, STATEMENTS)
     if state is None:
         with session_scope(settings.database_url) as session:
             state = load_state(session, event.id)
-    if embeddings is None:
-        texts, _ = model_views(statements, event.glossary_for)
-        embeddings = cached_embeddings(texts, settings.encoder.id, layout.embedding_cache)
     embeddings = embeddings.astype(np.float32, copy=False)  # as read from the cache: the same either way
     statements = relocate(statements, state)  # statements an editor moved to another question
-    if machine is None:
-        machine = (pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes))
     unmatched = state.unmatched(machine[1]["theme_id"])
     if unmatched:
         log.warning(
@@ -89,10 +92,75 @@ def publish(
     write_text(layout.agreement, json.dumps(agreement.as_dict(), indent=1))
     offered = suggest(statements, embeddings, assignments, themes, settings.themes.merge_similarity)
     write_text(layout.suggestions, json.dumps(offered.as_dict(), indent=1))
-    paper = build_paper(event, export, themes[~themes.status.isin(NOT_IN_PAPER)])
-    write_text(layout.paper_md, render_markdown(paper))
-    write_text(layout.paper_html, render_html(paper))
+    paper = build_paper(event, export, in_paper(themes, settings))
+    write_paper(layout, paper, documents)
     return Published(export, themes, unmatched)
+
+
+@dataclass(frozen=True)
+class PublishInputs:
+    """What a publish reads from the store besides the editors' state: the statements as handed in, their
+    embeddings (the cache's) and the last run's machine ``(assignments, themes)``."""
+
+    statements: pd.DataFrame
+    embeddings: np.ndarray
+    machine: tuple[pd.DataFrame, pd.DataFrame]
+
+
+def read_inputs(layout: Layout, event: Event, settings: Settings) -> PublishInputs:
+    statements = conform(_as_handed_in(pd.read_parquet(layout.statements), layout), STATEMENTS)
+    texts, _ = model_views(statements, event.glossary_for)
+    embeddings = cached_embeddings(texts, settings.encoder.id, layout.embedding_cache).astype(np.float32)
+    machine = (pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes))
+    return PublishInputs(statements, embeddings, machine)
+
+
+class InputsCache:
+    """``read_inputs`` of one event, kept while the files they come from stay the same: a run rewrites
+    the machine's themes and an upload the notes (the export's statements are rewritten by every
+    publish, from these). A generation's unchanged files are hard links: the same inode."""
+
+    def __init__(self) -> None:
+        self._kept: tuple[tuple[int, ...], PublishInputs] | None = None
+
+    def get(self, layout: Layout, event: Event, settings: Settings) -> PublishInputs:
+        stats = [f.stat() for f in (layout.clusters, layout.machine_themes, layout.notes)]
+        version = tuple(n for s in stats for n in (s.st_ino, s.st_mtime_ns, s.st_size))
+        if self._kept is None or self._kept[0] != version:
+            self._kept = (version, read_inputs(layout, event, settings))
+        return self._kept[1]
+
+
+def in_paper(themes: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The themes the paper publishes: never rejected ones or session remarks; drafts unless
+    ``settings.paper_approved_only``."""
+    left_out = [*NOT_IN_PAPER, *([ThemeStatus.DRAFT] if settings.paper_approved_only else [])]
+    return themes[~themes.status.isin(left_out)]
+
+
+def write_paper(layout: Layout, paper: Paper, documents: bool = True) -> None:
+    """The paper as Markdown and HTML, and with ``documents`` as DOCX and PDF; without, the DOCX and PDF
+    of an earlier publish are removed from this generation, never left behind out of date."""
+    write_text(layout.paper_md, render_markdown(paper))
+    html = render_html(paper)
+    write_text(layout.paper_html, html)
+    if documents:
+        write_bytes(layout.paper_docx, render_docx(paper))
+        write_bytes(layout.paper_pdf, render_pdf(html))
+    else:
+        layout.paper_docx.unlink(missing_ok=True)
+        layout.paper_pdf.unlink(missing_ok=True)
+
+
+def paper_document(layout: Layout, event: Event, settings: Settings, name: str) -> bytes:
+    """The current paper as ``paper.docx`` or ``paper.pdf``: as written by the last run, or made now from
+    the export when an editor's action has changed the paper since."""
+    path = {"paper.docx": layout.paper_docx, "paper.pdf": layout.paper_pdf}[name]
+    if path.exists():
+        return path.read_bytes()
+    themes = pd.read_parquet(layout.review_themes)
+    paper = build_paper(event, pd.read_parquet(layout.statements), in_paper(themes, settings))
+    return render_docx(paper) if name == "paper.docx" else render_pdf(render_html(paper))
 
 
 def _as_handed_in(statements: pd.DataFrame, layout: Layout) -> pd.DataFrame:
@@ -108,12 +176,64 @@ def _as_handed_in(statements: pd.DataFrame, layout: Layout) -> pd.DataFrame:
     return statements
 
 
-def publish_decisions(layout: Layout, event: Event, settings: Settings) -> Published:
-    """After an editor's action: export and paper again, as a new generation of the outputs."""
-    with layout.lock(), layout.generation() as new:
-        published = publish(new.layout, event, settings)
+def publish_decisions(
+    layout: Layout, event: Event, settings: Settings, cache: InputsCache | None = None
+) -> Published:
+    """After an editor's action: export and paper again, as a new generation of the outputs (unsynced:
+    the decisions are in the database, and any publish makes these files again). ``cache``: inputs a
+    long-lived process kept from its last publish."""
+    with layout.lock(), layout.generation() as new, unsynced_writes():
+        inputs = (cache or InputsCache()).get(new.layout, event, settings)
+        published = publish(
+            new.layout,
+            event,
+            settings,
+            None,
+            inputs.statements,
+            inputs.embeddings,
+            inputs.machine,
+            documents=False,
+        )
         new.commit()
     return published
+
+
+class SharedPublish:
+    """``publish_decisions`` of one event for the threads of one server process, shared: a caller returns
+    once a publish that started after its call has finished (so it covers the caller's decisions, stored
+    before the call), and callers that come while one runs share the next one. Ten editors acting at once
+    wait for two publishes, not ten."""
+
+    def __init__(self, layout: Layout, event: Event, settings: Settings) -> None:
+        self.layout, self.event, self.settings = layout, event, settings
+        self._turn = threading.Condition()
+        self._asked = 0  # calls so far
+        self._covered = 0  # calls whose decisions the last finished publish includes
+        self._running = False
+        self._inputs = InputsCache()
+
+    def _publish(self) -> None:
+        publish_decisions(self.layout, self.event, self.settings, self._inputs)
+
+    def __call__(self) -> None:
+        with self._turn:
+            self._asked += 1
+            mine = self._asked
+            while self._covered < mine:
+                if self._running:
+                    self._turn.wait()
+                    continue
+                self._running, covers, done = True, self._asked, False
+                self._turn.release()
+                try:
+                    self._publish()
+                    done = True
+                finally:  # a failed publish covers nobody: the next caller in line tries again
+                    self._turn.acquire()
+                    self._running = False
+                    if done:
+                        self._covered = max(self._covered, covers)
+                    self._turn.notify_all()
 
 
 def refresh_after_ingest(layout: Layout, event: Event, settings: Settings) -> pd.DataFrame:

@@ -15,6 +15,7 @@ Layout under the data root (``./data``, ``--data-dir`` or ``HARVEST_DATA``)::
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -143,6 +144,14 @@ class Layout:
     def paper_html(self) -> Path:
         return self.processed / "paper.html"
 
+    @property
+    def paper_docx(self) -> Path:
+        return self.processed / "paper.docx"
+
+    @property
+    def paper_pdf(self) -> Path:
+        return self.processed / "paper.pdf"
+
     def upload_path(self, sha256: str, suffix: str) -> Path:
         """Where an upload's bytes are kept, named by their SHA-256."""
         return self.uploads / f"{sha256}{suffix.lower()}"
@@ -168,6 +177,21 @@ class Layout:
 
 
 # --------------------------------------------------------------------------- atomic writes
+_SYNCED = contextvars.ContextVar("harvest_synced_writes", default=True)
+
+
+@contextmanager
+def unsynced_writes() -> Iterator[None]:
+    """Writes in this block (this thread's) replace files atomically but skip the fsync: for outputs that
+    any publish makes again from the database (after an editor's action), where a power cut costs one
+    publish, not data, and nine fsyncs would be most of the action's time."""
+    token = _SYNCED.set(False)
+    try:
+        yield
+    finally:
+        _SYNCED.reset(token)
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename.
@@ -180,8 +204,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if _SYNCED.get():
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

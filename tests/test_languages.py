@@ -192,9 +192,9 @@ def test_the_paper_quotes_the_original_with_its_translation_and_counts_every_lan
         ("pl", 0, 0, 1),
     ]
     examples = [e.text for e in paper.sessions[0].topics[0].questions[0].recommendations[0].examples]
-    assert examples == ["plus de pilotes", "more pilots", "mehr Piloten"]  # the untranslated one last
+    assert examples == ["Plus de pilotes", "More pilots", "Mehr Piloten"]  # the untranslated one last
     text = render_markdown(paper)
-    assert '"plus de pilotes" [en: more pilots]' in text
+    assert '"Plus de pilotes" [en: more pilots]' in text
     assert "1 statement still awaits a translation" in text
 
 

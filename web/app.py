@@ -54,7 +54,7 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
     sites = {}
     for folder in event_dirs:
         event = load_event(folder)
-        sites[event.id] = EventSite(event, Path(folder), Layout(settings.data_dir, event.id))
+        sites[event.id] = EventSite(event, Path(folder), Layout(settings.data_dir, event.id), settings)
     state = Harvest(settings, sites)
 
     @asynccontextmanager

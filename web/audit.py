@@ -9,7 +9,6 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from pipeline import db
-from pipeline.publish import publish_decisions
 from web.common import check_csrf, editor, harvest, local_path, outputs, redirect, render, site_of
 
 #: The paper quotes what anyone typed: no script at all, and a sandbox (an origin of its own), so even
@@ -145,7 +144,7 @@ async def undo(request: Request, event_id: str, entry_id: int, user: Editor) -> 
             db.undo(session, event_id, entry_id, user)
     except (KeyError, ValueError) as exc:
         return redirect(back, f"Not undone: {exc}", request)
-    await run_in_threadpool(publish_decisions, site.layout, site.event, harvest(request).settings)
+    await run_in_threadpool(site.publish)
     return redirect(back, f"Undone #{entry_id}", request)
 
 

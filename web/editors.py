@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pipeline import db, editing
 from pipeline.ingest import decide_pending
-from pipeline.publish import publish_decisions, refresh_after_ingest
+from pipeline.publish import paper_document, refresh_after_ingest
 from pipeline.schema import LanguageRoute, ThemeStatus
 from pipeline.store import Manifest, read_derived_json
 from pipeline.suggestions import Suggestions
@@ -146,7 +146,11 @@ DOWNLOADS = {
     "themes.csv": "text/csv",
     "paper.md": "text/markdown",
     "paper.html": "text/html",
+    "paper.docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "paper.pdf": "application/pdf",
 }
+#: made when downloaded if an editor's action changed the paper since the last run (``paper_document``)
+DOCUMENTS = ("paper.docx", "paper.pdf")
 
 
 @router.get("/download/{name}")
@@ -155,10 +159,15 @@ def download(request: Request, event_id: str, name: str, user: Editor) -> Respon
     if name not in DOWNLOADS:
         raise HTTPException(404, "no such file")
     path = site.layout.processed / name
-    if not path.exists():
+    if not site.layout.review_themes.exists():
         raise HTTPException(409, "no outputs yet: run the pipeline (the event page's button, or harvest run)")
+    data = (
+        paper_document(site.layout, site.event, harvest(request).settings, name)
+        if name in DOCUMENTS
+        else path.read_bytes()
+    )
     return Response(
-        path.read_bytes(),
+        data,
         media_type=DOWNLOADS[name],
         headers={"Content-Disposition": f'attachment; filename="{event_id}-{name}"'},
     )
@@ -309,7 +318,7 @@ async def act(request: Request, event_id: str, topic: str, question: str, user: 
         with db.session_scope(harvest(request).database) as session:
             editing.apply_action(session, event_id, user, action, themes, statements, site.event.questions())
             entry = db.latest_entry(session, event_id, user)
-        publish_decisions(site.layout, site.event, harvest(request).settings)
+        site.publish()
         return entry
 
     try:

@@ -1,8 +1,11 @@
-"""The output paper: per session, topic and question, the ranked recommendations with their support,
-examples and a bar chart, in Markdown and in one self-contained HTML file."""
+"""The output paper: title page, executive summary, key recommendations per topic, methodology, then per
+session, topic and question the ranked recommendations with their support, examples and a labelled bar
+chart, and annexes (every theme with its support, the tables). In Markdown, one self-contained HTML file,
+PDF (WeasyPrint, from the HTML) and DOCX (``pipeline.paper.docx``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -11,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup, escape
 
 from pipeline.event import Event
-from pipeline.labels import phrasing_key
+from pipeline.labels import phrasing_key, recommendation_text
 from pipeline.schema import Flag, LanguageRoute
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -44,10 +48,26 @@ class Recommendation:
     theme_id: str
     label: str
     text: str
-    n_tables: int
+    n_tables: int  # table sessions that raised it
     n_statements: int
     votes: int
     examples: list[Example]
+    status: str = "approved"  # draft ones are marked in the paper
+    n_sessions: int = 0  # table sessions that answered its question
+
+    @property
+    def share(self) -> float:
+        return self.n_tables / self.n_sessions if self.n_sessions else 0.0
+
+
+@dataclass
+class KeyRecommendation:
+    """One of a topic's (or the event's) strongest recommendations, with where it comes from."""
+
+    topic: str
+    question: str  # its text
+    anchor: str  # the question's section id
+    recommendation: Recommendation
 
 
 @dataclass
@@ -68,6 +88,7 @@ class TopicSection:
     title: str
     kind: str
     questions: list[QuestionSection] = field(default_factory=list)
+    key: list[KeyRecommendation] = field(default_factory=list)  # its strongest, across its questions
 
 
 @dataclass
@@ -75,6 +96,17 @@ class SessionSection:
     id: str
     title: str
     topics: list[TopicSection] = field(default_factory=list)
+    introduction: str = ""  # the editors' (Markdown)
+
+
+@dataclass
+class TableRow:
+    """One table of the annex: the rounds it sat and the statements it handed in."""
+
+    table: str
+    rounds: int
+    n_statements: int
+    topics: str
 
 
 @dataclass
@@ -82,15 +114,38 @@ class Paper:
     title: str
     event: str
     n_tables: int
-    n_sessions: int
+    n_sessions: int  # table sessions: a table in one round
     n_statements: int
     n_themes: int
     sessions: list[SessionSection]
     languages: list[LanguageCount] = field(default_factory=list)
+    date: str = ""
+    place: str = ""
+    organisers: list[str] = field(default_factory=list)
+    introduction: str = ""  # the editors' (Markdown)
+    summary: list[KeyRecommendation] = field(default_factory=list)  # across the event
+    n_unassigned: int = 0  # answers in no theme
+    n_remarks: int = 0  # remarks about the session, never a recommendation
+    drafts: int = 0  # recommendations no editor has approved yet (the paper is marked DRAFT)
+    tables: list[TableRow] = field(default_factory=list)
 
     @property
     def n_awaiting(self) -> int:
         return sum(count.n_awaiting for count in self.languages)
+
+    @property
+    def recommendations(self) -> list[tuple[TopicSection, QuestionSection, Recommendation]]:
+        return [
+            (topic, question, r)
+            for session in self.sessions
+            for topic in session.topics
+            for question in topic.questions
+            for r in question.recommendations
+        ]
+
+
+KEY_PER_TOPIC = 3  # a topic's key recommendations
+SUMMARY_SIZE = 8  # the executive summary's
 
 
 def _examples(theme: Mapping[str, Any], by_id: dict[str, dict[str, Any]]) -> list[Example]:
@@ -107,11 +162,67 @@ def _examples(theme: Mapping[str, Any], by_id: dict[str, dict[str, Any]]) -> lis
         seen_tables.add(row["table"])
         seen_texts.add(key)
         examples.append(
-            Example(row["text"], f"{row['table']}, round {row['round']}", str(row.get("text_en") or ""))
+            Example(
+                readable_quote(row["text"]),
+                f"{row['table']}, round {row['round']}",
+                str(row.get("text_en") or ""),
+            )
         )
         if len(examples) == EXAMPLES_PER_THEME:
             break
     return examples
+
+
+# "+1", "+2 " before a note: a vote, not part of what was said
+_LEADING_VOTE = re.compile(r"^\s*\+\d+\s*[:.)-]?\s*")
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _unshout(word: re.Match[str]) -> str:
+    """A word of a shouted note in lower case, unless it is short and no common word: an acronym (EU, DIH)."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    written = word.group()
+    return written.lower() if len(written) >= 4 or written.lower() in STOP_WORDS else written
+
+
+def readable_quote(text: str) -> str:
+    """A statement as the paper quotes it: without vote marker, agreement prefix, emphasis or shouting
+    ("DATA!! MEASURE YOUR FOOTPRINT" → "Data! measure your footprint"), with a capital first; the export
+    keeps it verbatim."""
+    text = _LEADING_VOTE.sub("", text) or text
+    letters = [c for c in text if c.isalpha()]
+    if len(text.split()) > 1 and letters and sum(c.isupper() for c in letters) >= 0.6 * len(letters):
+        text = _WORD.sub(_unshout, text)
+    return recommendation_text(text)
+
+
+def _strongest(topic: TopicSection, anchor_of: dict[str, str], size: int) -> list[KeyRecommendation]:
+    """A topic's recommendations raised at the largest share of their question's table sessions."""
+    ranked = sorted(
+        (
+            KeyRecommendation(topic.title, q.text, anchor_of[q.id], r)
+            for q in topic.questions
+            for r in q.recommendations
+            if r.n_tables > 1
+        ),
+        key=lambda k: (-k.recommendation.share, -k.recommendation.n_tables, k.recommendation.rank),
+    )
+    return ranked[:size]
+
+
+def _table_rows(statements: pd.DataFrame) -> list[TableRow]:
+    rows = []
+    for table, mine in statements.groupby("table", sort=True):
+        rows.append(
+            TableRow(
+                str(table),
+                int(mine["round"].nunique()),
+                len(mine),
+                ", ".join(sorted(mine["topic"].astype(str).unique())),
+            )
+        )
+    return rows
 
 
 def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) -> Paper:
@@ -146,11 +257,12 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
     empty = {str(c): 0 for c in counts.columns}
     sessions = []
     for session in event.sessions:
-        session_section = SessionSection(session.id, session.title)
+        session_section = SessionSection(session.id, session.title, introduction=session.introduction)
         for topic in session.topics:
             topic_section = TopicSection(topic.id, topic.title, topic.kind)
             for question in topic.questions:
                 ranked = themes_of.get((topic.id, question.id), [])
+                counts_here = per_question.get((topic.id, question.id), empty)
                 recommendations = [
                     Recommendation(
                         int(t["rank"]),
@@ -161,19 +273,27 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
                         int(t["n_statements"]),
                         int(t["votes"]),
                         _examples(t, by_id),
+                        str(t.get("status") or "approved"),
+                        counts_here["n_sessions"],
                     )
                     for t in ranked
                 ]
                 topic_section.questions.append(
                     QuestionSection(
-                        question.id,
-                        question.text,
-                        recommendations=recommendations,
-                        **per_question.get((topic.id, question.id), empty),
+                        question.id, question.text, recommendations=recommendations, **counts_here
                     )
                 )
+            anchors = {q.id: f"{topic.id}-{q.id}" for q in topic.questions}
+            topic_section.key = _strongest(topic_section, anchors, KEY_PER_TOPIC)
             session_section.topics.append(topic_section)
         sessions.append(session_section)
+    every_topic = [t for s in sessions for t in s.topics]
+    summary = sorted(
+        (k for t in every_topic for k in t.key[:1]),  # each topic's strongest, then the strongest overall
+        key=lambda k: (-k.recommendation.share, -k.recommendation.n_tables),
+    )[:SUMMARY_SIZE]
+    flags = statements["flag"] if "flag" in statements else pd.Series("", index=statements.index)
+    answers = flags == ""
     return Paper(
         title=event.title or event.id,
         event=event.id,
@@ -183,6 +303,15 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
         n_themes=len(themes),
         sessions=sessions,
         languages=language_counts(statements),
+        date=event.date,
+        place=event.place,
+        organisers=list(event.organisers),
+        introduction=event.introduction,
+        summary=summary,
+        n_unassigned=int((answers & (statements["theme_id"] == "")).sum()),
+        n_remarks=int((flags == Flag.OFF_TOPIC).sum()),
+        drafts=int((themes["status"] == "draft").sum()) if "status" in themes else 0,
+        tables=_table_rows(statements),
     )
 
 
@@ -219,7 +348,16 @@ def _environment(autoescape: bool) -> Environment:
         keep_trailing_newline=True,
     )
     env.globals["bar_chart"] = bar_chart
+    env.filters["markdown"] = markdown_html
+    env.filters["percent"] = lambda share: f"{share:.0%}"
     return env
+
+
+def markdown_html(text: str) -> Markup:
+    """The editors' Markdown (introductions) as HTML; HTML typed into it is shown as text, never run."""
+    from markdown_it import MarkdownIt
+
+    return Markup(MarkdownIt("commonmark", {"html": False}).render(text or ""))
 
 
 def render_markdown(paper: Paper) -> str:
@@ -230,28 +368,48 @@ def render_html(paper: Paper) -> str:
     return _environment(True).get_template("paper.html.j2").render(paper=paper)
 
 
-def bar_chart(section: QuestionSection, width: int = 560) -> str:
-    """An inline SVG bar per recommendation: tables that raised it, out of the tables that answered."""
-    from markupsafe import Markup, escape
+def render_pdf(html: str) -> bytes:
+    """The HTML paper as a PDF (WeasyPrint; A4, page numbers from the HTML's print styles). Nothing is
+    fetched: the paper is self-contained, and any other URL is refused."""
+    from weasyprint import HTML
 
-    bar_height, gap, label_width = 18, 6, 36
+    def no_fetching(url: str, *_: object, **__: object) -> dict[str, object]:
+        raise ValueError(f"the paper fetches nothing ({url[:60]})")
+
+    return bytes(HTML(string=html, url_fetcher=no_fetching).write_pdf())
+
+
+BAR_LABEL_CHARS = 90
+
+
+def bar_chart(section: QuestionSection, width: int = 640) -> Markup:
+    """An inline SVG bar per recommendation, labelled with its text and "N of M table sessions": the
+    table sessions that raised it, out of those that answered the question."""
+    row_height, bar_height, gap = 40, 14, 6
     rows = section.recommendations
-    height = len(rows) * (bar_height + gap) + gap
-    scale = (width - label_width - 60) / max(1, section.n_sessions)
+    height = len(rows) * row_height + gap
+    scale = (width - 170) / max(1, section.n_sessions)
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}" xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{escape(section.text)}: tables per recommendation</title>",
+        f'height="{height}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif">',
+        f"<title>{escape(section.text)}: table sessions per recommendation</title>",
     ]
     for i, r in enumerate(rows):
-        y = gap + i * (bar_height + gap)
+        y = gap + i * row_height
+        label = r.text if len(r.text) <= BAR_LABEL_CHARS else r.text[: BAR_LABEL_CHARS - 1].rstrip() + "…"
         length = max(2.0, r.n_tables * scale)
         parts.append(
-            f'<text x="0" y="{y + 13}" class="rank">{r.rank}</text>'
-            f'<rect x="{label_width}" y="{y}" width="{length:.1f}" height="{bar_height}" rx="3">'
-            f"<title>{escape(r.text)}</title></rect>"
-            f'<text x="{label_width + length + 6:.1f}" y="{y + 13}">{r.n_tables} of '
-            f"{section.n_sessions}</text>"
+            f'<text x="0" y="{y + 11}" font-size="12" fill="#1d2733">{r.rank}. {escape(label)}</text>'
+            f'<rect x="0" y="{y + 16}" width="{length:.1f}" height="{bar_height}" rx="3" fill="#003399"/>'
+            f'<text x="{length + 6:.1f}" y="{y + 27}" font-size="12" fill="#4a5a6a">{r.n_tables} of '
+            f"{section.n_sessions} table sessions</text>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def chart_png(section: QuestionSection) -> bytes:
+    """``bar_chart`` as a PNG, for documents that take images (the DOCX)."""
+    import cairosvg
+
+    return bytes(cairosvg.svg2png(bytestring=str(bar_chart(section)).encode(), output_width=1280))

@@ -1,0 +1,176 @@
+"""The output paper as a Word document for the editorial team (python-docx): the HTML paper's sections as
+headings, numbered recommendations, the charts as images and the annexes as tables. Note text goes in as
+text runs, which Word never reads as markup."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from docx import Document
+from docx.document import Document as WordDocument
+from docx.enum.text import WD_ALIGN_PARAGRAPH
+from docx.shared import Cm, Pt, RGBColor
+
+from pipeline.paper import Paper, Recommendation, chart_png
+
+BLUE = RGBColor(0x00, 0x33, 0x99)
+RED = RGBColor(0xB0, 0x00, 0x20)
+GREY = RGBColor(0x4A, 0x5A, 0x6A)
+# characters XML 1.0 cannot hold: a note carrying one would make the document unreadable
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _text(value: object) -> str:
+    return _NOT_XML.sub("", str(value))
+
+
+def _support(doc: WordDocument, text: str) -> None:
+    run = doc.add_paragraph().add_run(_text(text))
+    run.font.size, run.font.color.rgb = Pt(9), GREY
+
+
+def _recommendation(doc: WordDocument, r: Recommendation, n_sessions: int) -> None:
+    item = doc.add_paragraph(style="List Number")
+    item.add_run(_text(r.text)).bold = True
+    if r.status == "draft":
+        draft = item.add_run("  draft")
+        draft.font.color.rgb, draft.font.size = RED, Pt(8)
+    votes = f" · {r.votes} vote{'s' if r.votes != 1 else ''}" if r.votes else ""
+    _support(
+        doc, f"raised at {r.n_tables} of {n_sessions} table sessions{votes} · {r.n_statements} statements"
+    )
+    for e in r.examples:
+        quote = f"“{e.text}”" + (f" [en: {e.translation}]" if e.translation else "") + f" ({e.table})"
+        doc.add_paragraph(_text(quote), style="List Bullet 2")
+
+
+def _table(doc: WordDocument, header: list[str], rows: list[list[object]]) -> None:
+    table = doc.add_table(rows=1, cols=len(header))
+    table.style = "Light List Accent 1"
+    for cell, title in zip(table.rows[0].cells, header, strict=True):
+        cell.text = title
+    for row in rows:
+        for cell, value in zip(table.add_row().cells, row, strict=True):
+            cell.text = _text(value)
+
+
+def _markdown_paragraphs(doc: WordDocument, text: str) -> None:
+    """The editors' Markdown, paragraph by paragraph (emphasis marks dropped)."""
+    for block in re.split(r"\n\s*\n", text.strip()):
+        plain = re.sub(r"^\s*(#+|>)\s*", "", " ".join(block.split()))  # a heading or quote mark
+        plain = re.sub(r"\*\*|__|\*|`", "", plain)  # emphasis and code marks
+        if plain:
+            doc.add_paragraph(_text(plain))
+
+
+def render_docx(paper: Paper) -> bytes:
+    doc = Document()
+    for section in doc.sections:
+        section.left_margin = section.right_margin = Cm(2)
+    doc.styles["Normal"].font.name = "Calibri"
+    doc.styles["Normal"].font.size = Pt(10.5)
+
+    doc.add_heading(_text(paper.title), level=0)
+    meta = " · ".join(p for p in ("Output paper", paper.date, paper.place) if p)
+    _support(doc, meta)
+    if paper.organisers:
+        _support(doc, "Organised by " + ", ".join(paper.organisers))
+    if paper.drafts:
+        mark = doc.add_paragraph().add_run(
+            f"DRAFT · {paper.drafts} recommendation{'s' if paper.drafts != 1 else ''} not yet approved by "
+            "the editors"
+        )
+        mark.bold, mark.font.color.rgb = True, RED
+    doc.add_paragraph(
+        f"{paper.n_tables} tables · {paper.n_sessions} table sessions · {paper.n_statements} statements · "
+        f"{paper.n_themes} recommendation{'s' if paper.n_themes != 1 else ''}"
+    )
+
+    doc.add_heading("Executive summary", level=1)
+    doc.add_paragraph(
+        "The points raised at the largest share of the table sessions that answered their question, the "
+        "strongest of each topic:"
+    )
+    for k in paper.summary:
+        item = doc.add_paragraph(style="List Number")
+        item.add_run(_text(k.recommendation.text)).bold = True
+        item.add_run(
+            _text(
+                f" ({k.topic}: {k.recommendation.n_tables} of {k.recommendation.n_sessions} table sessions)"
+            )
+        )
+    if paper.introduction:
+        doc.add_heading("Introduction", level=1)
+        _markdown_paragraphs(doc, paper.introduction)
+
+    doc.add_heading("Key recommendations per topic", level=1)
+    for session in paper.sessions:
+        for topic in session.topics:
+            doc.add_heading(_text(f"{topic.title} ({topic.kind})"), level=3)
+            for k in topic.key:
+                r = k.recommendation
+                doc.add_paragraph(
+                    _text(f"{r.text} ({r.n_tables} of {r.n_sessions} table sessions; “{k.question}”)"),
+                    style="List Bullet",
+                )
+
+    doc.add_heading("How this paper was made", level=1)
+    doc.add_paragraph(
+        f"Table hosts took notes at {paper.n_tables} tables in {paper.n_sessions} table sessions (a table in "
+        f"one round). Harvest split the notes into {paper.n_statements} statements, grouped the statements "
+        "that make the same point within each question, and ranked the recommendations by how many table "
+        f"sessions raised them; votes break ties. {paper.n_remarks} remarks about the sessions are left out; "
+        f"{paper.n_unassigned} statements are in no recommendation. Quotes are lightly cleaned for reading; "
+        "the export (statements.csv, themes.csv) keeps them as written."
+    )
+    if paper.languages:
+        doc.add_paragraph(
+            "Notes in other languages: "
+            + "; ".join(
+                f"{c.language} {c.n_statements} ({c.n_glossed} translated, {c.n_placed} placed by the "
+                f"multilingual model, {c.n_awaiting} awaiting translation)"
+                for c in paper.languages
+            )
+            + "."
+        )
+
+    for session in paper.sessions:
+        doc.add_heading(_text(session.title or session.id), level=1)
+        if session.introduction:
+            _markdown_paragraphs(doc, session.introduction)
+        for topic in session.topics:
+            doc.add_heading(_text(f"{topic.title} ({topic.kind})"), level=2)
+            for q in topic.questions:
+                doc.add_heading(_text(q.text), level=3)
+                _support(doc, f"{q.n_sessions} table sessions answered · {q.n_statements} statements")
+                if not q.recommendations:
+                    doc.add_paragraph("No recommendation was raised at more than one table session.")
+                    continue
+                doc.add_picture(io.BytesIO(chart_png(q)), width=Cm(16))
+                doc.paragraphs[-1].alignment = WD_ALIGN_PARAGRAPH.LEFT
+                for r in q.recommendations:
+                    _recommendation(doc, r, q.n_sessions)
+
+    doc.add_heading("Annex: every recommendation and its support", level=1)
+    _table(
+        doc,
+        ["Topic", "#", "Recommendation", "Table sessions", "Statements", "Id (export)"],
+        [
+            [t.title, r.rank, r.text, f"{r.n_tables} of {q.n_sessions}", r.n_statements, r.theme_id]
+            for t, q, r in paper.recommendations
+        ],
+    )
+    doc.add_heading("Annex: the tables", level=1)
+    _table(
+        doc,
+        ["Table", "Rounds", "Statements", "Topics"],
+        [[t.table, t.rounds, t.n_statements, t.topics] for t in paper.tables],
+    )
+    for heading in doc.paragraphs:
+        if heading.style is not None and str(heading.style.name).startswith("Heading"):
+            for run in heading.runs:
+                run.font.color.rgb = BLUE
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()

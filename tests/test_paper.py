@@ -1,0 +1,164 @@
+"""The output paper in every format: the sections an organiser publishes (title page, contents, executive
+summary, key recommendations, methodology, annexes), the DOCX read back, the PDF rendered to images, the
+HTML's anchors in Chromium, and quotes cleaned for reading while the export keeps them verbatim."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from docx import Document
+
+from flows.harvest import harvest_event
+from pipeline.event import load_event
+from pipeline.paper import build_paper, readable_quote
+from pipeline.schema import NOT_IN_PAPER
+from tests.conftest import FIXTURES
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_ephemeral")]
+SECTIONS = [
+    "Executive summary",
+    "Introduction",
+    "Key recommendations per topic",
+    "How this paper was made",
+    "World cafe",
+    "Annex: every recommendation and its support",
+    "Annex: the tables",
+]
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory, prefect_ephemeral: None) -> Path:
+    """The mini event with its title page and introductions in event.yaml, run once."""
+    root = tmp_path_factory.mktemp("paper")
+    event_dir = root / "mini-event"
+    shutil.copytree(FIXTURES / "mini-event", event_dir)
+    definition = yaml.safe_load((event_dir / "event.yaml").read_text())
+    definition |= {
+        "date": "8-9 December 2020",
+        "place": "Online",
+        "organisers": ["European Commission", "Host city <Berlin>"],
+        "introduction": "The **world café** asked *two* questions.\n\n<script>alert('intro')</script>",
+    }
+    definition["sessions"][0]["introduction"] = "Tables met in two rounds."
+    (event_dir / "event.yaml").write_text(yaml.safe_dump(definition))
+    harvest_event(event_dir, root / "data")
+    return root / "data" / "processed" / "mini"
+
+
+def _paper(published: Path):
+    themes = pd.read_parquet(published / "review_themes.parquet")
+    event = load_event(published.parents[2] / "mini-event")
+    return build_paper(
+        event, pd.read_parquet(published / "statements.parquet"), themes[~themes.status.isin(NOT_IN_PAPER)]
+    )
+
+
+def test_the_markdown_paper_has_every_section_and_marks_itself_a_draft(published: Path) -> None:
+    md = (published / "paper.md").read_text()
+    for section in SECTIONS:
+        assert f"## {section}" in md, section
+    assert "*8-9 December 2020 · Online*" in md and "Organised by European Commission" in md
+    assert "**DRAFT:" in md  # no editor has approved anything yet
+    assert "table sessions" in md and "raised at" in md
+    assert "Theme: " not in md  # the machine's keyword labels are for editors, not for the public
+
+
+def test_the_docx_reads_back_with_its_headings_recommendations_and_charts(published: Path) -> None:
+    paper = _paper(published)
+    document = Document(io.BytesIO((published / "paper.docx").read_bytes()))
+    headings = [p.text for p in document.paragraphs if p.style.name.startswith(("Heading", "Title"))]
+    assert headings[0] == paper.title
+    for section in SECTIONS:
+        assert section in headings, section
+    numbered = [p for p in document.paragraphs if p.style.name == "List Number"]
+    assert len(numbered) == len(paper.summary) + len(paper.recommendations)
+    first = paper.recommendations[0][2]
+    assert any(p.text.startswith(first.text) for p in numbered)
+    charts = [q for s in paper.sessions for t in s.topics for q in t.questions if q.recommendations]
+    assert len(document.inline_shapes) == len(charts)  # one bar chart per question, as an image
+    assert len(document.tables) == 2 and len(document.tables[1].rows) == 1 + len(paper.tables)
+    body = "\n".join(p.text for p in document.paragraphs)
+    assert "<script>alert('intro')</script>" in body  # the editors' text as text, never markup
+
+
+def test_the_pdf_has_its_pages_and_looks_like_the_paper(published: Path) -> None:
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument((published / "paper.pdf").read_bytes())
+    assert len(pdf) >= 4
+    first = pdf[0].get_textpage().get_text_range()
+    assert "Mini event" in first and "8-9 December 2020" in first and "DRAFT" in first
+    text = "\n".join(pdf[i].get_textpage().get_text_range() for i in range(len(pdf)))
+    for section in ("Executive summary", "Key recommendations per topic", "Annex: the tables"):
+        assert section in text
+    folder = os.environ.get("HARVEST_SCREENSHOTS")
+    if folder:
+        for index in (0, 2, 5):
+            pdf[min(index, len(pdf) - 1)].render(scale=1.2).to_pil().save(
+                Path(folder) / f"paper-pdf-{index + 1}.png"
+            )
+
+
+def test_the_html_paper_links_every_section_and_escapes_the_editors_text(published: Path, browser) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto((published / "paper.html").as_uri())
+    targets = page.eval_on_selector_all("a[href^='#']", "links => links.map(a => a.getAttribute('href'))")
+    assert len(targets) > 10
+    missing = [t for t in targets if page.locator(f"[id='{t[1:]}']").count() != 1]
+    assert missing == []  # the contents, the summary's and the annex's links all land
+    assert page.locator("#introduction strong").inner_text() == "world café"  # Markdown rendered
+    assert "<script>alert('intro')</script>" in page.locator("#introduction").inner_text()  # shown, not run
+    assert page.locator("script").count() == 0
+    assert page.locator("#draft-mark").is_visible()
+    chart = page.locator("figure svg.chart").first
+    assert "of " in chart.inner_html() and "table sessions" in chart.inner_html()  # labelled bars
+    folder = os.environ.get("HARVEST_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / "paper-html.png"))
+        docx = __import__("mammoth").convert_to_html(io.BytesIO((published / "paper.docx").read_bytes()))
+        page.set_content(
+            f"<body style='font-family:sans-serif;max-width:50rem;margin:2rem auto'>{docx.value}</body>"
+        )
+        page.screenshot(path=str(Path(folder) / "paper-docx.png"))
+    page.close()
+
+
+@pytest.mark.parametrize(
+    ("written", "quoted"),
+    [
+        ("agree: the cluster managers", "The cluster managers"),
+        ("DATA!! MEASURE YOUR FOOTPRINT FOR THE EU", "Data! measure your footprint for the EU"),
+        ("+1 more funding for SMEs", "More funding for SMEs"),
+        ("Support the EU DIH network", "Support the EU DIH network"),
+    ],
+)
+def test_quotes_are_cleaned_for_reading(written: str, quoted: str) -> None:
+    assert readable_quote(written) == quoted
+
+
+def test_the_export_keeps_the_notes_verbatim(published: Path) -> None:
+    statements = pd.read_csv(published / "statements.csv", keep_default_na=False)
+    assert "SMEs + large firms + start-ups = all needed!!" in set(statements.text)
+
+
+def test_approved_only_publishes_the_editors_approvals_without_a_draft_mark(published: Path) -> None:
+    from pipeline.config import Settings
+    from pipeline.paper import render_markdown
+    from pipeline.publish import in_paper
+
+    themes = pd.read_parquet(published / "review_themes.parquet")
+    answers = themes[themes.status == "draft"]
+    themes.loc[answers.index[0], "status"] = "approved"
+    event = load_event(published.parents[2] / "mini-event")
+    statements = pd.read_parquet(published / "statements.parquet")
+    paper = build_paper(event, statements, in_paper(themes, Settings(paper_approved_only=True)))
+    assert [r.theme_id for _, _, r in paper.recommendations] == [answers.theme_id.iloc[0]]
+    assert paper.drafts == 0 and "DRAFT" not in render_markdown(paper)
+    everything = build_paper(event, statements, in_paper(themes, Settings()))
+    assert everything.drafts == len(answers) - 1 and len(everything.recommendations) == len(answers)
