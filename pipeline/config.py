@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from pipeline.chatter import ChatterParams
+from pipeline.crosscutting import CrossCuttingParams
 from pipeline.encoders import DEFAULT_EMBEDDING_MODEL, Backend, EncoderSpec
 from pipeline.labels import RECOMMENDATION_PARTS
 from pipeline.languages import BridgeParams
@@ -116,6 +117,10 @@ class Settings(BaseSettings):
     )
 
     # --- the paper
+    cross_cutting: CrossCuttingParams = Field(
+        default_factory=CrossCuttingParams,
+        description="Themes raised under several topics (pipeline.crosscutting.CrossCuttingParams).",
+    )
     paper_approved_only: bool = Field(
         default=False,
         description="Publish only the recommendations editors approved (no DRAFT mark); by default the "

@@ -15,16 +15,25 @@ import pandas as pd
 
 from pipeline.agreement import editor_agreement
 from pipeline.config import Settings
+from pipeline.crosscutting import find_cross_cutting, with_decisions
 from pipeline.db import load_state, session_scope
 from pipeline.embed import cached_embeddings, embed_texts
 from pipeline.event import Event
-from pipeline.export import themed_statements, write_exports
+from pipeline.export import spreadsheet_safe, themed_statements, write_exports
 from pipeline.ingest import build_statements
 from pipeline.paper import Paper, build_paper, render_html, render_markdown, render_pdf
 from pipeline.paper.word import render_docx
 from pipeline.review import ReviewState, apply_review, relocate
 from pipeline.schema import NOT_IN_PAPER, STATEMENTS, ThemeStatus, conform
-from pipeline.store import Layout, read_derived, unsynced_writes, write_bytes, write_parquet, write_text
+from pipeline.store import (
+    Layout,
+    read_derived,
+    unsynced_writes,
+    write_bytes,
+    write_csv,
+    write_parquet,
+    write_text,
+)
 from pipeline.suggestions import suggest
 from pipeline.themes import model_views
 
@@ -74,7 +83,21 @@ def publish(
             state = load_state(session, event.id)
     embeddings = embeddings.astype(np.float32, copy=False)  # as read from the cache: the same either way
     statements = relocate(statements, state)  # statements an editor moved to another question
-    unmatched = state.unmatched(machine[1]["theme_id"])
+    assignments, themes = apply_review(
+        statements, embeddings, *machine, state, event.glossary_for, settings.themes.merge_similarity
+    )
+    published = in_paper(themes, settings)
+    cross = with_decisions(
+        find_cross_cutting(
+            published,
+            assignments,
+            embeddings,
+            read_derived(layout.cross_cutting),
+            settings.cross_cutting,
+        ),
+        state.themes,
+    )
+    unmatched = state.unmatched([*machine[1]["theme_id"], *cross["cross_id"]])
     if unmatched:
         log.warning(
             "%s: %d editors' decisions match no theme of this run (their themes are gone, e.g. after the "
@@ -83,16 +106,15 @@ def publish(
             len(unmatched),
             ", ".join(unmatched[:5]),
         )
-    assignments, themes = apply_review(
-        statements, embeddings, *machine, state, event.glossary_for, settings.themes.merge_similarity
-    )
     export = themed_statements(statements, assignments, themes)
     write_exports(layout, export, themes)
+    write_parquet(layout.cross_cutting, cross)
+    write_csv(layout.cross_cutting.with_suffix(".csv"), spreadsheet_safe(cross))
     agreement = editor_agreement(machine[0], export, state)
     write_text(layout.agreement, json.dumps(agreement.as_dict(), indent=1))
     offered = suggest(statements, embeddings, assignments, themes, settings.themes.merge_similarity)
     write_text(layout.suggestions, json.dumps(offered.as_dict(), indent=1))
-    paper = build_paper(event, export, in_paper(themes, settings))
+    paper = build_paper(event, export, published, cross[cross.status != ThemeStatus.REJECTED])
     write_paper(layout, paper, documents)
     return Published(export, themes, unmatched)
 
@@ -159,7 +181,9 @@ def paper_document(layout: Layout, event: Event, settings: Settings, name: str) 
     if path.exists():
         return path.read_bytes()
     themes = pd.read_parquet(layout.review_themes)
-    paper = build_paper(event, pd.read_parquet(layout.statements), in_paper(themes, settings))
+    cross = read_derived(layout.cross_cutting)
+    cross = cross[cross.status != ThemeStatus.REJECTED] if cross is not None else None
+    paper = build_paper(event, pd.read_parquet(layout.statements), in_paper(themes, settings), cross)
     return render_docx(paper) if name == "paper.docx" else render_pdf(render_html(paper))
 
 

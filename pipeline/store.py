@@ -145,6 +145,11 @@ class Layout:
         return self.processed / "paper.html"
 
     @property
+    def cross_cutting(self) -> Path:
+        """Themes raised under several topics (``pipeline.crosscutting``), with ``cross_cutting.csv``."""
+        return self.processed / "cross_cutting.parquet"
+
+    @property
     def paper_docx(self) -> Path:
         return self.processed / "paper.docx"
 

@@ -162,3 +162,46 @@ def test_approved_only_publishes_the_editors_approvals_without_a_draft_mark(publ
     assert paper.drafts == 0 and "DRAFT" not in render_markdown(paper)
     everything = build_paper(event, statements, in_paper(themes, Settings()))
     assert everything.drafts == len(answers) - 1 and len(everything.recommendations) == len(answers)
+
+
+def test_editors_rename_confirm_and_dismiss_a_cross_cutting_theme(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from pipeline import db
+    from pipeline.config import Settings
+    from tests.test_web import _csrf, _sign_in
+    from web.app import create_app
+
+    monkeypatch.setenv("HARVEST_CROSS_CUTTING__MIN_SIMILARITY", "0.2")  # the mini event's two topics meet
+    event_dir = tmp_path / "mini-event"
+    shutil.copytree(FIXTURES / "mini-event", event_dir)
+    settings = Settings(data_dir=tmp_path / "data", secret_key="test-secret")
+    harvest_event(event_dir, settings.data_dir)
+    out = settings.data_dir / "processed" / "mini"
+    cross = pd.read_parquet(out / "cross_cutting.parquet")
+    assert len(cross) >= 1 and (cross.n_topics >= 2).all()
+    assert "## Cross-cutting recommendations" in (out / "paper.md").read_text()
+    cross_id = cross.cross_id.iloc[0]
+    with db.session_scope(settings.database_url) as session:
+        db.add_user(session, "editor", "correct horse")
+    client = TestClient(create_app([event_dir], settings))
+    _sign_in(client)
+
+    def act(action: str, label: str = "") -> str:
+        page = client.get("/e/mini/review").text
+        data = {"csrf": _csrf(page), "action": action, "label": label}
+        return client.post(f"/e/mini/cross/{cross_id}", data=data).text
+
+    assert "Cross-cutting themes" in client.get("/e/mini/review").text
+    assert "Done: cross-cutting theme rename" in act("rename", "Money must reach SMEs through clusters")
+    assert "**Money must reach SMEs through clusters**" in (out / "paper.md").read_text()
+    act("approved")
+    assert pd.read_csv(out / "cross_cutting.csv").set_index("cross_id").loc[cross_id, "status"] == "approved"
+    act("rejected")  # dismissed: not in the paper
+    assert "Money must reach SMEs through clusters" not in (out / "paper.md").read_text()
+    assert "Not done: unknown action" in act("publish")
+    harvest_event(event_dir, settings.data_dir)  # the decisions survive the next run
+    again = pd.read_parquet(out / "cross_cutting.parquet").set_index("cross_id").loc[cross_id]
+    assert (again.label, again.status) == ("Money must reach SMEs through clusters", "rejected")

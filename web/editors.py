@@ -9,10 +9,11 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from pipeline import db, editing
+from pipeline.crosscutting import CROSS_TOPIC
 from pipeline.ingest import decide_pending
 from pipeline.publish import paper_document, refresh_after_ingest
-from pipeline.schema import LanguageRoute, ThemeStatus
-from pipeline.store import Manifest, read_derived_json
+from pipeline.schema import EDITOR_STATUSES, LanguageRoute, ThemeStatus
+from pipeline.store import Manifest, read_derived, read_derived_json
 from pipeline.suggestions import Suggestions
 from web.common import EventSite, check_csrf, editor, harvest, outputs, redirect, render, site_of
 
@@ -52,6 +53,7 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
         "awaiting": int((statements.language_route == LanguageRoute.AWAITING).sum()),
     }
     manifest = Manifest.load(site.layout)
+    cross = read_derived(site.layout.cross_cutting)
     needs_review = request.query_params.get("show") == "needs-review"
     agreement = read_derived_json(site.layout.agreement)
     return render(
@@ -64,6 +66,8 @@ def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
         agreement=agreement if isinstance(agreement, dict) else None,
         downloads=DOWNLOADS,
         uploads=manifest.uploads[-15:][::-1],
+        cross=[] if cross is None else cross.to_dict("records"),
+        topic_titles={t.id: t.title for t in site.event.topics.values()},
         pending=manifest.pending(),
     )
 
@@ -340,6 +344,37 @@ def _done(action: editing.EditorAction, site: EventSite) -> str:
         text = where.text if where else action.target
         return f"{len(action.statement_ids)} statement(s) moved to “{text}”, unassigned there"
     return action.name
+
+
+@router.post("/cross/{cross_id}", dependencies=[Depends(check_csrf)])
+async def cross_cutting(request: Request, event_id: str, cross_id: str, user: Editor) -> Response:
+    """Confirm, dismiss, reopen or rename a cross-cutting theme, like any theme (audited, undoable)."""
+    site = site_of(request, event_id)
+    form = await request.form()
+    action, label = str(form.get("action", "")), str(form.get("label", ""))
+    here = f"/e/{event_id}/review#cross-cutting"
+
+    def decide() -> int | None:
+        cross = read_derived(site.layout.cross_cutting)
+        if cross is None or cross_id not in set(cross["cross_id"]):
+            raise ValueError(f"no cross-cutting theme {cross_id} (a re-run may have changed it)")
+        with db.session_scope(harvest(request).database) as session:
+            if action == "rename":
+                editing.rename(session, event_id, user, cross_id, CROSS_TOPIC, "", label)
+            elif action in EDITOR_STATUSES:
+                editing.set_status(session, event_id, user, cross_id, CROSS_TOPIC, "", action)
+            else:
+                raise ValueError(f"unknown action {action!r}")
+            entry = db.latest_entry(session, event_id, user)
+        site.publish()
+        return entry
+
+    try:
+        entry = await run_in_threadpool(decide)
+    except ValueError as exc:
+        return redirect(here, f"Not done: {exc}", request)
+    undo = f"/e/{event_id}/audit/{entry}/undo" if entry else None
+    return redirect(here, f"Done: cross-cutting theme {action}", request, undo=undo)
 
 
 @router.post("/run", dependencies=[Depends(check_csrf)])

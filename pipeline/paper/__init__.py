@@ -100,6 +100,19 @@ class SessionSection:
 
 
 @dataclass
+class CrossCutting:
+    """A point raised under several topics (``pipeline.crosscutting``), with the recommendations it joins."""
+
+    rank: int
+    cross_id: str
+    label: str
+    n_tables: int  # table sessions that raised any of its recommendations
+    topics: list[str]  # titles
+    members: list[KeyRecommendation]
+    status: str = "draft"
+
+
+@dataclass
 class TableRow:
     """One table of the annex: the rounds it sat and the statements it handed in."""
 
@@ -128,6 +141,7 @@ class Paper:
     n_remarks: int = 0  # remarks about the session, never a recommendation
     drafts: int = 0  # recommendations no editor has approved yet (the paper is marked DRAFT)
     tables: list[TableRow] = field(default_factory=list)
+    cross_cutting: list[CrossCutting] = field(default_factory=list)
 
     @property
     def n_awaiting(self) -> int:
@@ -225,8 +239,41 @@ def _table_rows(statements: pd.DataFrame) -> list[TableRow]:
     return rows
 
 
-def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) -> Paper:
-    """Arrange the ranked themes as the paper's sections; ``statements`` carry theme_id and flag."""
+def _cross_cutting(cross: pd.DataFrame | None, sessions: list[SessionSection]) -> list[CrossCutting]:
+    """The cross-cutting themes whose recommendations are in the paper, each with those recommendations."""
+    if cross is None or cross.empty:
+        return []
+    where: dict[str, KeyRecommendation] = {}
+    for session in sessions:
+        for topic in session.topics:
+            for q in topic.questions:
+                for r in q.recommendations:
+                    where[r.theme_id] = KeyRecommendation(topic.title, q.text, f"{topic.id}-{q.id}", r)
+    found: list[CrossCutting] = []
+    for row in cross.sort_values("rank").to_dict("records"):
+        members = [where[t] for t in str(row["theme_ids"]).split("; ") if t in where]
+        if len({m.topic for m in members}) < 2:
+            continue
+        members.sort(key=lambda m: -m.recommendation.n_tables)
+        found.append(
+            CrossCutting(
+                len(found) + 1,
+                str(row["cross_id"]),
+                str(row["label"]),
+                int(row["n_tables"]),
+                list(dict.fromkeys(m.topic for m in members)),
+                members,
+                str(row["status"]),
+            )
+        )
+    return found
+
+
+def build_paper(
+    event: Event, statements: pd.DataFrame, themes: pd.DataFrame, cross: pd.DataFrame | None = None
+) -> Paper:
+    """Arrange the ranked themes as the paper's sections; ``statements`` carry theme_id and flag;
+    ``cross``: the cross-cutting themes to publish (``pipeline.crosscutting``)."""
     by_id = {
         str(r["statement_id"]): {str(k): v for k, v in r.items()}
         for r in statements.reindex(
@@ -312,6 +359,7 @@ def build_paper(event: Event, statements: pd.DataFrame, themes: pd.DataFrame) ->
         n_remarks=int((flags == Flag.OFF_TOPIC).sum()),
         drafts=int((themes["status"] == "draft").sum()) if "status" in themes else 0,
         tables=_table_rows(statements),
+        cross_cutting=_cross_cutting(cross, sessions),
     )
 
 

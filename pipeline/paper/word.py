@@ -115,6 +115,19 @@ def render_docx(paper: Paper) -> bytes:
                     style="List Bullet",
                 )
 
+    if paper.cross_cutting:
+        doc.add_heading("Cross-cutting recommendations", level=1)
+        doc.add_paragraph("Points raised under several topics, by the table sessions that raised them.")
+        for c in paper.cross_cutting:
+            item = doc.add_paragraph(style="List Number 2")
+            item.add_run(_text(c.label)).bold = True
+            _support(doc, f"raised at {c.n_tables} table sessions across " + ", ".join(c.topics))
+            for m in c.members:
+                doc.add_paragraph(
+                    _text(f"{m.recommendation.text} ({m.topic}, {m.recommendation.n_tables} table sessions)"),
+                    style="List Bullet 2",
+                )
+
     doc.add_heading("How this paper was made", level=1)
     doc.add_paragraph(
         f"Table hosts took notes at {paper.n_tables} tables in {paper.n_sessions} table sessions (a table in "
