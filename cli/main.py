@@ -130,6 +130,10 @@ def run(
         f"files: {summary['accepted']} new, {summary['unchanged']} unchanged, {summary['rejected']} rejected"
     )
     typer.echo(f"export and paper in {summary['out']}")
+    if summary["polls"] or summary["polls_rejected"]:
+        typer.echo(f"live polls: {summary['polls']} questions, {summary['polls_rejected']} files rejected")
+    if summary["polls_rejected"]:
+        typer.secho("a poll file was rejected: its problems are in the log above", fg="yellow", err=True)
     if summary["unmatched_decisions"]:
         typer.secho(
             f"{summary['unmatched_decisions']} editors' decisions match no theme of this run: their themes "

@@ -28,10 +28,11 @@ from pipeline.event import Event, load_event
 from pipeline.incremental import RunPlan, combine, plan_run, save_run, topic_and_question
 from pipeline.ingest import EVENT_FOLDER, build_statements, discover_note_files, ingest_paths
 from pipeline.languages import place_languages, with_translations
+from pipeline.polls import read_event_polls
 from pipeline.publish import Published, publish
 from pipeline.schema import Flag, ThemeStatus, UploadStatus
 from pipeline.statements import load_nlp
-from pipeline.store import Generation, Layout, remove_stale_temp_files
+from pipeline.store import Generation, Layout, remove_stale_temp_files, write_parquet
 from pipeline.synthesis import SynthesisParams, event_flags, models_id, synthesise_question
 from pipeline.themes import model_views
 
@@ -225,7 +226,16 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
     ingest_counts = ingest_event_folder(event_dir, event, layout, settings.max_upload_bytes)
     lap("ingest")
     with layout.generation() as new:  # the outputs switch to this run's at its end, all at once
-        return _synthesise(event, layout, new, settings, ingest_counts, lap)
+        polls, poll_errors = read_event_polls(event_dir, event)
+        for error in poll_errors:
+            get_run_logger().warning("poll file rejected, fix it and run again:\n%s", error)
+        write_parquet(new.layout.polls, polls)
+        counts = {
+            **ingest_counts,
+            "polls": int(polls[["session", "question"]].drop_duplicates().shape[0]),
+            "polls_rejected": len(poll_errors),
+        }
+        return _synthesise(event, layout, new, settings, counts, lap)
 
 
 def _synthesise(
@@ -275,6 +285,7 @@ def _synthesise(
         )
     assignment_frame, themes_frame = combine(plan, {key: f.result() for key, f in futures.items()})
     lap("themes")
+
     published = save_and_publish(
         event, layout, new, settings, plan, statements, embeddings, (assignment_frame, themes_frame)
     )

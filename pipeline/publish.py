@@ -114,7 +114,8 @@ def publish(
     write_text(layout.agreement, json.dumps(agreement.as_dict(), indent=1))
     offered = suggest(statements, embeddings, assignments, themes, settings.themes.merge_similarity)
     write_text(layout.suggestions, json.dumps(offered.as_dict(), indent=1))
-    paper = build_paper(event, export, published, cross[cross.status != ThemeStatus.REJECTED])
+    shown = cross[cross.status != ThemeStatus.REJECTED]
+    paper = build_paper(event, export, published, shown, read_derived(layout.polls))
     write_paper(layout, paper, documents)
     return Published(export, themes, unmatched)
 
@@ -183,7 +184,8 @@ def paper_document(layout: Layout, event: Event, settings: Settings, name: str) 
     themes = pd.read_parquet(layout.review_themes)
     cross = read_derived(layout.cross_cutting)
     cross = cross[cross.status != ThemeStatus.REJECTED] if cross is not None else None
-    paper = build_paper(event, pd.read_parquet(layout.statements), in_paper(themes, settings), cross)
+    statements = pd.read_parquet(layout.statements)
+    paper = build_paper(event, statements, in_paper(themes, settings), cross, read_derived(layout.polls))
     return render_docx(paper) if name == "paper.docx" else render_pdf(render_html(paper))
 
 

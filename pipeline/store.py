@@ -145,6 +145,11 @@ class Layout:
         return self.processed / "paper.html"
 
     @property
+    def polls(self) -> Path:
+        """The live polls of the event folder's ``polls/`` as the last run read them (``pipeline.polls``)."""
+        return self.processed / "polls.parquet"
+
+    @property
     def cross_cutting(self) -> Path:
         """Themes raised under several topics (``pipeline.crosscutting``), with ``cross_cutting.csv``."""
         return self.processed / "cross_cutting.parquet"

@@ -47,7 +47,14 @@ def published(tmp_path_factory: pytest.TempPathFactory, prefect_ephemeral: None)
     }
     definition["sessions"][0]["introduction"] = "Tables met in two rounds."
     (event_dir / "event.yaml").write_text(yaml.safe_dump(definition))
-    harvest_event(event_dir, root / "data")
+    (event_dir / "polls").mkdir()
+    question = "How can authorities help?"
+    (event_dir / "polls" / "support.csv").write_text(
+        f"question,option,percent\n{question},Invest,35\n{question},Simplify,14\n"
+    )
+    (event_dir / "polls" / "broken.csv").write_text("question,option,votes\nA broken poll,Yes,many\n")
+    summary = harvest_event(event_dir, root / "data")
+    assert (summary["polls"], summary["polls_rejected"]) == (1, 1)
     return root / "data" / "processed" / "mini"
 
 
@@ -55,7 +62,11 @@ def _paper(published: Path):
     themes = pd.read_parquet(published / "review_themes.parquet")
     event = load_event(published.parents[2] / "mini-event")
     return build_paper(
-        event, pd.read_parquet(published / "statements.parquet"), themes[~themes.status.isin(NOT_IN_PAPER)]
+        event,
+        pd.read_parquet(published / "statements.parquet"),
+        themes[~themes.status.isin(NOT_IN_PAPER)],
+        pd.read_parquet(published / "cross_cutting.parquet"),
+        pd.read_parquet(published / "polls.parquet"),
     )
 
 
@@ -67,6 +78,7 @@ def test_the_markdown_paper_has_every_section_and_marks_itself_a_draft(published
     assert "**DRAFT:" in md  # no editor has approved anything yet
     assert "table sessions" in md and "raised at" in md
     assert "Theme: " not in md  # the machine's keyword labels are for editors, not for the public
+    assert "### Live polls" in md and "1. Invest (35 %)" in md and "A broken poll" not in md
 
 
 def test_the_docx_reads_back_with_its_headings_recommendations_and_charts(published: Path) -> None:
@@ -81,7 +93,8 @@ def test_the_docx_reads_back_with_its_headings_recommendations_and_charts(publis
     first = paper.recommendations[0][2]
     assert any(p.text.startswith(first.text) for p in numbered)
     charts = [q for s in paper.sessions for t in s.topics for q in t.questions if q.recommendations]
-    assert len(document.inline_shapes) == len(charts)  # one bar chart per question, as an image
+    polls = [p for s in paper.sessions for p in s.polls]
+    assert len(document.inline_shapes) == len(charts) + len(polls)  # a bar chart per question and poll
     assert len(document.tables) == 2 and len(document.tables[1].rows) == 1 + len(paper.tables)
     body = "\n".join(p.text for p in document.paragraphs)
     assert "<script>alert('intro')</script>" in body  # the editors' text as text, never markup
@@ -116,7 +129,7 @@ def test_the_html_paper_links_every_section_and_escapes_the_editors_text(publish
     assert "<script>alert('intro')</script>" in page.locator("#introduction").inner_text()  # shown, not run
     assert page.locator("script").count() == 0
     assert page.locator("#draft-mark").is_visible()
-    chart = page.locator("figure svg.chart").first
+    chart = page.locator("figure svg.chart:not(.poll)").first
     assert "of " in chart.inner_html() and "table sessions" in chart.inner_html()  # labelled bars
     folder = os.environ.get("HARVEST_SCREENSHOTS")
     if folder:

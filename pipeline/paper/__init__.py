@@ -92,11 +92,28 @@ class TopicSection:
 
 
 @dataclass
+class Poll:
+    """One live-poll question of a session, its options best first (``pipeline.polls``)."""
+
+    question: str
+    measure: str  # votes | percent | rank
+    options: list[tuple[str, float]]
+
+    def shown(self, value: float) -> str:
+        if self.measure == "percent":
+            return f"{value:g} %"
+        if self.measure == "votes":
+            return f"{int(value)} vote{'s' if value != 1 else ''}"
+        return f"rank {int(value)}"
+
+
+@dataclass
 class SessionSection:
     id: str
     title: str
     topics: list[TopicSection] = field(default_factory=list)
     introduction: str = ""  # the editors' (Markdown)
+    polls: list[Poll] = field(default_factory=list)
 
 
 @dataclass
@@ -269,11 +286,28 @@ def _cross_cutting(cross: pd.DataFrame | None, sessions: list[SessionSection]) -
     return found
 
 
+def _polls(polls: pd.DataFrame | None, session: str) -> list[Poll]:
+    if polls is None or polls.empty:
+        return []
+    mine = polls[polls["session"] == session]
+    return [
+        Poll(
+            str(question), str(rows["measure"].iloc[0]), list(zip(rows["option"], rows["value"], strict=True))
+        )
+        for question, rows in mine.groupby("question", sort=False)
+    ]
+
+
 def build_paper(
-    event: Event, statements: pd.DataFrame, themes: pd.DataFrame, cross: pd.DataFrame | None = None
+    event: Event,
+    statements: pd.DataFrame,
+    themes: pd.DataFrame,
+    cross: pd.DataFrame | None = None,
+    polls: pd.DataFrame | None = None,
 ) -> Paper:
     """Arrange the ranked themes as the paper's sections; ``statements`` carry theme_id and flag;
-    ``cross``: the cross-cutting themes to publish (``pipeline.crosscutting``)."""
+    ``cross``: the cross-cutting themes to publish (``pipeline.crosscutting``); ``polls``: the live polls
+    (``pipeline.polls``)."""
     by_id = {
         str(r["statement_id"]): {str(k): v for k, v in r.items()}
         for r in statements.reindex(
@@ -304,7 +338,9 @@ def build_paper(
     empty = {str(c): 0 for c in counts.columns}
     sessions = []
     for session in event.sessions:
-        session_section = SessionSection(session.id, session.title, introduction=session.introduction)
+        session_section = SessionSection(
+            session.id, session.title, introduction=session.introduction, polls=_polls(polls, session.id)
+        )
         for topic in session.topics:
             topic_section = TopicSection(topic.id, topic.title, topic.kind)
             for question in topic.questions:
@@ -396,6 +432,7 @@ def _environment(autoescape: bool) -> Environment:
         keep_trailing_newline=True,
     )
     env.globals["bar_chart"] = bar_chart
+    env.globals["poll_chart"] = poll_chart
     env.filters["markdown"] = markdown_html
     env.filters["percent"] = lambda share: f"{share:.0%}"
     return env
@@ -456,8 +493,33 @@ def bar_chart(section: QuestionSection, width: int = 640) -> Markup:
     return Markup("".join(parts))
 
 
-def chart_png(section: QuestionSection) -> bytes:
-    """``bar_chart`` as a PNG, for documents that take images (the DOCX)."""
+def poll_chart(poll: Poll, width: int = 640) -> Markup:
+    """An inline SVG bar per option, labelled with it and its result; a rank's bar is longer the better."""
+    row_height, bar_height, gap = 36, 12, 6
+    height = len(poll.options) * row_height + gap
+    top = max((v for _, v in poll.options), default=1.0) or 1.0
+    parts = [
+        f'<svg class="chart poll" role="img" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif">',
+        f"<title>{escape(poll.question)}</title>",
+    ]
+    for i, (option, value) in enumerate(poll.options):
+        y = gap + i * row_height
+        share = (top - value + 1) / top if poll.measure == "rank" else value / top
+        length = max(2.0, share * (width - 170))
+        parts.append(
+            f'<text x="0" y="{y + 11}" font-size="12" fill="#1d2733">{escape(option)}</text>'
+            f'<rect x="0" y="{y + 15}" width="{length:.1f}" height="{bar_height}" rx="3" fill="#ffb400"/>'
+            f'<text x="{length + 6:.1f}" y="{y + 25}" font-size="12" fill="#4a5a6a">'
+            f"{escape(poll.shown(value))}</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def chart_png(chart: QuestionSection | Poll) -> bytes:
+    """``bar_chart`` or ``poll_chart`` as a PNG, for documents that take images (the DOCX)."""
     import cairosvg
 
-    return bytes(cairosvg.svg2png(bytestring=str(bar_chart(section)).encode(), output_width=1280))
+    svg = bar_chart(chart) if isinstance(chart, QuestionSection) else poll_chart(chart)
+    return bytes(cairosvg.svg2png(bytestring=str(svg).encode(), output_width=1280))

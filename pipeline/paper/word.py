@@ -152,6 +152,13 @@ def render_docx(paper: Paper) -> bytes:
         doc.add_heading(_text(session.title or session.id), level=1)
         if session.introduction:
             _markdown_paragraphs(doc, session.introduction)
+        if session.polls:
+            doc.add_heading("Live polls", level=2)
+        for poll in session.polls:
+            doc.add_heading(_text(poll.question), level=3)
+            doc.add_picture(io.BytesIO(chart_png(poll)), width=Cm(16))
+            for option, value in poll.options:
+                doc.add_paragraph(_text(f"{option} ({poll.shown(value)})"), style="List Number 3")
         for topic in session.topics:
             doc.add_heading(_text(f"{topic.title} ({topic.kind})"), level=2)
             for q in topic.questions:

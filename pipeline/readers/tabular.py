@@ -12,7 +12,13 @@ from pipeline.schema import OPTIONAL_NOTE_FIELDS, REQUIRED_NOTE_FIELDS
 _KNOWN = (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)
 
 
-def read_csv(name: str, data: bytes, defaults: dict[str, str] | None = None) -> list[RawNote]:
+def read_csv(
+    name: str,
+    data: bytes,
+    defaults: dict[str, str] | None = None,
+    columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, _KNOWN),
+) -> list[RawNote]:
+    """Rows of a CSV file; ``columns``: those required and all those read (a note file's by default)."""
     text = decode_text(name, data)
     try:  # Excel writes ';' or tabs in some locales: the header line says which
         delimiter = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t").delimiter
@@ -29,10 +35,16 @@ def read_csv(name: str, data: bytes, defaults: dict[str, str] | None = None) -> 
             start = reader.line_num + 1
     except csv.Error as exc:
         raise NoteFileError(name, [Problem(name, f"malformed CSV: {exc}", reader.line_num)]) from None
-    return _from_rows(name, rows, defaults or {})
+    return _from_rows(name, rows, defaults or {}, *columns)
 
 
-def read_xlsx(name: str, data: bytes, defaults: dict[str, str] | None = None) -> list[RawNote]:
+def read_xlsx(
+    name: str,
+    data: bytes,
+    defaults: dict[str, str] | None = None,
+    columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, _KNOWN),
+) -> list[RawNote]:
+    """Rows of the workbook's first sheet (``columns`` as for ``read_csv``)."""
     from openpyxl import load_workbook
 
     if not data.strip():
@@ -53,7 +65,7 @@ def read_xlsx(name: str, data: bytes, defaults: dict[str, str] | None = None) ->
         for i, values in enumerate(sheet.iter_rows(values_only=True), start=1)
     ]
     workbook.close()
-    return _from_rows(name, rows, defaults or {})
+    return _from_rows(name, rows, defaults or {}, *columns)
 
 
 def _cell_text(value: object) -> str:
@@ -62,21 +74,27 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _from_rows(name: str, rows: list[tuple[int, list[str]]], defaults: dict[str, str]) -> list[RawNote]:
+def _from_rows(
+    name: str,
+    rows: list[tuple[int, list[str]]],
+    defaults: dict[str, str],
+    required: tuple[str, ...] = REQUIRED_NOTE_FIELDS,
+    known: tuple[str, ...] = _KNOWN,
+) -> list[RawNote]:
     """Rows -> notes; a column missing from the sheet may come from ``defaults``."""
     rows = [(i, cells) for i, cells in rows if any(c.strip() for c in cells)]  # blank rows are layout
     if not rows:
         raise NoteFileError(name, [Problem(name, "the file is empty")])
     header_line, header = rows[0]
     columns = [h.strip().lower() for h in header]
-    missing = [c for c in REQUIRED_NOTE_FIELDS if c not in columns and not defaults.get(c)]
-    if not any(c in columns for c in REQUIRED_NOTE_FIELDS):
+    missing = [c for c in required if c not in columns and not defaults.get(c)]
+    if not any(c in columns for c in required):
         raise NoteFileError(
             name,
             [
                 Problem(
                     name,
-                    f"no header row: the first row must name the columns {', '.join(REQUIRED_NOTE_FIELDS)} "
+                    f"no header row: the first row must name the columns {', '.join(required)} "
                     f"(found {', '.join(repr(h) for h in header[:6])})",
                     header_line,
                 )
@@ -85,7 +103,7 @@ def _from_rows(name: str, rows: list[tuple[int, list[str]]], defaults: dict[str,
     problems = [
         Problem(
             name,
-            f"missing column '{c}' (columns needed: {', '.join(REQUIRED_NOTE_FIELDS)}; "
+            f"missing column '{c}' (columns needed: {', '.join(required)}; "
             f"found: {', '.join(c for c in columns if c)})",
             header_line,
         )
@@ -95,7 +113,7 @@ def _from_rows(name: str, rows: list[tuple[int, list[str]]], defaults: dict[str,
     problems += [Problem(name, f"column '{c}' appears twice", header_line) for c in dupes]
     if problems:
         raise NoteFileError(name, problems)
-    index = {c: columns.index(c) for c in _KNOWN if c in columns}
+    index = {c: columns.index(c) for c in known if c in columns}
     notes = []
     for line, cells in rows[1:]:
         if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
