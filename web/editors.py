@@ -1,11 +1,13 @@
 """Editors' review: the event's overview, pending hand-ins, a question's themes and the actions on them,
 and re-running the pipeline. Every action is audited (``pipeline.editing``) and republishes the paper."""
 
+from collections.abc import Callable
 from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from pipeline import db, editing
@@ -317,21 +319,40 @@ async def act(request: Request, event_id: str, topic: str, question: str, user: 
     )
     here = f"/e/{event_id}/review/{topic}/{question}"
 
-    def act_and_publish() -> int | None:  # in a worker thread: other editors' pages are served meanwhile
+    def change(session: Session) -> None:
         statements, themes = outputs(site)
+        editing.apply_action(session, event_id, user, action, themes, statements, site.event.questions())
+
+    anchor = f"#{action.theme_id}" if action.theme_id else ""
+    return await _audited_change(request, site, user, change, here, here + anchor, _done(action, site))
+
+
+async def _audited_change(
+    request: Request,
+    site: EventSite,
+    user: str,
+    change: Callable[[Session], None],
+    here: str,
+    done_at: str,
+    done: str,
+) -> Response:
+    """Make an editor's ``change`` (audited by ``pipeline.editing``) and publish, in a worker thread so
+    that other editors' pages are served meanwhile; back to ``done_at`` with the confirmation and its
+    Undo, or to ``here`` saying why it was not done."""
+
+    def work() -> int | None:
         with db.session_scope(harvest(request).database) as session:
-            editing.apply_action(session, event_id, user, action, themes, statements, site.event.questions())
-            entry = db.latest_entry(session, event_id, user)
+            change(session)
+            entry = db.latest_entry(session, site.event.id, user)
         site.publish()
         return entry
 
     try:
-        entry = await run_in_threadpool(act_and_publish)
+        entry = await run_in_threadpool(work)
     except ValueError as exc:
         return redirect(here, f"Not done: {exc}", request)
-    anchor = f"#{action.theme_id}" if action.theme_id else ""
-    undo = f"/e/{event_id}/audit/{entry}/undo" if entry else None
-    return redirect(here + anchor, f"Done: {_done(action, site)}", request, undo=undo)
+    undo = f"/e/{site.event.id}/audit/{entry}/undo" if entry else None
+    return redirect(done_at, f"Done: {done}", request, undo=undo)
 
 
 def _done(action: editing.EditorAction, site: EventSite) -> str:
@@ -340,7 +361,8 @@ def _done(action: editing.EditorAction, site: EventSite) -> str:
         return f"{len(action.sources)} themes {action.target}"
     if action.name == editing.MOVE_TO_QUESTION:
         topic, _, question = action.target.partition("/")
-        where = site.event.topics[topic].question(question)  # apply_action checked it is there
+        in_topic = site.event.topics.get(topic)
+        where = in_topic.question(question) if in_topic else None  # apply_action refuses a stray one
         text = where.text if where else action.target
         return f"{len(action.statement_ids)} statement(s) moved to “{text}”, unassigned there"
     return action.name
@@ -354,27 +376,18 @@ async def cross_cutting(request: Request, event_id: str, cross_id: str, user: Ed
     action, label = str(form.get("action", "")), str(form.get("label", ""))
     here = f"/e/{event_id}/review#cross-cutting"
 
-    def decide() -> int | None:
+    def change(session: Session) -> None:
         cross = read_derived(site.layout.cross_cutting)
         if cross is None or cross_id not in set(cross["cross_id"]):
             raise ValueError(f"no cross-cutting theme {cross_id} (a re-run may have changed it)")
-        with db.session_scope(harvest(request).database) as session:
-            if action == "rename":
-                editing.rename(session, event_id, user, cross_id, CROSS_TOPIC, "", label)
-            elif action in EDITOR_STATUSES:
-                editing.set_status(session, event_id, user, cross_id, CROSS_TOPIC, "", action)
-            else:
-                raise ValueError(f"unknown action {action!r}")
-            entry = db.latest_entry(session, event_id, user)
-        site.publish()
-        return entry
+        if action == "rename":
+            editing.rename(session, event_id, user, cross_id, CROSS_TOPIC, "", label)
+        elif action in EDITOR_STATUSES:
+            editing.set_status(session, event_id, user, cross_id, CROSS_TOPIC, "", action)
+        else:
+            raise ValueError(f"unknown action {action!r}")
 
-    try:
-        entry = await run_in_threadpool(decide)
-    except ValueError as exc:
-        return redirect(here, f"Not done: {exc}", request)
-    undo = f"/e/{event_id}/audit/{entry}/undo" if entry else None
-    return redirect(here, f"Done: cross-cutting theme {action}", request, undo=undo)
+    return await _audited_change(request, site, user, change, here, here, f"cross-cutting theme {action}")
 
 
 @router.post("/run", dependencies=[Depends(check_csrf)])
