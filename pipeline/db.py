@@ -415,6 +415,15 @@ def load_state(session: Session, event: str) -> ReviewState:
     )
 
 
+def placement(session: Session, event: str, statement_id: str) -> Placement:
+    """The editors' placement of a statement, added (its fields to be set) when it has none yet."""
+    row = session.get(Placement, (event, statement_id))
+    if row is None:
+        row = Placement(event=event, statement_id=statement_id)
+        session.add(row)
+    return row
+
+
 def _placement_value(placement: Placement | None) -> str | dict[str, str] | None:
     """A placement as an audit entry keeps it: its theme id, with its question when an editor moved the
     statement to another one."""
@@ -467,18 +476,16 @@ def _revert(
     for statement_id, old_value in before["placements"].items():
         if old_value == after["placements"].get(statement_id):
             continue
-        placement = session.get(Placement, (event, statement_id))
         if old_value is None:
-            if placement is not None:
-                session.delete(placement)
+            existing = session.get(Placement, (event, statement_id))
+            if existing is not None:
+                session.delete(existing)
             continue
-        if placement is None:
-            placement = Placement(event=event, statement_id=statement_id)
-            session.add(placement)
         # a theme id alone (every entry before moves across questions), or the theme and question
         old = old_value if isinstance(old_value, dict) else {"theme_id": old_value}
-        placement.theme_id = old["theme_id"]
-        placement.topic, placement.question = old.get("topic"), old.get("question")
+        placed = placement(session, event, statement_id)
+        placed.theme_id = old["theme_id"]
+        placed.topic, placed.question = old.get("topic"), old.get("question")
     for original, old_translation in before.get("translations", {}).items():  # none in older entries
         if old_translation == after["translations"].get(original):
             continue

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from pipeline.db import Placement, ThemeDecision, audited, load_translations, set_translation
+from pipeline.db import ThemeDecision, audited, load_translations, placement, set_translation
 from pipeline.schema import EDITOR_STATUSES, ThemeStatus
 
 THEME_ACTIONS = ("rename", "edit", *EDITOR_STATUSES, "pin", "merge")
@@ -209,11 +209,7 @@ def move(session: Session, event: str, who: str, statement_ids: list[str], theme
         session, event, who, "move", f"{len(statement_ids)} statement(s) → {where}", set(), set(statement_ids)
     ):
         for statement_id in statement_ids:
-            row = session.get(Placement, (event, statement_id))
-            if row is None:
-                session.add(Placement(event=event, statement_id=statement_id, theme_id=theme_id))
-            else:
-                row.theme_id = theme_id
+            placement(session, event, statement_id).theme_id = theme_id  # its question, if moved, stays
 
 
 def relocate(
@@ -226,10 +222,7 @@ def relocate(
     summary = f"{len(statement_ids)} statement(s) → question {topic}/{question}, unassigned"
     with audited(session, event, who, "move", summary, set(), set(statement_ids)):
         for statement_id in statement_ids:
-            row = session.get(Placement, (event, statement_id))
-            if row is None:
-                row = Placement(event=event, statement_id=statement_id)
-                session.add(row)
+            row = placement(session, event, statement_id)
             row.theme_id, row.topic, row.question = "", topic, question
 
 
@@ -280,11 +273,7 @@ def split(
         decision = _decision(session, event, new_id, topic, question)
         decision.label = label.strip() or None
         for statement_id in statement_ids:
-            row = session.get(Placement, (event, statement_id))
-            if row is None:
-                session.add(Placement(event=event, statement_id=statement_id, theme_id=new_id))
-            else:
-                row.theme_id = new_id
+            placement(session, event, statement_id).theme_id = new_id
     return new_id
 
 
