@@ -71,7 +71,7 @@ def publish(
     ``(assignments, themes)``); after an editor action everything is read from the store. Decisions
     that match no theme are logged as a warning, by theme id. ``documents``: the paper's DOCX and PDF
     too (seconds of rendering; after an editor's action they are made when downloaded,
-    ``paper_documents``)."""
+    ``paper_document``)."""
     if statements is None or embeddings is None or machine is None:
         stored = read_inputs(layout, event, settings)
         statements = stored.statements if statements is None else statements
@@ -86,10 +86,9 @@ def publish(
     assignments, themes = apply_review(
         statements, embeddings, *machine, state, event.glossary_for, settings.themes.merge_similarity
     )
-    published = in_paper(themes, settings)
     cross = with_decisions(
         find_cross_cutting(
-            published,
+            in_paper(themes, settings),
             assignments,
             embeddings,
             read_derived(layout.cross_cutting),
@@ -114,9 +113,7 @@ def publish(
     write_text(layout.agreement, json.dumps(agreement.as_dict(), indent=1))
     offered = suggest(statements, embeddings, assignments, themes, settings.themes.merge_similarity)
     write_text(layout.suggestions, json.dumps(offered.as_dict(), indent=1))
-    shown = cross[cross.status != ThemeStatus.REJECTED]
-    paper = build_paper(event, export, published, shown, read_derived(layout.polls))
-    write_paper(layout, paper, documents)
+    write_paper(layout, published_paper(layout, event, settings, export, themes, cross), documents)
     return Published(export, themes, unmatched)
 
 
@@ -161,6 +158,20 @@ def in_paper(themes: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return themes[~themes.status.isin(left_out)]
 
 
+def published_paper(
+    layout: Layout,
+    event: Event,
+    settings: Settings,
+    statements: pd.DataFrame,
+    themes: pd.DataFrame,
+    cross: pd.DataFrame | None,
+) -> Paper:
+    """The paper of the export's ``statements`` and reviewed ``themes``: the themes it publishes
+    (``in_paper``), the cross-cutting ones editors did not dismiss, and the polls of the last run."""
+    shown = None if cross is None else cross[cross.status != ThemeStatus.REJECTED]
+    return build_paper(event, statements, in_paper(themes, settings), shown, read_derived(layout.polls))
+
+
 def write_paper(layout: Layout, paper: Paper, documents: bool = True) -> None:
     """The paper as Markdown and HTML, and with ``documents`` as DOCX and PDF; without, the DOCX and PDF
     of an earlier publish are removed from this generation, never left behind out of date."""
@@ -181,11 +192,14 @@ def paper_document(layout: Layout, event: Event, settings: Settings, name: str) 
     path = {"paper.docx": layout.paper_docx, "paper.pdf": layout.paper_pdf}[name]
     if path.exists():
         return path.read_bytes()
-    themes = pd.read_parquet(layout.review_themes)
-    cross = read_derived(layout.cross_cutting)
-    cross = cross[cross.status != ThemeStatus.REJECTED] if cross is not None else None
-    statements = pd.read_parquet(layout.statements)
-    paper = build_paper(event, statements, in_paper(themes, settings), cross, read_derived(layout.polls))
+    paper = published_paper(
+        layout,
+        event,
+        settings,
+        pd.read_parquet(layout.statements),
+        pd.read_parquet(layout.review_themes),
+        read_derived(layout.cross_cutting),
+    )
     return render_docx(paper) if name == "paper.docx" else render_pdf(render_html(paper))
 
 
