@@ -14,7 +14,7 @@ from pathlib import Path, PurePath
 import pandas as pd
 
 from pipeline.event import Event
-from pipeline.readers.common import MAX_COUNT, NoteFileError, Problem
+from pipeline.readers.common import MAX_COUNT, NoteFileError, Problem, whole_number
 from pipeline.readers.tabular import read_csv, read_xlsx
 
 POLL_DIR = "polls"
@@ -23,7 +23,6 @@ REQUIRED = ("question", "option")
 KNOWN = ("session", *REQUIRED, *MEASURES)
 COLUMNS = ["session", "question", "option", "measure", "value", "source_file", "source_line"]
 _PERCENT = re.compile(r"^\s*(\d{1,3}(?:[.,]\d+)?)\s*%?\s*$")
-_WHOLE = re.compile(r"^\s*\d{1,7}(?:\.0*)?\s*$")
 
 
 def read_poll(name: str, data: bytes, event: Event) -> pd.DataFrame:
@@ -84,11 +83,9 @@ def _value(measure: str, written: str) -> float | None:
         match = _PERCENT.match(written)
         number = float(match.group(1).replace(",", ".")) if match else None
         return number if number is not None and 0 <= number <= 100 else None
-    if not _WHOLE.match(written):
-        return None
-    number = int(float(written))
+    number = whole_number(written)
     low = 1 if measure == "rank" else 0
-    return float(number) if low <= number <= MAX_COUNT else None
+    return float(number) if number is not None and number >= low else None
 
 
 def _expected(measure: str, written: str) -> str:

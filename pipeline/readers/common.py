@@ -180,14 +180,14 @@ def validate_notes(
             bad(note.line, "table", "missing table")
         elif topic is not None and topic.id in expected and f["table"] not in expected[topic.id]:
             bad(note.line, "table", _unknown_table(f["table"], topic.id, expected[topic.id]))
-        round_ = _whole_number(f["round"])
+        round_ = whole_number(f["round"])
         if round_ is None or round_ < 1:
             bad(
                 note.line,
                 "round",
                 f"round must be a whole number from 1 to {MAX_COUNT:,}, got '{f['round']}'",
             )
-        votes = _whole_number(f["votes"]) if f["votes"] else marker_votes or 0
+        votes = whole_number(f["votes"]) if f["votes"] else marker_votes or 0
         if votes is None or not 0 <= votes <= MAX_COUNT:  # markers add up
             bad(
                 note.line,
@@ -271,7 +271,7 @@ MAX_COUNT = 1_000_000
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,7}(?:\.0*)?")
 
 
-def _whole_number(value: str) -> int | None:
+def whole_number(value: str) -> int | None:
     """A whole number from 0 to MAX_COUNT written in ASCII digits, else None."""
     value = str(value).strip()
     if not _WHOLE_NUMBER.fullmatch(value):
