@@ -80,14 +80,21 @@ def table_choices(site: EventSite, grant: db.LinkGrant | None) -> list[str]:
 def upload_page(request: Request, event_id: str) -> HTMLResponse:
     grant = may_upload(request, event_id)
     site = site_of(request, event_id)
+    return _upload_page(request, site, grant, form={}, results=[])
+
+
+def _upload_page(
+    request: Request, site: EventSite, grant: db.LinkGrant | None, status_code: int = 200, **context: object
+) -> HTMLResponse:
+    """The upload page, with the tables to pick from and this browser's hand-ins."""
     return render(
         request,
         "upload.html",
+        status_code=status_code,
         site=site,
-        form={},
-        results=[],
         tables=table_choices(site, grant),
         mine=my_hand_ins(site, grant, signed_in(request)),
+        **context,
     )
 
 
@@ -168,17 +175,8 @@ async def upload(
         if already:
             field_errors["mode"] = "these notes are in already: add yours to them, or replace them?"
     if field_errors:
-        return render(
-            request,
-            "upload.html",
-            status_code=422,
-            site=site,
-            form=form,
-            results=[],
-            field_errors=field_errors,
-            already=already,
-            tables=table_choices(site, grant),
-            mine=my_hand_ins(site, grant, signed_in(request)),
+        return _upload_page(
+            request, site, grant, 422, form=form, results=[], field_errors=field_errors, already=already
         )
     who = signed_in(request) or f"facilitator {form['facilitator'] or form['table']}".strip()
 
@@ -208,17 +206,15 @@ async def upload(
             {"result": r, "statements": mine.to_dict("records"), "pasted": r.filename.startswith("pasted-")}
         )
     ok = all(r.ok for r in results)
-    return render(
+    return _upload_page(
         request,
-        "upload.html",
-        status_code=200 if ok else 422,
-        site=site,
+        site,
+        grant,
+        200 if ok else 422,
         # after a hand-in the question is chosen again: the next paste is often for another one, and the
         # same question again would replace these notes
         form=form if not ok else {**form, "text": "", "text_en": "", "topic_question": "", "mode": ""},
         results=shown,
-        tables=table_choices(site, grant),
-        mine=my_hand_ins(site, grant, signed_in(request)),
     )
 
 
