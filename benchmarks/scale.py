@@ -105,7 +105,7 @@ def run_one(n: int, backend: str) -> dict:
     ingest_paths(layout, event, discover_note_files(root / "event", event), max_bytes=None)
     stage("ingest", t)
     t = time.perf_counter()
-    _, statements = build_statements(layout, event, settings.spacy_model)
+    _, statements = build_statements(layout, event)
     stage("statements (spaCy, language)", t)
     texts, glossaries = model_views(statements, event.glossary_for)
     encoder = load_encoder(settings.encoder)

@@ -56,8 +56,8 @@ def ingest_event_folder(event_dir: Path, event: Event, layout: Layout, max_bytes
 
 
 @task
-def split_statements(event: Event, layout: Layout, spacy_model: str) -> pd.DataFrame:
-    _, statements = build_statements(layout, event, spacy_model, event.language)
+def split_statements(event: Event, layout: Layout) -> pd.DataFrame:
+    _, statements = build_statements(layout, event)
     return statements
 
 
@@ -241,7 +241,7 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
 def _synthesise(
     event: Event, layout: Layout, new: Generation, settings: Settings, counts: dict[str, int], lap: _Laps
 ) -> dict:
-    statements = split_statements(event, new.layout, settings.spacy_model)
+    statements = split_statements(event, new.layout)
     lap("statements")
 
     cache = layout.embedding_cache

@@ -437,15 +437,13 @@ def _now() -> str:
 _SPLIT_COLUMNS = ["note_id", "statement_id", "position", "text", "language"]
 
 
-def build_statements(
-    layout: Layout, event: Event, spacy_model: str, language: str = "en"
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_statements(layout: Layout, event: Event) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Current notes -> statements; writes ``notes.parquet`` and ``statements.parquet`` atomically.
 
     Incremental: a note whose id, text and declared language are as in the last build keeps its
     statements (split and language as before); only new or changed notes go through spaCy and lingua.
     """
-    from pipeline.statements import load_nlp, notes_to_statements
+    from pipeline.statements import load_splitter, notes_to_statements
 
     notes = current_notes(layout, event)
     unchanged = np.zeros(len(notes), dtype=bool)
@@ -468,7 +466,7 @@ def build_statements(
         reused = conform(old.merge(provenance, on="note_id", how="inner"), STATEMENTS)
     changed = notes.loc[~unchanged]
     fresh = (
-        notes_to_statements(changed, load_nlp(spacy_model, language), language)
+        notes_to_statements(changed, load_splitter(event.language), event.language)
         if len(changed)
         else STATEMENTS.empty()
     )

@@ -281,7 +281,7 @@ def refresh_after_ingest(layout: Layout, event: Event, settings: Settings) -> pd
     as unassigned until the next run, with the themes they fit offered to editors (so they are embedded
     now, into the cache the next run reads). One new generation of the outputs. Returns the statements."""
     with layout.lock(), layout.generation() as new:
-        _, statements = build_statements(new.layout, event, settings.spacy_model, event.language)
+        _, statements = build_statements(new.layout, event)
         if new.layout.clusters.exists():
             texts, _ = model_views(statements, event.glossary_for)
             embeddings = embed_texts(texts, settings.encoder, layout.embedding_cache, show_progress=False)

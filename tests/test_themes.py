@@ -292,3 +292,16 @@ def test_a_recommendation_joins_a_second_statement_only_where_that_says_the_them
     assert np.allclose(
         encode(["agree: SMEs"]), encode(texts_for_embedding(["small and medium-sized enterprises"]))
     )
+
+
+def test_a_large_theme_is_labelled_from_its_readable_core() -> None:
+    from pipeline.synthesis import labels_sample
+
+    angles = np.array([0.0, 0.1, -0.1, 1.2, -1.2, 0.05, 0.0, 3.0])
+    embeddings = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, -1])
+    readable = np.array([True, True, True, True, True, False, True, True])
+    chosen = labels_sample(labels, embeddings, readable, per_theme=3)
+    # theme 0: the three readable members nearest its centre, not the fringe (1.2, -1.2) nor the
+    # unreadable one; theme 1 whole; the statement in no theme is not read
+    assert chosen.tolist() == [True, True, True, False, False, False, True, False]
