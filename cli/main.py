@@ -112,9 +112,11 @@ def run(
     """Run the whole pipeline (a Prefect flow) on every note file in EVENT_DIR.
 
     Ingests new or changed files, splits statements, embeds them (cached), finds and ranks themes per
-    topic and question, and writes statements.csv, themes.csv (+ parquet), paper.md and paper.html.
+    topic and question, and writes statements.csv, themes.csv (+ parquet) and the paper (md, html, docx,
+    pdf).
     """
     from flows.harvest import PrefectDidNotStart, run_event
+    from pipeline.publish import DOCUMENT_WRITER
 
     settings = _settings(data_dir)
     _, layout = _event_and_layout(event_dir, settings, out)  # clear errors before Prefect starts
@@ -124,6 +126,7 @@ def run(
     except (PrefectDidNotStart, DamagedUpload, FileExistsError) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
+    DOCUMENT_WRITER.wait()  # the run's paper.docx and paper.pdf, rendered after its outputs switched
     typer.echo(
         f"{summary['statements']} statements, {summary['themes']} themes, "
         f"{summary['off_topic']} off-topic, {summary['unassigned']} unassigned; "
@@ -255,6 +258,14 @@ def schedule(
     debounce: Annotated[
         float, typer.Option(help="Seconds of quiet after new notes before a run starts.")
     ] = 60.0,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            "--warm/--cold",
+            help="Run each flow run in this process, models loaded once (--cold: a subprocess per run, "
+            "as Prefect's runner does, which can be cancelled from the Prefect UI).",
+        ),
+    ] = True,
     data_dir: DataDir = None,
 ) -> None:
     """Serve the flow as a Prefect deployment: scheduled runs plus runs when new notes arrive.
@@ -271,7 +282,9 @@ def schedule(
         )
         raise typer.Exit(2)
     try:
-        serve_event(event_dir, settings.data_dir, cron or [], interval, at_session_ends, watch, debounce)
+        serve_event(
+            event_dir, settings.data_dir, cron or [], interval, at_session_ends, watch, debounce, warm=warm
+        )
     except ValueError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None

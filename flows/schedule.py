@@ -4,7 +4,14 @@
 time of each session in event.yaml) and, unless ``--no-watch``, watches the event for new notes: note
 files added to the event folder or uploads through the web app. A change that stays quiet for
 ``debounce`` seconds triggers one run through the deployment. The deployment runs one flow run at a time
-(``global_limit=1``) and the flow itself holds the event's run lock, so overlapping runs never both write.
+and the flow itself holds the event's run lock, so overlapping runs never both write.
+
+Flow runs execute warm by default: in the serving process (``WarmRunner``), one after the other, so the
+embedding model, spaCy and what each run remembers stay loaded from one run to the next. A run after
+one new table then takes a fraction of a second of pipeline time instead of a new Python process that
+imports and loads everything again. The trade-offs against Prefect's own runner (``warm=False``, one
+subprocess per flow run): a run cannot be cancelled from the Prefect UI once it has started (it finishes
+or the server is stopped), and a crash inside a run (out of memory) takes the serving process with it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
 
 from prefect.schedules import Cron, Interval, RRule, Schedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -31,6 +40,9 @@ from flows.harvest import harvest_event
 from pipeline.event import Event, load_event
 from pipeline.ingest import discover_note_files
 from pipeline.store import Layout, Manifest
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
 
 log = logging.getLogger(__name__)
 FLOW_NAME = "harvest-event"
@@ -187,6 +199,67 @@ def _flush_to_api(timeout: float = 10) -> None:
         service.drain_all(timeout=timeout)
 
 
+class WarmRunner:
+    """Runs the flow runs of one deployment in this process, one at a time, oldest first.
+
+    Prefect's runner starts each flow run in a fresh subprocess (``flow_engine.run_flow_in_subprocess``),
+    which imports and loads everything again; here the runs share the process and so its loaded models.
+    The deployment is registered with its schedules as ``flow.serve`` registers it; Prefect's server still
+    creates the scheduled runs, and they show in its UI as usual."""
+
+    def __init__(self, flow: Any, deployment_id: UUID, poll: float = 2.0) -> None:
+        self.flow, self.deployment_id, self.poll = flow, deployment_id, poll
+        self.stopped = threading.Event()
+        self.finished = 0
+
+    def run_due(self) -> int:
+        """Run every flow run of the deployment that is due; returns how many ran."""
+        from prefect.client.orchestration import get_client
+        from prefect.flow_engine import run_flow
+        from prefect.states import Pending
+        from prefect.types._datetime import now
+        from prefect.utilities.engine import propose_state_sync
+
+        with get_client(sync_client=True) as client:
+            due = client.get_scheduled_flow_runs_for_deployments(
+                deployment_ids=[self.deployment_id], scheduled_before=now("UTC")
+            )
+            ran = 0
+            for flow_run in sorted(due, key=lambda r: r.next_scheduled_start_time or now("UTC")):
+                if self.stopped.is_set():
+                    break
+                if not propose_state_sync(client, Pending(), flow_run_id=flow_run.id).is_pending():
+                    continue  # taken or cancelled meanwhile
+                log.info("flow run %s: running in this process (pid %d)", flow_run.name, os.getpid())
+                run_flow(self.flow, flow_run=client.read_flow_run(flow_run.id), return_type="state")
+                ran += 1
+                self.finished += 1
+        return ran
+
+    def serve(self) -> None:
+        """Poll until ``stop``. In the main thread, Ctrl-C and SIGTERM stop it once the run under way has
+        finished (a run that is interrupted inside Prefect's engine ends as crashed and does not stop the
+        process); a second Ctrl-C stops at once."""
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(number, self._on_signal)
+        while not self.stopped.is_set():
+            try:
+                self.run_due()
+            except Exception:  # the API may be busy for a moment: the next poll tries again
+                log.exception("could not fetch or run the due flow runs")
+            self.stopped.wait(self.poll)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _on_signal(self, number: int, frame: object) -> None:
+        if self.stopped.is_set():
+            raise KeyboardInterrupt
+        log.warning("stopping once the run under way has finished (Ctrl-C again: now)")
+        self.stop()
+
+
 def serve_event(
     event_dir: Path,
     data_dir: Path,
@@ -196,14 +269,16 @@ def serve_event(
     watch: bool = True,
     debounce: float = 60.0,
     poll: float = 2.0,
+    warm: bool = True,
 ) -> None:
-    """Serve the flow for one event until interrupted (Ctrl-C / SIGTERM)."""
+    """Serve the flow for one event until interrupted (Ctrl-C / SIGTERM); ``warm`` runs the flow runs in
+    this process (``WarmRunner``), else each in a subprocess of Prefect's runner."""
     if threading.current_thread() is threading.main_thread():
         # A process started in the background of a script (`cmd &`) inherits SIGINT as ignored; Ctrl-C
         # or `kill -INT` must stop it all the same (SIGTERM is handled by Prefect's runner).
         signal.signal(signal.SIGINT, signal.default_int_handler)
     with prefect_api(Path(data_dir).resolve() / "prefect"):
-        _serve(event_dir, data_dir, cron, interval, at_session_ends, watch, debounce, poll)
+        _serve(event_dir, data_dir, cron, interval, at_session_ends, watch, debounce, poll, warm)
 
 
 def _serve(
@@ -215,6 +290,7 @@ def _serve(
     watch: bool,
     debounce: float,
     poll: float,
+    warm: bool,
 ) -> None:
     from prefect.deployments import run_deployment
 
@@ -233,14 +309,31 @@ def _serve(
             poll,
         )
         watcher.start()
+    schedules = build_schedules(event, cron, interval, at_session_ends)
+    description = f"Harvest runs for {event.title or event.id}"
     try:
-        harvest_event.serve(
-            name=name,
-            schedules=build_schedules(event, cron, interval, at_session_ends),
-            parameters=parameters,
-            global_limit=1,
-            description=f"Harvest runs for {event.title or event.id}",
-        )
+        if warm:
+            deployment = cast(
+                "RunnerDeployment",
+                harvest_event.to_deployment(
+                    name=name, schedules=schedules, parameters=parameters, description=description
+                ),
+            )
+            runner = WarmRunner(harvest_event, cast(UUID, deployment.apply()), poll)
+            log.info("%s/%s is being served; its flow runs run in this process", FLOW_NAME, name)
+            print(f"Your deployment '{FLOW_NAME}/{name}' is being served, warm (runs in this process).")
+            try:
+                runner.serve()
+            finally:
+                runner.stop()
+        else:
+            harvest_event.serve(
+                name=name,
+                schedules=schedules,
+                parameters=parameters,
+                global_limit=1,
+                description=description,
+            )
     finally:
         if watcher is not None:
             watcher.stop()

@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from pipeline.paper.word import render_docx
 from pipeline.review import ReviewState, apply_review, relocate
 from pipeline.schema import NOT_IN_PAPER, STATEMENTS, ThemeStatus, conform
 from pipeline.store import (
+    Generation,
     Layout,
     read_derived,
     unsynced_writes,
@@ -63,15 +65,13 @@ def publish(
     statements: pd.DataFrame | None = None,
     embeddings: np.ndarray | None = None,
     machine: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-    documents: bool = True,
 ) -> Published:
     """Apply the review state to the last run's machine themes; write export and paper.
 
     A run passes what it holds in memory (its statements, their embeddings, and its machine
     ``(assignments, themes)``); after an editor action everything is read from the store. Decisions
-    that match no theme are logged as a warning, by theme id. ``documents``: the paper's DOCX and PDF
-    too (seconds of rendering; after an editor's action they are made when downloaded,
-    ``paper_document``)."""
+    that match no theme are logged as a warning, by theme id. The paper is written as Markdown and HTML;
+    its DOCX and PDF take seconds to render and are made apart (``DocumentWriter``, ``paper_document``)."""
     if statements is None or embeddings is None or machine is None:
         stored = read_inputs(layout, event, settings)
         statements = stored.statements if statements is None else statements
@@ -113,7 +113,7 @@ def publish(
     write_text(layout.agreement, json.dumps(agreement.as_dict(), indent=1))
     offered = suggest(statements, embeddings, assignments, themes, settings.themes.merge_similarity)
     write_text(layout.suggestions, json.dumps(offered.as_dict(), indent=1))
-    write_paper(layout, published_paper(layout, event, settings, export, themes, cross), documents)
+    write_paper(layout, published_paper(layout, event, settings, export, themes, cross))
     return Published(export, themes, unmatched)
 
 
@@ -172,27 +172,30 @@ def published_paper(
     return build_paper(event, statements, in_paper(themes, settings), shown, read_derived(layout.polls))
 
 
-def write_paper(layout: Layout, paper: Paper, documents: bool = True) -> None:
-    """The paper as Markdown and HTML, and with ``documents`` as DOCX and PDF; without, the DOCX and PDF
-    of an earlier publish are removed from this generation, never left behind out of date."""
+def write_paper(layout: Layout, paper: Paper) -> None:
+    """The paper as Markdown and HTML; the DOCX and PDF of an earlier publish are removed from this
+    generation, never left behind out of date (``DocumentWriter`` writes the new ones)."""
     write_text(layout.paper_md, render_markdown(paper))
-    html = render_html(paper)
-    write_text(layout.paper_html, html)
-    if documents:
-        write_bytes(layout.paper_docx, render_docx(paper))
-        write_bytes(layout.paper_pdf, render_pdf(html))
-    else:
-        layout.paper_docx.unlink(missing_ok=True)
-        layout.paper_pdf.unlink(missing_ok=True)
+    write_text(layout.paper_html, render_html(paper))
+    for name in DOCUMENTS:
+        document_path(layout, name).unlink(missing_ok=True)
 
 
-def paper_document(layout: Layout, event: Event, settings: Settings, name: str) -> bytes:
-    """The current paper as ``paper.docx`` or ``paper.pdf``: as written by the last run, or made now from
-    the export when an editor's action has changed the paper since."""
-    path = {"paper.docx": layout.paper_docx, "paper.pdf": layout.paper_pdf}[name]
-    if path.exists():
-        return path.read_bytes()
-    paper = published_paper(
+DOCUMENTS = ("paper.docx", "paper.pdf")
+
+
+def document_path(layout: Layout, name: str) -> Path:
+    return {"paper.docx": layout.paper_docx, "paper.pdf": layout.paper_pdf}[name]
+
+
+def render_document(paper: Paper, name: str) -> bytes:
+    """``paper`` as ``paper.docx`` or ``paper.pdf``."""
+    return render_docx(paper) if name == "paper.docx" else render_pdf(render_html(paper))
+
+
+def stored_paper(layout: Layout, event: Event, settings: Settings) -> Paper:
+    """The paper of the export in ``layout``, as the last publish wrote it."""
+    return published_paper(
         layout,
         event,
         settings,
@@ -200,7 +203,64 @@ def paper_document(layout: Layout, event: Event, settings: Settings, name: str) 
         pd.read_parquet(layout.review_themes),
         read_derived(layout.cross_cutting),
     )
-    return render_docx(paper) if name == "paper.docx" else render_pdf(render_html(paper))
+
+
+_RENDERING = threading.Lock()  # one document at a time: rendering takes both cores' worth of seconds
+
+
+def paper_document(layout: Layout, event: Event, settings: Settings, name: str) -> bytes:
+    """The current paper as ``paper.docx`` or ``paper.pdf``: as written after the last run, or made now
+    from the export (an editor's action has changed the paper since, or the run's are still being
+    made)."""
+    path = document_path(layout, name)
+    if path.exists():
+        return path.read_bytes()
+    with _RENDERING:
+        return render_document(stored_paper(layout, event, settings), name)
+
+
+class DocumentWriter:
+    """Writes a committed generation's ``paper.docx`` and ``paper.pdf`` in a background thread.
+
+    Rendering them takes seconds (WeasyPrint's layout, python-docx with charts as PNG), longer than a
+    run after one new table takes to find its themes. So a run switches to its outputs with the
+    paper in Markdown and HTML, and the documents follow: ``harvest run`` waits for them before it
+    exits (``wait``); the web app and ``harvest schedule`` do not, and a download in between renders
+    the paper then (``paper_document``). A generation that is no longer current when its turn comes
+    is skipped: the newer one has its own."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+
+    def write_later(self, generation: Generation, event: Event, settings: Settings) -> None:
+        thread = threading.Thread(
+            target=self._write, args=(generation, event, settings), name=f"harvest-documents-{event.id}"
+        )
+        thread.start()
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+
+    @staticmethod
+    def _write(generation: Generation, event: Event, settings: Settings) -> None:
+        layout = generation.layout
+        try:
+            with _RENDERING:
+                if generation.current.processed.resolve() != generation.folder.resolve():
+                    return  # superseded: an editor's action or a later run published since
+                paper = stored_paper(layout, event, settings)
+                for name in DOCUMENTS:
+                    write_bytes(document_path(layout, name), render_document(paper, name))
+        except OSError as exc:  # the generation was removed meanwhile: its successor renders on demand
+            log.info("%s: the paper's documents were not written (%s)", event.id, exc)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the documents being written; True when all are done."""
+        for thread in self._threads:
+            thread.join(timeout)
+        return not any(t.is_alive() for t in self._threads)
+
+
+#: The process's writer: every run of the process hands its documents to it.
+DOCUMENT_WRITER = DocumentWriter()
 
 
 def _as_handed_in(statements: pd.DataFrame, layout: Layout) -> pd.DataFrame:
@@ -232,7 +292,6 @@ def publish_decisions(
             inputs.statements,
             inputs.embeddings,
             inputs.machine,
-            documents=False,
         )
         new.commit()
     return published

@@ -17,6 +17,7 @@ from docx import Document
 from flows.harvest import harvest_event
 from pipeline.event import load_event
 from pipeline.paper import build_paper, readable_quote
+from pipeline.publish import DOCUMENT_WRITER
 from pipeline.schema import NOT_IN_PAPER
 from tests.conftest import FIXTURES
 
@@ -55,6 +56,7 @@ def published(tmp_path_factory: pytest.TempPathFactory, prefect_ephemeral: None)
     (event_dir / "polls" / "broken.csv").write_text("question,option,votes\nA broken poll,Yes,many\n")
     summary = harvest_event(event_dir, root / "data")
     assert (summary["polls"], summary["polls_rejected"]) == (1, 1)
+    assert DOCUMENT_WRITER.wait(timeout=300)  # paper.docx and paper.pdf follow the run
     return root / "data" / "processed" / "mini"
 
 

@@ -76,7 +76,8 @@ def test_watcher_waits_for_quiet_then_triggers_once() -> None:
 
 
 @pytest.mark.slow
-def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["--warm", "--cold"])
+def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path, mode: str) -> None:
     event_dir = tmp_path / "mini-event"
     shutil.copytree(FIXTURES / "mini-event", event_dir)
     data = tmp_path / "data"
@@ -88,7 +89,9 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path) -> None:
             sys.executable,
             "-m",
             "cli.main",
+            "-v",
             "schedule",
+            mode,
             str(event_dir),
             "--cron",  # far ahead: the only run is the one the new notes start
             "0 0 1 1 *",
@@ -122,8 +125,21 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path) -> None:
             time.sleep(1)
         frame = pd.read_csv(statements, keep_default_na=False)
         assert "hydrogen valley consortia" in set(frame["text"])
-        while time.time() < deadline and not any("Finished in state Completed" in line for line in lines):
+
+        def finished() -> int:  # runs that wrote their summary
+            return sum("harvest mini: {" in line for line in lines)
+
+        while time.time() < deadline and not finished():
             time.sleep(0.5)  # let the run finish before stopping the server
+        if mode == "--warm":  # a second run, in the same process: the models it loaded stay loaded
+            (event_dir / "notes" / "later.csv").write_text(
+                "table,round,topic,question,text\ngreen-t51,1,green,actors,regional hydrogen hubs\n"
+            )
+            while time.time() < deadline and finished() < 2:
+                assert process.poll() is None, "".join(lines)
+                time.sleep(0.5)
+            here = [line for line in lines if f"running in this process (pid {process.pid})" in line]
+            assert len(here) == 2, "".join(lines)
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from pipeline import db, editing
 from pipeline.crosscutting import CROSS_TOPIC
 from pipeline.ingest import decide_pending
-from pipeline.publish import paper_document, refresh_after_ingest
+from pipeline.publish import DOCUMENTS, paper_document, refresh_after_ingest
 from pipeline.schema import EDITOR_STATUSES, LanguageRoute, ThemeStatus
 from pipeline.store import Manifest, read_derived, read_derived_json
 from pipeline.suggestions import Suggestions
@@ -155,8 +155,6 @@ DOWNLOADS = {
     "paper.docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "paper.pdf": "application/pdf",
 }
-#: made when downloaded if an editor's action changed the paper since the last run (``paper_document``)
-DOCUMENTS = ("paper.docx", "paper.pdf")
 
 
 @router.get("/download/{name}")
