@@ -29,7 +29,7 @@ from pipeline.incremental import RunPlan, combine, plan_run, save_run, topic_and
 from pipeline.ingest import EVENT_FOLDER, build_statements, discover_note_files, ingest_paths
 from pipeline.languages import place_languages, with_translations
 from pipeline.polls import read_event_polls
-from pipeline.publish import DOCUMENT_WRITER, Published, publish
+from pipeline.publish import Published, publish
 from pipeline.schema import Flag, ThemeStatus, UploadStatus
 from pipeline.statements import load_nlp
 from pipeline.store import Generation, Layout, remove_stale_temp_files, write_parquet
@@ -289,7 +289,6 @@ def _synthesise(
     published = save_and_publish(
         event, layout, new, settings, plan, statements, embeddings, (assignment_frame, themes_frame)
     )
-    DOCUMENT_WRITER.write_later(new, event, settings)  # paper.docx and .pdf: seconds, so not waited for
     lap("publish")
     export, themes_frame = published.statements, published.themes
     return {

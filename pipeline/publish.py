@@ -5,6 +5,7 @@ Used at the end of every run and after every editor action, so both always show 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -27,7 +28,6 @@ from pipeline.paper.word import render_docx
 from pipeline.review import ReviewState, apply_review, relocate
 from pipeline.schema import NOT_IN_PAPER, STATEMENTS, ThemeStatus, conform
 from pipeline.store import (
-    Generation,
     Layout,
     read_derived,
     unsynced_writes,
@@ -71,7 +71,7 @@ def publish(
     A run passes what it holds in memory (its statements, their embeddings, and its machine
     ``(assignments, themes)``); after an editor action everything is read from the store. Decisions
     that match no theme are logged as a warning, by theme id. The paper is written as Markdown and HTML;
-    its DOCX and PDF take seconds to render and are made apart (``DocumentWriter``, ``paper_document``)."""
+    its DOCX and PDF take seconds to render and are made apart (``paper_document``)."""
     if statements is None or embeddings is None or machine is None:
         stored = read_inputs(layout, event, settings)
         statements = stored.statements if statements is None else statements
@@ -174,7 +174,7 @@ def published_paper(
 
 def write_paper(layout: Layout, paper: Paper) -> None:
     """The paper as Markdown and HTML; the DOCX and PDF of an earlier publish are removed from this
-    generation, never left behind out of date (``DocumentWriter`` writes the new ones)."""
+    generation, never left behind out of date (``paper_document`` makes the new ones)."""
     write_text(layout.paper_md, render_markdown(paper))
     write_text(layout.paper_html, render_html(paper))
     for name in DOCUMENTS:
@@ -209,58 +209,28 @@ _RENDERING = threading.Lock()  # one document at a time: rendering takes both co
 
 
 def paper_document(layout: Layout, event: Event, settings: Settings, name: str) -> bytes:
-    """The current paper as ``paper.docx`` or ``paper.pdf``: as written after the last run, or made now
-    from the export (an editor's action has changed the paper since, or the run's are still being
-    made)."""
+    """The current paper as ``paper.docx`` or ``paper.pdf``: as written already, or rendered now from
+    the export and kept in its generation for the next download.
+
+    Rendering takes seconds (WeasyPrint's layout; python-docx with the charts as PNG), more than a run
+    after one new table takes to find its themes, so runs leave it to ``harvest run``'s end
+    (``write_documents``) and to the first download after a scheduled or web run or an editor's action."""
     path = document_path(layout, name)
     if path.exists():
         return path.read_bytes()
     with _RENDERING:
-        return render_document(stored_paper(layout, event, settings), name)
+        if path.exists():  # another download rendered it meanwhile
+            return path.read_bytes()
+        data = render_document(stored_paper(layout, event, settings), name)
+        with contextlib.suppress(OSError):  # the generation was replaced meanwhile: the next one renders
+            write_bytes(path, data)
+        return data
 
 
-class DocumentWriter:
-    """Writes a committed generation's ``paper.docx`` and ``paper.pdf`` in a background thread.
-
-    Rendering them takes seconds (WeasyPrint's layout, python-docx with charts as PNG), longer than a
-    run after one new table takes to find its themes. So a run switches to its outputs with the
-    paper in Markdown and HTML, and the documents follow: ``harvest run`` waits for them before it
-    exits (``wait``); the web app and ``harvest schedule`` do not, and a download in between renders
-    the paper then (``paper_document``). A generation that is no longer current when its turn comes
-    is skipped: the newer one has its own."""
-
-    def __init__(self) -> None:
-        self._threads: list[threading.Thread] = []
-
-    def write_later(self, generation: Generation, event: Event, settings: Settings) -> None:
-        thread = threading.Thread(
-            target=self._write, args=(generation, event, settings), name=f"harvest-documents-{event.id}"
-        )
-        thread.start()
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-
-    @staticmethod
-    def _write(generation: Generation, event: Event, settings: Settings) -> None:
-        layout = generation.layout
-        try:
-            with _RENDERING:
-                if generation.current.processed.resolve() != generation.folder.resolve():
-                    return  # superseded: an editor's action or a later run published since
-                paper = stored_paper(layout, event, settings)
-                for name in DOCUMENTS:
-                    write_bytes(document_path(layout, name), render_document(paper, name))
-        except OSError as exc:  # the generation was removed meanwhile: its successor renders on demand
-            log.info("%s: the paper's documents were not written (%s)", event.id, exc)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the documents being written; True when all are done."""
-        for thread in self._threads:
-            thread.join(timeout)
-        return not any(t.is_alive() for t in self._threads)
-
-
-#: The process's writer: every run of the process hands its documents to it.
-DOCUMENT_WRITER = DocumentWriter()
+def write_documents(layout: Layout, event: Event, settings: Settings) -> None:
+    """``paper.docx`` and ``paper.pdf`` of the current export, written beside it."""
+    for name in DOCUMENTS:
+        paper_document(layout, event, settings, name)
 
 
 def _as_handed_in(statements: pd.DataFrame, layout: Layout) -> pd.DataFrame:

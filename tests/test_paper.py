@@ -15,10 +15,12 @@ import yaml
 from docx import Document
 
 from flows.harvest import harvest_event
+from pipeline.config import load_settings
 from pipeline.event import load_event
 from pipeline.paper import build_paper, readable_quote
-from pipeline.publish import DOCUMENT_WRITER
+from pipeline.publish import write_documents
 from pipeline.schema import NOT_IN_PAPER
+from pipeline.store import Layout
 from tests.conftest import FIXTURES
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_ephemeral")]
@@ -56,7 +58,9 @@ def published(tmp_path_factory: pytest.TempPathFactory, prefect_ephemeral: None)
     (event_dir / "polls" / "broken.csv").write_text("question,option,votes\nA broken poll,Yes,many\n")
     summary = harvest_event(event_dir, root / "data")
     assert (summary["polls"], summary["polls_rejected"]) == (1, 1)
-    assert DOCUMENT_WRITER.wait(timeout=300)  # paper.docx and paper.pdf follow the run
+    assert not (root / "data" / "processed" / "mini" / "paper.pdf").exists()  # seconds: made after the run
+    settings = load_settings(data_dir=root / "data")
+    write_documents(Layout(root / "data", "mini"), load_event(event_dir), settings)
     return root / "data" / "processed" / "mini"
 
 
