@@ -9,7 +9,9 @@ prefect-dask's task runner, so every entry point, CLI, schedule and web, follows
 from __future__ import annotations
 
 import logging
+import os
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipeline import db
 from pipeline.config import Settings, load_settings
-from pipeline.embed import EmbeddingCache, text_key
+from pipeline.embed import EmbeddingCache, phrase_cache, text_key
 from pipeline.encoders import EncoderSpec, load_encoder
 from pipeline.event import Event, load_event
 from pipeline.incremental import RunPlan, combine, plan_run, save_run, topic_and_question
@@ -110,9 +112,12 @@ def synthesise(
     encoder: EncoderSpec,
     spacy_model: str,
     params: SynthesisParams,
+    phrases: Path | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One topic x question (``key``): names and data only, so a Dask worker loads its own models."""
-    return synthesise_question(statements, embeddings, flags, glossary, encoder, spacy_model, params)
+    """One topic x question (``key``): names and data only, so a Dask worker loads its own models.
+    ``phrases``: the event's phrase cache, for tasks in the flow's process (a Dask worker may not see
+    the data root)."""
+    return synthesise_question(statements, embeddings, flags, glossary, encoder, spacy_model, params, phrases)
 
 
 @task(cache_policy=NO_CACHE)  # writes the outputs: nothing to cache (and a generation holds a lock)
@@ -184,13 +189,46 @@ def _prefect_did_not_start(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "ephemeral Prefect API server" in str(exc)
 
 
+#: Where ``harvest schedule`` leaves the API address of the Prefect server it started (under the data
+#: root's ``prefect/``), so a ``harvest run`` meanwhile uses it instead of starting one of its own.
+SERVER_ADDRESS_FILE = "api-url"
+
+
+def server_address_file(data_dir: Path) -> Path:
+    return Path(data_dir) / "prefect" / SERVER_ADDRESS_FILE
+
+
+def running_local_server(data_dir: Path) -> str | None:
+    """The API address ``harvest schedule`` left for this data root, if that server answers now."""
+    try:
+        url = server_address_file(data_dir).read_text(encoding="utf-8").strip()
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+            return url if answer.status == 200 else None
+    except (OSError, ValueError):  # no file, no server any more, or not a URL
+        return None
+
+
 def run_event(
     event_dir: Path, data_dir: Path | None = None, out: Path | None = None, attempts: int = 2
 ) -> dict[str, Any]:
-    """``harvest_event`` as the CLI, the web app and the benchmarks start it. Without PREFECT_API_URL,
-    Prefect starts a temporary server first; on a busy machine it may not answer within
-    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (180 s here), so the slow one is stopped and a
-    fresh one gets one more try. Raises PrefectDidNotStart, with one line to say, if that fails too."""
+    """``harvest_event`` as the CLI, the web app and the benchmarks start it. Without PREFECT_API_URL it
+    uses the Prefect server ``harvest schedule`` runs for the same data root, if one answers; else
+    Prefect starts a temporary server first (several seconds). On a busy machine that one may not answer
+    within PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (180 s here), so the slow one is stopped and
+    a fresh one gets one more try. Raises PrefectDidNotStart, with one line to say, if that fails too."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if not os.environ.get("PREFECT_API_URL"):
+        url = running_local_server(data_dir if data_dir is not None else load_settings().data_dir)
+        if url is not None:
+            with temporary_settings(updates={PREFECT_API_URL: url}):
+                return harvest_event(event_dir, data_dir, out)
+    return _run_with_temporary_server(event_dir, data_dir, out, attempts)
+
+
+def _run_with_temporary_server(
+    event_dir: Path, data_dir: Path | None, out: Path | None, attempts: int
+) -> dict[str, Any]:
     from prefect.server.api.server import SubprocessASGIServer
 
     for attempt in range(1, attempts + 1):
@@ -282,6 +320,7 @@ def _synthesise(
             settings.encoder,
             settings.spacy_model,
             params,
+            phrase_cache(cache) if settings.task_runner == "local" else None,
         )
     assignment_frame, themes_frame = combine(plan, {key: f.result() for key, f in futures.items()})
     lap("themes")

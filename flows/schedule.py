@@ -36,10 +36,10 @@ from uuid import UUID
 from prefect.schedules import Cron, Interval, RRule, Schedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.harvest import harvest_event
+from flows.harvest import SERVER_ADDRESS_FILE, harvest_event
 from pipeline.event import Event, load_event
 from pipeline.ingest import discover_note_files
-from pipeline.store import Layout, Manifest
+from pipeline.store import Layout, Manifest, write_text
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -174,12 +174,14 @@ def prefect_api(home: Path) -> Iterator[str]:
             time.sleep(0.5)
         log.info("local Prefect server on %s", url)
         os.environ["PREFECT_API_URL"] = url  # flow runs started by the runner inherit it
+        write_text(home / SERVER_ADDRESS_FILE, url)  # for `harvest run`s meanwhile (run_event)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             try:
                 yield url
             finally:
                 _flush_to_api()
     finally:
+        (home / SERVER_ADDRESS_FILE).unlink(missing_ok=True)
         os.environ.pop("PREFECT_API_URL", None)
         server.terminate()
         try:

@@ -137,24 +137,36 @@ def cached_embeddings(texts: Sequence[str], encoder_id: str, cache_dir: Path) ->
 class PhraseEncoder:
     """Encodes texts the pipeline writes itself (joint recommendations to choose from) as statements are
     encoded: in the model's view (``texts_for_embedding`` with the question's glossary), by ``spec``'s
-    encoder. Remembered by model view for the life of the process, so clustering one question again
-    after a new table encodes only the texts that are new."""
+    encoder. Remembered by model view for the life of the process, and with ``cache_dir`` on disk too
+    (an ``EmbeddingCache`` of its own), so clustering one question again after a new table encodes only
+    the texts that are new, in this process or the next. Vectors pass through float16 either way, so a
+    remembered vector and a fresh one are the same."""
 
     KEPT = 100_000  # texts remembered (about 150 MB of float32 vectors at 384 dimensions)
 
-    def __init__(self, spec: EncoderSpec) -> None:
+    def __init__(self, spec: EncoderSpec, cache_dir: Path | None = None) -> None:
         self.spec = spec
         self._memo: dict[str, np.ndarray] = {}
+        self._cache = EmbeddingCache(cache_dir, spec.id) if cache_dir is not None else None
 
     def encode(self, texts: list[str], glossary: Mapping[str, str] | None = None) -> np.ndarray:
         views = texts_for_embedding(texts, glossary)
         todo = [v for v in dict.fromkeys(views) if v not in self._memo]
+        if todo and self._cache is not None:
+            stored = [v for v in todo if text_key(v) in self._cache]
+            if stored:
+                self._memo.update(zip(stored, self._cache.get([text_key(v) for v in stored]), strict=True))
+                todo = [v for v in todo if v not in self._memo]
         if todo:
             vectors = load_encoder(self.spec).encode(todo, self.spec.batch_size, show_progress=False)
-            self._memo.update(zip(todo, vectors, strict=True))
-            for oldest in list(self._memo)[: max(0, len(self._memo) - self.KEPT)]:
-                del self._memo[oldest]
-        return np.stack([self._memo[v] for v in views])
+            vectors = np.asarray(vectors, dtype=STORED_DTYPE)
+            self._memo.update(zip(todo, vectors.astype(np.float32), strict=True))
+            if self._cache is not None:
+                self._cache.add([text_key(v) for v in todo], vectors)
+        found = np.stack([self._memo[v] for v in views])
+        for oldest in list(self._memo)[: max(0, len(self._memo) - self.KEPT)]:
+            del self._memo[oldest]
+        return found
 
     def with_glossary(self, glossary: Mapping[str, str] | None) -> Callable[[list[str]], np.ndarray]:
         """``encode`` for one question's texts, with its glossary."""
@@ -163,6 +175,12 @@ class PhraseEncoder:
 
 
 @lru_cache(maxsize=4)
-def phrase_encoder(spec: EncoderSpec) -> PhraseEncoder:
-    """The process's ``PhraseEncoder`` for an encoder."""
-    return PhraseEncoder(spec)
+def phrase_encoder(spec: EncoderSpec, cache_dir: Path | None = None) -> PhraseEncoder:
+    """The process's ``PhraseEncoder`` for an encoder (and an event's phrase cache: ``phrase_cache``)."""
+    return PhraseEncoder(spec, cache_dir)
+
+
+def phrase_cache(embedding_cache: Path) -> Path:
+    """Where an event's phrase vectors are kept: beside its statements' vectors, apart, so neither cache
+    loads the other's."""
+    return Path(embedding_cache) / "phrases"

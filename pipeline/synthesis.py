@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -284,12 +285,14 @@ def synthesise_question(
     encoder: EncoderSpec,
     spacy_model: str,
     params: SynthesisParams | None = None,
+    phrases: Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``synthesise_group`` as a run does it, given only names and data, so it can run in any worker
     process: the models are loaded by name (once per process). ``glossary`` is the question's
     (``Event.glossary_for``), for the model's view of joint recommendations and the shorthand the
-    recommendations spell out."""
-    encode = phrase_encoder(encoder).with_glossary(glossary)
+    recommendations spell out. ``phrases``: the event's phrase cache (``embed.phrase_cache``), where the
+    process can reach the event's data."""
+    encode = phrase_encoder(encoder, phrases).with_glossary(glossary)
     return synthesise_group(
         statements,
         np.asarray(embeddings, dtype=np.float32),

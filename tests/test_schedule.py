@@ -3,6 +3,7 @@ on new notes, and stopping."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from flows.harvest import running_local_server, server_address_file
 from flows.schedule import UploadWatcher, build_schedules
 from pipeline.event import load_event, parse_event
 from tests.conftest import FIXTURES
@@ -115,6 +117,7 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path, mode: str) 
         while not any("is being served" in line for line in lines):
             assert process.poll() is None and time.time() < deadline, "".join(lines)
             time.sleep(0.5)
+        assert running_local_server(data) is not None  # a `harvest run` meanwhile uses this server
         (event_dir / "notes" / "late.csv").write_text(
             "table,round,topic,question,text\ngreen-t50,1,green,actors,hydrogen valley consortia\n"
         )
@@ -153,7 +156,29 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path, mode: str) 
             pytest.fail("harvest schedule did not stop on Ctrl-C:\n" + "".join(lines[-40:] + stacks))
         reader.join(timeout=5)
     assert "harvest-event/harvest-mini" in "".join(lines)
+    assert not server_address_file(data).exists()
     leftover = subprocess.run(
         ["pgrep", "-f", f"prefect server start.*{data}"], capture_output=True, text=True
     )
     assert leftover.stdout.strip() == ""
+
+
+def test_a_run_uses_the_server_harvest_schedule_left_only_while_it_answers(tmp_path: Path) -> None:
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    assert running_local_server(tmp_path) is None  # no server was left
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    server_address_file(tmp_path).parent.mkdir()
+    server_address_file(tmp_path).write_text(url)
+    assert running_local_server(tmp_path) == url
+    server.shutdown()
+    server.server_close()
+    assert running_local_server(tmp_path) is None  # gone: the run starts its own

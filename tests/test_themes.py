@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -305,3 +307,20 @@ def test_a_large_theme_is_labelled_from_its_readable_core() -> None:
     # theme 0: the three readable members nearest its centre, not the fringe (1.2, -1.2) nor the
     # unreadable one; theme 1 whole; the statement in no theme is not read
     assert chosen.tolist() == [True, True, True, False, False, False, True, False]
+
+
+@pytest.mark.slow
+def test_phrase_vectors_kept_on_disk_spare_the_next_process_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.embed as embed
+
+    texts = ["lobbying for SMEs; visibility for SMEs", "represent SMEs in Brussels"]
+    first = PhraseEncoder(EncoderSpec(), tmp_path).encode(texts)
+
+    def no_model(spec: EncoderSpec) -> None:
+        raise AssertionError("the model was loaded for texts already on disk")
+
+    monkeypatch.setattr(embed, "load_encoder", no_model)
+    again = PhraseEncoder(EncoderSpec(), tmp_path).encode(texts[::-1])  # as a new process would
+    np.testing.assert_array_equal(again, first[::-1])
