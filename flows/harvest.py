@@ -24,7 +24,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipeline import db
 from pipeline.config import Settings, load_settings
-from pipeline.embed import EmbeddingCache, phrase_cache, text_key
+from pipeline.embed import EmbeddingCache, text_key
 from pipeline.encoders import EncoderSpec, load_encoder
 from pipeline.event import Event, load_event
 from pipeline.incremental import RunPlan, combine, plan_run, save_run, topic_and_question
@@ -320,7 +320,7 @@ def _synthesise(
             settings.encoder,
             settings.spacy_model,
             params,
-            phrase_cache(cache) if settings.task_runner == "local" else None,
+            cache if settings.task_runner == "local" else None,
         )
     assignment_frame, themes_frame = combine(plan, {key: f.result() for key, f in futures.items()})
     lap("themes")

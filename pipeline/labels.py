@@ -4,17 +4,23 @@ say the theme better; see ``compose_recommendations``)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import weakref
 from collections import Counter
 from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from pipeline.encoders import slug
 from pipeline.rank import unit_centre
+from pipeline.store import set_aside, write_text
 from pipeline.themes import text_for_embedding
 
 _CONTENT = {"NOUN", "PROPN", "ADJ", "VERB"}
@@ -136,23 +142,77 @@ _TERMS: weakref.WeakKeyDictionary[Language, dict[str, list[tuple[str, str, float
     weakref.WeakKeyDictionary()
 )
 _TERMS_KEPT = 200_000  # statements whose terms a process remembers (about 100 MB)
+#: Bump when ``keyphrases`` (or what it filters) changes: terms kept on disk are then made anew.
+KEYPHRASES_VERSION = 1
 
 
-def statement_terms(texts: list[str], nlp: Language) -> list[list[tuple[str, str, float]]]:
+class TermCache:
+    """``keyphrases`` of statement texts kept on disk for one event and spaCy pipeline, so a new process
+    re-clustering a question parses only statements no run has parsed. Append-only, like the embedding
+    cache: each write adds one JSON shard (text key -> terms); a damaged shard is set aside and its
+    statements parsed again."""
+
+    def __init__(self, folder: Path, nlp: Language) -> None:
+        name = f"{nlp.lang}_{nlp.meta.get('name', '')}-{nlp.meta.get('version', '')}-v{KEYPHRASES_VERSION}"
+        self.folder = Path(folder) / slug(name)
+        self._terms: dict[str, list[tuple[str, str, float]]] = {}
+        for shard in sorted(self.folder.glob("*.json")):
+            try:
+                stored = json.loads(shard.read_text(encoding="utf-8"))
+                self._terms.update({k: [(a, b, float(w)) for a, b, w in v] for k, v in stored.items()})
+            except (ValueError, TypeError) as exc:
+                set_aside(shard, exc)
+
+    def get(self, text: str) -> list[tuple[str, str, float]] | None:
+        return self._terms.get(_term_key(text))
+
+    def add(self, found: dict[str, list[tuple[str, str, float]]]) -> None:
+        if not found:
+            return
+        stored = {_term_key(text): terms for text, terms in found.items()}
+        shard = hashlib.sha256("".join(stored).encode()).hexdigest()[:16]
+        write_text(self.folder / f"{shard}.json", json.dumps(stored))
+        self._terms.update(stored)
+
+
+def _term_key(text: str) -> str:  # as written: tags, and so terms, depend on case
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@lru_cache(maxsize=8)
+def term_cache(folder: Path, nlp: Language) -> TermCache:
+    """The process's ``TermCache`` of an event's folder (``Layout.embedding_cache``) and pipeline."""
+    return TermCache(Path(folder) / "keyphrases", nlp)
+
+
+def statement_terms(
+    texts: list[str], nlp: Language, stored: TermCache | None = None
+) -> list[list[tuple[str, str, float]]]:
     """``keyphrases`` of each text. Remembered per process and pipeline, so a re-run (a scheduled or
-    web-triggered run in a long-lived process) parses only statements it has not seen."""
+    web-triggered run in a long-lived process) parses only statements it has not seen; with ``stored``,
+    on disk too, for the next process."""
     memo = _TERMS.setdefault(nlp, {})
     todo = [t for t in dict.fromkeys(texts) if t not in memo]
-    for text, doc in zip(todo, nlp.pipe(todo, batch_size=256), strict=True):
-        memo[text] = keyphrases(doc)
+    if stored is not None:
+        for text in todo:
+            terms = stored.get(text)
+            if terms is not None:
+                memo[text] = terms
+        todo = [t for t in todo if t not in memo]
+    parsed = {text: keyphrases(doc) for text, doc in zip(todo, nlp.pipe(todo, batch_size=256), strict=True)}
+    memo.update(parsed)
+    if stored is not None:
+        stored.add(parsed)
     found = [memo[t] for t in texts]
     for oldest in list(memo)[: max(0, len(memo) - _TERMS_KEPT)]:
         del memo[oldest]
     return found
 
 
-def label_themes(texts: list[str], labels: np.ndarray, nlp: Language, top: int = 3) -> dict[int, str]:
-    found = statement_terms(texts, nlp)
+def label_themes(
+    texts: list[str], labels: np.ndarray, nlp: Language, top: int = 3, stored: TermCache | None = None
+) -> dict[int, str]:
+    found = statement_terms(texts, nlp, stored)
     written: dict[str, Counter[str]] = {}
     weighed: dict[str, Counter[float]] = {}
     for terms in found:

@@ -14,15 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from spacy.language import Language
 
 from pipeline.chatter import PROTOTYPES, ChatterParams, chatter_mask
-from pipeline.embed import phrase_encoder
+from pipeline.embed import phrase_cache, phrase_encoder
 from pipeline.encoders import EncoderSpec
 from pipeline.glossary import for_readers
 from pipeline.labels import (
     RECOMMENDATION_PARTS,
     Encode,
+    TermCache,
     compose_recommendations,
     label_themes,
     representative,
+    term_cache,
 )
 from pipeline.languages import BridgeParams, routed
 from pipeline.rank import SUPPORT_COLUMNS, session_names, theme_support, unit_centre
@@ -194,12 +196,14 @@ def synthesise_group(
     params: SynthesisParams | None = None,
     encode: Encode | None = None,
     spell_out: Callable[[str], str] | None = None,
+    terms: TermCache | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Themes of one topic x question; ``flags`` are the statements' ``statement_flags``.
 
     ``encode`` embeds texts as ``embeddings`` were made; recommendations that join statements need it
     (``pipeline.labels.compose_recommendations``), without it each is one statement. ``spell_out``
-    writes out the shorthand in recommendations (``pipeline.glossary.for_readers``).
+    writes out the shorthand in recommendations (``pipeline.glossary.for_readers``). ``terms``: statements'
+    keyphrases kept on disk (``labels.term_cache``).
 
     Returns ``(assignments, themes)``: assignments has ``statement_id, theme_id, flag`` for every
     statement (theme_id empty = unassigned); themes follows ``schema.THEMES`` with rank still 0. The
@@ -221,7 +225,9 @@ def synthesise_group(
     # not written in: it counts for its theme, but its words are not the theme's
     readable = (statements["language_route"] != LanguageRoute.MULTILINGUAL).to_numpy()
     worded = labels_sample(labels, embeddings, readable)
-    names = label_themes([t if w else "" for t, w in zip(texts, worded, strict=True)], labels, nlp)
+    names = label_themes(
+        [t if w else "" for t, w in zip(texts, worded, strict=True)], labels, nlp, stored=terms
+    )
     topic, question = statements["topic"].iloc[0], statements["question"].iloc[0]
     theme_of = np.full(len(statements), "", dtype=object)
     columns = {c: statements[c].to_numpy(dtype=object) for c in SUPPORT_COLUMNS}
@@ -285,20 +291,23 @@ def synthesise_question(
     encoder: EncoderSpec,
     spacy_model: str,
     params: SynthesisParams | None = None,
-    phrases: Path | None = None,
+    caches: Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``synthesise_group`` as a run does it, given only names and data, so it can run in any worker
     process: the models are loaded by name (once per process). ``glossary`` is the question's
     (``Event.glossary_for``), for the model's view of joint recommendations and the shorthand the
-    recommendations spell out. ``phrases``: the event's phrase cache (``embed.phrase_cache``), where the
-    process can reach the event's data."""
-    encode = phrase_encoder(encoder, phrases).with_glossary(glossary)
+    recommendations spell out. ``caches``: the event's cache folder (``Layout.embedding_cache``), where
+    the process can reach the event's data: joint recommendations' vectors and statements' keyphrases are
+    kept there for the next run (``embed.phrase_cache``, ``labels.term_cache``)."""
+    encode = phrase_encoder(encoder, None if caches is None else phrase_cache(caches)).with_glossary(glossary)
+    nlp = load_nlp(spacy_model)
     return synthesise_group(
         statements,
         np.asarray(embeddings, dtype=np.float32),
         flags,
-        load_nlp(spacy_model),
+        nlp,
         params,
         encode,
         for_readers(glossary),
+        None if caches is None else term_cache(caches, nlp),
     )

