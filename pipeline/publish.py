@@ -215,6 +215,8 @@ def paper_document(layout: Layout, event: Event, settings: Settings, name: str) 
     Rendering takes seconds (WeasyPrint's layout; python-docx with the charts as PNG), more than a run
     after one new table takes to find its themes, so runs leave it to ``harvest run``'s end
     (``write_documents``) and to the first download after a scheduled or web run or an editor's action."""
+    # the generation current now: read from and written to, even if another one replaces it meanwhile
+    layout = Layout(layout.root, layout.event, out=layout.processed.resolve())
     path = document_path(layout, name)
     if path.exists():
         return path.read_bytes()
@@ -222,7 +224,7 @@ def paper_document(layout: Layout, event: Event, settings: Settings, name: str) 
         if path.exists():  # another download rendered it meanwhile
             return path.read_bytes()
         data = render_document(stored_paper(layout, event, settings), name)
-        with contextlib.suppress(OSError):  # the generation was replaced meanwhile: the next one renders
+        with contextlib.suppress(OSError):  # its generation was removed meanwhile: nothing to keep it in
             write_bytes(path, data)
         return data
 
