@@ -280,22 +280,23 @@ def compose_recommendations(
     mean of their parts'). Without ``encode``, the most central statement. All themes' texts of a step
     go to ``encode`` at once: one call per step, not per theme. ``spell_out`` writes out shorthand in
     the result (see ``recommendation_text``)."""
-    centres, pools = [], []
+    centres, pools, firsts = [], [], []
     for texts, embeddings in themes:
         centre = unit_centre(embeddings)
         distinct: dict[str, str] = {}
-        for i in np.argsort(-(embeddings @ centre), kind="stable"):
+        order = np.argsort(-(embeddings @ centre), kind="stable")
+        for i in order:
             text = _cleaned(texts[i]) or texts[i]
             distinct.setdefault(phrasing_key(text), text)
             if len(distinct) == candidates:
                 break
         centres.append(centre)
         pools.append(list(distinct.values()))
+        # the most central statement alone: its own vector (cleaning leaves what the model reads)
+        firsts.append(embeddings[order[0]] if len(order) else centre)
     chosen = [[recommendation_text(pool[0])] for pool in pools]
     growing = [i for i, pool in enumerate(pools) if len(pool) > 1] if encode is not None else []
-    if growing and encode is not None:
-        firsts = encode([chosen[i][0] for i in growing])
-        best = {i: float(v @ centres[i]) for i, v in zip(growing, firsts, strict=True)}
+    best = {i: float(firsts[i] @ centres[i]) for i in growing}
     while growing and encode is not None:
         trials = [(i, j) for i in growing for j in range(1, len(pools[i])) if pools[i][j] not in chosen[i]]
         if not trials:
