@@ -154,7 +154,8 @@ def test_one_new_table_changes_only_its_question(tmp_path: Path) -> None:
     out = data / "processed" / "mini"
     themes_before = pd.read_csv(out / "themes.csv", keep_default_na=False)
     cache = Layout(data, "mini").embedding_cache
-    shards_before = set(cache.rglob("*.npz"))
+    statement_shards = "*/*.npz"  # the statements' vectors (phrases/ keeps joint recommendations' apart)
+    shards_before = set(cache.glob(statement_shards))
     with db.session_scope(f"sqlite:///{data / 'harvest.db'}") as session:  # a theme no run has made
         editing.rename(session, "mini", "ann", "green.actors.gone", "green", "actors", "Old theme")
 
@@ -167,7 +168,7 @@ def test_one_new_table_changes_only_its_question(tmp_path: Path) -> None:
     assert (summary["accepted"], summary["unchanged"]) == (1, 1)
     assert (summary["groups_clustered"], summary["groups_reused"]) == (1, 1)
     assert summary["unmatched_decisions"] == 1  # said, not silently dropped
-    assert len(set(cache.rglob("*.npz")) - shards_before) == 1  # only the new statements
+    assert len(set(cache.glob(statement_shards)) - shards_before) == 1  # only the new statements
 
     themes_after = pd.read_csv(out / "themes.csv", keep_default_na=False)
     untouched = themes_before[themes_before.question == "policy"].reset_index(drop=True)
