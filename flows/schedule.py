@@ -212,7 +212,6 @@ class WarmRunner:
     def __init__(self, flow: Any, deployment_id: UUID, poll: float = 2.0) -> None:
         self.flow, self.deployment_id, self.poll = flow, deployment_id, poll
         self.stopped = threading.Event()
-        self.finished = 0
 
     def run_due(self) -> int:
         """Run every flow run of the deployment that is due; returns how many ran."""
@@ -235,7 +234,6 @@ class WarmRunner:
                 log.info("flow run %s: running in this process (pid %d)", flow_run.name, os.getpid())
                 run_flow(self.flow, flow_run=client.read_flow_run(flow_run.id), return_type="state")
                 ran += 1
-                self.finished += 1
         return ran
 
     def serve(self) -> None:
