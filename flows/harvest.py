@@ -198,14 +198,22 @@ def server_address_file(data_dir: Path) -> Path:
     return Path(data_dir) / "prefect" / SERVER_ADDRESS_FILE
 
 
+def prefect_server_answers(url: str) -> bool:
+    """Whether the Prefect API at ``url`` answers its health check now."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except (OSError, ValueError):  # not (or no longer) listening, or not a URL
+        return False
+
+
 def running_local_server(data_dir: Path) -> str | None:
     """The API address ``harvest schedule`` left for this data root, if that server answers now."""
     try:
         url = server_address_file(data_dir).read_text(encoding="utf-8").strip()
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-            return url if answer.status == 200 else None
-    except (OSError, ValueError):  # no file, no server any more, or not a URL
+    except OSError:  # no server was left
         return None
+    return url if prefect_server_answers(url) else None
 
 
 def run_event(

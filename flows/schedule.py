@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, timedelta
@@ -36,7 +35,7 @@ from uuid import UUID
 from prefect.schedules import Cron, Interval, RRule, Schedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.harvest import SERVER_ADDRESS_FILE, harvest_event
+from flows.harvest import SERVER_ADDRESS_FILE, harvest_event, prefect_server_answers
 from pipeline.event import Event, load_event
 from pipeline.ingest import discover_note_files
 from pipeline.store import Layout, Manifest, write_text
@@ -162,13 +161,7 @@ def prefect_api(home: Path) -> Iterator[str]:
     )
     try:
         deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
+        while not prefect_server_answers(url):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the local Prefect server did not start; see {home / 'server.log'}")
             time.sleep(0.5)
