@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.encoders import EncoderSpec, load_encoder, slug
-from pipeline.store import atomic_path, set_aside
+from pipeline.store import atomic_path, set_aside, shard_name
 from pipeline.themes import texts_for_embedding
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,7 @@ class EmbeddingCache:
         if not len(keys):
             return
         vectors = np.asarray(vectors, dtype=STORED_DTYPE)
-        shard = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-        with atomic_path(self.folder / f"{shard}.npz") as tmp, open(tmp, "wb") as handle:
+        with atomic_path(self.folder / f"{shard_name(keys)}.npz") as tmp, open(tmp, "wb") as handle:
             np.savez(handle, keys=np.asarray(keys), vectors=vectors)
         self._index(list(keys))
         self._matrix = np.concatenate([self._matrix, vectors]) if len(self._matrix) else vectors

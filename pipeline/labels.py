@@ -20,7 +20,7 @@ from spacy.tokens import Doc
 
 from pipeline.encoders import slug
 from pipeline.rank import unit_centre
-from pipeline.store import set_aside, write_text
+from pipeline.store import set_aside, shard_name, write_text
 from pipeline.themes import text_for_embedding
 
 _CONTENT = {"NOUN", "PROPN", "ADJ", "VERB"}
@@ -170,8 +170,7 @@ class TermCache:
         if not found:
             return
         stored = {_term_key(text): terms for text, terms in found.items()}
-        shard = hashlib.sha256("".join(stored).encode()).hexdigest()[:16]
-        write_text(self.folder / f"{shard}.json", json.dumps(stored))
+        write_text(self.folder / f"{shard_name(stored)}.json", json.dumps(stored))
         self._terms.update(stored)
 
 

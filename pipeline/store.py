@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -237,6 +237,12 @@ def write_bytes(target: Path, data: bytes) -> None:
 
 def write_text(target: Path, text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
+
+
+def shard_name(keys: Iterable[str]) -> str:
+    """The name of an append-only cache's shard holding ``keys``: the same keys, the same shard, so a
+    write repeated after a crash replaces its own shard instead of adding a second."""
+    return hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
 
 
 def set_aside(path: Path, problem: BaseException | str) -> Path:
