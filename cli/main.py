@@ -116,14 +116,17 @@ def run(
     topic and question, and writes statements.csv, themes.csv (+ parquet) and the paper (md, html, docx,
     pdf).
     """
-    from flows.harvest import PrefectDidNotStart, run_event
-    from pipeline.publish import write_documents
+    from flows.server import PrefectDidNotStart, run_api
 
     settings = _settings(data_dir)
     event, layout = _event_and_layout(event_dir, settings, out)  # clear errors before Prefect starts
     try:
         check_output_folder(layout.processed)
-        summary = run_event(event_dir, settings.data_dir, out)
+        with run_api(settings.data_dir) as api:  # a server starts now, while the pipeline is imported
+            from flows.harvest import run_event
+            from pipeline.publish import write_documents
+
+            summary = run_event(event_dir, settings.data_dir, out, api)
     except (PrefectDidNotStart, DamagedUpload, FileExistsError) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None

@@ -1,6 +1,6 @@
 """The Harvest flow: ingest -> statements -> embed -> themes (per topic x question) -> rank -> paper.
 
-Runs without a Prefect server (ephemeral mode) unless PREFECT_API_URL points at one. Embedding chunks
+Reports to the Prefect API ``flows.server`` finds or starts (``run_event``). Embedding chunks
 and topic x question groups are submitted to the flow's task runner: one at a time in this process by
 default, in parallel on Dask workers with the setting ``task_runner = "dask"`` (a sub-flow with
 prefect-dask's task runner, so every entry point, CLI, schedule and web, follows the setting).
@@ -8,10 +8,7 @@ prefect-dask's task runner, so every entry point, CLI, schedule and web, follows
 
 from __future__ import annotations
 
-import logging
-import os
 import time
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.server import ApiAddress, flush_to_api, run_api
 from pipeline import db
 from pipeline.config import Settings, load_settings
 from pipeline.embed import EmbeddingCache, text_key
@@ -181,77 +179,30 @@ def harvest_event(event_dir: Path, data_dir: Path | None = None, out: Path | Non
     return summary
 
 
-class PrefectDidNotStart(RuntimeError):
-    """Prefect's temporary server did not answer in time, twice: the machine is too busy for it."""
-
-
-def _prefect_did_not_start(exc: BaseException) -> bool:
-    return isinstance(exc, RuntimeError) and "ephemeral Prefect API server" in str(exc)
-
-
-#: Where ``harvest schedule`` leaves the API address of the Prefect server it started (under the data
-#: root's ``prefect/``), so a ``harvest run`` meanwhile uses it instead of starting one of its own.
-SERVER_ADDRESS_FILE = "api-url"
-
-
-def server_address_file(data_dir: Path) -> Path:
-    return Path(data_dir) / "prefect" / SERVER_ADDRESS_FILE
-
-
-def prefect_server_answers(url: str) -> bool:
-    """Whether the Prefect API at ``url`` answers its health check now."""
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except (OSError, ValueError):  # not (or no longer) listening, or not a URL
-        return False
-
-
-def running_local_server(data_dir: Path) -> str | None:
-    """The API address ``harvest schedule`` left for this data root, if that server answers now."""
-    try:
-        url = server_address_file(data_dir).read_text(encoding="utf-8").strip()
-    except OSError:  # no server was left
-        return None
-    return url if prefect_server_answers(url) else None
-
-
 def run_event(
-    event_dir: Path, data_dir: Path | None = None, out: Path | None = None, attempts: int = 2
+    event_dir: Path,
+    data_dir: Path | None = None,
+    out: Path | None = None,
+    api: ApiAddress | None = None,
+    keep_server: bool = False,
 ) -> dict[str, Any]:
-    """``harvest_event`` as the CLI, the web app and the benchmarks start it. Without PREFECT_API_URL it
-    uses the Prefect server ``harvest schedule`` runs for the same data root, if one answers; else
-    Prefect starts a temporary server first (several seconds). On a busy machine that one may not answer
-    within PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (180 s here), so the slow one is stopped and
-    a fresh one gets one more try. Raises PrefectDidNotStart, with one line to say, if that fails too."""
+    """``harvest_event`` as the CLI, the web app and the benchmarks start it, reporting to ``api``
+    (``flows.server.run_api``; by default the one found or started for this run, kept for the next run
+    with ``keep_server``). Raises PrefectDidNotStart, with one line to say, if no server answers."""
+    if api is None:
+        root = data_dir if data_dir is not None else load_settings().data_dir
+        with run_api(root, keep=keep_server) as api:
+            return run_event(event_dir, data_dir, out, api)
+    url = api()
+    if url is None:  # PREFECT_API_URL: Prefect's own setting
+        return harvest_event(event_dir, data_dir, out)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    if not os.environ.get("PREFECT_API_URL"):
-        url = running_local_server(data_dir if data_dir is not None else load_settings().data_dir)
-        if url is not None:
-            with temporary_settings(updates={PREFECT_API_URL: url}):
-                return harvest_event(event_dir, data_dir, out)
-    return _run_with_temporary_server(event_dir, data_dir, out, attempts)
-
-
-def _run_with_temporary_server(
-    event_dir: Path, data_dir: Path | None, out: Path | None, attempts: int
-) -> dict[str, Any]:
-    from prefect.server.api.server import SubprocessASGIServer
-
-    for attempt in range(1, attempts + 1):
+    with temporary_settings(updates={PREFECT_API_URL: url}):
         try:
             return harvest_event(event_dir, data_dir, out)
-        except RuntimeError as exc:
-            if not _prefect_did_not_start(exc):
-                raise
-            SubprocessASGIServer().stop()  # the slow server: never left running beside the next one
-            if attempt < attempts:
-                logging.getLogger(__name__).warning("Prefect's temporary server did not start; trying again")
-    raise PrefectDidNotStart(
-        f"Prefect's temporary server did not start in time, {attempts} times (a busy machine: raise "
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run a Prefect server and set PREFECT_API_URL)"
-    )
+        finally:
+            flush_to_api()  # while the server still listens
 
 
 class _Laps:

@@ -35,7 +35,8 @@ from uuid import UUID
 from prefect.schedules import Cron, Interval, RRule, Schedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.harvest import SERVER_ADDRESS_FILE, harvest_event, prefect_server_answers
+from flows.harvest import harvest_event
+from flows.server import SERVER_ADDRESS_FILE, flush_to_api, prefect_server_answers
 from pipeline.event import Event, load_event
 from pipeline.ingest import discover_note_files
 from pipeline.store import Layout, Manifest, write_text
@@ -172,7 +173,7 @@ def prefect_api(home: Path) -> Iterator[str]:
             try:
                 yield url
             finally:
-                _flush_to_api()
+                flush_to_api()
     finally:
         (home / SERVER_ADDRESS_FILE).unlink(missing_ok=True)
         os.environ.pop("PREFECT_API_URL", None)
@@ -182,16 +183,6 @@ def prefect_api(home: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         log_file.close()
-
-
-def _flush_to_api(timeout: float = 10) -> None:
-    """Send the logs and events still queued while the server is up: at interpreter exit Prefect would
-    try again against a stopped server and retry for minutes."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for service in (APILogWorker, EventsWorker):
-        service.drain_all(timeout=timeout)
 
 
 class WarmRunner:

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from spacy.language import Language
+
+if TYPE_CHECKING:
+    from spacy.language import Language
 
 #: Generic kinds of session remarks, not phrases of any one event.
 PROTOTYPES = (

@@ -16,7 +16,6 @@ import hashlib
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.cluster import AgglomerativeClustering
 
 from pipeline.review import carry_identity
 
@@ -61,6 +60,8 @@ def find_cross_cutting(
     centres = np.stack([embeddings[rows_of[t]].mean(axis=0) for t in themes["theme_id"]])
     distance = np.clip(1.0 - centres @ centres.T, 0.0, 2.0)
     np.fill_diagonal(distance, 0.0)
+    from sklearn.cluster import AgglomerativeClustering  # ~1 s: only when themes are grouped
+
     groups = AgglomerativeClustering(
         n_clusters=None,
         metric="precomputed",

@@ -13,15 +13,18 @@ from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from spacy.language import Language
-from spacy.tokens import Doc
 
 from pipeline.encoders import slug
 from pipeline.rank import unit_centre
 from pipeline.store import set_aside, shard_name, write_text
 from pipeline.themes import text_for_embedding
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
 
 _CONTENT = {"NOUN", "PROPN", "ADJ", "VERB"}
 _GENERIC = {

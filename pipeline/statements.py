@@ -14,12 +14,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import pandas as pd
-import spacy
-from spacy.language import Language
 
 if TYPE_CHECKING:
     from lingua import Language as LinguaLanguage
     from lingua import LanguageDetector
+    from spacy.language import Language
+    from spacy.tokens import Doc
 
 from pipeline.readers.common import split_vote_markers
 from pipeline.readers.text import BULLET, is_inline_enumeration
@@ -60,6 +60,8 @@ def load_splitter(lang: str = "en") -> Language:
 
     A trained pipeline's parser finds the same sentences in notes (no difference on the 951 notes of
     ecc2020-dev and ecc2020-dev2) at about 35x the cost (15 s against 0.4 s for 10,000 notes)."""
+    import spacy  # here, not at import: see load_nlp
+
     nlp = spacy.blank(lang)
     nlp.add_pipe("sentencizer")
     return nlp
@@ -69,6 +71,8 @@ def load_splitter(lang: str = "en") -> Language:
 def load_nlp(name: str, lang: str = "en") -> Language:
     """The trained pipeline ``name`` if installed, else ``spacy.blank(lang)`` with a sentencizer: for
     labels and named subjects, which need tags and the parse (``load_splitter`` for splitting)."""
+    import spacy  # ~2 s: loaded when a run needs it, not when the library is imported
+
     try:
         nlp = spacy.load(name, exclude=["ner"])
     except OSError:
@@ -113,7 +117,7 @@ def _alpha_words(text: str) -> int:
     return sum(1 for w in re.findall(r"[^\W\d_]{2,}", text))
 
 
-def _sentences(doc: spacy.tokens.Doc) -> list[str]:
+def _sentences(doc: Doc) -> list[str]:
     sentences: list[str] = []
     for sent in doc.sents:
         text = sent.text.strip()

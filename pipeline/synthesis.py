@@ -7,11 +7,11 @@ import json
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from spacy.language import Language
 
 from pipeline.chatter import PROTOTYPES, ChatterParams, chatter_mask
 from pipeline.embed import phrase_cache, phrase_encoder
@@ -38,6 +38,9 @@ from pipeline.schema import (
 )
 from pipeline.statements import load_nlp
 from pipeline.themes import ThemeParams, cluster_statements, model_texts
+
+if TYPE_CHECKING:
+    from spacy.language import Language
 
 #: Changes when the prototypes or the way remarks are found change (the flags feed every group's themes).
 CHATTER_METHOD = "form, meaning, relevance, event classifier"

@@ -35,7 +35,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 
-import hdbscan
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -106,6 +105,8 @@ class ThemeParams(BaseModel):
 
 def micro_themes(embeddings: np.ndarray, params: ThemeParams) -> np.ndarray:
     """HDBSCAN labels with every outlier as its own micro-theme (labels 0..m-1)."""
+    import hdbscan  # with scikit-learn ~2 s: loaded by the runs that cluster, not by every import
+
     n = len(embeddings)
     if n < 3:
         return np.arange(n)

@@ -1,67 +1,72 @@
-"""A busy machine: Prefect's temporary server gets one more try, and a failure ends in one clear line."""
+"""The temporary Prefect server of a run: started before the pipeline is imported, retried once when it
+does not come up, and a failure ends in one clear line."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-import flows.harvest
+import flows.server
 from cli.main import app
+from flows.server import PrefectDidNotStart, TemporaryServer, run_api
 from tests.conftest import FIXTURES
-
-TIMED_OUT = RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server. stdout: ...")
 
 
 @pytest.fixture
-def stopped(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records each stop of the temporary server instead of touching a real one."""
-    from prefect.server.api.server import SubprocessASGIServer
+def launches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Servers that exit at once (as one whose database cannot be opened does); records each launch."""
+    ports: list[int] = []
 
-    calls: list[str] = []
-    monkeypatch.setattr(SubprocessASGIServer, "stop", lambda self: calls.append("stop"))
-    return calls
+    def command(self: TemporaryServer, port: int) -> list[str]:
+        ports.append(port)
+        return [sys.executable, "-c", "raise SystemExit(3)"]
+
+    monkeypatch.setattr(TemporaryServer, "command", command)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    return ports
 
 
-def test_a_server_that_did_not_start_is_stopped_and_tried_once_more(
-    monkeypatch: pytest.MonkeyPatch, stopped: list[str]
+def test_a_server_that_exits_is_tried_once_more_without_waiting_out_the_timeout(
+    launches: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outcomes: list[object] = [TIMED_OUT, {"statements": 3}]
-
-    def harvest_event(*_: object) -> object:
-        outcome = outcomes.pop(0)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    monkeypatch.setattr(flows.harvest, "harvest_event", harvest_event)
-    assert flows.harvest.run_event(Path("event")) == {"statements": 3}
-    assert stopped == ["stop"] and outcomes == []
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "600")
+    server = TemporaryServer()
+    with pytest.raises(PrefectDidNotStart, match="did not start in time, 2 times"):
+        server.address()  # returns as soon as the second process has exited, not after 600 s
+    assert len(launches) == 2 and server.process is None
 
 
-def test_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch, stopped: list[str]) -> None:
-    calls = []
-
-    def harvest_event(*_: object) -> object:
-        calls.append(1)
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(flows.harvest, "harvest_event", harvest_event)
-    with pytest.raises(RuntimeError, match="disk full"):
-        flows.harvest.run_event(Path("event"))
-    assert calls == [1] and stopped == []
-
-
-def test_two_failures_end_in_one_clear_line(
-    monkeypatch: pytest.MonkeyPatch, stopped: list[str], tmp_path: Path
-) -> None:
-    def harvest_event(*_: object) -> object:
-        raise TIMED_OUT
-
-    monkeypatch.setattr(flows.harvest, "harvest_event", harvest_event)
+def test_two_failures_end_in_one_clear_line(launches: list[int], tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HARVEST_DATA", str(tmp_path / "data"))
     result = CliRunner().invoke(app, ["run", str(FIXTURES / "mini-event")])
-    assert result.exit_code == 1 and stopped == ["stop", "stop"]
+    assert result.exit_code == 1 and len(launches) == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "did not start in time, 2 times" in lines[0] and "PREFECT_API_URL" in lines[0]
+
+
+def test_a_configured_api_starts_no_server(launches: list[int], tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    with run_api(tmp_path) as api:
+        assert api() is None  # Prefect's own setting applies
+    assert launches == []
+
+
+def test_the_temporary_server_answers_and_is_stopped(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with run_api(tmp_path) as api:
+        url = api()
+        assert url is not None and flows.server.prefect_server_answers(url)
+    assert not flows.server.prefect_server_answers(url)
+
+
+def test_a_long_lived_process_keeps_its_server_for_the_next_run(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with run_api(tmp_path, keep=True) as api:
+        first = api()
+    with run_api(tmp_path, keep=True) as api:
+        assert api() == first and first is not None and flows.server.prefect_server_answers(first)
+    assert flows.server._kept is not None
+    flows.server._kept.stop()

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.harvest import running_local_server, server_address_file
 from flows.schedule import UploadWatcher, build_schedules
+from flows.server import running_local_server, server_address_file
 from pipeline.event import load_event, parse_event
 from tests.conftest import FIXTURES
 

@@ -390,11 +390,13 @@ async def cross_cutting(request: Request, event_id: str, cross_id: str, user: Ed
 
 @router.post("/run", dependencies=[Depends(check_csrf)])
 def rerun(request: Request, event_id: str, user: Editor) -> Response:
-    from flows.harvest import PrefectDidNotStart, run_event  # Prefect is imported only when needed
+    from flows.harvest import run_event  # Prefect is imported only when needed
+    from flows.server import PrefectDidNotStart
 
     site = site_of(request, event_id)
     try:
-        summary = run_event(site.folder, harvest(request).settings.data_dir)
+        # the server stays up for the next re-run, as the models stay loaded
+        summary = run_event(site.folder, harvest(request).settings.data_dir, keep_server=True)
     except PrefectDidNotStart as exc:
         return redirect(f"/e/{event_id}/review", f"Not done: {exc}", request)
     return redirect(

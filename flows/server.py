@@ -1,0 +1,184 @@
+"""The Prefect API a run reports to, found or started without importing Prefect.
+
+A flow run needs a Prefect API. In order: ``PREFECT_API_URL`` when set; the server ``harvest schedule``
+runs for the same data root, when it answers; else a temporary server for this run, the one Prefect
+itself would start in ephemeral mode (its API app under uvicorn, no UI, no background services), stopped
+when the run ends. This module imports nothing of Prefect, so the CLI starts that server first and
+imports the pipeline while it comes up: two start-ups of several seconds each that overlap on two
+cores instead of following one another.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: Where ``harvest schedule`` leaves the API address of the Prefect server it started (under the data
+#: root's ``prefect/``), so a ``harvest run`` meanwhile uses it instead of starting one of its own.
+SERVER_ADDRESS_FILE = "api-url"
+
+#: Returns the API address once it answers; None: PREFECT_API_URL is set, and Prefect uses it.
+ApiAddress = Callable[[], "str | None"]
+
+
+class PrefectDidNotStart(RuntimeError):
+    """Prefect's temporary server did not answer in time, twice: the machine is too busy for it."""
+
+
+def server_address_file(data_dir: Path) -> Path:
+    return Path(data_dir) / "prefect" / SERVER_ADDRESS_FILE
+
+
+def prefect_server_answers(url: str) -> bool:
+    """Whether the Prefect API at ``url`` answers its health check now."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except (OSError, ValueError):  # not (or no longer) listening, or not a URL
+        return False
+
+
+def running_local_server(data_dir: Path) -> str | None:
+    """The API address ``harvest schedule`` left for this data root, if that server answers now."""
+    try:
+        url = server_address_file(data_dir).read_text(encoding="utf-8").strip()
+    except OSError:  # no server was left
+        return None
+    return url if prefect_server_answers(url) else None
+
+
+def _startup_timeout() -> float:
+    # the variable Prefect's own ephemeral server waits by (flows/__init__ sets Harvest's default)
+    return float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180"))
+
+
+class TemporaryServer:
+    """Prefect's ephemeral API server in a subprocess, started at once; ``address`` waits for it.
+
+    The command and environment are those of ``prefect.server.api.server.SubprocessASGIServer``, which
+    Prefect starts when no API is configured; launching it here needs no Prefect import (~4 s)."""
+
+    def __init__(self, attempts: int = 2) -> None:
+        self.attempts = attempts
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self._launch()
+
+    def command(self, port: int) -> list[str]:
+        spec = importlib.util.find_spec("prefect")
+        if spec is None or not spec.submodule_search_locations:
+            raise PrefectDidNotStart("Prefect is not installed")
+        app_dir = str(Path(next(iter(spec.submodule_search_locations))).parent)
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            app_dir,
+            "--factory",
+            "prefect.server.api.server:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+            "--lifespan",
+            "on",
+        ]
+
+    def _launch(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/api"
+        environment = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",  # Prefect's own marks of its ephemeral server
+            "PREFECT__SERVER_FINAL": "1",
+        }
+        self.process = subprocess.Popen(self.command(port), env=environment, stdin=subprocess.DEVNULL)
+
+    def address(self) -> str:
+        """The API address once the server answers. A server that exits, or does not answer within
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (a busy machine), is stopped and a fresh one
+        gets the remaining tries; raises PrefectDidNotStart, with one line to say, if none answers."""
+        for attempt in range(1, self.attempts + 1):
+            deadline = time.monotonic() + _startup_timeout()
+            while self.process is not None and self.process.poll() is None and time.monotonic() < deadline:
+                if prefect_server_answers(self.url):
+                    return self.url
+                time.sleep(0.1)
+            self.stop()
+            if attempt < self.attempts:
+                log.warning("Prefect's temporary server did not start; trying again")
+                self._launch()
+        raise PrefectDidNotStart(
+            f"Prefect's temporary server did not start in time, {self.attempts} times (a busy machine: "
+            "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run a Prefect server and set "
+            "PREFECT_API_URL)"
+        )
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+_kept: TemporaryServer | None = None  # the long-lived process's server (the web app's re-runs)
+
+
+@contextmanager
+def run_api(data_dir: Path, keep: bool = False) -> Iterator[ApiAddress]:
+    """The Prefect API of one run (see the module's docstring), as a function that waits for it.
+
+    A temporary server starts on entry and stops on exit; with ``keep`` (a long-lived process, such as
+    the web app) it stays up for the next run and stops when the process exits."""
+    global _kept
+    if os.environ.get("PREFECT_API_URL"):
+        yield lambda: None
+        return
+    url = running_local_server(data_dir)
+    if url is not None:
+        yield lambda: url
+        return
+    if not keep:
+        server = TemporaryServer()
+        try:
+            yield server.address
+        finally:
+            server.stop()
+        return
+    if _kept is None or _kept.process is None or _kept.process.poll() is not None:
+        _kept = TemporaryServer()
+        atexit.register(_kept.stop)
+    yield _kept.address
+
+
+def flush_to_api(timeout: float = 10) -> None:
+    """Send the logs and events still queued while the server is up: at interpreter exit Prefect would
+    try again against a stopped server and retry for minutes."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        service.drain_all(timeout=timeout)
