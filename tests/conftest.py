@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -17,6 +18,9 @@ from pipeline.store import Layout
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 SAMPLE_EVENT = REPO / "data" / "raw" / "ecc2020-sample"
+# The embedding model's ONNX export is built once (the first test or `make demo` that encodes) and shared:
+# each test's throwaway data root would otherwise build its own (torch import and export, ~15 s each).
+os.environ.setdefault("HARVEST_MODELS_DIR", str(REPO / "data" / "models"))
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def models_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module")
 def torch_vectors() -> np.ndarray:
-    return load_encoder(EncoderSpec()).encode(TEXTS, batch_size=4, show_progress=False)
+    return load_encoder(EncoderSpec(backend="torch")).encode(TEXTS, batch_size=4, show_progress=False)
 
 
 def encode(backend: str, models_dir: Path) -> np.ndarray:
@@ -118,7 +118,7 @@ def test_a_failed_build_leaves_nothing_half_made(tmp_path: Path, monkeypatch: py
 
 @slow
 def test_each_backend_has_its_own_cache_and_fingerprint(models_dir: Path, tmp_path: Path) -> None:
-    torch_spec, onnx_spec = EncoderSpec(), EncoderSpec(backend="onnx", models_dir=models_dir)
+    torch_spec, onnx_spec = EncoderSpec(backend="torch"), EncoderSpec(backend="onnx", models_dir=models_dir)
     assert torch_spec.id != onnx_spec.id
     first = embed_texts(TEXTS, onnx_spec, tmp_path)
     again = embed_texts(TEXTS, onnx_spec, tmp_path)
@@ -128,6 +128,8 @@ def test_each_backend_has_its_own_cache_and_fingerprint(models_dir: Path, tmp_pa
 
 
 def test_backend_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("HARVEST_MODELS_DIR", raising=False)  # the tests' shared folder (conftest)
+    assert Settings(data_dir=tmp_path).encoder.backend == "onnx"  # the default
     monkeypatch.setenv("HARVEST_EMBEDDING_BACKEND", "onnx-int8")
     settings = Settings(data_dir=tmp_path)
     assert settings.encoder == EncoderSpec(backend="onnx-int8", models_dir=tmp_path / "models")

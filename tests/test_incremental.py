@@ -147,7 +147,7 @@ def test_the_spacy_pipeline_is_part_of_the_models() -> None:
     import spacy
 
     assert models_id(EncoderSpec(), spacy.blank("en")) != models_id(EncoderSpec(), spacy.blank("fr"))
-    assert models_id(EncoderSpec(), None) != models_id(EncoderSpec(backend="onnx"), None)
+    assert models_id(EncoderSpec(backend="torch"), None) != models_id(EncoderSpec(backend="onnx"), None)
 
 
 def test_a_continued_theme_keeps_its_id_across_runs(tmp_path: Path, texts) -> None:
