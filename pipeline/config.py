@@ -23,7 +23,7 @@ from pydantic_settings import (
 from pipeline.chatter import ChatterParams
 from pipeline.crosscutting import CrossCuttingParams
 from pipeline.encoders import DEFAULT_BACKEND, DEFAULT_EMBEDDING_MODEL, Backend, EncoderSpec
-from pipeline.labels import RECOMMENDATION_PARTS
+from pipeline.labels import RECOMMENDATION_PARTS, RECOMMENDATION_TRIALS
 from pipeline.languages import BridgeParams
 from pipeline.synthesis import SynthesisParams
 from pipeline.themes import ThemeParams
@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     recommendation_parts: int = Field(
         default=RECOMMENDATION_PARTS, ge=1, le=5, description="Statements a recommendation joins at most."
     )
+    recommendation_trials: int = Field(
+        default=RECOMMENDATION_TRIALS,
+        ge=1,
+        le=4,
+        description="Joint texts encoded per theme and step when a recommendation is composed (most "
+        "promising first; pipeline.labels.compose_recommendations).",
+    )
 
     # --- the web app
     access: AccessSettings = Field(default_factory=AccessSettings)
@@ -178,6 +185,7 @@ class Settings(BaseSettings):
             multilingual_model=self.multilingual_model,
             bridge=self.bridge,
             recommendation_parts=self.recommendation_parts,
+            recommendation_trials=self.recommendation_trials,
         )
 
     @property

@@ -262,6 +262,16 @@ RECOMMENDATION_PARTS = 2  # statements a recommendation joins at most
 #: The most central distinct statements a recommendation is composed from (8 or 12 made the same choices
 #: on the dev event, with more to encode).
 RECOMMENDATION_CANDIDATES = 5
+#: Joint texts encoded per theme and step: the candidates whose joint text promises most, estimated from
+#: the vectors at hand (see ``compose_recommendations``). Encoding them is most of a theme's cost.
+RECOMMENDATION_TRIALS = 2
+
+
+def _joint_estimate(first: np.ndarray, first_words: int, other: np.ndarray, other_words: int) -> np.ndarray:
+    """The vector of "first; other" before encoding it: the mean of the two, each weighed by its words,
+    as a mean-pooling encoder weighs its tokens (an estimate: attention mixes the two parts)."""
+    joint = np.asarray(first * first_words + other * other_words, dtype=np.float32)
+    return np.asarray(joint / max(float(np.linalg.norm(joint)), 1e-12))
 
 
 def compose_recommendations(
@@ -270,6 +280,7 @@ def compose_recommendations(
     parts: int = RECOMMENDATION_PARTS,
     candidates: int = RECOMMENDATION_CANDIDATES,
     spell_out: Callable[[str], str] | None = None,
+    trials: int = RECOMMENDATION_TRIALS,
 ) -> list[str]:
     """The recommendation of each theme, given as (member texts, their embeddings).
 
@@ -278,41 +289,55 @@ def compose_recommendations(
     estimate of that whole, so the recommendation is the text whose vector is closest to the centre:
     the most central statement alone, or joined ("; ") by the further statement that brings the joint
     text closest, while that gets closer (up to ``parts`` statements, from the ``candidates`` most
-    central distinct ones; each joint text is encoded by ``encode``, as vectors of joined texts are no
-    mean of their parts'). Without ``encode``, the most central statement. All themes' texts of a step
-    go to ``encode`` at once: one call per step, not per theme. ``spell_out`` writes out shorthand in
-    the result (see ``recommendation_text``)."""
-    centres, pools, firsts = [], [], []
+    central distinct ones). Vectors of joined texts are no mean of their parts', so a joint text counts
+    only as ``encode`` embeds it; the ``trials`` candidates whose joint text the parts' vectors promise
+    most are encoded, the others not. Without ``encode``, the most central statement. All themes' texts
+    of a step go to ``encode`` at once: one call per step, not per theme. ``spell_out`` writes out
+    shorthand in the result (see ``recommendation_text``)."""
+    centres, pools, vectors_of, firsts = [], [], [], []
     for texts, embeddings in themes:
         centre = unit_centre(embeddings)
-        distinct: dict[str, str] = {}
+        distinct: dict[str, tuple[str, np.ndarray]] = {}
         order = np.argsort(-(embeddings @ centre), kind="stable")
         for i in order:
             text = _cleaned(texts[i]) or texts[i]
-            distinct.setdefault(phrasing_key(text), text)
+            distinct.setdefault(phrasing_key(text), (text, embeddings[i]))
             if len(distinct) == candidates:
                 break
         centres.append(centre)
-        pools.append(list(distinct.values()))
+        pools.append([text for text, _ in distinct.values()])
+        vectors_of.append([vector for _, vector in distinct.values()])
         # the most central statement alone: its own vector (cleaning leaves what the model reads)
         firsts.append(embeddings[order[0]] if len(order) else centre)
     chosen = [[recommendation_text(pool[0])] for pool in pools]
     growing = [i for i, pool in enumerate(pools) if len(pool) > 1] if encode is not None else []
     best = {i: float(firsts[i] @ centres[i]) for i in growing}
+    current = {i: firsts[i] for i in growing}  # the vector of each growing theme's text so far
     while growing and encode is not None:
-        trials = [(i, j) for i in growing for j in range(1, len(pools[i])) if pools[i][j] not in chosen[i]]
-        if not trials:
+        trials_: list[tuple[int, int]] = []
+        for i in growing:
+            words = len("; ".join(chosen[i]).split())
+            open_ = [j for j in range(1, len(pools[i])) if pools[i][j] not in chosen[i]]
+            promise = [
+                float(
+                    _joint_estimate(current[i], words, vectors_of[i][j], len(pools[i][j].split()))
+                    @ centres[i]
+                )
+                for j in open_
+            ]
+            trials_ += [(i, open_[k]) for k in np.argsort(promise, kind="stable")[::-1][:trials]]
+        if not trials_:
             break
-        vectors = encode(["; ".join([*chosen[i], pools[i][j]]) for i, j in trials])
-        scores: dict[int, tuple[float, int]] = {}
-        for (i, j), vector in zip(trials, vectors, strict=True):
+        vectors = encode(["; ".join([*chosen[i], pools[i][j]]) for i, j in trials_])
+        scores: dict[int, tuple[float, int, np.ndarray]] = {}
+        for (i, j), vector in zip(trials_, vectors, strict=True):
             score = float(vector @ centres[i])
-            if score > scores.get(i, (-np.inf, 0))[0]:
-                scores[i] = (score, j)
+            if score > scores.get(i, (-np.inf, 0, vector))[0]:
+                scores[i] = (score, j, vector)
         still_growing = []
-        for i, (score, j) in scores.items():
+        for i, (score, j, vector) in scores.items():
             if score > best[i]:
-                best[i] = score
+                best[i], current[i] = score, vector
                 chosen[i].append(pools[i][j])
                 if len(chosen[i]) < parts:
                     still_growing.append(i)

@@ -19,6 +19,7 @@ from pipeline.encoders import EncoderSpec
 from pipeline.glossary import for_readers
 from pipeline.labels import (
     RECOMMENDATION_PARTS,
+    RECOMMENDATION_TRIALS,
     Encode,
     TermCache,
     compose_recommendations,
@@ -63,6 +64,7 @@ class SynthesisParams(BaseModel):
     multilingual_model: bool = False
     bridge: BridgeParams = Field(default_factory=BridgeParams)
     recommendation_parts: int = Field(default=RECOMMENDATION_PARTS, ge=1)
+    recommendation_trials: int = Field(default=RECOMMENDATION_TRIALS, ge=1)
 
 
 def statement_flags(
@@ -266,6 +268,7 @@ def synthesise_group(
         encode,
         params.recommendation_parts,
         spell_out=spell_out,
+        trials=params.recommendation_trials,
     )
     for label, members, worded, recommendation in zip(
         theme_labels, theme_members, wordings, recommendations, strict=True

@@ -296,6 +296,29 @@ def test_a_recommendation_joins_a_second_statement_only_where_that_says_the_them
     )
 
 
+def test_only_the_most_promising_joint_texts_are_encoded() -> None:
+    """Joint texts are estimated from their parts' vectors and only the best ``trials`` encoded; the
+    one kept is judged by its encoding: one that says the theme worse than the first statement alone is
+    not joined."""
+    rng = np.random.default_rng(0)
+    texts = ["alpha beta", "beta gamma", "gamma delta", "delta alpha", "alpha gamma"]
+    vectors = rng.normal(size=(5, 8)).astype(np.float32) + 2.0  # a theme: vectors close together
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    centre = vectors.mean(axis=0) / np.linalg.norm(vectors.mean(axis=0))
+    asked: list[str] = []
+
+    def encode(batch: list[str], towards: np.ndarray = centre) -> np.ndarray:
+        asked.extend(batch)
+        return np.tile(towards, (len(batch), 1)).astype(np.float32)
+
+    (joined,) = compose_recommendations([(texts, vectors)], encode, trials=1)
+    assert len(asked) == 1 and joined.lower() == asked[0].lower()  # one of four joint texts encoded, kept
+    asked.clear()
+    away = -centre
+    (alone,) = compose_recommendations([(texts, vectors)], lambda b: encode(b, away), trials=2)
+    assert len(asked) == 2 and "; " not in alone  # both encoded, neither closer: the first stays alone
+
+
 def test_a_large_theme_is_labelled_from_its_readable_core() -> None:
     from pipeline.synthesis import labels_sample
 
