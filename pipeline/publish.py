@@ -6,15 +6,19 @@ Used at the end of every run and after every editor action, so both always show 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+import pipeline.paper
 from pipeline.agreement import editor_agreement
 from pipeline.config import Settings
 from pipeline.crosscutting import find_cross_cutting, with_decisions
@@ -173,12 +177,17 @@ def published_paper(
 
 
 def write_paper(layout: Layout, paper: Paper) -> None:
-    """The paper as Markdown and HTML; the DOCX and PDF of an earlier publish are removed from this
-    generation, never left behind out of date (``paper_document`` makes the new ones)."""
+    """The paper as Markdown and HTML. A DOCX or PDF of an earlier publish stays in this generation
+    only if it was rendered from the same paper (a run that changed nothing in it), else it is removed,
+    never left behind out of date (``paper_document`` makes the new ones)."""
     write_text(layout.paper_md, render_markdown(paper))
     write_text(layout.paper_html, render_html(paper))
+    source = _documents_source(layout)
     for name in DOCUMENTS:
-        document_path(layout, name).unlink(missing_ok=True)
+        stamp = _source_stamp(layout, name)
+        if not stamp.exists() or stamp.read_text(encoding="utf-8") != source:
+            document_path(layout, name).unlink(missing_ok=True)
+            stamp.unlink(missing_ok=True)
 
 
 DOCUMENTS = ("paper.docx", "paper.pdf")
@@ -186,6 +195,30 @@ DOCUMENTS = ("paper.docx", "paper.pdf")
 
 def document_path(layout: Layout, name: str) -> Path:
     return {"paper.docx": layout.paper_docx, "paper.pdf": layout.paper_pdf}[name]
+
+
+def _source_stamp(layout: Layout, name: str) -> Path:
+    """Beside a rendered document: what it was rendered from (``_documents_source``)."""
+    return document_path(layout, name).with_name(f".{name}.source")
+
+
+@lru_cache(maxsize=1)
+def _renderers() -> bytes:
+    """The code and libraries that render the documents: a change to them renders them anew."""
+    folder = Path(pipeline.paper.__file__).parent
+    code = [
+        path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file() and path.suffix != ".pyc"
+    ]
+    libraries = [version(package).encode() for package in ("python-docx", "weasyprint", "cairosvg")]
+    return b"\0".join([*code, *libraries])
+
+
+def _documents_source(layout: Layout) -> str:
+    """The DOCX and PDF render the paper written as Markdown and HTML, with ``_renderers``."""
+    digest = hashlib.sha256(_renderers())
+    for path in (layout.paper_md, layout.paper_html):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def render_document(paper: Paper, name: str) -> bytes:
@@ -226,6 +259,7 @@ def paper_document(layout: Layout, event: Event, settings: Settings, name: str) 
         data = render_document(stored_paper(layout, event, settings), name)
         with contextlib.suppress(OSError):  # its generation was removed meanwhile: nothing to keep it in
             write_bytes(path, data)
+            write_text(_source_stamp(layout, name), _documents_source(layout))
         return data
 
 
