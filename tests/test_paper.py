@@ -18,7 +18,7 @@ from flows.harvest import harvest_event
 from pipeline.config import load_settings
 from pipeline.event import load_event
 from pipeline.paper import build_paper, readable_quote
-from pipeline.publish import write_documents
+from pipeline.publish import stored_paper, write_documents, write_paper
 from pipeline.schema import NOT_IN_PAPER
 from pipeline.store import Layout
 from tests.conftest import FIXTURES
@@ -224,3 +224,18 @@ def test_editors_rename_confirm_and_dismiss_a_cross_cutting_theme(
     harvest_event(event_dir, settings.data_dir)  # the decisions survive the next run
     again = pd.read_parquet(out / "cross_cutting.parquet").set_index("cross_id").loc[cross_id]
     assert (again.label, again.status) == ("Money must reach SMEs through clusters", "rejected")
+
+
+def test_a_run_that_leaves_the_paper_as_it_was_keeps_its_documents(published: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    out = tmp_path / "out"
+    shutil.copytree(published, out)
+    layout = Layout(published.parents[1], "mini", out=out)
+    settings = load_settings(data_dir=published.parents[1])
+    paper = stored_paper(layout, load_event(published.parents[2] / "mini-event"), settings)
+    pdf = (out / "paper.pdf").read_bytes()
+    write_paper(layout, paper)  # the same paper: nothing to render again
+    assert (out / "paper.pdf").read_bytes() == pdf and (out / "paper.docx").exists()
+    write_paper(layout, dataclasses.replace(paper, title="Another title"))
+    assert not (out / "paper.pdf").exists() and not (out / "paper.docx").exists()  # never out of date
