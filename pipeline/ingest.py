@@ -203,6 +203,11 @@ def ingest(
                 ) & (not adds)
                 notes = pd.concat([notes.loc[~replaced], result.notes], ignore_index=True)
             results.append(result)
+        # once per batch, not per file (a folder of 140 files rewrote the manifest 140 times): each
+        # upload's bytes are stored before, so a batch cut short is handed in again whole
+        recorded = (UploadStatus.ACCEPTED, UploadStatus.PENDING, UploadStatus.REJECTED)
+        if any(r.status in recorded for r in results):
+            manifest.save(layout)
         if any(r.status == UploadStatus.ACCEPTED for r in results):
             _keep_current(layout, _signature(event, manifest), _in_order(notes))
     return results
@@ -275,7 +280,6 @@ def _ingest_one(
             adds=adds,
         )
     )
-    manifest.save(layout)
     if waits:
         log.info("pending %s: it would replace notes handed in otherwise (%s)", name, ", ".join(superseded))
         return IngestResult(name, upload_id, UploadStatus.PENDING, len(notes), superseded)
@@ -376,6 +380,8 @@ def _still_current(manifest: Manifest, upload: Upload) -> bool:
 def _check_note_ids(name: str, notes: pd.DataFrame, current: pd.DataFrame, adds: bool = False) -> None:
     """A note_id may not be taken by a note this upload does not replace (of another group, or of its
     own groups when it adds to them)."""
+    # only notes with one of the upload's ids can clash: the check costs the upload, not the event
+    current = current.loc[current["note_id"].isin(notes["note_id"])]
     new_keys = pd.MultiIndex.from_frame(notes[KEY_COLUMNS]).unique()
     replaced = pd.MultiIndex.from_frame(current[KEY_COLUMNS]).isin(new_keys) & (not adds)
     others = current.loc[~replaced]
@@ -425,7 +431,6 @@ def _record_rejection(
             errors=errors,
         )
     )
-    manifest.save(layout)
     log.info("rejected %s: %d problems", name, len(errors))
 
 
