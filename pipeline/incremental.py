@@ -92,8 +92,46 @@ def plan_run(
     """Which groups to cluster and which to reuse. ``models`` names every model the themes depend on
     (``synthesis.models_id``); ``glossary_settings`` is the event's (``Event.glossary_settings``)."""
     groups = question_groups(statements, questions)
+    flags = settled_flags(layout, statements, groups, flags, models, params, glossary_settings)
     fingerprints = group_fingerprints(statements, groups, models, params, glossary_settings, flags)
     return RunPlan(groups, fingerprints, reuse_unchanged(layout, fingerprints, statements))
+
+
+def settled_flags(
+    layout: Layout,
+    statements: pd.DataFrame,
+    groups: Mapping[str, np.ndarray],
+    flags: np.ndarray,
+    models: str,
+    params: SynthesisParams,
+    glossary_settings: Mapping[str, str | tuple[str, ...]] | None = None,
+) -> np.ndarray:
+    """``flags``, except in the groups nothing changed in since the last run: those keep the flags
+    their themes were made with.
+
+    Session remarks are partly told by a classifier learned from the whole event (``pipeline.chatter``),
+    so one new table moves a few statements of other questions across its line; without this, those
+    questions would be clustered again, and their themes shift under the editors, for nothing they were
+    handed. A group is unchanged when its fingerprint with the last run's flags is the one the last run
+    wrote (same statements, models and parameters)."""
+    before = read_derived_json(layout.groups)
+    clusters = read_derived(layout.clusters, ["statement_id", "flag"])
+    if not isinstance(before, dict) or clusters is None:
+        return flags
+    previous = dict(zip(clusters["statement_id"], clusters["flag"], strict=True))
+    ids = statements["statement_id"].to_numpy()
+    settled = np.asarray(flags, dtype=object).copy()
+    for key, rows in groups.items():
+        if key not in before or not all(i in previous for i in ids[rows]):
+            continue
+        kept = np.array([previous[i] for i in ids[rows]], dtype=object)
+        group = statements.iloc[rows]  # the fingerprint reads the group's rows only
+        fingerprint = group_fingerprints(
+            group, {key: np.arange(len(rows))}, models, params, glossary_settings, kept
+        )
+        if fingerprint[key] == before[key]:
+            settled[rows] = kept
+    return settled
 
 
 def combine(plan: RunPlan, clustered: Mapping[str, Themes]) -> Themes:

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.encoders import EncoderSpec
 from pipeline.incremental import RunPlan, combine, plan_run, question_groups, save_run
-from pipeline.schema import STATEMENTS, THEMES, conform
+from pipeline.schema import STATEMENTS, THEMES, Flag, conform
 from pipeline.store import Layout
 from pipeline.synthesis import SynthesisParams, models_id, theme_id
 from pipeline.themes import ThemeParams
@@ -123,6 +123,27 @@ def test_a_changed_note_reclusters_only_its_question(tmp_path: Path, texts) -> N
     plan = run(layout, statements_of(texts))
     assert plan.to_cluster == ["green/q2"]
     assert set(plan.reused) == {"green/q1", "skills/q1"}
+
+
+def test_a_question_nothing_new_came_for_keeps_the_flags_its_themes_were_made_with(
+    tmp_path: Path, texts
+) -> None:
+    """The event-wide remark classifier may judge an old statement anew after one new table; its
+    question is not clustered again for that, until its own notes change."""
+    layout = Layout(tmp_path, "ev")
+    run(layout, statements_of(texts))
+    texts[("green", "q2")].append("a common data space for SMEs")
+    statements = statements_of(texts)
+    flags = np.full(len(statements), "", dtype=object)
+    flags[statements["statement_id"] == "green-q1-0"] = Flag.OFF_TOPIC  # judged anew: now a remark
+    plan = plan_run(layout, statements, QUESTIONS, flags, MODELS, SynthesisParams())
+    assert plan.to_cluster == ["green/q2"] and "green/q1" in plan.reused
+    texts[("green", "q1")].append("green public procurement")  # now green/q1 changes: flags of now
+    statements = statements_of(texts)
+    flags = np.full(len(statements), "", dtype=object)
+    flags[statements["statement_id"] == "green-q1-0"] = Flag.OFF_TOPIC
+    plan = plan_run(layout, statements, QUESTIONS, flags, MODELS, SynthesisParams())
+    assert plan.to_cluster == ["green/q1", "green/q2"]
 
 
 @pytest.mark.parametrize(
