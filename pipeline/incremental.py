@@ -119,18 +119,15 @@ def settled_flags(
     if not isinstance(before, dict) or clusters is None:
         return flags
     previous = dict(zip(clusters["statement_id"], clusters["flag"], strict=True))
-    ids = statements["statement_id"].to_numpy()
+    # the last run's flag where a statement had one; a group with a statement new to this run cannot
+    # match its old fingerprint anyway. One pass over the event for every group's fingerprint.
+    known = statements["statement_id"].map(previous)
+    prior = np.where(known.notna(), known.to_numpy(dtype=object), np.asarray(flags, dtype=object))
+    fingerprints = group_fingerprints(statements, groups, models, params, glossary_settings, prior)
     settled = np.asarray(flags, dtype=object).copy()
     for key, rows in groups.items():
-        if key not in before or not all(i in previous for i in ids[rows]):
-            continue
-        kept = np.array([previous[i] for i in ids[rows]], dtype=object)
-        group = statements.iloc[rows]  # the fingerprint reads the group's rows only
-        fingerprint = group_fingerprints(
-            group, {key: np.arange(len(rows))}, models, params, glossary_settings, kept
-        )
-        if fingerprint[key] == before[key]:
-            settled[rows] = kept
+        if before.get(key) == fingerprints[key]:
+            settled[rows] = prior[rows]
     return settled
 
 
