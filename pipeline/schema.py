@@ -96,10 +96,13 @@ def conform(df: pd.DataFrame, schema: FrameSchema) -> pd.DataFrame:
         raise KeyError(f"{schema.name} frame lacks columns {missing}")
     out = with_added(df, schema)[schema.names].copy()
     for col, dtype in schema.columns.items():
+        column = out[col]
+        if column.dtype == dtype and not (dtype == STR and column.hasnans):
+            continue  # as it should be already: a copy costs more than the check (publishes conform often)
         if dtype == STR:
-            out[col] = out[col].fillna("").astype(STR)
+            out[col] = column.fillna("").astype(STR)
         else:
-            out[col] = out[col].astype(dtype)  # type: ignore[call-overload]  # a dtype name of this module
+            out[col] = column.astype(dtype)  # type: ignore[call-overload]  # a dtype name of this module
     return out.reset_index(drop=True)
 
 
