@@ -297,6 +297,15 @@ class EditorAction:
     statement_ids: tuple[str, ...] = ()
     target: str = ""
 
+    @property
+    def questions(self) -> set[tuple[str, str]]:
+        """The (topic, question)s whose themes the action changes: its own, and where it moves notes to."""
+        changed = {(self.topic, self.question)}
+        if self.name == MOVE_TO_QUESTION:
+            topic, _, question = self.target.partition("/")
+            changed.add((topic, question))
+        return changed
+
 
 Apply = Callable[[Session, str, str, EditorAction, "int | None"], object]
 

@@ -61,10 +61,16 @@ def themed_statements(
     )
 
 
+def review_themes(themes: pd.DataFrame) -> pd.DataFrame:
+    """Every theme (off-topic ones too) as the review pages read them (``Layout.review_themes``): the
+    export's columns first."""
+    themes = conform(themes, THEMES)
+    return themes[EXPORT_THEME_COLUMNS + [c for c in THEMES.names if c not in EXPORT_THEME_COLUMNS]]
+
+
 def write_exports(layout: Layout, statements: pd.DataFrame, themes: pd.DataFrame) -> None:
     """The export, and every theme (off-topic ones too) for the review pages (``Layout.review_themes``)."""
-    themes = conform(themes, THEMES)
-    themes = themes[EXPORT_THEME_COLUMNS + [c for c in THEMES.names if c not in EXPORT_THEME_COLUMNS]]
+    themes = review_themes(themes)
     write_parquet(layout.review_themes, themes)
     answers = themes[themes["status"] != ThemeStatus.OFF_TOPIC]  # session remarks are no theme (schema)
     for frame, name in ((statements, "statements"), (answers, "themes")):

@@ -9,7 +9,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import threading
+from collections.abc import Collection
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import version
@@ -25,12 +30,12 @@ from pipeline.crosscutting import find_cross_cutting, with_decisions
 from pipeline.db import load_state, session_scope
 from pipeline.embed import cached_embeddings, embed_texts
 from pipeline.event import Event
-from pipeline.export import spreadsheet_safe, themed_statements, write_exports
+from pipeline.export import review_themes, spreadsheet_safe, themed_statements, write_exports
 from pipeline.ingest import build_statements
 from pipeline.paper import Paper, build_paper, render_html, render_markdown, render_pdf
 from pipeline.paper.word import render_docx
 from pipeline.review import ReviewState, apply_review, relocate
-from pipeline.schema import NOT_IN_PAPER, STATEMENTS, ThemeStatus, conform
+from pipeline.schema import NOT_IN_PAPER, STATEMENTS, ThemeStatus, conform, with_added
 from pipeline.store import (
     Layout,
     read_derived,
@@ -81,15 +86,11 @@ def publish(
         statements = stored.statements if statements is None else statements
         embeddings = stored.embeddings if embeddings is None else embeddings
         machine = stored.machine if machine is None else machine
-    statements = conform(statements, STATEMENTS)
     if state is None:
-        with session_scope(settings.database_url) as session:
-            state = load_state(session, event.id)
+        state = _editors_state(event, settings)
+    statements = relocate(conform(statements, STATEMENTS), state)  # notes editors moved to another question
+    assignments, themes = _reviewed(statements, embeddings, machine, state, event, settings)
     embeddings = embeddings.astype(np.float32, copy=False)  # as read from the cache: the same either way
-    statements = relocate(statements, state)  # statements an editor moved to another question
-    assignments, themes = apply_review(
-        statements, embeddings, *machine, state, event.glossary_for, settings.themes.merge_similarity
-    )
     cross = with_decisions(
         find_cross_cutting(
             in_paper(themes, settings),
@@ -119,6 +120,31 @@ def publish(
     write_text(layout.suggestions, json.dumps(offered.as_dict(), indent=1))
     write_paper(layout, published_paper(layout, event, settings, export, themes, cross))
     return Published(export, themes, unmatched)
+
+
+def _editors_state(event: Event, settings: Settings) -> ReviewState:
+    with session_scope(settings.database_url) as session:
+        return load_state(session, event.id)
+
+
+def _reviewed(
+    statements: pd.DataFrame,
+    embeddings: np.ndarray,
+    machine: tuple[pd.DataFrame, pd.DataFrame],
+    state: ReviewState,
+    event: Event,
+    settings: Settings,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(assignments, themes)``: the machine's themes with the editors' decisions applied, for the
+    statements where editors put them (``relocate``)."""
+    return apply_review(
+        statements,
+        embeddings.astype(np.float32, copy=False),
+        *machine,
+        state,
+        event.glossary_for,
+        settings.themes.merge_similarity,
+    )
 
 
 @dataclass(frozen=True)
@@ -303,27 +329,142 @@ def publish_decisions(
     return published
 
 
-class SharedPublish:
-    """``publish_decisions`` of one event for the threads of one server process, shared: a caller returns
-    once a publish that started after its call has finished (so it covers the caller's decisions, stored
-    before the call), and callers that come while one runs share the next one. Ten editors acting at once
-    wait for two publishes, not ten."""
+@dataclass(frozen=True)
+class ReviewedOutputs:
+    """The export's statements and the review themes (``Layout.statements``, ``Layout.review_themes``)."""
 
-    def __init__(self, layout: Layout, event: Event, settings: Settings) -> None:
+    statements: pd.DataFrame
+    themes: pd.DataFrame
+
+
+def reviewed_outputs(
+    inputs: PublishInputs,
+    state: ReviewState,
+    event: Event,
+    settings: Settings,
+    questions: Collection[tuple[str, str]] | None = None,
+    before: ReviewedOutputs | None = None,
+) -> ReviewedOutputs:
+    """The export's statements and review themes as a publish with ``state`` writes them. With
+    ``questions`` and the outputs ``before`` a change to those questions only, only they are worked out
+    anew (a theme, its ranking and the statements' places never reach beyond their question)."""
+    statements = relocate(conform(inputs.statements, STATEMENTS), state)
+    embeddings = inputs.embeddings
+    if questions is not None and before is not None:
+        chosen = _in_questions(statements, questions)
+        statements, embeddings = statements[chosen], embeddings[chosen]
+    assignments, themes = _reviewed(statements, embeddings, inputs.machine, state, event, settings)
+    anew = ReviewedOutputs(themed_statements(statements, assignments, themes), review_themes(themes))
+    if questions is None or before is None:
+        return anew
+    return ReviewedOutputs(
+        _spliced(before.statements, anew.statements, questions),
+        _spliced(before.themes, anew.themes, questions),
+    )
+
+
+def _in_questions(frame: pd.DataFrame, questions: Collection[tuple[str, str]]) -> np.ndarray:
+    """Which rows of ``frame`` are of one of ``questions`` (plain arrays: pandas' own ways cost
+    milliseconds of overhead on the small frames of an editor's action)."""
+    topics, asked = frame["topic"].to_numpy(dtype=object), frame["question"].to_numpy(dtype=object)
+    wanted = set(questions)
+    return np.fromiter((k in wanted for k in zip(topics, asked, strict=True)), dtype=bool, count=len(frame))
+
+
+def _spliced(old: pd.DataFrame, new: pd.DataFrame, questions: Collection[tuple[str, str]]) -> pd.DataFrame:
+    """``old`` with the rows of ``questions`` replaced by ``new``'s. Both are sorted by topic and
+    question first, as every export frame is: each question's rows keep their order."""
+    both = pd.concat([old[~_in_questions(old, questions)], new], ignore_index=True)
+    topics, asked = both["topic"].to_numpy(dtype=object), both["question"].to_numpy(dtype=object)
+    keys = list(zip(topics, asked, strict=True))
+    return both.take(sorted(range(len(both)), key=keys.__getitem__)).reset_index(drop=True)  # a stable sort
+
+
+class SharedPublish:
+    """``publish_decisions`` of one event for the threads of one server process.
+
+    After an editor's action (``after_change``) the review pages need the reviewed themes at once, the
+    paper not: the themes of the questions the action changed are worked out there and then (a sixth of
+    a publish on the sample event) and kept in memory for the pages (``current``), and the publish runs
+    in the background, in ``worker``'s process. Publishes are shared: one that starts after a call covers
+    the decisions stored before it, and calls that come while one runs share the next one. Ten editors
+    acting at once cost two publishes, not ten; ``settle`` waits for those asked for (pages that show
+    what only the publish makes: the paper, the cross-cutting themes, the downloads)."""
+
+    def __init__(
+        self, layout: Layout, event: Event, settings: Settings, worker: PublishWorker | None = None
+    ) -> None:
+        """``worker``: the process to publish in; without one, publishes run in the caller's thread."""
         self.layout, self.event, self.settings = layout, event, settings
+        self._worker = worker
         self._turn = threading.Condition()
-        self._asked = 0  # calls so far
-        self._covered = 0  # calls whose decisions the last finished publish includes
+        self._asked = 0  # publishes asked for so far
+        self._covered = 0  # asks that the last finished publish includes
         self._running = False
         self._inputs = InputsCache()
+        self._viewing = threading.Lock()  # one action's themes at a time: the later one includes more
+        self._view: tuple[int, ReviewedOutputs] | None = None  # the last action's, by its ask
+        self._written: tuple[str, ReviewedOutputs] | None = None  # a generation's, by its folder
 
-    def _publish(self) -> None:
-        publish_decisions(self.layout, self.event, self.settings, self._inputs)
+    def after_change(self, questions: Collection[tuple[str, str]] | None = None) -> None:
+        """After an editor's change is stored: the reviewed themes of the ``questions`` it changed (None:
+        of them all; none: a change to no question's themes) now, its publish in the background."""
+        with self._viewing:
+            if questions is not None and not questions:
+                with self._turn:
+                    number = self._ask()
+            else:
+                before = self.current()
+                inputs = self._inputs.get(self.layout, self.event, self.settings)
+                state = _editors_state(self.event, self.settings)
+                view = reviewed_outputs(inputs, state, self.event, self.settings, questions, before)
+                with self._turn:
+                    number = self._ask()
+                    self._view = (number, view)
+        threading.Thread(target=self._in_background, args=(number,), daemon=True).start()
+
+    def current(self) -> ReviewedOutputs | None:
+        """The export's statements and review themes: the last action's while its publish is under way,
+        else the current generation's (read once per generation: it never changes once written); None
+        before the first run."""
+        with self._turn:
+            if self._view is not None and self._view[0] > self._covered:
+                return self._view[1]
+        if not self.layout.review_themes.exists():
+            return None
+        generation = os.path.realpath(self.layout.processed)
+        kept = self._written
+        if kept is None or kept[0] != generation:
+            # an earlier release's export may lack columns added since
+            statements = with_added(pd.read_parquet(self.layout.statements), STATEMENTS)
+            kept = (generation, ReviewedOutputs(statements, pd.read_parquet(self.layout.review_themes)))
+            self._written = kept
+        return kept[1]
 
     def __call__(self) -> None:
+        """Publish now: returns once a publish that started after this call has finished."""
         with self._turn:
-            self._asked += 1
+            mine = self._ask()
+        self._wait(mine)
+
+    def settle(self) -> None:
+        """Returns once the publishes asked for so far have finished (one more runs if one failed)."""
+        with self._turn:
             mine = self._asked
+        self._wait(mine)
+
+    def _ask(self) -> int:
+        self._asked += 1
+        return self._asked
+
+    def _in_background(self, mine: int) -> None:
+        try:
+            self._wait(mine)
+        except Exception:  # the decisions are stored: the next action, settle or run publishes them
+            log.exception("%s: publishing after an editor's action failed", self.event.id)
+
+    def _wait(self, mine: int) -> None:
+        with self._turn:
             while self._covered < mine:
                 if self._running:
                     self._turn.wait()
@@ -331,7 +472,10 @@ class SharedPublish:
                 self._running, covers, done = True, self._asked, False
                 self._turn.release()
                 try:
-                    self._publish()
+                    if self._worker is None:
+                        publish_decisions(self.layout, self.event, self.settings, self._inputs)
+                    else:
+                        self._worker.publish(self.layout, self.event, self.settings)
                     done = True
                 finally:  # a failed publish covers nobody: the next caller in line tries again
                     self._turn.acquire()
@@ -339,6 +483,56 @@ class SharedPublish:
                     if done:
                         self._covered = max(self._covered, covers)
                     self._turn.notify_all()
+
+
+class PublishWorker:
+    """A process of its own for a server's publishes (``SharedPublish``): they then use a core of their
+    own instead of taking turns with the pages for the interpreter lock, at a lower priority (nice 10) so
+    that pages and actions come first where they compete for a core. Spawned by ``start`` or the first
+    publish; replaced if it died (a crash, the kernel's OOM killer), and that publish is tried once more."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # spawn: a fresh interpreter, not a fork of a server with threads
+                self._pool = ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice, initargs=(10,)
+                )
+                self._pool.submit(_ready)  # imports what a publish needs now, not at the first one
+            return self._pool
+
+    def publish(self, layout: Layout, event: Event, settings: Settings) -> None:
+        pool = self.start()
+        try:
+            pool.submit(_publish_in_worker, layout, event, settings).result()
+        except BrokenProcessPool:
+            log.warning("%s: the publishing process died; publishing in a new one", event.id)
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            self.start().submit(_publish_in_worker, layout, event, settings).result()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
+
+
+_WORKER_INPUTS: dict[tuple[Path, str], InputsCache] = {}  # in the publishing process, per event
+
+
+def _publish_in_worker(layout: Layout, event: Event, settings: Settings) -> None:
+    inputs = _WORKER_INPUTS.setdefault((layout.root, event.id), InputsCache())
+    publish_decisions(layout, event, settings, inputs)
+
+
+def _ready() -> None:
+    """Sent to a new publishing process: unpickling it imports this module and what a publish needs."""
 
 
 def refresh_after_ingest(layout: Layout, event: Event, settings: Settings) -> pd.DataFrame:

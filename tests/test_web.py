@@ -7,6 +7,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -546,6 +548,72 @@ def test_oversized_or_unmeasured_bodies_are_refused_before_reading(client: TestC
         "/e/mini/upload", content=b"x", headers={"content-length": str(10**12), "content-type": "text/plain"}
     )
     assert huge.status_code == 413 and "over the limit" in huge.text
+
+
+def test_an_action_is_shown_at_once_and_published_behind_it(
+    client: TestClient, site: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import publish
+    from pipeline.schema import STATEMENTS, with_added
+
+    layout = Layout(site["settings"].data_dir, "mini")
+    held, really_publish = threading.Event(), publish.PublishWorker.publish
+
+    def held_back(*args: object) -> None:
+        assert held.wait(60)
+        really_publish(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(publish.PublishWorker, "publish", held_back)  # the app's publishes, in its process
+    _sign_in(client)
+    url = "/e/mini/review/green/actors"
+    page = client.get(url).text
+    theme, seen = re.search(
+        r'name="theme_id" value="([^"]+)"><input type="hidden" name="seen" value="([^"]+)"', page
+    ).groups()  # type: ignore[union-attr]
+    answer = client.post(
+        url, data={"csrf": _csrf(page), "theme_id": theme, "seen": seen, "action": "rejected"}
+    )
+    # the page the action leads to shows it while the export on disk does not have it yet
+    assert answer.status_code == 200 and "Done: rejected" in answer.text
+    assert re.search(rf'data-theme="{theme}".*?class="badge rejected"', answer.text, re.S)
+    assert pd.read_parquet(layout.review_themes).set_index("theme_id").status[theme] == "draft"
+    # a note moved to another question: both questions' themes are worked out anew
+    statement = re.search(r'name="statement_ids" value="([^"]+)"', answer.text).group(1)  # type: ignore[union-attr]
+    moved = client.post(
+        url,
+        data={
+            "csrf": _csrf(page),
+            "action": "move-to-question",
+            "statement_ids": statement,
+            "to_question": "digital/policy",
+        },
+    )
+    assert "moved to" in moved.text and statement not in moved.text
+    assert statement in client.get("/e/mini/review/digital/policy").text
+    shown = client.app.state.harvest.sites["mini"].publish.current()
+    held.set()
+    paper = client.get("/e/mini/paper")  # waits for the publish: the paper is the publish's
+    assert paper.status_code == 200
+    # what the pages showed meanwhile is what the publish wrote
+    pd.testing.assert_frame_equal(shown.themes, pd.read_parquet(layout.review_themes))
+    written = with_added(pd.read_parquet(layout.statements), STATEMENTS)
+    pd.testing.assert_frame_equal(shown.statements, written)
+    for done in (moved, answer):  # undone, newest first
+        undo = re.search(r'action="(/e/mini/audit/\d+/undo)"', done.text).group(1)  # type: ignore[union-attr]
+        assert "Undone" in client.post(undo, data={"csrf": _csrf(page), "next": url}).text
+    client.get("/e/mini/paper")  # as the other tests found it
+
+
+def test_a_publishing_process_that_died_is_replaced(site: dict) -> None:
+    from pipeline.publish import PublishWorker
+
+    worker = PublishWorker()
+    first = worker.start().submit(os.getpid).result()
+    os.kill(first, signal.SIGKILL)  # as the kernel's OOM killer would
+    settings = site["settings"]
+    worker.publish(Layout(settings.data_dir, "mini"), load_event(site["event_dir"]), settings)
+    assert worker.start().submit(os.getpid).result() != first
+    worker.close()
 
 
 def test_an_action_on_a_theme_changed_since_the_page_was_opened_is_refused(site: dict) -> None:

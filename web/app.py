@@ -20,6 +20,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from pipeline.config import Settings, load_settings
 from pipeline.event import load_event
+from pipeline.publish import PublishWorker
 from pipeline.store import Layout
 from web import access, audit, editors, facilitators, signin
 from web.common import HERE, EventSite, Harvest, redirect, render
@@ -51,16 +52,22 @@ def _secret_key(settings: Settings) -> str:
 
 def create_app(event_dirs: list[Path], settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    publishing = PublishWorker()
     sites = {}
     for folder in event_dirs:
         event = load_event(folder)
-        sites[event.id] = EventSite(event, Path(folder), Layout(settings.data_dir, event.id), settings)
+        layout = Layout(settings.data_dir, event.id)
+        sites[event.id] = EventSite(event, Path(folder), layout, settings, publishing)
     state = Harvest(settings, sites)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        publishing.start()  # now, not at the first editor's action
         yield
-        state.reader.close()  # the worker process ends with the server
+        for site in sites.values():  # the editors' last actions are in the export before the server ends
+            site.publish.settle()
+        publishing.close()
+        state.reader.close()  # the worker processes end with the server
 
     app = FastAPI(title="Harvest", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.harvest = state

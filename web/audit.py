@@ -144,13 +144,14 @@ async def undo(request: Request, event_id: str, entry_id: int, user: Editor) -> 
             db.undo(session, event_id, entry_id, user)
     except (KeyError, ValueError) as exc:
         return redirect(back, f"Not undone: {exc}", request)
-    await run_in_threadpool(site.publish)
+    await run_in_threadpool(site.publish.after_change)
     return redirect(back, f"Undone #{entry_id}", request)
 
 
 @router.get("/paper")
 def paper(request: Request, event_id: str, user: Editor) -> FileResponse:
     site = site_of(request, event_id)
+    site.publish.settle()
     if not site.layout.paper_html.exists():
         raise HTTPException(404, "no paper yet: run the pipeline first")
     return FileResponse(

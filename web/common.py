@@ -3,7 +3,6 @@ depend on (CSRF, signed-in editor, upload link, known event)."""
 
 # no `from __future__ import annotations`: FastAPI reads the dependencies' annotations at def time
 
-import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,9 +17,8 @@ from fastapi.templating import Jinja2Templates
 from pipeline import db
 from pipeline.config import Settings
 from pipeline.event import Event
-from pipeline.publish import SharedPublish
+from pipeline.publish import PublishWorker, SharedPublish
 from pipeline.readers.guarded import GuardedReader
-from pipeline.schema import STATEMENTS, with_added
 from pipeline.store import Layout
 
 HERE = Path(__file__).parent
@@ -32,12 +30,12 @@ class EventSite:
     folder: Path
     layout: Layout
     settings: Settings
+    #: the worker process the editors' actions are published in (``SharedPublish``)
+    publishing: PublishWorker | None = None
     publish: SharedPublish = field(init=False)  # after an editor's action: export and paper again
-    #: the outputs of the current generation, read once: a generation never changes once written
-    _outputs: tuple[str, pd.DataFrame, pd.DataFrame] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.publish = SharedPublish(self.layout, self.event, self.settings)
+        self.publish = SharedPublish(self.layout, self.event, self.settings, self.publishing)
 
 
 @dataclass
@@ -142,15 +140,9 @@ def editor(request: Request) -> str:
 
 
 def outputs(site: EventSite) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The event's export rows and review themes, as the current generation holds them (read once per
-    generation; callers must not change the frames)."""
-    if not site.layout.review_themes.exists():
+    """The event's export rows and review themes (``SharedPublish.current``; callers must not change
+    the frames)."""
+    current = site.publish.current()
+    if current is None:
         raise HTTPException(409, "no themes yet: run the pipeline (button on the event page, or harvest run)")
-    generation = os.path.realpath(site.layout.processed)
-    kept = site._outputs
-    if kept is not None and kept[0] == generation:
-        return kept[1], kept[2]
-    statements = with_added(pd.read_parquet(site.layout.statements), STATEMENTS)  # an earlier release's too
-    themes = pd.read_parquet(site.layout.review_themes)
-    site._outputs = (generation, statements, themes)
-    return statements, themes
+    return current.statements, current.themes

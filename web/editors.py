@@ -27,23 +27,25 @@ Editor = Annotated[str, Depends(editor)]
 @router.get("/review", response_class=HTMLResponse)
 def review_event(request: Request, event_id: str, user: Editor) -> HTMLResponse:
     site = site_of(request, event_id)
+    site.publish.settle()  # the cross-cutting themes and the agreement shown here are the publish's
     statements, themes = outputs(site)
     answers = themes[themes.status != ThemeStatus.OFF_TOPIC]  # the session remarks are no theme to count
     changed = _changed_since_approval(_decisions(request, event_id), answers)
-    counts = {}
-    for topic, question in site.event.questions():
-        st = statements[(statements.topic == topic) & (statements.question == question)]
-        th = answers[(answers.topic == topic) & (answers.question == question)]
-        counts[(topic, question)] = {
-            "statements": len(st),
-            "themes": len(th),
-            "approved": int((th.status == ThemeStatus.APPROVED).sum()),
-            "draft": int((th.status == ThemeStatus.DRAFT).sum()),
-            "rejected": int((th.status == ThemeStatus.REJECTED).sum()),
-            "changed": int(th.theme_id.isin(changed).sum()),
-            "unassigned": int((st.theme_id == "").sum()),
-            "awaiting": int((st.language_route == LanguageRoute.AWAITING).sum()),
-        }
+    # one pass over plain columns: a filter per question cost more than the rest of the page
+    kinds = ("statements", "themes", "approved", "draft", "rejected", "changed", "unassigned", "awaiting")
+    counts = {key: dict.fromkeys(kinds, 0) for key in site.event.questions()}
+    rows = _columns(statements, "topic", "question", "theme_id", "language_route")
+    for topic, question, theme, route in rows:
+        if (tally := counts.get((topic, question))) is not None:
+            tally["statements"] += 1
+            tally["unassigned"] += theme == ""
+            tally["awaiting"] += route == LanguageRoute.AWAITING
+    for topic, question, theme, status in _columns(answers, "topic", "question", "theme_id", "status"):
+        if (tally := counts.get((topic, question))) is not None:
+            tally["themes"] += 1
+            tally["changed"] += theme in changed
+            if status in EDITOR_STATUSES:
+                tally[status] += 1
     totals = {
         "statements": len(statements),
         "themes": len(answers),
@@ -162,6 +164,7 @@ def download(request: Request, event_id: str, name: str, user: Editor) -> Respon
     site = site_of(request, event_id)
     if name not in DOWNLOADS:
         raise HTTPException(404, "no such file")
+    site.publish.settle()
     path = site.layout.processed / name
     if not site.layout.review_themes.exists():
         raise HTTPException(409, "no outputs yet: run the pipeline (the event page's button, or harvest run)")
@@ -205,10 +208,13 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
     statements, themes = outputs(site)
     mine = statements[(statements.topic == topic) & (statements.question == question)]
     ranked = themes[(themes.topic == topic) & (themes.question == question)].sort_values("rank")
-    members = {t: mine[mine.theme_id == t].to_dict("records") for t in ranked.theme_id}
-    for t, rows in members.items():  # representative first, as in the paper
-        order = {s: i for i, s in enumerate(ranked.set_index("theme_id").loc[t, "statement_ids"].split("; "))}
-        rows.sort(key=lambda r: order.get(r["statement_id"], 1 << 30))
+    theme_rows = ranked.to_dict("records")
+    members: dict[str, list[dict]] = {t["theme_id"]: [] for t in theme_rows}
+    for row in mine.to_dict("records"):  # one pass: a filter per theme costs more than the page's rendering
+        members.get(row["theme_id"], []).append(row)
+    for t in theme_rows:  # representative first, as in the paper
+        order = {s: i for i, s in enumerate(t["statement_ids"].split("; "))}
+        members[t["theme_id"]].sort(key=lambda r: order.get(r["statement_id"], 1 << 30))
     order = site.event.questions()
     here = order.index((topic, question))
     decisions = _decisions(request, event_id)
@@ -227,9 +233,9 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
         site=site,
         topic=topic_def,
         question=topic_def.question(question),
-        themes=ranked.to_dict("records"),
+        themes=theme_rows,
         members=members,
-        versions={t["theme_id"]: editing.theme_version(t) for t in ranked.to_dict("records")},
+        versions={t["theme_id"]: editing.theme_version(t) for t in theme_rows},
         unassigned=loose[loose.flag == ""].to_dict("records"),
         flagged=loose[loose.flag != ""].to_dict("records"),
         translatable=translatable.sort_values("language_route").to_dict("records"),
@@ -254,6 +260,11 @@ def review_question(request: Request, event_id: str, topic: str, question: str, 
             if a.statement_id in loose_ids and a.theme_id in shown
         ],
     )
+
+
+def _columns(frame: pd.DataFrame, *names: str) -> zip:
+    """``frame``'s rows as tuples of the ``names`` columns, as plain Python values."""
+    return zip(*(frame[name].to_numpy(dtype=object) for name in names), strict=True)
 
 
 def _decisions(request: Request, event_id: str) -> pd.DataFrame:
@@ -322,7 +333,8 @@ async def act(request: Request, event_id: str, topic: str, question: str, user: 
         editing.apply_action(session, event_id, user, action, themes, statements, site.event.questions())
 
     anchor = f"#{action.theme_id}" if action.theme_id else ""
-    return await _audited_change(request, site, user, change, here, here + anchor, _done(action, site))
+    done = _done(action, site)
+    return await _audited_change(request, site, user, change, action.questions, here, here + anchor, done)
 
 
 async def _audited_change(
@@ -330,19 +342,21 @@ async def _audited_change(
     site: EventSite,
     user: str,
     change: Callable[[Session], None],
+    questions: set[tuple[str, str]],
     here: str,
     done_at: str,
     done: str,
 ) -> Response:
-    """Make an editor's ``change`` (audited by ``pipeline.editing``) and publish, in a worker thread so
-    that other editors' pages are served meanwhile; back to ``done_at`` with the confirmation and its
-    Undo, or to ``here`` saying why it was not done."""
+    """Make an editor's ``change`` to the themes of ``questions`` (audited by ``pipeline.editing``) and
+    publish (``SharedPublish.after_change``), in a worker thread so that other editors' pages are served
+    meanwhile; back to ``done_at`` with the confirmation and its Undo, or to ``here`` saying why it was
+    not done."""
 
     def work() -> int | None:
         with db.session_scope(harvest(request).database) as session:
             change(session)
             entry = db.latest_entry(session, site.event.id, user)
-        site.publish()
+        site.publish.after_change(questions)
         return entry
 
     try:
@@ -385,7 +399,8 @@ async def cross_cutting(request: Request, event_id: str, cross_id: str, user: Ed
         else:
             raise ValueError(f"unknown action {action!r}")
 
-    return await _audited_change(request, site, user, change, here, here, f"cross-cutting theme {action}")
+    done = f"cross-cutting theme {action}"
+    return await _audited_change(request, site, user, change, set(), here, here, done)  # no question's themes
 
 
 @router.post("/run", dependencies=[Depends(check_csrf)])
