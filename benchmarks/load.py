@@ -1,7 +1,7 @@
 """Load benchmark: ten editors at once on the sample event's review pages. Writes
 benchmarks/results/load.md (and load.json).
 
-    python benchmarks/load.py [--editors 10] [--requests 200] [--think 3]
+    python benchmarks/load.py [--editors 10] [--requests 400] [--think 3]
 
 The sample event is run once into a scratch data folder; the web app is served by uvicorn in a process of
 its own, as `harvest serve` serves it; each editor (a thread with its own signed-in session) reads the
@@ -180,7 +180,7 @@ def crowd(url: str, editors: int, requests: int, think: float) -> dict[str, obje
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--editors", type=int, default=10)
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--think", type=float, default=3.0, help="mean pause of a reading editor, seconds")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
