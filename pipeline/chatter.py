@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -163,13 +163,43 @@ def named_subject(texts: Sequence[str], nlp: Language) -> np.ndarray:
     return out
 
 
+#: Statements whose vectors are worked on at once (as float32, ~100 MB): a million statements never hold a
+#: float32 copy of every vector, or of every statement's question.
+CHUNK = 65536
+
+
+def _in_chunks(embeddings: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    for start in range(0, len(embeddings), CHUNK):
+        rows = slice(start, start + CHUNK)
+        yield rows, np.asarray(embeddings[rows], dtype=np.float32)
+
+
+def _closeness(
+    embeddings: np.ndarray,
+    prototype_embeddings: np.ndarray,
+    question_embeddings: np.ndarray,
+    question_of: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per statement: cosine to the nearest prototype remark, and to its own question."""
+    nearest = np.empty(len(embeddings), dtype=np.float32)
+    own = np.empty(len(embeddings), dtype=np.float32)
+    for rows, chunk in _in_chunks(embeddings):
+        nearest[rows] = (chunk @ prototype_embeddings.T).max(axis=1)
+        which = rows if question_of is None else question_of[rows]
+        own[rows] = (chunk * question_embeddings[which]).sum(axis=1)
+    return nearest, own
+
+
 def relevance_margin(
-    embeddings: np.ndarray, prototype_embeddings: np.ndarray, question_embeddings: np.ndarray
+    embeddings: np.ndarray,
+    prototype_embeddings: np.ndarray,
+    question_embeddings: np.ndarray,
+    question_of: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per statement: cosine to the nearest prototype remark less cosine to its own question
-    (``question_embeddings`` aligned row by row with ``embeddings``)."""
-    to_prototypes = (embeddings @ prototype_embeddings.T).max(axis=1)
-    return np.asarray(to_prototypes - (embeddings * question_embeddings).sum(axis=1))
+    """Per statement: cosine to the nearest prototype remark less cosine to its own question: the row of
+    ``question_embeddings`` that ``question_of`` names, or the row aligned with it without."""
+    nearest, own = _closeness(embeddings, prototype_embeddings, question_embeddings, question_of)
+    return np.asarray(nearest - own)
 
 
 def chatter_mask(
@@ -180,25 +210,26 @@ def chatter_mask(
     nlp: Language | None = None,
     parsable: np.ndarray | None = None,
     params: ChatterParams | None = None,
+    question_of: np.ndarray | None = None,
 ) -> np.ndarray:
     """True where a statement is a remark about the session, not an answer to its question.
 
-    Pass every statement of the event at once (step 4 learns from them all); ``question_embeddings``
-    holds each statement's question, embedded as ``Event.question_prompts`` writes it. Named subjects are
-    looked for with ``nlp`` in the statements ``parsable`` marks (those in its language; default all),
-    not at all without it."""
+    Pass every statement of the event at once (step 4 learns from them all); each statement's question,
+    embedded as ``Event.question_prompts`` writes it, is the row of ``question_embeddings`` that
+    ``question_of`` names (without it, the row aligned with the statement). Named subjects are looked for
+    with ``nlp`` in the statements ``parsable`` marks (those in its language; default all), not at all
+    without it."""
     params = params or ChatterParams()
     n = len(texts)
     if not n:
         return np.zeros(0, dtype=bool)
-    embeddings = np.asarray(embeddings, dtype=np.float32)
     by_form = np.array([bool(_ROLE_PREFIX.match(t)) for t in texts])
     if nlp is not None:
         rows = np.flatnonzero(np.ones(n, dtype=bool) if parsable is None else parsable)
         by_form[rows] |= named_subject([texts[int(i)] for i in rows], nlp)
-    by_meaning = (embeddings @ prototype_embeddings.T).max(axis=1) >= params.threshold
-    margin = relevance_margin(embeddings, prototype_embeddings, question_embeddings)
-    sure = by_form | by_meaning | (margin >= params.remark_margin)
+    nearest, own = _closeness(embeddings, prototype_embeddings, question_embeddings, question_of)
+    margin = nearest - own
+    sure = by_form | (nearest >= params.threshold) | (margin >= params.remark_margin)
     learned = _learned(embeddings, margin, sure, ~sure & (margin <= params.answer_margin), params)
     return np.asarray(sure | learned)
 
@@ -221,12 +252,13 @@ def _learned(
             return rows
         return np.asarray(rows[np.linspace(0, len(rows) - 1, params.max_examples).astype(int)])
 
+    def features(vectors: np.ndarray, margins: np.ndarray) -> np.ndarray:
+        return np.hstack([np.asarray(vectors, dtype=np.float32), margins[:, None].astype(np.float32)])
+
     train = np.concatenate([spread(remark_rows), spread(answer_rows)])
-    features = np.hstack([embeddings, margin[:, None].astype(np.float32)])
     model = LogisticRegression(C=params.regularisation, class_weight="balanced", max_iter=2000)
-    model.fit(features[train], remarks[train])
-    # the linear score in chunks: a million statements never hold a second copy of the matrix
+    model.fit(features(embeddings[train], margin[train]), remarks[train])
     scores = np.concatenate(
-        [model.decision_function(features[i : i + 65536]) for i in range(0, len(features), 65536)]
+        [model.decision_function(features(chunk, margin[rows])) for rows, chunk in _in_chunks(embeddings)]
     )
     return np.asarray(scores >= np.log(params.probability / (1 - params.probability)))

@@ -74,12 +74,14 @@ def statement_flags(
     question_embeddings: np.ndarray,
     nlp: Language | None,
     params: SynthesisParams,
+    question_of: np.ndarray | None = None,
 ) -> np.ndarray:
     """'' for statements to cluster; otherwise why a statement stays out of the themes.
 
-    Event-wide: pass every statement, with its question's embedding row by row (``question_embeddings``),
-    since session remarks are recognised by what the whole event's remarks look like
-    (``pipeline.chatter``). ``nlp`` parses statements in the model's language for named subjects."""
+    Event-wide: pass every statement, with its question's embedding (the row of ``question_embeddings``
+    that ``question_of`` names, or the aligned row without it), since session remarks are recognised by
+    what the whole event's remarks look like (``pipeline.chatter``). ``nlp`` parses statements in the
+    model's language for named subjects."""
     statements = routed(statements, params.model_language, params.multilingual_model)
     flags = np.full(len(statements), "", dtype=object)
     # a gloss or translation is in the model's language too
@@ -93,10 +95,11 @@ def statement_flags(
         texts,
         embeddings[rows],
         chatter_prototypes,
-        question_embeddings[rows],
+        question_embeddings,
         nlp,
         in_model_language[rows],
         params.chatter,
+        question_of=rows if question_of is None else question_of[rows],
     )
     flags[rows[chatter]] = Flag.OFF_TOPIC
     return flags
@@ -115,10 +118,11 @@ def event_flags(
     prototypes = np.asarray(embed(list(PROTOTYPES)), dtype=np.float32)
     row_of = {key: row for row, key in enumerate(question_prompts)}
     questions = np.asarray(embed(list(question_prompts.values())), dtype=np.float32)
-    of_statement = [row_of[key] for key in zip(statements["topic"], statements["question"], strict=True)]
-    return statement_flags(
-        statements, np.asarray(embeddings, dtype=np.float32), prototypes, questions[of_statement], nlp, params
+    of_statement = np.array(
+        [row_of[key] for key in zip(statements["topic"], statements["question"], strict=True)], dtype=np.intp
     )
+    # the vectors as stored (float16 from the cache at scale): converted a chunk at a time
+    return statement_flags(statements, embeddings, prototypes, questions, nlp, params, of_statement)
 
 
 def _installed(package: str) -> str:

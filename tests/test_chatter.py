@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import chatter
 from pipeline.chatter import ChatterParams, chatter_mask, named_subject, relevance_margin
 from pipeline.schema import Flag
 from pipeline.statements import load_nlp
@@ -87,6 +88,30 @@ def test_the_event_teaches_what_its_remarks_look_like() -> None:
         ["x"] * 24, vectors[[*range(4), *range(20, 40)]], prototypes, question[:24], params=params
     )
     assert few.tolist() == [True] * 4 + [False] * 20
+
+
+def test_a_million_statements_are_judged_a_chunk_at_a_time_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The vectors are converted and scored in chunks, each statement's question named by its row (no
+    float32 copy of every vector or of every statement's question): the flags are those of one pass."""
+    rng = np.random.default_rng(4)
+    remark, answer, style = _directions(rng)
+    vectors = np.vstack(
+        [_around(rng, remark + 0.5 * style, 20, 0.05), _around(rng, answer - 0.5 * style, 40, 0.05)]
+        + [_around(rng, 0.6 * remark + 0.4 * answer + s * style, 10, 0.02) for s in (0.5, -0.5)]
+    )
+    prototypes = remark[None, :].astype(np.float32)
+    questions = np.vstack([answer, -answer]).astype(np.float32)
+    question_of = np.zeros(80, dtype=np.intp)
+    params = ChatterParams(threshold=1.1)
+    aligned = chatter_mask(["x"] * 80, vectors, prototypes, questions[question_of], params=params)
+    monkeypatch.setattr(chatter, "CHUNK", 7)
+    chunked = chatter_mask(
+        ["x"] * 80, vectors.astype(np.float16), prototypes, questions, params=params, question_of=question_of
+    )
+    assert aligned[:20].all() and aligned[60:70].all()  # what is compared is not trivial
+    assert chunked.tolist() == aligned.tolist()
 
 
 def test_role_prefixes_and_prototypes_are_sure_remarks() -> None:
