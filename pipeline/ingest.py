@@ -83,15 +83,11 @@ def _keys(notes: pd.DataFrame) -> list[list[str | int]]:
 
 
 def _signature(event: Event, manifest: Manifest) -> str:
-    """What the current notes depend on: the event definition and, per group, the upload holding it
-    (its bytes by id, and the file name and form defaults it was read with)."""
-    uploads = {u.upload_id: u for u in manifest.accepted()}
-    owners = sorted(
-        [[str(x) for x in key], owner, uploads[owner].filename, sorted(uploads[owner].defaults.items())]
-        for key, holders in manifest.current_keys().items()
-        for owner in holders
-    )
-    payload = json.dumps([event.model_dump(mode="json"), owners])
+    """What the current notes depend on: the event definition and the accepted uploads in arrival order,
+    each by its id (a hash of its bytes, form defaults and whether it adds) and the file name it was read
+    with. Sized by uploads, not by the groups they hold."""
+    uploads = [[u.upload_id, u.filename, sorted(u.defaults.items()), u.adds] for u in manifest.accepted()]
+    payload = json.dumps([event.model_dump(mode="json"), uploads])
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 

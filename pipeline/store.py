@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -437,6 +437,10 @@ _UNREADABLE_RECORD = (ValueError, KeyError, TypeError, UnicodeDecodeError)
 _records_written: dict[Path, str] = {}  # each record's text as this process last wrote or checked it
 
 
+#: Per (table, round, topic, question) group: the uploads holding its current notes (``current_keys``).
+Owners = dict[tuple[str | int, ...], tuple[str, ...]]
+
+
 class Manifest:
     """Every upload of an event in arrival order: ``manifest.json``, with a record per upload in
     ``records/`` from which it is rebuilt when it is lost or unreadable."""
@@ -444,6 +448,11 @@ class Manifest:
     def __init__(self, uploads: list[Upload] | None = None) -> None:
         self.uploads = uploads or []
         self.rebuilt_from_records = False
+        # current_keys as last worked out, and the uploads it was worked out from
+        self._owners: tuple[list[tuple[str, str, bool]], dict[tuple[str | int, ...], tuple[str, ...]]] = (
+            [],
+            {},
+        )
 
     @classmethod
     def read(cls, layout: Layout) -> tuple[Manifest | None, str]:
@@ -495,17 +504,22 @@ class Manifest:
             if upload.seq <= last:
                 upload.seq = last + 1
             last = upload.seq
-        payload = {"event": layout.event, "uploads": [asdict(u) for u in self.uploads]}
         layout.records.mkdir(parents=True, exist_ok=True)
-        for upload in self.uploads:
-            record = json.dumps(asdict(upload), indent=1, ensure_ascii=False)
+        # no ``indent``: Python's JSON encoder is C-fast only without it, and a million groups
+        # pretty-printed took most of an ingest (the manifest has an upload a line); ``vars``, not
+        # ``asdict``, which deep-copies every group first
+        records = [json.dumps(vars(upload), ensure_ascii=False) for upload in self.uploads]
+        for upload, record in zip(self.uploads, records, strict=True):
             path = layout.records / f"{upload.upload_id}.json"
             if _records_written.get(path) == record and path.exists():
                 continue  # written by this process, as it is: a batch of uploads is not O(n²) reads
             if not path.exists() or path.read_text(encoding="utf-8") != record:
                 write_text(path, record)
             _records_written[path] = record
-        write_text(layout.manifest, json.dumps(payload, indent=1, ensure_ascii=False))
+        event = json.dumps(layout.event)
+        write_text(
+            layout.manifest, f'{{"event": {event}, "uploads": [\n  ' + ",\n  ".join(records) + "\n]}\n"
+        )
 
     def stored_bytes(self, layout: Layout, upload: Upload) -> bytes:
         """An upload's bytes as stored, checked against the SHA-256 they are stored under."""
@@ -532,12 +546,18 @@ class Manifest:
     def pending(self) -> list[Upload]:
         return [u for u in self.uploads if u.status == UploadStatus.PENDING]
 
-    def current_keys(self) -> dict[tuple[str | int, ...], tuple[str, ...]]:
+    def current_keys(self) -> Owners:
         """For each (table, round, topic, question): the uploads that hold its current notes, in arrival
         order: the last that replaced the group's notes, and those that added to them since."""
-        owners: dict[tuple[str | int, ...], tuple[str, ...]] = {}
-        for upload in self.accepted():  # manifest order is arrival order: later uploads win
+        uploads = [(u.upload_id, str(u.status), u.adds) for u in self.uploads]
+        done, owners = self._owners
+        if uploads[: len(done)] != done:  # not only new uploads since: worked out anew
+            done, owners = [], {}
+        for upload in self.uploads[len(done) :]:  # manifest order is arrival order: later uploads win
+            if upload.status != UploadStatus.ACCEPTED:
+                continue
             for group in map(tuple, upload.keys):
                 earlier = owners.get(group, ()) if upload.adds else ()
                 owners[group] = (*earlier, upload.upload_id)
-        return owners
+        self._owners = (uploads, owners)  # a batch of uploads adds to it, not O(uploads x groups)
+        return dict(owners)

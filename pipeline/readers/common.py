@@ -159,6 +159,7 @@ def validate_notes(
 
     topics = event.topics
     expected = {t.id: set(t.expected_tables) for t in topics.values() if t.tables}
+    questions = {t.id: {q.id for q in t.questions} for t in topics.values()}  # looked up per note
     rows: list[dict[str, object]] = []
     seen_ids: dict[str, int] = {}
     for note in raw:
@@ -172,7 +173,7 @@ def validate_notes(
             bad(note.line, "topic", f"missing topic (valid: {_valid(topics)})")
         elif topic is None:
             bad(note.line, "topic", f"unknown topic '{f['topic']}' (valid: {_valid(topics)})")
-        elif topic.question(f["question"].lower()) is None:
+        elif f["question"].lower() not in questions[topic.id]:
             valid_q = _valid(q.id for q in topic.questions)
             what = f"unknown question '{f['question']}'" if f["question"] else "missing question"
             bad(note.line, "question", f"{what} for topic '{topic.id}' (valid: {valid_q})")
