@@ -168,10 +168,13 @@ def named_subject(texts: Sequence[str], nlp: Language) -> np.ndarray:
 CHUNK = 65536
 
 
-def _in_chunks(embeddings: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
-    for start in range(0, len(embeddings), CHUNK):
-        rows = slice(start, start + CHUNK)
-        yield rows, np.asarray(embeddings[rows], dtype=np.float32)
+def _in_chunks(embeddings: np.ndarray, of: np.ndarray | None = None) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(positions, their vectors as float32)``, a chunk at a time, of the statements ``of`` names (rows
+    of ``embeddings``; default all of them)."""
+    for start in range(0, len(embeddings) if of is None else len(of), CHUNK):
+        positions = slice(start, start + CHUNK)
+        vectors = embeddings[positions] if of is None else embeddings[of[positions]]
+        yield positions, np.asarray(vectors, dtype=np.float32)
 
 
 def _closeness(
@@ -179,11 +182,13 @@ def _closeness(
     prototype_embeddings: np.ndarray,
     question_embeddings: np.ndarray,
     question_of: np.ndarray | None,
+    of: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per statement: cosine to the nearest prototype remark, and to its own question."""
-    nearest = np.empty(len(embeddings), dtype=np.float32)
-    own = np.empty(len(embeddings), dtype=np.float32)
-    for rows, chunk in _in_chunks(embeddings):
+    """Per statement (those ``of`` names): cosine to the nearest prototype remark, and to its question."""
+    n = len(embeddings) if of is None else len(of)
+    nearest = np.empty(n, dtype=np.float32)
+    own = np.empty(n, dtype=np.float32)
+    for rows, chunk in _in_chunks(embeddings, of):
         nearest[rows] = (chunk @ prototype_embeddings.T).max(axis=1)
         which = rows if question_of is None else question_of[rows]
         own[rows] = (chunk * question_embeddings[which]).sum(axis=1)
@@ -211,14 +216,16 @@ def chatter_mask(
     parsable: np.ndarray | None = None,
     params: ChatterParams | None = None,
     question_of: np.ndarray | None = None,
+    of: np.ndarray | None = None,
 ) -> np.ndarray:
     """True where a statement is a remark about the session, not an answer to its question.
 
-    Pass every statement of the event at once (step 4 learns from them all); each statement's question,
-    embedded as ``Event.question_prompts`` writes it, is the row of ``question_embeddings`` that
-    ``question_of`` names (without it, the row aligned with the statement). Named subjects are looked for
-    with ``nlp`` in the statements ``parsable`` marks (those in its language; default all), not at all
-    without it."""
+    Pass every statement of the event at once (step 4 learns from them all): the ``texts`` and the rows
+    of ``embeddings`` that ``of`` names (default: every row, aligned with ``texts``; never copied whole).
+    Each statement's question, embedded as ``Event.question_prompts`` writes it, is the row of
+    ``question_embeddings`` that ``question_of`` names (without it, the row aligned with the statement).
+    Named subjects are looked for with ``nlp`` in the statements ``parsable`` marks (those in its
+    language; default all), not at all without it."""
     params = params or ChatterParams()
     n = len(texts)
     if not n:
@@ -227,15 +234,16 @@ def chatter_mask(
     if nlp is not None:
         rows = np.flatnonzero(np.ones(n, dtype=bool) if parsable is None else parsable)
         by_form[rows] |= named_subject([texts[int(i)] for i in rows], nlp)
-    nearest, own = _closeness(embeddings, prototype_embeddings, question_embeddings, question_of)
+    nearest, own = _closeness(embeddings, prototype_embeddings, question_embeddings, question_of, of)
     margin = nearest - own
     sure = by_form | (nearest >= params.threshold) | (margin >= params.remark_margin)
-    learned = _learned(embeddings, margin, sure, ~sure & (margin <= params.answer_margin), params)
+    learned = _learned(embeddings, of, margin, sure, ~sure & (margin <= params.answer_margin), params)
     return np.asarray(sure | learned)
 
 
 def _learned(
     embeddings: np.ndarray,
+    of: np.ndarray | None,
     margin: np.ndarray,
     remarks: np.ndarray,
     answers: np.ndarray,
@@ -244,7 +252,7 @@ def _learned(
     """Statements the event's own sure remarks and answers say are remarks (step 4)."""
     remark_rows, answer_rows = np.flatnonzero(remarks), np.flatnonzero(answers)
     if min(len(remark_rows), len(answer_rows)) < params.min_examples:
-        return np.zeros(len(embeddings), dtype=bool)
+        return np.zeros(len(margin), dtype=bool)
     from sklearn.linear_model import LogisticRegression
 
     def spread(rows: np.ndarray) -> np.ndarray:
@@ -257,8 +265,8 @@ def _learned(
 
     train = np.concatenate([spread(remark_rows), spread(answer_rows)])
     model = LogisticRegression(C=params.regularisation, class_weight="balanced", max_iter=2000)
-    model.fit(features(embeddings[train], margin[train]), remarks[train])
+    model.fit(features(embeddings[train if of is None else of[train]], margin[train]), remarks[train])
     scores = np.concatenate(
-        [model.decision_function(features(chunk, margin[rows])) for rows, chunk in _in_chunks(embeddings)]
+        [model.decision_function(features(chunk, margin[rows])) for rows, chunk in _in_chunks(embeddings, of)]
     )
     return np.asarray(scores >= np.log(params.probability / (1 - params.probability)))

@@ -93,13 +93,14 @@ def statement_flags(
     texts = model_texts(statements).to_numpy(dtype=object)[rows].tolist()
     chatter = chatter_mask(
         texts,
-        embeddings[rows],
+        embeddings,
         chatter_prototypes,
         question_embeddings,
         nlp,
         in_model_language[rows],
         params.chatter,
         question_of=rows if question_of is None else question_of[rows],
+        of=rows,
     )
     flags[rows[chatter]] = Flag.OFF_TOPIC
     return flags

@@ -93,8 +93,8 @@ def test_the_event_teaches_what_its_remarks_look_like() -> None:
 def test_a_million_statements_are_judged_a_chunk_at_a_time_with_the_same_result(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The vectors are converted and scored in chunks, each statement's question named by its row (no
-    float32 copy of every vector or of every statement's question): the flags are those of one pass."""
+    """The vectors are converted and scored in chunks, each statement and its question named by its row
+    (no float32 copy of every vector or of every statement's question): the flags are those of one pass."""
     rng = np.random.default_rng(4)
     remark, answer, style = _directions(rng)
     vectors = np.vstack(
@@ -107,8 +107,12 @@ def test_a_million_statements_are_judged_a_chunk_at_a_time_with_the_same_result(
     params = ChatterParams(threshold=1.1)
     aligned = chatter_mask(["x"] * 80, vectors, prototypes, questions[question_of], params=params)
     monkeypatch.setattr(chatter, "CHUNK", 7)
+    # the event's other statements (not judged: in another language) between them, never copied
+    event = np.vstack([vectors, _around(rng, remark, 30, 0.05)]).astype(np.float16)
+    of = rng.permutation(110)[:80]
+    event[of] = vectors
     chunked = chatter_mask(
-        ["x"] * 80, vectors.astype(np.float16), prototypes, questions, params=params, question_of=question_of
+        ["x"] * 80, event, prototypes, questions, params=params, question_of=question_of, of=of
     )
     assert aligned[:20].all() and aligned[60:70].all()  # what is compared is not trivial
     assert chunked.tolist() == aligned.tolist()
