@@ -185,9 +185,13 @@ def apply_review(
     theme_of = assignments["theme_id"].to_numpy(dtype=object)
     answers = _answers_per_question(statements, embeddings, assignments["flag"].to_numpy(dtype=object))
     readers = _readers_per_question(statements, glossary_for)
+    members: dict[str, list[int]] = {}  # one pass: a comparison per theme costs themes x statements
+    for position, theme in enumerate(theme_of):
+        if theme:
+            members.setdefault(theme, []).append(position)
     rows = []
-    for theme in sorted(set(theme_of) - {""}):
-        member_rows = list(np.flatnonzero(theme_of == theme))
+    for theme in sorted(members):
+        member_rows = members[theme]
         base = machine.get(theme)
         if base is not None:  # keep the machine's representative first when it is still a member
             order = {s: i for i, s in enumerate(str(base["statement_ids"]).split("; "))}
