@@ -363,20 +363,24 @@ def reviewed_outputs(
     )
 
 
-def _in_questions(frame: pd.DataFrame, questions: Collection[tuple[str, str]]) -> np.ndarray:
-    """Which rows of ``frame`` are of one of ``questions`` (plain arrays: pandas' own ways cost
-    milliseconds of overhead on the small frames of an editor's action)."""
+def _question_keys(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """Each row's (topic, question), as plain tuples: pandas' own ways cost milliseconds of overhead on
+    the small frames of an editor's action."""
     topics, asked = frame["topic"].to_numpy(dtype=object), frame["question"].to_numpy(dtype=object)
+    return list(zip(topics, asked, strict=True))
+
+
+def _in_questions(frame: pd.DataFrame, questions: Collection[tuple[str, str]]) -> np.ndarray:
+    """Which rows of ``frame`` are of one of ``questions``."""
     wanted = set(questions)
-    return np.fromiter((k in wanted for k in zip(topics, asked, strict=True)), dtype=bool, count=len(frame))
+    return np.fromiter((k in wanted for k in _question_keys(frame)), dtype=bool, count=len(frame))
 
 
 def _spliced(old: pd.DataFrame, new: pd.DataFrame, questions: Collection[tuple[str, str]]) -> pd.DataFrame:
     """``old`` with the rows of ``questions`` replaced by ``new``'s. Both are sorted by topic and
     question first, as every export frame is: each question's rows keep their order."""
     both = pd.concat([old[~_in_questions(old, questions)], new], ignore_index=True)
-    topics, asked = both["topic"].to_numpy(dtype=object), both["question"].to_numpy(dtype=object)
-    keys = list(zip(topics, asked, strict=True))
+    keys = _question_keys(both)
     return both.take(sorted(range(len(both)), key=keys.__getitem__)).reset_index(drop=True)  # a stable sort
 
 
@@ -408,19 +412,15 @@ class SharedPublish:
 
     def after_change(self, questions: Collection[tuple[str, str]] | None = None) -> None:
         """After an editor's change is stored: the reviewed themes of the ``questions`` it changed (None:
-        of them all; none: a change to no question's themes) now, its publish in the background."""
+        of them all) now, its publish in the background."""
         with self._viewing:
-            if questions is not None and not questions:
-                with self._turn:
-                    number = self._ask()
-            else:
-                before = self.current()
-                inputs = self._inputs.get(self.layout, self.event, self.settings)
-                state = _editors_state(self.event, self.settings)
-                view = reviewed_outputs(inputs, state, self.event, self.settings, questions, before)
-                with self._turn:
-                    number = self._ask()
-                    self._view = (number, view)
+            before = self.current()
+            inputs = self._inputs.get(self.layout, self.event, self.settings)
+            state = _editors_state(self.event, self.settings)
+            view = reviewed_outputs(inputs, state, self.event, self.settings, questions, before)
+            with self._turn:
+                number = self._ask()
+                self._view = (number, view)
         threading.Thread(target=self._in_background, args=(number,), daemon=True).start()
 
     def current(self) -> ReviewedOutputs | None:

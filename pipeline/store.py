@@ -449,10 +449,7 @@ class Manifest:
         self.uploads = uploads or []
         self.rebuilt_from_records = False
         # current_keys as last worked out, and the uploads it was worked out from
-        self._owners: tuple[list[tuple[str, str, bool]], dict[tuple[str | int, ...], tuple[str, ...]]] = (
-            [],
-            {},
-        )
+        self._owners: tuple[list[tuple[str, str, bool]], Owners] = ([], {})
 
     @classmethod
     def read(cls, layout: Layout) -> tuple[Manifest | None, str]:

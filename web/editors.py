@@ -2,6 +2,7 @@
 and re-running the pipeline. Every action is audited (``pipeline.editing``) and republishes the paper."""
 
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated
 
 import pandas as pd
@@ -334,7 +335,8 @@ async def act(request: Request, event_id: str, topic: str, question: str, user: 
 
     anchor = f"#{action.theme_id}" if action.theme_id else ""
     done = _done(action, site)
-    return await _audited_change(request, site, user, change, action.questions, here, here + anchor, done)
+    published = partial(site.publish.after_change, action.questions)
+    return await _audited_change(request, site, user, change, published, here, here + anchor, done)
 
 
 async def _audited_change(
@@ -342,21 +344,20 @@ async def _audited_change(
     site: EventSite,
     user: str,
     change: Callable[[Session], None],
-    questions: set[tuple[str, str]],
+    publish: Callable[[], None],
     here: str,
     done_at: str,
     done: str,
 ) -> Response:
-    """Make an editor's ``change`` to the themes of ``questions`` (audited by ``pipeline.editing``) and
-    publish (``SharedPublish.after_change``), in a worker thread so that other editors' pages are served
-    meanwhile; back to ``done_at`` with the confirmation and its Undo, or to ``here`` saying why it was
-    not done."""
+    """Make an editor's ``change`` (audited by ``pipeline.editing``) and ``publish`` it, in a worker thread
+    so that other editors' pages are served meanwhile; back to ``done_at`` with the confirmation and its
+    Undo, or to ``here`` saying why it was not done."""
 
     def work() -> int | None:
         with db.session_scope(harvest(request).database) as session:
             change(session)
             entry = db.latest_entry(session, site.event.id, user)
-        site.publish.after_change(questions)
+        publish()
         return entry
 
     try:
@@ -400,7 +401,8 @@ async def cross_cutting(request: Request, event_id: str, cross_id: str, user: Ed
             raise ValueError(f"unknown action {action!r}")
 
     done = f"cross-cutting theme {action}"
-    return await _audited_change(request, site, user, change, set(), here, here, done)  # no question's themes
+    # no question's themes change: the publish that makes the cross-cutting themes is waited for here
+    return await _audited_change(request, site, user, change, site.publish, here, here, done)
 
 
 @router.post("/run", dependencies=[Depends(check_csrf)])
