@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.review import carry_identity
+from pipeline.schema import vectors
 
 #: the topic of a cross-cutting theme's decisions in the review state (it belongs to no one topic)
 CROSS_TOPIC = "cross-cutting"
@@ -57,7 +58,7 @@ def find_cross_cutting(
     if themes["topic"].nunique() < params.min_topics or len(themes) < 2:
         return pd.DataFrame(columns=COLUMNS)
     rows_of = statements.groupby("theme_id").indices
-    centres = np.stack([embeddings[rows_of[t]].mean(axis=0) for t in themes["theme_id"]])
+    centres = np.stack([vectors(embeddings, rows_of[t]).mean(axis=0) for t in themes["theme_id"]])
     distance = np.clip(1.0 - centres @ centres.T, 0.0, 2.0)
     np.fill_diagonal(distance, 0.0)
     from sklearn.cluster import AgglomerativeClustering  # ~1 s: only when themes are grouped

@@ -90,7 +90,6 @@ def publish(
         state = _editors_state(event, settings)
     statements = relocate(conform(statements, STATEMENTS), state)  # notes editors moved to another question
     assignments, themes = _reviewed(statements, embeddings, machine, state, event, settings)
-    embeddings = embeddings.astype(np.float32, copy=False)  # as read from the cache: the same either way
     cross = with_decisions(
         find_cross_cutting(
             in_paper(themes, settings),
@@ -139,7 +138,7 @@ def _reviewed(
     statements where editors put them (``relocate``)."""
     return apply_review(
         statements,
-        embeddings.astype(np.float32, copy=False),
+        embeddings,
         *machine,
         state,
         event.glossary_for,
@@ -160,7 +159,7 @@ class PublishInputs:
 def read_inputs(layout: Layout, event: Event, settings: Settings) -> PublishInputs:
     statements = conform(_as_handed_in(pd.read_parquet(layout.statements), layout), STATEMENTS)
     texts, _ = model_views(statements, event.glossary_for)
-    embeddings = cached_embeddings(texts, settings.encoder.id, layout.embedding_cache).astype(np.float32)
+    embeddings = cached_embeddings(texts, settings.encoder.id, layout.embedding_cache)  # float16, as cached
     machine = (pd.read_parquet(layout.clusters), pd.read_parquet(layout.machine_themes))
     return PublishInputs(statements, embeddings, machine)
 

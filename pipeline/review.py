@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ import pandas as pd
 from pipeline.glossary import for_readers
 from pipeline.labels import recommendation_text, representative
 from pipeline.rank import rank_themes, session_names, theme_support
-from pipeline.schema import OFF_TOPIC_THEME_SUFFIX, THEMES, ThemeStatus, conform
+from pipeline.schema import OFF_TOPIC_THEME_SUFFIX, THEMES, ThemeStatus, conform, vectors
 from pipeline.themes import GlossaryFor, ThemeParams
 
 MIN_OVERLAP = 0.5
@@ -115,14 +116,20 @@ def _resolve(theme_id: str, merged_into: dict[str, str]) -> str:
 
 def _answers_per_question(
     statements: pd.DataFrame, embeddings: np.ndarray, flags: np.ndarray
-) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
-    """Per (topic, question): vectors and table sessions of its answers (statements with no flag)."""
+) -> Callable[[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Per (topic, question): vectors and table sessions of its answers (statements with no flag),
+    made when first asked for: themes come question by question, and all questions' vectors at once would
+    be a float32 copy of the event's."""
     sessions = session_names(statements["table"].to_numpy(), statements["round"].to_numpy())
     answer = flags == ""
-    return {
-        (str(key[0]), str(key[1])): (embeddings[rows[answer[rows]]], sessions[rows[answer[rows]]])  # type: ignore[index]
-        for key, rows in statements.groupby(["topic", "question"], sort=False).indices.items()
-    }
+    groups = statements.groupby(["topic", "question"], sort=False).indices
+
+    @lru_cache(maxsize=2)
+    def answers(topic: str, question: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = groups[(topic, question)]
+        return vectors(embeddings, rows[answer[rows]]), sessions[rows[answer[rows]]]
+
+    return answers
 
 
 def _readers_per_question(
@@ -197,7 +204,7 @@ def apply_review(
             order = {s: i for i, s in enumerate(str(base["statement_ids"]).split("; "))}
             member_rows.sort(key=lambda r: order.get(str(ids[r]), len(order)))
         else:
-            best = member_rows[representative(embeddings[member_rows])]
+            best = member_rows[representative(vectors(embeddings, member_rows))]
             member_rows = [best, *[r for r in member_rows if r != best]]
         first = {c: values[member_rows[0]] for c, values in light.items()}
         decided = decided_rows.get(theme)
@@ -212,8 +219,8 @@ def apply_review(
             else recommendation_text(first["text"], readers(first["topic"], first["question"])),
             **theme_support(
                 {c: v[member_rows] for c, v in light.items()},
-                embeddings[member_rows],
-                answers[(first["topic"], first["question"])],
+                vectors(embeddings, member_rows),
+                answers(first["topic"], first["question"]),
                 close_similarity,
             ),
             "status": (base or {}).get("status") or ThemeStatus.DRAFT,  # the machine says off-topic or draft

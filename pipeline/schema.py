@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 
@@ -206,3 +208,9 @@ EXPORT_THEME_COLUMNS = [
     "votes",
     "status",  # issue "Review": draft | approved | rejected, and off-topic for the session remarks
 ]
+
+
+def vectors(embeddings: np.ndarray, rows: npt.ArrayLike) -> np.ndarray:
+    """``embeddings[rows]`` as float32. An event's vectors stay float16, as cached (a float32 copy of a
+    million statements' is 1.5 GiB); products of float16 vectors are slow and coarse in numpy."""
+    return np.asarray(embeddings[np.asarray(rows)], dtype=np.float32)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.schema import ThemeStatus
+from pipeline.schema import ThemeStatus, vectors
 
 #: At most this many suggestions per question, the closest first. Merges are few: on the dev events only
 #: 4 of the 19 pairs offered on the dev event were one point (benchmarks/results/suggestions.md), while a
@@ -102,7 +102,7 @@ def suggest(
         if not members:
             continue
         names = list(members)
-        centres = np.stack([embeddings[members[t]].mean(axis=0) for t in names])
+        centres = np.stack([vectors(embeddings, members[t]).mean(axis=0) for t in names])
         found = []
         # the mean cosine between two themes' statements is the dot product of their mean vectors
         closeness = centres @ centres.T
@@ -111,7 +111,7 @@ def suggest(
             if closeness[i, j] < min_similarity or (status[a] in _DECIDED and status[b] in _DECIDED):
                 continue
             into, other = (a, b) if (support.get(a, 0), b) >= (support.get(b, 0), a) else (b, a)
-            pair = embeddings[members[into]] @ embeddings[members[other]].T
+            pair = vectors(embeddings, members[into]) @ vectors(embeddings, members[other]).T
             x, y = np.unravel_index(int(np.argmax(pair)), pair.shape)
             evidence = (str(texts[members[into][x]]), str(texts[members[other][y]]))
             found.append(MergeSuggestion(topic, question, into, other, float(closeness[i, j]), evidence))
@@ -119,12 +119,12 @@ def suggest(
 
         placed = []
         loose = rows[(theme_of[rows] == "") & (flags[rows] == "")]
-        fit = embeddings[loose] @ centres.T
+        fit = vectors(embeddings, loose) @ centres.T
         for row, scores in zip(loose, fit, strict=True):
             best = int(scores.argmax())
             if scores[best] >= min_similarity:
                 near = members[names[best]]
-                evidence_row = near[int(np.argmax(embeddings[near] @ embeddings[row]))]
+                evidence_row = near[int(np.argmax(vectors(embeddings, near) @ vectors(embeddings, [row])[0]))]
                 placed.append(
                     AssignSuggestion(
                         topic, question, ids[row], names[best], float(scores[best]), str(texts[evidence_row])
