@@ -32,7 +32,8 @@ from pipeline.embed import cached_embeddings, embed_texts
 from pipeline.event import Event
 from pipeline.export import review_themes, spreadsheet_safe, themed_statements, write_exports
 from pipeline.ingest import build_statements
-from pipeline.paper import Paper, build_paper, render_html, render_markdown, render_pdf
+from pipeline.paper import Paper, build_paper, render_html, render_markdown
+from pipeline.paper.pdf import render_pdf
 from pipeline.paper.word import render_docx
 from pipeline.review import ReviewState, apply_review, relocate
 from pipeline.schema import NOT_IN_PAPER, STATEMENTS, ThemeStatus, conform, with_added

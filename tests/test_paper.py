@@ -124,6 +124,38 @@ def test_the_pdf_has_its_pages_and_looks_like_the_paper(published: Path) -> None
             )
 
 
+def test_a_paper_laid_out_in_parts_keeps_its_pages_numbers_links_and_text(published: Path) -> None:
+    """A large paper's PDF is laid out part by part (``pipeline.paper.pdf``); forced here on the mini
+    paper with parts of 4 kB: it must read as the one-part PDF does, its links still leading across parts."""
+    import pypdfium2 as pdfium
+    from pypdf import PdfReader
+
+    from pipeline.paper.pdf import LINK_SCHEME, html_parts, render_pdf
+
+    html = (published / "paper.html").read_text(encoding="utf-8")
+    parts = html_parts(html, 4_000)
+    assert len(parts) >= 4
+    assert all("table.annex" in part for part in parts)  # every part has the paper's styles
+    assert any(f'href="{LINK_SCHEME}' in part for part in parts)  # a link reaches into another part
+    whole, parted = render_pdf(html), render_pdf(html, part_bytes=4_000)
+
+    reader = PdfReader(io.BytesIO(parted))
+    pages = [page.extract_text() for page in reader.pages]
+    numbers = [int(text.split()[-1]) for text in pages]  # the footer ends every page
+    assert numbers == list(range(1, len(pages) + 1))
+    names = set(reader.named_destinations)
+    links = [a.get_object() for page in reader.pages for a in page.get("/Annots") or []]
+    assert links and all(str(a["/Dest"]) in names for a in links)  # each leads to an anchor of the joined PDF
+    one_part = PdfReader(io.BytesIO(whole))
+    assert len(links) == sum(len(page.get("/Annots") or []) for page in one_part.pages)
+
+    words = " ".join(pages).split()
+    for text in " ".join(page.extract_text() for page in one_part.pages).split():
+        assert text in words or text.isdigit() or text == "/"  # nothing lost at a cut; "N / M" is "N"
+    assert pages[-1].count("Table") >= 1  # a table cut between parts repeats its header
+    assert len(pdfium.PdfDocument(parted)) == len(pages)
+
+
 def test_the_html_paper_links_every_section_and_escapes_the_editors_text(published: Path, browser) -> None:
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto((published / "paper.html").as_uri())

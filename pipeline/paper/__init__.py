@@ -1,7 +1,7 @@
 """The output paper: title page, executive summary, key recommendations per topic, methodology, then per
 session, topic and question the ranked recommendations with their support, examples and a labelled bar
 chart, and annexes (every theme with its support, the tables). In Markdown, one self-contained HTML file,
-PDF (WeasyPrint, from the HTML) and DOCX (``pipeline.paper.docx``)."""
+PDF (``pipeline.paper.pdf``, WeasyPrint from the HTML) and DOCX (``pipeline.paper.word``)."""
 
 from __future__ import annotations
 
@@ -451,17 +451,6 @@ def render_markdown(paper: Paper) -> str:
 
 def render_html(paper: Paper) -> str:
     return _environment(True).get_template("paper.html.j2").render(paper=paper)
-
-
-def render_pdf(html: str) -> bytes:
-    """The HTML paper as a PDF (WeasyPrint; A4, page numbers from the HTML's print styles). Nothing is
-    fetched: the paper is self-contained, and any other URL is refused."""
-    from weasyprint import HTML
-
-    def no_fetching(url: str, *_: object, **__: object) -> dict[str, object]:
-        raise ValueError(f"the paper fetches nothing ({url[:60]})")
-
-    return bytes(HTML(string=html, url_fetcher=no_fetching).write_pdf())
 
 
 BAR_LABEL_CHARS = 90
