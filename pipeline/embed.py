@@ -36,28 +36,35 @@ def text_key(text: str) -> str:
 
 
 class EmbeddingCache:
-    """Every vector an encoder has computed for this event: one matrix and a key -> row index."""
+    """Every vector an encoder has computed for this event, on disk: a key -> row index in memory, and
+    the vectors read from their shards only when asked for, a shard at a time. A million statements'
+    vectors then cost their output's memory once, not a loaded copy besides it; and asking for a few
+    texts (the chatter prototypes, a question's prompt, an editor's translation) reads a few shards."""
 
     def __init__(self, folder: Path, encoder_id: str) -> None:
         self.folder = Path(folder) / slug(encoder_id)
         self._row: dict[str, int] = {}
-        self._rows = 0  # rows in the matrix; a key stored twice keeps its first row
-        blocks: list[np.ndarray] = []
+        self._shards: list[Path] = []
+        self._starts: list[int] = []  # first row of each shard
+        self._rows = 0  # rows in all shards; a key stored twice keeps its first row
+        self._width = 0
         for shard in sorted(self.folder.glob("*.npz")):
             try:
-                with np.load(shard) as data:
-                    keys, vectors = data["keys"].tolist(), data["vectors"].astype(STORED_DTYPE, copy=False)
+                with np.load(shard) as data:  # the zip's directory and keys only: vectors stay on disk
+                    keys = data["keys"].tolist()
+                    width = _stored_width(data, len(keys))
             except Exception as exc:  # a truncated or garbled shard: its texts are encoded again
                 set_aside(shard, exc)
                 continue
-            self._index(keys)
-            blocks.append(vectors)
-        self._matrix = np.concatenate(blocks) if blocks else np.zeros((0, 0), STORED_DTYPE)
+            self._append(shard, keys, width)
 
-    def _index(self, keys: list[str]) -> None:
+    def _append(self, shard: Path, keys: list[str], width: int) -> None:
+        self._shards.append(shard)
+        self._starts.append(self._rows)
         for offset, key in enumerate(keys):
             self._row.setdefault(key, self._rows + offset)
         self._rows += len(keys)
+        self._width = self._width or width
 
     def __contains__(self, key: str) -> bool:
         return key in self._row
@@ -66,7 +73,30 @@ class EmbeddingCache:
         return len(self._row)
 
     def get(self, keys: Sequence[str], dtype: type = np.float32) -> np.ndarray:
-        return self._matrix[[self._row[k] for k in keys]].astype(dtype, copy=False)
+        """The vectors of ``keys`` (every one cached), one row each, in ``dtype``."""
+        return self._gather(np.array([self._row[k] for k in keys], dtype=np.int64), dtype)
+
+    def get_or_zeros(self, keys: Sequence[str], dtype: type = np.float32) -> np.ndarray:
+        """Cached vectors, with zero rows for keys not in the cache."""
+        rows = np.array([self._row.get(k, -1) for k in keys], dtype=np.int64)
+        return self._gather(rows, dtype)
+
+    def _gather(self, rows: np.ndarray, dtype: type) -> np.ndarray:
+        """Rows of the shards (-1: a zero row), reading each shard that holds one of them once."""
+        out = np.zeros((len(rows), self._width or 1), dtype=dtype)
+        if not len(rows):
+            return out
+        shard_of = np.searchsorted(self._starts, rows, side="right") - 1
+        shard_of[rows < 0] = -1
+        order = np.argsort(shard_of, kind="stable")
+        shards, first = np.unique(shard_of[order], return_index=True)
+        for shard, at in zip(shards, np.split(order, first[1:]), strict=True):
+            if shard < 0:
+                continue
+            with np.load(self._shards[shard]) as data:
+                vectors = data["vectors"]
+            out[at] = vectors[rows[at] - self._starts[shard]]
+        return out
 
     def missing(self, texts: Sequence[str]) -> dict[str, str]:
         """key -> text of every distinct text not in the cache yet, in first-seen order."""
@@ -77,23 +107,27 @@ class EmbeddingCache:
                 todo[key] = text
         return todo
 
-    def get_or_zeros(self, keys: Sequence[str]) -> np.ndarray:
-        """Cached vectors, with zero rows for keys not in the cache."""
-        out = np.zeros((len(keys), self._matrix.shape[1] or 1), dtype=np.float32)
-        known = [(i, self._row[k]) for i, k in enumerate(keys) if k in self._row]
-        if known:
-            at, rows = zip(*known, strict=True)
-            out[list(at)] = self._matrix[list(rows)]
-        return out
-
     def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Store the vectors of ``keys`` as a new shard (written whole, or not at all)."""
         if not len(keys):
             return
         vectors = np.asarray(vectors, dtype=STORED_DTYPE)
-        with atomic_path(self.folder / f"{shard_name(keys)}.npz") as tmp, open(tmp, "wb") as handle:
+        shard = self.folder / f"{shard_name(keys)}.npz"
+        with atomic_path(shard) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, keys=np.asarray(keys), vectors=vectors)
-        self._index(list(keys))
-        self._matrix = np.concatenate([self._matrix, vectors]) if len(self._matrix) else vectors
+        self._append(shard, list(keys), vectors.shape[1])
+
+
+def _stored_width(data: np.lib.npyio.NpzFile, rows: int) -> int:
+    """The vectors' dimensions, read from the array's header (its data stays on disk); raises if the
+    shard holds another number of vectors than keys."""
+    with data.zip.open("vectors.npy") as member:
+        fmt = np.lib.format
+        header = fmt.read_array_header_1_0 if fmt.read_magic(member) == (1, 0) else fmt.read_array_header_2_0
+        shape, _, _ = header(member)
+    if shape[0] != rows:
+        raise ValueError(f"{rows} keys but {shape[0]} vectors")
+    return int(shape[1]) if len(shape) > 1 else 0
 
 
 def embed_texts(
@@ -130,7 +164,7 @@ def cached_embeddings(texts: Sequence[str], encoder_id: str, cache_dir: Path) ->
 
     For re-publishing after an editor action or an upload, where loading the model would only slow
     the page down and new statements are in no theme until the next run anyway."""
-    return EmbeddingCache(cache_dir, encoder_id).get_or_zeros([text_key(t) for t in texts])
+    return EmbeddingCache(cache_dir, encoder_id).get_or_zeros([text_key(t) for t in texts], STORED_DTYPE)
 
 
 class PhraseEncoder:

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import encoders
 from pipeline.config import Settings
-from pipeline.embed import embed_texts
+from pipeline.embed import EmbeddingCache, embed_texts
 from pipeline.encoders import EncoderSpec, build_derived_model, derived_model_dir, load_encoder
 
 slow = pytest.mark.slow  # builds or loads real models
@@ -138,3 +138,30 @@ def test_backend_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         Settings(data_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown embedding backend"):
         EncoderSpec(backend="tensorflow")  # type: ignore[arg-type]
+
+
+def test_the_cache_reads_vectors_from_their_shards_only_when_asked(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
+    cache = EmbeddingCache(tmp_path, "model")
+    cache.add(["a", "b", "c"], first)
+    cache.add(["d", "e"], second)
+    (tmp_path / "model" / "garbled.npz").write_bytes(b"PK\x03\x04 not a zip")
+    again = EmbeddingCache(tmp_path, "model")  # what another run sees
+    assert len(again) == 5 and "e" in again and "z" not in again
+    assert (tmp_path / "model" / "garbled.npz.unreadable").exists()  # set aside, its texts made again
+    asked = again.get(["e", "a", "c", "e"], dtype=np.float16)
+    assert asked.dtype == np.float16
+    expected = np.stack([second[1], first[0], first[2], second[1]]).astype(np.float16)
+    assert np.array_equal(asked, expected)  # rows from both shards, in the order asked, repeats kept
+    with_unknown = again.get_or_zeros(["z", "b"])
+    assert not with_unknown[0].any() and np.allclose(with_unknown[1], first[1], atol=1e-3)
+    assert again.get([]).shape == (0, 4)
+
+
+def test_a_shard_with_more_keys_than_vectors_is_set_aside(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    np.savez(folder / "short.npz", keys=np.asarray(["a", "b"]), vectors=np.zeros((1, 4), np.float16))
+    assert len(EmbeddingCache(tmp_path, "model")) == 0
+    assert (folder / "short.npz.unreadable").exists()
