@@ -36,8 +36,12 @@ from pipeline.store import Generation, Layout, remove_stale_temp_files, write_pa
 from pipeline.synthesis import SynthesisParams, event_flags, models_id, synthesise_question
 from pipeline.themes import model_views
 
+# Every task runs with NO_CACHE: Prefect's default cache policy hashes a task's inputs on every call
+# (JSON, else a cloudpickle of them), which for a million statements is a transient copy of the frame
+# and its vectors; and its results are not persisted, so no later run could use the key.
 
-@task(retries=2, retry_delay_seconds=1)  # the lock or a file may be busy for a moment
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)  # the lock or a file may be busy for a moment
 def ingest_event_folder(event_dir: Path, event: Event, layout: Layout, max_bytes: int) -> dict[str, int]:
     results = ingest_paths(
         layout,
@@ -55,7 +59,7 @@ def ingest_event_folder(event_dir: Path, event: Event, layout: Layout, max_bytes
     return {s.value: sum(r.status == s for r in results) for s in counted}
 
 
-@task
+@task(cache_policy=NO_CACHE)
 def split_statements(event: Event, layout: Layout) -> pd.DataFrame:
     _, statements = build_statements(layout, event)
     return statements
@@ -64,15 +68,15 @@ def split_statements(event: Event, layout: Layout) -> pd.DataFrame:
 ENCODE_CHUNK = 4096  # texts per encoding task: big enough to amortise a task, small enough to resume
 
 
-@task(retries=1, task_run_name="encode-{first}")
+@task(retries=1, task_run_name="encode-{first}", cache_policy=NO_CACHE)
 def encode_chunk(texts: list[str], encoder: EncoderSpec, first: int) -> np.ndarray:
     return load_encoder(encoder).encode(texts, encoder.batch_size, show_progress=False)
 
 
-def embed(texts: list[str], encoder: EncoderSpec, cache_dir: Path) -> np.ndarray:
-    """Vectors of ``texts`` (float16, as cached): texts not in the cache are encoded in chunks on the
-    task runner, and each chunk is stored as it arrives, so a killed run resumes where it stopped."""
-    cache = EmbeddingCache(cache_dir, encoder.id)
+def embed(texts: list[str], encoder: EncoderSpec, cache: EmbeddingCache) -> np.ndarray:
+    """Vectors of ``texts`` (float16, as cached): texts not in ``cache`` (the run's, of ``encoder``) are
+    encoded in chunks on the task runner, and each chunk is stored as it arrives, so a killed run
+    resumes where it stopped."""
     todo = list(cache.missing(texts).items())
     chunks = [todo[start : start + ENCODE_CHUNK] for start in range(0, len(todo), ENCODE_CHUNK)]
     futures = [
@@ -90,7 +94,7 @@ def editors_translations(settings: Settings, event_id: str) -> dict[str, str]:
         return db.load_translations(session, event_id)
 
 
-@task
+@task(cache_policy=NO_CACHE)
 def place_other_languages(
     statements: pd.DataFrame, embeddings: np.ndarray, params: SynthesisParams, cache: Path
 ) -> tuple[pd.DataFrame, np.ndarray]:
@@ -100,7 +104,7 @@ def place_other_languages(
     )
 
 
-@task(task_run_name="themes-{key}")
+@task(task_run_name="themes-{key}", cache_policy=NO_CACHE)
 def synthesise(
     key: str,
     statements: pd.DataFrame,
@@ -242,9 +246,10 @@ def _synthesise(
     lap("statements")
 
     cache = layout.embedding_cache
+    vectors = EmbeddingCache(cache, settings.encoder.id)  # read once: its index serves every step
     statements = with_translations(statements, editors_translations(settings, event.id))
     texts, glossaries = model_views(statements, event.glossary_for)
-    embeddings = embed(texts, settings.encoder, cache)
+    embeddings = embed(texts, settings.encoder, vectors)
     lap("embed")
     params = settings.synthesis
     statements, embeddings = place_other_languages(statements, embeddings, params, cache)
@@ -254,7 +259,7 @@ def _synthesise(
         statements,
         embeddings,
         event.question_prompts(),
-        lambda texts: embed(texts, settings.encoder, cache),
+        lambda texts: embed(texts, settings.encoder, vectors),
         nlp,
         params,
     )
