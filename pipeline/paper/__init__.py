@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup, escape
@@ -179,26 +180,46 @@ KEY_PER_TOPIC = 3  # a topic's key recommendations
 SUMMARY_SIZE = 8  # the executive summary's
 
 
-def _examples(theme: Mapping[str, Any], by_id: dict[str, dict[str, Any]]) -> list[Example]:
+@dataclass(frozen=True)
+class _Quotable:
+    """What ``_examples`` quotes of each statement, as arrays by position and one index of the ids:
+    not a record per statement, so a paper of a million statements holds its columns once."""
+
+    position: pd.Index
+    text: np.ndarray
+    text_en: np.ndarray
+    table: np.ndarray
+    round: np.ndarray
+    untranslated: np.ndarray  # placed by the multilingual model, with no translation
+
+
+def _quotable(statements: pd.DataFrame) -> _Quotable:
+    columns = ["statement_id", "text", "text_en", "language_route", "table", "round"]
+    frame = statements.reindex(columns=columns).fillna("")
+    return _Quotable(
+        pd.Index(frame["statement_id"].to_numpy(dtype=object)),
+        *(frame[column].to_numpy(dtype=object) for column in ("text", "text_en", "table", "round")),
+        (frame["language_route"] == LanguageRoute.MULTILINGUAL).to_numpy(dtype=bool),
+    )
+
+
+def _examples(theme: Mapping[str, Any], quotable: _Quotable) -> list[Example]:
     """Verbatim statements, from different tables where possible, the representative one first; one
     no reader of the paper's language can read (placed by the multilingual model, untranslated) last."""
     examples, seen_tables, seen_texts = [], set(), set()
     members = theme["statement_ids"].split("; ")
-    untranslated = {sid for sid in members if by_id[sid]["language_route"] == LanguageRoute.MULTILINGUAL}
-    for sid in sorted(members, key=lambda sid: sid in untranslated):  # stable: the order kept otherwise
-        row = by_id[sid]
-        key = phrasing_key(row["text"])  # "X!!" is the same example as "x"
-        if row["table"] in seen_tables or key in seen_texts:
+    rows = quotable.position.get_indexer(members)
+    if (rows < 0).any():
+        raise KeyError(f"theme {theme['theme_id']} has statements not in the export")
+    for row in rows[quotable.untranslated[rows].argsort(kind="stable")]:  # stable: the order kept otherwise
+        text, table = quotable.text[row], quotable.table[row]
+        key = phrasing_key(text)  # "X!!" is the same example as "x"
+        if table in seen_tables or key in seen_texts:
             continue
-        seen_tables.add(row["table"])
+        seen_tables.add(table)
         seen_texts.add(key)
-        examples.append(
-            Example(
-                readable_quote(row["text"]),
-                f"{row['table']}, round {row['round']}",
-                str(row.get("text_en") or ""),
-            )
-        )
+        translation = str(quotable.text_en[row] or "")
+        examples.append(Example(readable_quote(text), f"{table}, round {quotable.round[row]}", translation))
         if len(examples) == EXAMPLES_PER_THEME:
             break
     return examples
@@ -308,14 +329,7 @@ def build_paper(
     """Arrange the ranked themes as the paper's sections; ``statements`` carry theme_id and flag;
     ``cross``: the cross-cutting themes to publish (``pipeline.crosscutting``); ``polls``: the live polls
     (``pipeline.polls``)."""
-    by_id = {
-        str(r["statement_id"]): {str(k): v for k, v in r.items()}
-        for r in statements.reindex(
-            columns=["statement_id", "text", "text_en", "language_route", "table", "round"]
-        )
-        .fillna("")
-        .to_dict("records")
-    }
+    quotable = _quotable(statements)
     # counts per question in one pass over each frame (a paper can have hundreds of questions)
     keys = ["topic", "question"]
     by_question = [statements.topic, statements.question]
@@ -323,7 +337,8 @@ def build_paper(
     counts = pd.DataFrame(
         {
             "n_statements": statements.groupby(keys).size(),
-            "n_sessions": statements.drop_duplicates([*keys, "table", "round"]).groupby(keys).size(),
+            # table sessions per question: a groupby needs no copy of the frame, drop_duplicates does
+            "n_sessions": statements.groupby([*keys, "table", "round"]).size().groupby(level=keys).size(),
             "n_unassigned": (statements["theme_id"] == "").groupby(by_question).sum(),
             "n_off_topic": (flags == Flag.OFF_TOPIC).groupby(by_question).sum(),
             "n_other_language": (flags == Flag.LANGUAGE).groupby(by_question).sum(),
@@ -355,7 +370,7 @@ def build_paper(
                         int(t["n_tables"]),
                         int(t["n_statements"]),
                         int(t["votes"]),
-                        _examples(t, by_id),
+                        _examples(t, quotable),
                         str(t.get("status") or "approved"),
                         counts_here["n_sessions"],
                     )
