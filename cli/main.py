@@ -123,13 +123,14 @@ def run(
     try:
         check_output_folder(layout.processed)
         with run_api(settings.data_dir) as api:  # a server starts now, while the pipeline is imported
-            from flows.harvest import run_event
+            from flows.harvest import release_freed_memory, run_event
             from pipeline.publish import write_documents
 
             summary = run_event(event_dir, settings.data_dir, out, api)
     except (PrefectDidNotStart, DamagedUpload, FileExistsError) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
+    release_freed_memory()  # the run's frames are garbage now; the documents' layout needs the room
     started = time.perf_counter()
     write_documents(layout, event, settings)  # after the run: the flow's re-runs leave them to downloads
     documents_seconds = time.perf_counter() - started

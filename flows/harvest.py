@@ -9,6 +9,7 @@ prefect-dask's task runner, so every entry point, CLI, schedule and web, follows
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.server import ApiAddress, flush_to_api, run_api
@@ -145,6 +147,27 @@ def save_and_publish(
     return published
 
 
+def _ahead(settings: Settings) -> int:
+    """Groups submitted ahead of their results: enough to keep every worker busy, and no more, since a
+    submitted group holds a copy of its statements and vectors (all groups at once would copy the event's
+    every vector, 0.8 GB at a million statements)."""
+    return 2 * (settings.dask_workers if settings.task_runner == "dask" else 1)
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the system: glibc keeps them otherwise, and
+    after a large stage (splitting a million notes; clustering their groups) that is gigabytes the
+    process no longer uses but still holds."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc and hasattr(ctypes.CDLL(libc), "malloc_trim"):  # glibc only
+        ctypes.CDLL(libc).malloc_trim(0)
+
+
 def task_runner_for(settings: Settings) -> TaskRunner[Any]:
     if settings.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
@@ -243,6 +266,7 @@ def _synthesise(
     event: Event, layout: Layout, new: Generation, settings: Settings, counts: dict[str, int], lap: _Laps
 ) -> dict:
     statements = split_statements(event, new.layout)
+    release_freed_memory()  # spaCy's and the note frames' churn
     lap("statements")
 
     cache = layout.embedding_cache
@@ -272,10 +296,14 @@ def _synthesise(
         params,
         event.glossary_settings,
     )
-    futures = {}
+    results = {}
+    pending: deque[tuple[str, PrefectFuture[tuple[pd.DataFrame, pd.DataFrame]]]] = deque()
     for key in plan.to_cluster:
+        if len(pending) >= _ahead(settings):  # each submitted group holds a copy of its rows
+            done, future = pending.popleft()
+            results[done] = future.result()
         rows = plan.groups[key]
-        futures[key] = synthesise.submit(
+        future = synthesise.submit(
             key,
             statements.iloc[rows],
             embeddings[rows],
@@ -286,7 +314,10 @@ def _synthesise(
             params,
             cache if settings.task_runner == "local" else None,
         )
-    assignment_frame, themes_frame = combine(plan, {key: f.result() for key, f in futures.items()})
+        pending.append((key, future))
+    results.update((key, future.result()) for key, future in pending)
+    assignment_frame, themes_frame = combine(plan, results)
+    release_freed_memory()
     lap("themes")
 
     published = save_and_publish(

@@ -83,7 +83,7 @@ class EmbeddingCache:
 
     def _gather(self, rows: np.ndarray, dtype: type) -> np.ndarray:
         """Rows of the shards (-1: a zero row), reading each shard that holds one of them once."""
-        out = np.zeros((len(rows), self._width or 1), dtype=dtype)
+        out: np.ndarray = np.zeros((len(rows), self._width or 1), dtype=dtype)
         if not len(rows):
             return out
         shard_of = np.searchsorted(self._starts, rows, side="right") - 1
@@ -121,6 +121,7 @@ class EmbeddingCache:
 def _stored_width(data: np.lib.npyio.NpzFile, rows: int) -> int:
     """The vectors' dimensions, read from the array's header (its data stays on disk); raises if the
     shard holds another number of vectors than keys."""
+    assert data.zip is not None  # an NpzFile open on its file
     with data.zip.open("vectors.npy") as member:
         fmt = np.lib.format
         header = fmt.read_array_header_1_0 if fmt.read_magic(member) == (1, 0) else fmt.read_array_header_2_0

@@ -189,7 +189,7 @@ class _Quotable:
     text: np.ndarray
     text_en: np.ndarray
     table: np.ndarray
-    round: np.ndarray
+    round_: np.ndarray  # "round" would shadow the builtin in the class body
     untranslated: np.ndarray  # placed by the multilingual model, with no translation
 
 
@@ -197,9 +197,12 @@ def _quotable(statements: pd.DataFrame) -> _Quotable:
     columns = ["statement_id", "text", "text_en", "language_route", "table", "round"]
     frame = statements.reindex(columns=columns).fillna("")
     return _Quotable(
-        pd.Index(frame["statement_id"].to_numpy(dtype=object)),
-        *(frame[column].to_numpy(dtype=object) for column in ("text", "text_en", "table", "round")),
-        (frame["language_route"] == LanguageRoute.MULTILINGUAL).to_numpy(dtype=bool),
+        position=pd.Index(frame["statement_id"].to_numpy(dtype=object)),
+        text=frame["text"].to_numpy(dtype=object),
+        text_en=frame["text_en"].to_numpy(dtype=object),
+        table=frame["table"].to_numpy(dtype=object),
+        round_=frame["round"].to_numpy(dtype=object),
+        untranslated=(frame["language_route"] == LanguageRoute.MULTILINGUAL).to_numpy(dtype=bool),
     )
 
 
@@ -219,7 +222,7 @@ def _examples(theme: Mapping[str, Any], quotable: _Quotable) -> list[Example]:
         seen_tables.add(table)
         seen_texts.add(key)
         translation = str(quotable.text_en[row] or "")
-        examples.append(Example(readable_quote(text), f"{table}, round {quotable.round[row]}", translation))
+        examples.append(Example(readable_quote(text), f"{table}, round {quotable.round_[row]}", translation))
         if len(examples) == EXAMPLES_PER_THEME:
             break
     return examples
