@@ -262,6 +262,31 @@ def _run(event_dir: Path, event: Event, layout: Layout, settings: Settings) -> d
         return _synthesise(event, layout, new, settings, counts, lap)
 
 
+def _embedded_and_flagged(
+    event: Event, layout: Layout, settings: Settings, statements: pd.DataFrame, lap: _Laps
+) -> tuple[pd.DataFrame, np.ndarray, dict[tuple[str, str], Mapping[str, str]], np.ndarray]:
+    """Statements (with translations, languages placed), their vectors, each question's glossary and
+    the statements' flags. The texts the model read and the cache's index (a string and a key per
+    statement) stay in here: the themes and the publish do not need them."""
+    vectors = EmbeddingCache(layout.embedding_cache, settings.encoder.id)  # its index serves every step
+    statements = with_translations(statements, editors_translations(settings, event.id))
+    texts, glossaries = model_views(statements, event.glossary_for)
+    embeddings = embed(texts, settings.encoder, vectors)
+    lap("embed")
+    params = settings.synthesis
+    statements, embeddings = place_other_languages(statements, embeddings, params, layout.embedding_cache)
+    lap("languages")
+    flags = event_flags(
+        statements,
+        embeddings,
+        event.question_prompts(),
+        lambda texts: embed(texts, settings.encoder, vectors),
+        load_nlp(settings.spacy_model),
+        params,
+    )
+    return statements, embeddings, glossaries, flags
+
+
 def _synthesise(
     event: Event, layout: Layout, new: Generation, settings: Settings, counts: dict[str, int], lap: _Laps
 ) -> dict:
@@ -269,24 +294,10 @@ def _synthesise(
     release_freed_memory()  # spaCy's and the note frames' churn
     lap("statements")
 
-    cache = layout.embedding_cache
-    vectors = EmbeddingCache(cache, settings.encoder.id)  # read once: its index serves every step
-    statements = with_translations(statements, editors_translations(settings, event.id))
-    texts, glossaries = model_views(statements, event.glossary_for)
-    embeddings = embed(texts, settings.encoder, vectors)
-    lap("embed")
-    params = settings.synthesis
-    statements, embeddings = place_other_languages(statements, embeddings, params, cache)
-    lap("languages")
-    nlp = load_nlp(settings.spacy_model)
-    flags = event_flags(
-        statements,
-        embeddings,
-        event.question_prompts(),
-        lambda texts: embed(texts, settings.encoder, vectors),
-        nlp,
-        params,
+    statements, embeddings, glossaries, flags = _embedded_and_flagged(
+        event, layout, settings, statements, lap
     )
+    nlp, params, cache = load_nlp(settings.spacy_model), settings.synthesis, layout.embedding_cache
     plan = plan_run(
         new.layout,
         statements,
