@@ -24,7 +24,7 @@ import pandas as pd
 
 from pipeline.event import EVENT_FILE, Event
 from pipeline.readers import SUPPORTED_SUFFIXES, NoteFileError, Problem, read_notes
-from pipeline.schema import NOTES, STATEMENTS, UploadStatus, conform
+from pipeline.schema import NOTES, STATEMENTS, UploadStatus, conform, is_in
 from pipeline.store import (
     Layout,
     Manifest,
@@ -79,7 +79,8 @@ def discover_note_files(event_dir: Path, event: Event) -> list[Path]:
 
 def _keys(notes: pd.DataFrame) -> list[list[str | int]]:
     keys = notes[KEY_COLUMNS].drop_duplicates().sort_values(KEY_COLUMNS)
-    return [[str(t), int(r), str(tp), str(q)] for t, r, tp, q in keys.itertuples(index=False)]
+    columns = (keys[column].tolist() for column in KEY_COLUMNS)  # tolist: not a row at a time from Arrow
+    return [[str(t), int(r), str(tp), str(q)] for t, r, tp, q in zip(*columns, strict=True)]
 
 
 def _signature(event: Event, manifest: Manifest) -> str:
@@ -377,7 +378,7 @@ def _check_note_ids(name: str, notes: pd.DataFrame, current: pd.DataFrame, adds:
     """A note_id may not be taken by a note this upload does not replace (of another group, or of its
     own groups when it adds to them)."""
     # only notes with one of the upload's ids can clash: the check costs the upload, not the event
-    current = current.loc[current["note_id"].isin(notes["note_id"])]
+    current = current.loc[is_in(current["note_id"], notes["note_id"])]
     new_keys = pd.MultiIndex.from_frame(notes[KEY_COLUMNS]).unique()
     replaced = pd.MultiIndex.from_frame(current[KEY_COLUMNS]).isin(new_keys) & (not adds)
     others = current.loc[~replaced]

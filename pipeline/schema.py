@@ -214,3 +214,15 @@ def vectors(embeddings: np.ndarray, rows: npt.ArrayLike) -> np.ndarray:
     """``embeddings[rows]`` as float32. An event's vectors stay float16, as cached (a float32 copy of a
     million statements' is 1.5 GiB); products of float16 vectors are slow and coarse in numpy."""
     return np.asarray(embeddings[np.asarray(rows)], dtype=np.float32)
+
+
+def is_in(column: pd.Series, values: pd.Series) -> np.ndarray:
+    """``column.isin(values)`` for string columns, by Arrow's hash set: pandas' own boxes every one of
+    ``values`` as a Python object first, seconds per million (an ingest checks each file's note ids
+    against the event's)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.large_string()
+    found = pc.is_in(pa.array(column, type=text), value_set=pa.array(values, type=text))
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
