@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup, escape
 
@@ -182,26 +183,25 @@ SUMMARY_SIZE = 8  # the executive summary's
 
 @dataclass(frozen=True)
 class _Quotable:
-    """What ``_examples`` quotes of each statement, as arrays by position and one index of the ids:
-    not a record per statement, so a paper of a million statements holds its columns once."""
+    """What ``_examples`` quotes of each statement: one index of the ids and Arrow columns by position,
+    not a record (nor a Python string) per statement: a paper quotes a few of a theme's members, and
+    a million statements' columns as Python objects would take hundreds of MB."""
 
     position: pd.Index
-    text: np.ndarray
-    text_en: np.ndarray
-    table: np.ndarray
-    round_: np.ndarray  # "round" would shadow the builtin in the class body
+    columns: pa.Table  # text, text_en, table, round: as strings
     untranslated: np.ndarray  # placed by the multilingual model, with no translation
+
+    def row(self, at: int) -> dict[str, str]:
+        return {name: str(self.columns[name][at].as_py()) for name in self.columns.column_names}
 
 
 def _quotable(statements: pd.DataFrame) -> _Quotable:
     columns = ["statement_id", "text", "text_en", "language_route", "table", "round"]
     frame = statements.reindex(columns=columns).fillna("")
+    quoted = {name: pa.array(frame[name].astype("string")) for name in ("text", "text_en", "table", "round")}
     return _Quotable(
         position=pd.Index(frame["statement_id"].to_numpy(dtype=object)),
-        text=frame["text"].to_numpy(dtype=object),
-        text_en=frame["text_en"].to_numpy(dtype=object),
-        table=frame["table"].to_numpy(dtype=object),
-        round_=frame["round"].to_numpy(dtype=object),
+        columns=pa.table(quoted),
         untranslated=(frame["language_route"] == LanguageRoute.MULTILINGUAL).to_numpy(dtype=bool),
     )
 
@@ -214,15 +214,15 @@ def _examples(theme: Mapping[str, Any], quotable: _Quotable) -> list[Example]:
     rows = quotable.position.get_indexer(members)
     if (rows < 0).any():
         raise KeyError(f"theme {theme['theme_id']} has statements not in the export")
-    for row in rows[quotable.untranslated[rows].argsort(kind="stable")]:  # stable: the order kept otherwise
-        text, table = quotable.text[row], quotable.table[row]
-        key = phrasing_key(text)  # "X!!" is the same example as "x"
-        if table in seen_tables or key in seen_texts:
+    for at in rows[quotable.untranslated[rows].argsort(kind="stable")]:  # stable: the order kept otherwise
+        row = quotable.row(int(at))
+        key = phrasing_key(row["text"])  # "X!!" is the same example as "x"
+        if row["table"] in seen_tables or key in seen_texts:
             continue
-        seen_tables.add(table)
+        seen_tables.add(row["table"])
         seen_texts.add(key)
-        translation = str(quotable.text_en[row] or "")
-        examples.append(Example(readable_quote(text), f"{table}, round {quotable.round_[row]}", translation))
+        where = f"{row['table']}, round {row['round']}"
+        examples.append(Example(readable_quote(row["text"]), where, row["text_en"]))
         if len(examples) == EXAMPLES_PER_THEME:
             break
     return examples
