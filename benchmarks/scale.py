@@ -255,6 +255,27 @@ def main() -> int:
         "holds a million groups. This machine's speed varies from run to run by up to a third; "
         "ratios within one run hold better than seconds across runs.",
         "",
+        "A whole `harvest run` of the 1M event (`HARVEST_EMBEDDING_BACKEND=onnx-int8 harvest run "
+        "<event> --data-dir <empty>`: the Prefect flow, the export and the paper in all four formats), "
+        "measured by hand on 2026-12-04 with `/usr/bin/time -v` and a sampler of the process tree's "
+        "resident memory every 0.5 s (the tree includes Prefect's temporary server, ~230 MiB): 43 min "
+        "12 s in all; the flow 1,391 s (ingest 64.5 s, statements 203 s, embed 340 s with every distinct "
+        "text encoded, themes 700 s, publish 83 s), the DOCX and PDF 1,177 s; peak 4,156 MiB in the main "
+        "process, 4,385 MiB for the tree, at the end of the publish (themes 3,779, PDF 3,892). The same "
+        "run of the code before that day's changes (c833026) took 54 min 18 s and peaked at 5,775 MiB: "
+        "the embedding cache held every vector in memory and was concatenated again at each chunk stored, "
+        "Prefect hashed each task's inputs (a copy of the million-row frame), all 333 groups were "
+        "submitted at once with a copy of their rows each, the paper held a dict per statement, and the "
+        "DOCX searched the whole body for every paragraph it appended (over 45 min alone; 215 s now). "
+        "After that run: ingest checks note ids with Arrow's `is_in` and reads group keys by column "
+        "(the same 1M ingest alone 59.5 s to 43.4 s), the model's texts and the cache index are freed "
+        "before the themes, and the paper quotes from Arrow columns (its build 1,501 to 1,329 MiB); "
+        "a run of that code from a data root whose cache held the event's vectors (embed 28 s, every "
+        "other stage from scratch), sharing the machine with a test run, took 34 min 33 s (flow 1,060 s: "
+        "ingest 52.0 s, statements 291 s, themes 585 s, publish 102 s; DOCX and PDF 990 s) and peaked at "
+        "3,693 MiB in the main process, 3,909 MiB for the tree, at the end of the publish (documents "
+        "3,665 MiB).",
+        "",
         "The rows of 2026-12-03 were measured again after these changes of the same day: spaCy, "
         "scikit-learn and HDBSCAN are imported where they are used, so the statements stage now includes "
         "spaCy's first import (~2.3 s, 1.4 s of it torch, which spaCy's thinc imports when installed) "
