@@ -130,7 +130,8 @@ def run(
     except (PrefectDidNotStart, DamagedUpload, FileExistsError) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
-    release_freed_memory()  # the run's frames are garbage now; the documents' layout needs the room
+    # the run's frames are garbage now; the documents' layout needs the room
+    release_freed_memory(summary["statements"])
     started = time.perf_counter()
     write_documents(layout, event, settings)  # after the run: the flow's re-runs leave them to downloads
     documents_seconds = time.perf_counter() - started

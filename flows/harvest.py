@@ -154,10 +154,18 @@ def _ahead(settings: Settings) -> int:
     return 2 * (settings.dask_workers if settings.task_runner == "dask" else 1)
 
 
-def release_freed_memory() -> None:
+#: Statements from which a run hands freed memory back between stages (``release_freed_memory``).
+RELEASE_FROM = 100_000
+
+
+def release_freed_memory(statements: int) -> None:
     """Collect garbage and hand freed heap pages back to the system: glibc keeps them otherwise, and
     after a large stage (splitting a million notes; clustering their groups) that is gigabytes the
-    process no longer uses but still holds."""
+    process no longer uses but still holds. Only for runs of ``RELEASE_FROM`` statements or more: a full
+    collection walks every live object (~0.5 s in a long-lived process), more than a re-run after one
+    table costs otherwise, for megabytes."""
+    if statements < RELEASE_FROM:
+        return
     import ctypes
     import ctypes.util
     import gc
@@ -291,7 +299,7 @@ def _synthesise(
     event: Event, layout: Layout, new: Generation, settings: Settings, counts: dict[str, int], lap: _Laps
 ) -> dict:
     statements = split_statements(event, new.layout)
-    release_freed_memory()  # spaCy's and the note frames' churn
+    release_freed_memory(len(statements))  # spaCy's and the note frames' churn
     lap("statements")
 
     statements, embeddings, glossaries, flags = _embedded_and_flagged(
@@ -328,7 +336,7 @@ def _synthesise(
         pending.append((key, future))
     results.update((key, future.result()) for key, future in pending)
     assignment_frame, themes_frame = combine(plan, results)
-    release_freed_memory()
+    release_freed_memory(len(statements))
     lap("themes")
 
     published = save_and_publish(

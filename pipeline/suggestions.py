@@ -103,19 +103,22 @@ def suggest(
             continue
         names = list(members)
         centres = np.stack([vectors(embeddings, members[t]).mean(axis=0) for t in names])
-        found = []
         # the mean cosine between two themes' statements is the dot product of their mean vectors
         closeness = centres @ centres.T
-        for i, j in zip(*np.triu_indices(len(names), k=1), strict=True):
-            a, b = names[i], names[j]
-            if closeness[i, j] < min_similarity or (status[a] in _DECIDED and status[b] in _DECIDED):
-                continue
+        pairs = [
+            (float(closeness[i, j]), names[i], names[j])
+            for i, j in zip(*np.triu_indices(len(names), k=1), strict=True)
+            if closeness[i, j] >= min_similarity
+            and not (status[names[i]] in _DECIDED and status[names[j]] in _DECIDED)
+        ]
+        # the evidence (the closest two statements) only for the pairs offered: a question of many
+        # similar themes has hundreds of pairs over the bar
+        for similarity, a, b in sorted(pairs, key=lambda pair: -pair[0])[:MERGES_PER_QUESTION]:
             into, other = (a, b) if (support.get(a, 0), b) >= (support.get(b, 0), a) else (b, a)
             pair = vectors(embeddings, members[into]) @ vectors(embeddings, members[other]).T
             x, y = np.unravel_index(int(np.argmax(pair)), pair.shape)
             evidence = (str(texts[members[into][x]]), str(texts[members[other][y]]))
-            found.append(MergeSuggestion(topic, question, into, other, float(closeness[i, j]), evidence))
-        merges += sorted(found, key=lambda m: -m.similarity)[:MERGES_PER_QUESTION]
+            merges.append(MergeSuggestion(topic, question, into, other, similarity, evidence))
 
         placed = []
         loose = rows[(theme_of[rows] == "") & (flags[rows] == "")]
