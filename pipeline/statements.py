@@ -78,7 +78,7 @@ def load_splitter(lang: str = "en") -> Language:
 
     A trained pipeline's parser finds the same sentences in notes (no difference on the 951 notes of
     ecc2020-dev and ecc2020-dev2) at about 35x the cost (15 s against 0.4 s for 10,000 notes)."""
-    nlp = import_spacy().blank(lang)  # here, not at import: see load_nlp
+    nlp: Language = import_spacy().blank(lang)  # here, not at import: see load_nlp
     nlp.add_pipe("sentencizer")
     return nlp
 
@@ -89,7 +89,7 @@ def load_nlp(name: str, lang: str = "en") -> Language:
     labels and named subjects, which need tags and the parse (``load_splitter`` for splitting)."""
     spacy = import_spacy()  # ~1 s: loaded when a run needs it, not when the library is imported
     try:
-        nlp = spacy.load(name, exclude=["ner"])
+        nlp: Language = spacy.load(name, exclude=["ner"])
     except OSError:
         log.warning("spaCy pipeline %r is not installed; using spacy.blank(%r) + sentencizer", name, lang)
         nlp = spacy.blank(lang)
