@@ -143,9 +143,10 @@ def main() -> int:
         "upload is read again), unchanged notes keep their statements, the embedding cache is one float16"
         " matrix, statement keyphrases and joint recommendations are remembered (in the process and on "
         "disk), only changed groups are clustered (a group whose notes did not change keeps its flags), "
-        "and ranking and the paper work per group in one pass. A new process (each `harvest run`; "
-        "`harvest schedule` runs its flow runs in its own process) imports the pipeline and loads spaCy, "
-        "lingua's models and the encoder again: several seconds, the last row. The cold run's pipeline "
+        "and ranking and the paper work per group in one pass. A new process (each `harvest run`, or "
+        "`harvest schedule --cold`) imports the pipeline and loads spaCy, lingua's models and the encoder "
+        "again: several seconds, the last row (`harvest schedule` runs warm, in its serving process, by "
+        "default). The cold run's pipeline "
         "time includes the first imports of spaCy, scikit-learn and HDBSCAN (the library imports them "
         "where they are used since 2026-12-03; before, a process paid them before the flow), which lowers"
         " these shares by a few points against earlier runs of this file.",
