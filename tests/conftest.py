@@ -47,7 +47,8 @@ def prefect_ephemeral(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     """Prefect in ephemeral mode with its own throwaway database, as a laptop user runs it."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    # a fresh database's migrations on a loaded 2-core machine can take longer than Prefect's default 30 s
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 

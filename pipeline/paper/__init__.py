@@ -275,17 +275,16 @@ def _strongest(topic: TopicSection, anchor_of: dict[str, str], size: int) -> lis
 
 
 def _table_rows(statements: pd.DataFrame) -> list[TableRow]:
-    rows = []
-    for table, mine in statements.groupby("table", sort=True):
-        rows.append(
-            TableRow(
-                str(table),
-                int(mine["round"].nunique()),
-                len(mine),
-                ", ".join(sorted(mine["topic"].astype(str).unique())),
-            )
-        )
-    return rows
+    """A row per table: its rounds, statements and topics. Aggregated column by column: iterating a
+    groupby sorts a copy of the whole frame (every text; ~400 MB at a million statements)."""
+    by_table = statements.groupby("table", sort=True)
+    sizes, rounds = by_table.size(), by_table["round"].nunique()
+    pairs = statements[["table", "topic"]].drop_duplicates().sort_values(["table", "topic"])
+    topics = pairs.groupby("table", sort=True)["topic"].agg(lambda names: ", ".join(map(str, names)))
+    return [
+        TableRow(str(table), int(rounds[table]), int(sizes[table]), str(topics[table]))
+        for table in sizes.index
+    ]
 
 
 def _cross_cutting(cross: pd.DataFrame | None, sessions: list[SessionSection]) -> list[CrossCutting]:
