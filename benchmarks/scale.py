@@ -285,7 +285,10 @@ def main() -> int:
         "groupby, which sorts a copy of every statement's columns (since aggregated column by column: "
         "on a re-run of 200,000 statements that step's rise fell from 53 to 11 MiB, py-spy dumps at each "
         "rise of the main process); otherwise it stayed at or under 4,001 MiB (statements 2,205, embed "
-        "2,557, themes 3,843, publish 4,001, documents 3,915).",
+        "2,557, themes 3,843, publish 4,001, documents 3,915). A second such run after that fix "
+        "(2026-12-04, sharing the machine with a test run during its documents) peaked at 3,649 MiB in "
+        "the main process and 3,803 MiB for the tree, and took 55 min 52 s, 175 s of it a publish "
+        "slowdown it revealed and that was reverted (Arrow `take` on chunked columns per theme).",
         "",
         "The rows of 2026-12-03 were measured again after these changes of the same day: spaCy, "
         "scikit-learn and HDBSCAN are imported where they are used, so the statements stage now includes "
