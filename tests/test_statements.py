@@ -1,6 +1,7 @@
 import pytest
 
 from pipeline.statements import detect_languages, load_nlp, load_splitter, split_statements
+from tests.conftest import REPO
 
 CASES = {
     "more €€ for pilots": ["more €€ for pilots"],
@@ -94,7 +95,7 @@ def test_spacy_is_imported_without_torch_and_torch_still_imports_later() -> None
         "import torch\n"
         "print(torch.ones(2).sum().item())\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.splitlines() == [
         "False ['NOUN', 'AUX', 'VERB'] ['Clusters', 'managers', 'green skills']",
         "2.0",
