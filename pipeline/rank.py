@@ -51,6 +51,8 @@ def distinct_statements(embeddings: np.ndarray, sessions: np.ndarray) -> int:
 
 
 SUPPORT_COLUMNS = ["statement_id", "note_id", "table", "round", "votes"]  # what theme_support reads
+#: What theme_support writes: a theme's support columns
+SUPPORT = ["n_tables", "n_tables_near", "n_statements", "votes", "tables", "statement_ids"]
 
 
 def tables_near(

@@ -26,7 +26,7 @@ import pandas as pd
 
 from pipeline.glossary import for_readers
 from pipeline.labels import recommendation_text, representative
-from pipeline.rank import rank_themes, session_names, theme_support
+from pipeline.rank import SUPPORT, rank_themes, session_names, theme_support
 from pipeline.schema import OFF_TOPIC_THEME_SUFFIX, THEMES, ThemeStatus, conform, vectors
 from pipeline.themes import GlossaryFor, ThemeParams
 
@@ -66,11 +66,17 @@ class ReviewState:
         return sorted(set(self.themes["theme_id"]) - known)
 
 
+def relocates(state: ReviewState) -> bool:
+    """Whether an editor moved a note to another question."""
+    placements = state.placements
+    return "topic" in placements and bool((placements["topic"].fillna("") != "").any())
+
+
 def relocate(statements: pd.DataFrame, state: ReviewState) -> pd.DataFrame:
     """``statements`` with the topic and question of those an editor moved to another question (a note
     filed under the wrong one); the rest, and where each was read from, as they were."""
     placements = state.placements
-    if "topic" not in placements or not (placements["topic"].fillna("") != "").any():
+    if not relocates(state):
         return statements
     moved = placements[placements["topic"].fillna("") != ""].set_index("statement_id")
     rows = statements["statement_id"].isin(moved.index)
@@ -192,6 +198,9 @@ def apply_review(
     theme_of = assignments["theme_id"].to_numpy(dtype=object)
     answers = _answers_per_question(statements, embeddings, assignments["flag"].to_numpy(dtype=object))
     readers = _readers_per_question(statements, glossary_for)
+    # a theme with the machine's members keeps the machine's support, unless a note moved between
+    # questions (its question's answers, which n_tables_near counts, are then others)
+    machine_support_holds = not relocates(state) and set(SUPPORT) <= set(machine_themes.columns)
     members: dict[str, list[int]] = {}  # one pass: a comparison per theme costs themes x statements
     for position, theme in enumerate(theme_of):
         if theme:
@@ -208,6 +217,19 @@ def apply_review(
             member_rows = [best, *[r for r in member_rows if r != best]]
         first = {c: values[member_rows[0]] for c, values in light.items()}
         decided = decided_rows.get(theme)
+        if (
+            base is not None
+            and machine_support_holds
+            and base["statement_ids"] == "; ".join(str(ids[r]) for r in member_rows)
+        ):
+            support = {c: base[c] for c in SUPPORT}
+        else:
+            support = theme_support(
+                {c: v[member_rows] for c, v in light.items()},
+                vectors(embeddings, member_rows),
+                answers(first["topic"], first["question"]),
+                close_similarity,
+            )
         row = {
             "theme_id": theme,
             "topic": first["topic"],
@@ -217,12 +239,7 @@ def apply_review(
             "recommendation": base["recommendation"]
             if base is not None
             else recommendation_text(first["text"], readers(first["topic"], first["question"])),
-            **theme_support(
-                {c: v[member_rows] for c, v in light.items()},
-                vectors(embeddings, member_rows),
-                answers(first["topic"], first["question"]),
-                close_similarity,
-            ),
+            **support,
             "status": (base or {}).get("status") or ThemeStatus.DRAFT,  # the machine says off-topic or draft
             "pinned_rank": 0,
         }

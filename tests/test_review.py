@@ -105,6 +105,35 @@ def test_apply_review_merges_moves_renames_rejects_and_pins() -> None:
     assert themes["theme_id"].tolist() == ["F"] and themes.iloc[0]["n_statements"] == 5
 
 
+def test_a_theme_editors_left_alone_keeps_the_machines_support() -> None:
+    """Support is counted again only for themes whose members changed, or for every theme once a note
+    moved to another question (the answers ``n_tables_near`` counts are then others)."""
+    statements, vectors = _statements()
+    machine_assign, machine_themes = _machine()
+    support = {
+        "n_tables": [3, 2],
+        "n_tables_near": [3, 2],
+        "n_statements": [3, 2],
+        "votes": [3, 0],
+        "tables": ["t1 r1; t2 r1; t3 r1", "t1 r1; t2 r1"],
+    }
+    for column, values in support.items():
+        machine_themes[column] = values
+    machine_themes.loc[machine_themes.theme_id == "M", "votes"] = 7  # as a run counted: kept, not recounted
+    moved = ReviewState(ReviewState.empty().themes, pd.DataFrame({"statement_id": ["c"], "theme_id": [""]}))
+    _, themes = apply_review(statements, vectors, machine_assign, machine_themes, moved)
+    by_id = themes.set_index("theme_id")
+    assert by_id.loc["M", "votes"] == 7  # members as the machine left them
+    assert by_id.loc["F", "votes"] == 1 and by_id.loc["F", "statement_ids"] == "a; b"  # c left: recounted
+
+    placements = pd.DataFrame(
+        {"statement_id": ["f"], "theme_id": [""], "topic": ["green"], "question": ["other"]}
+    )
+    elsewhere = ReviewState(ReviewState.empty().themes, placements)
+    _, themes = apply_review(statements, vectors, machine_assign, machine_themes, elsewhere)
+    assert themes.set_index("theme_id").loc["M", "votes"] == 0  # a note changed question: all recounted
+
+
 def test_a_theme_editors_make_spells_out_shorthand_like_the_machines() -> None:
     statements, vectors = _statements()
     statements.loc[5, "text"] = "long-term PPPs"
