@@ -79,7 +79,8 @@ def embed(texts: list[str], encoder: EncoderSpec, cache: EmbeddingCache) -> np.n
     """Vectors of ``texts`` (float16, as cached): texts not in ``cache`` (the run's, of ``encoder``) are
     encoded in chunks on the task runner, and each chunk is stored as it arrives, so a killed run
     resumes where it stopped."""
-    todo = list(cache.missing(texts).items())
+    keys = [text_key(t) for t in texts]
+    todo = list(cache.missing(texts, keys).items())
     chunks = [todo[start : start + ENCODE_CHUNK] for start in range(0, len(todo), ENCODE_CHUNK)]
     futures = [
         encode_chunk.submit([t for _, t in c], encoder, i * ENCODE_CHUNK) for i, c in enumerate(chunks)
@@ -88,7 +89,7 @@ def embed(texts: list[str], encoder: EncoderSpec, cache: EmbeddingCache) -> np.n
         cache.add([k for k, _ in chunk], future.result())
         if len(chunks) > 1:
             get_run_logger().info("encoded %d of %d chunks", done, len(chunks))
-    return cache.get([text_key(t) for t in texts], dtype=np.float16)
+    return cache.get(keys, dtype=np.float16)
 
 
 def editors_translations(settings: Settings, event_id: str) -> dict[str, str]:

@@ -70,10 +70,12 @@ def find_cross_cutting(
         distance_threshold=1.0 - params.min_similarity,
     ).fit_predict(distance)
     found = []
+    topics = themes["topic"].to_numpy(dtype=object)
     for group in np.unique(groups):
-        members = themes[groups == group]
-        if members["topic"].nunique() < params.min_topics:
+        at = np.flatnonzero(groups == group)
+        if len(set(topics[at])) < params.min_topics:  # most groups: a frame for each would cost more
             continue
+        members = themes.iloc[at]
         strongest = members.sort_values(["n_tables", "theme_id"], ascending=[False, True]).iloc[0]
         sessions = sorted({s for tables in members["tables"] for s in str(tables).split("; ") if s})
         ids = sorted(members["theme_id"])

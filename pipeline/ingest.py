@@ -455,7 +455,7 @@ def build_statements(layout: Layout, event: Event) -> tuple[pd.DataFrame, pd.Dat
     if previous_notes is not None and old is not None:
         before = conform(previous_notes, NOTES).set_index("note_id")
         old = conform(old, STATEMENTS)[[*_SPLIT_COLUMNS, "text_en", "language_route"]]
-        known = notes["note_id"].isin(before.index).to_numpy()
+        known = is_in(notes["note_id"], before.index.to_series())
         same = before.reindex(notes["note_id"])
 
         def equal(column: str) -> np.ndarray:  # notes new to this build have no earlier value
@@ -463,7 +463,7 @@ def build_statements(layout: Layout, event: Event) -> tuple[pd.DataFrame, pd.Dat
             return np.asarray(earlier == notes[column].astype(object).to_numpy(dtype=object))
 
         unchanged = known & equal("text") & equal("language") & equal("text_en")
-        old = old[old["note_id"].isin(set(notes.loc[unchanged, "note_id"]))]
+        old = old[is_in(old["note_id"], notes.loc[unchanged, "note_id"])]
         provenance = notes.loc[unchanged].drop(columns=["text", "language", "text_en"])
         reused = conform(old.merge(provenance, on="note_id", how="inner"), STATEMENTS)
     changed = notes.loc[~unchanged]

@@ -136,10 +136,11 @@ def multilingual_encoder(model: str, cache_dir: Path | None = None) -> Encode:
     cache = EmbeddingCache(cache_dir, model)  # read once: the bridge asks once per question
 
     def cached(texts: list[str]) -> np.ndarray:
-        todo = cache.missing(texts)
+        keys = [text_key(t) for t in texts]
+        todo = cache.missing(texts, keys)
         if todo:
             cache.add(list(todo), encode(list(todo.values())))
-        return cache.get([text_key(t) for t in texts])
+        return cache.get(keys)
 
     return cached
 

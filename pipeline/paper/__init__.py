@@ -208,12 +208,22 @@ def _quotable(statements: pd.DataFrame) -> _Quotable:
     )
 
 
-def _examples(theme: Mapping[str, Any], quotable: _Quotable) -> list[Example]:
+def _member_rows(themes: pd.DataFrame, quotable: _Quotable) -> dict[str, np.ndarray]:
+    """Per theme id, the rows of ``quotable`` of its members, in order: looked up for all themes at
+    once (a lookup per theme builds an index of its ids each time: most of a re-run's paper)."""
+    if themes.empty:
+        return {}
+    members = [str(ids).split("; ") for ids in themes["statement_ids"]]
+    rows = quotable.position.get_indexer([m for ids in members for m in ids])
+    ends = np.cumsum([len(ids) for ids in members])
+    return dict(zip(themes["theme_id"], np.split(rows, ends[:-1]), strict=True))
+
+
+def _examples(theme: Mapping[str, Any], rows: np.ndarray, quotable: _Quotable) -> list[Example]:
     """Verbatim statements, from different tables where possible, the representative one first; one
-    no reader of the paper's language can read (placed by the multilingual model, untranslated) last."""
+    no reader of the paper's language can read (placed by the multilingual model, untranslated) last.
+    ``rows``: the theme's members in ``quotable`` (``_member_rows``)."""
     examples, seen_tables, seen_texts = [], set(), set()
-    members = theme["statement_ids"].split("; ")
-    rows = quotable.position.get_indexer(members)
     if (rows < 0).any():
         raise KeyError(f"theme {theme['theme_id']} has statements not in the export")
     for at in rows[quotable.untranslated[rows].argsort(kind="stable")]:  # stable: the order kept otherwise
@@ -334,6 +344,7 @@ def build_paper(
     ``cross``: the cross-cutting themes to publish (``pipeline.crosscutting``); ``polls``: the live polls
     (``pipeline.polls``)."""
     quotable = _quotable(statements)
+    member_rows = _member_rows(themes, quotable)
     # counts per question in one pass over each frame (a paper can have hundreds of questions)
     keys = ["topic", "question"]
     by_question = [statements.topic, statements.question]
@@ -374,7 +385,7 @@ def build_paper(
                         int(t["n_tables"]),
                         int(t["n_statements"]),
                         int(t["votes"]),
-                        _examples(t, quotable),
+                        _examples(t, member_rows[t["theme_id"]], quotable),
                         str(t.get("status") or "approved"),
                         counts_here["n_sessions"],
                     )
