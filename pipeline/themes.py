@@ -322,15 +322,26 @@ def text_for_embedding(text: str, glossary: Mapping[str, str] | None = None) -> 
     return texts_for_embedding([text], glossary)[0]
 
 
+#: Per glossary, the model's view of each text seen: every run reads the whole event again, and a
+#: long-lived process (a scheduled or web re-run) then writes only the views of new texts.
+_VIEWS: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+_VIEWS_KEPT = 100_000  # views remembered in all (about 25 MB)
+
+
 def texts_for_embedding(texts: Iterable[str], glossary: Mapping[str, str] | None = None) -> list[str]:
     """``text_for_embedding`` of many statements, the glossary compiled once."""
-    spell_out = speller(glossary or {})
-    out = []
-    for text in texts:
-        text = _AGREEMENT.sub("", text)
-        text = _EMPHASIS_TAIL.sub("", text)
-        text = spell_out(re.sub(r"([!?.])\1+", r"\1", text).strip(" !."))
-        out.append(text or "(empty)")
+    texts = list(texts)
+    memo = _VIEWS.setdefault(tuple(sorted((glossary or {}).items())), {})
+    todo = [t for t in dict.fromkeys(texts) if t not in memo]
+    if todo:
+        spell_out = speller(glossary or {})
+        for text in todo:
+            view = _AGREEMENT.sub("", text)
+            view = _EMPHASIS_TAIL.sub("", view)
+            memo[text] = spell_out(re.sub(r"([!?.])\1+", r"\1", view).strip(" !.")) or "(empty)"
+    out = [memo[t] for t in texts]
+    if sum(len(m) for m in _VIEWS.values()) > _VIEWS_KEPT:
+        _VIEWS.clear()
     return out
 
 
