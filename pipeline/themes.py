@@ -144,6 +144,9 @@ def micro_themes(embeddings: np.ndarray, params: ThemeParams) -> np.ndarray:
     return labels
 
 
+_SCORE_ROWS = 1024  # merge-score rows computed at once (8 KiB each per 1,000 micro-themes)
+
+
 def merge_average_linkage(
     embeddings: np.ndarray,
     micro: np.ndarray,
@@ -168,26 +171,30 @@ def merge_average_linkage(
     share_chance = _share_chance(sessions) if sessions is not None and uses_sessions else 0.0
     alive = np.ones(m, dtype=bool)
 
-    def scores(row: int) -> np.ndarray:
-        """Merge score of ``row`` with every group (-inf for itself and merged-away groups)."""
-        out = similarity[row].astype(np.float64)
+    def scores(rows: np.ndarray) -> np.ndarray:
+        """Merge scores of each of ``rows`` with every group (-inf for itself and merged-away groups):
+        all rows at once, as numpy works best (a Python call per row was most of a re-run's merge)."""
+        out = similarity[rows].astype(np.float64)
         if same_session is not None:
-            out -= session_penalty * same_session[row] / np.minimum(sizes[row], sizes)
-            expected = sizes[row] * sizes * share_chance
-            out += np.where(
-                same_session[row] == 0, apart_bonus * np.minimum(1.0, expected / apart_full_at), 0.0
-            )
-        out[row] = -np.inf
-        out[~alive] = -np.inf
+            pairs, row_sizes = same_session[rows], sizes[rows][:, None]
+            out -= session_penalty * pairs / np.minimum(row_sizes, sizes)
+            expected = row_sizes * sizes * share_chance
+            out += np.where(pairs == 0, apart_bonus * np.minimum(1.0, expected / apart_full_at), 0.0)
+        out[np.arange(len(rows)), rows] = -np.inf
+        out[:, ~alive] = -np.inf
         return np.asarray(out)
+
+    def rescore(rows: np.ndarray) -> None:
+        for start in range(0, len(rows), _SCORE_ROWS):  # bounded: a block of rows x every group
+            block = rows[start : start + _SCORE_ROWS]
+            row_scores = scores(block)
+            best[block] = np.argmax(row_scores, axis=1)
+            best_score[block] = row_scores[np.arange(len(block)), best[block]]
 
     parent = np.arange(m)
     best = np.zeros(m, dtype=np.int64)
     best_score = np.full(m, -np.inf)
-    for row in range(m):
-        row_scores = scores(row)
-        best[row] = int(np.argmax(row_scores))
-        best_score[row] = row_scores[best[row]]
+    rescore(np.arange(m))
     while alive.sum() > 1:
         a = int(np.argmax(np.where(alive, best_score, -np.inf)))
         b = int(best[a])
@@ -206,11 +213,8 @@ def merge_average_linkage(
         parent[parent == b] = a
         stale = alive & ((best == a) | (best == b))
         stale[a] = True
-        for row in np.where(stale)[0]:
-            row_scores = scores(row)
-            best[row] = int(np.argmax(row_scores))
-            best_score[row] = row_scores[best[row]]
-        with_a = scores(a)  # symmetric: every group's score with the merged group
+        rescore(np.flatnonzero(stale))
+        with_a = scores(np.array([a]))[0]  # symmetric: every group's score with the merged group
         better = alive & (with_a > best_score)
         best[better], best_score[better] = a, with_a[better]
     return parent[micro]
