@@ -344,7 +344,7 @@ def texts_for_embedding(texts: Iterable[str], glossary: Mapping[str, str] | None
             view = _EMPHASIS_TAIL.sub("", view)
             memo[text] = spell_out(re.sub(r"([!?.])\1+", r"\1", view).strip(" !.")) or "(empty)"
     out = [memo[t] for t in texts]
-    if sum(len(m) for m in _VIEWS.values()) > _VIEWS_KEPT:
+    if sum(map(len, list(_VIEWS.values()))) > _VIEWS_KEPT:  # a copy: another thread may add a glossary
         _VIEWS.clear()
     return out
 
