@@ -214,7 +214,7 @@ def _member_rows(themes: pd.DataFrame, quotable: _Quotable) -> dict[str, np.ndar
     if themes.empty:
         return {}
     members = [str(ids).split("; ") for ids in themes["statement_ids"]]
-    rows = quotable.position.get_indexer([m for ids in members for m in ids])
+    rows = quotable.position.get_indexer(pd.Index([m for ids in members for m in ids], dtype=object))
     ends = np.cumsum([len(ids) for ids in members])
     return dict(zip(themes["theme_id"], np.split(rows, ends[:-1]), strict=True))
 
