@@ -9,9 +9,11 @@ and the flow itself holds the event's run lock, so overlapping runs never both w
 Flow runs execute warm by default: in the serving process (``WarmRunner``), one after the other, so the
 embedding model, spaCy and what each run remembers stay loaded from one run to the next. A run after
 one new table then takes a fraction of a second of pipeline time instead of a new Python process that
-imports and loads everything again. The trade-offs against Prefect's own runner (``warm=False``, one
-subprocess per flow run): a run cannot be cancelled from the Prefect UI once it has started (it finishes
-or the server is stopped), and a crash inside a run (out of memory) takes the serving process with it.
+imports and loads everything again. The serving process loads the models before the first run is due
+(``pipeline.warmup``), so the first run after a session costs what the next one does. The trade-offs
+against Prefect's own runner (``warm=False``, one subprocess per flow run): a run cannot be cancelled
+from the Prefect UI once it has started (it finishes or the server is stopped), and a crash inside a
+run (out of memory) takes the serving process with it.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.harvest import harvest_event
 from flows.server import SERVER_ADDRESS_FILE, flush_to_api, prefect_server_answers
+from pipeline.config import load_settings
 from pipeline.event import Event, load_event
 from pipeline.ingest import discover_note_files
 from pipeline.store import Layout, Manifest, write_text
+from pipeline.warmup import warm_up
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -304,6 +308,9 @@ def _serve(
                 ),
             )
             runner = WarmRunner(harvest_event, cast(UUID, deployment.apply()), poll)
+            # before the first run is due: it then costs what any later run costs
+            loaded = warm_up(load_settings(data_dir=data_dir), event.language)
+            log.info("models loaded for the warm runs in %.1f s: %s", sum(loaded.values()), loaded)
             log.info("%s/%s is being served; its flow runs run in this process", FLOW_NAME, name)
             print(f"Your deployment '{FLOW_NAME}/{name}' is being served, warm (runs in this process).")
             try:

@@ -143,6 +143,7 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path, mode: str) 
                 time.sleep(0.5)
             here = [line for line in lines if f"running in this process (pid {process.pid})" in line]
             assert len(here) == 2, "".join(lines)
+            assert any("models loaded for the warm runs" in line for line in lines), "".join(lines)
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

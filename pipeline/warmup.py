@@ -1,0 +1,46 @@
+"""Loading, once per process, what a run needs, before the first run needs it.
+
+Every model and heavy library loads where it is first used (a run that clusters nothing never loads
+the encoder). A long-lived process that serves runs (``harvest schedule``) calls ``warm_up`` when it
+starts, so the first run after a session does not pay the loads on top of its work: it costs what any
+later run costs. Lingua's full language models are left to load as texts in their languages arrive
+(~0.3 s each); loading all of them would hold ~670 MiB for languages an event may never see.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pipeline.config import Settings
+from pipeline.encoders import load_encoder
+from pipeline.statements import detect_languages, load_nlp, load_splitter
+
+#: A text for each model's first call, which builds its buffers and sessions: not a real note.
+_FIRST_CALL = "Clusters should help small firms find skilled staff and funding."
+
+
+def warm_up(settings: Settings, language: str = "en") -> dict[str, float]:
+    """Load the encoder, spaCy's splitter and trained pipeline, the language screener and the
+    clustering libraries, each used once; returns the seconds each took (near zero if already loaded)."""
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, load: Callable[[], object]) -> None:
+        started = time.perf_counter()
+        load()
+        seconds[name] = round(time.perf_counter() - started, 3)
+
+    timed("encoder", lambda: load_encoder(settings.encoder).encode([_FIRST_CALL], 1, show_progress=False))
+    timed("splitter", lambda: list(load_splitter(language).pipe([_FIRST_CALL])))
+    timed("spacy", lambda: list(load_nlp(settings.spacy_model).pipe([_FIRST_CALL])))
+    timed("languages", lambda: detect_languages([_FIRST_CALL], language))
+    timed("clustering", _import_clustering)
+    return seconds
+
+
+def _import_clustering() -> None:
+    """The libraries themes import where they are used (~2 s together)."""
+    import hdbscan  # noqa: F401
+    from sklearn.cluster import AgglomerativeClustering  # noqa: F401
+    from sklearn.decomposition import PCA  # noqa: F401
+    from sklearn.linear_model import LogisticRegression  # noqa: F401
