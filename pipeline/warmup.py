@@ -3,8 +3,10 @@
 Every model and heavy library loads where it is first used (a run that clusters nothing never loads
 the encoder). A long-lived process that serves runs (``harvest schedule``) calls ``warm_up`` when it
 starts, so the first run after a session does not pay the loads on top of its work: it costs what any
-later run costs. Lingua's full language models are left to load as texts in their languages arrive
-(~0.3 s each); loading all of them would hold ~670 MiB for languages an event may never see.
+later run costs. That includes lingua's full language models (~3 s, ~630 MiB): a run loads those of a
+text's likeliest languages when the quick screening doubts it is in the event's language, and English
+shorthand is often doubted ("academia; host: Lukas" screens Finnish), so a served process would load
+most of them during its first runs anyway, each load on a run's clock.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from collections.abc import Callable
 
 from pipeline.config import Settings
 from pipeline.encoders import load_encoder
-from pipeline.statements import detect_languages, load_nlp, load_splitter
+from pipeline.statements import detect_languages, load_nlp, load_splitter, preload_language_models
 
 #: A text for each model's first call, which builds its buffers and sessions: not a real note.
 _FIRST_CALL = "Clusters should help small firms find skilled staff and funding."
 
 
 def warm_up(settings: Settings, language: str = "en") -> dict[str, float]:
-    """Load the encoder, spaCy's splitter and trained pipeline, the language screener and the
-    clustering libraries, each used once; returns the seconds each took (near zero if already loaded)."""
+    """Load the encoder, spaCy's splitter and trained pipeline, the language screener and full language
+    models and the clustering libraries, each used once; returns the seconds each took (near zero if
+    already loaded)."""
     seconds: dict[str, float] = {}
 
     def timed(name: str, load: Callable[[], object]) -> None:
@@ -34,6 +37,7 @@ def warm_up(settings: Settings, language: str = "en") -> dict[str, float]:
     timed("splitter", lambda: list(load_splitter(language).pipe([_FIRST_CALL])))
     timed("spacy", lambda: list(load_nlp(settings.spacy_model).pipe([_FIRST_CALL])))
     timed("languages", lambda: detect_languages([_FIRST_CALL], language))
+    timed("language models", lambda: preload_language_models(language))
     timed("clustering", _import_clustering)
     return seconds
 

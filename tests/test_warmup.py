@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from functools import _lru_cache_wrapper
 from typing import Any
+
+import pytest
 
 from pipeline.config import Settings
 from pipeline.encoders import load_encoder
@@ -14,7 +18,7 @@ from pipeline.warmup import warm_up
 def test_a_run_after_the_warm_up_loads_no_model_again() -> None:
     settings = Settings()
     loaded = warm_up(settings, "en")
-    assert set(loaded) == {"encoder", "splitter", "spacy", "languages", "clustering"}
+    assert set(loaded) == {"encoder", "splitter", "spacy", "languages", "language models", "clustering"}
     loaders: list[_lru_cache_wrapper[Any]] = [load_encoder, load_splitter, load_nlp, _detector]
     misses = [loader.cache_info().misses for loader in loaders]
 
@@ -29,3 +33,43 @@ def test_a_run_after_the_warm_up_loads_no_model_again() -> None:
     assert detect_languages(["Clusters should lobby for cheaper energy"], "en") == ["en"]
 
     assert [loader.cache_info().misses for loader in loaders] == misses
+
+
+#: Notes the screening doubts: their shortlists load full models of several languages.
+_DOUBTFUL = [
+    "Więcej współpracy między regionami i klastrami",
+    "Větší spolupráce mezi regiony a klastry",
+    "Moins de bureaucratie pour les PME",
+    "Mehr Zusammenarbeit zwischen den Clustern",
+]
+
+# Lingua holds its models for the whole process (not per detector), so what a detection loads is seen
+# in a fresh process's resident memory.
+_MEASURE = """
+import sys
+from pipeline.statements import detect_languages, preload_language_models
+
+def resident_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+detect_languages(["Clusters should lobby for cheaper energy"], "en")  # the screener's own models
+if sys.argv[1] == "preload":
+    preload_language_models("en")
+before = resident_mib()
+print(detect_languages(sys.argv[2:], "en"), round(resident_mib() - before))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("preload", [False, True])
+def test_preloaded_language_models_leave_nothing_for_a_run_to_load(preload: bool) -> None:
+    mode = "preload" if preload else "lazy"
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, mode, *_DOUBTFUL], capture_output=True, text=True, check=True
+    ).stdout.split("] ")
+    assert out[0] + "]" == str(["pl", "cs", "fr", "de"])
+    grown_mib = int(out[1])
+    if preload:
+        assert grown_mib < 20
+    else:  # the run itself would have loaded them
+        assert grown_mib > 100
