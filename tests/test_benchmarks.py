@@ -109,3 +109,33 @@ def test_quality_benchmark_says_why_each_gold_theme_was_missed(monkeypatch: pyte
     # e is raised at one table only: score.py does not count it, nor does this
     assert causes == {"a": "recovered", "b": "fused", "c": "other language", "d": "split or unassigned"}
     sys.modules.pop("quality", None)
+
+
+def test_separability_measures_what_the_encoder_tells_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import separability
+
+    energy = ["Cheaper energy for factories", "Lower electricity prices for industry", "Energy costs cut"]
+    skills = ["Train workers in digital skills", "Courses on digital skills for staff", "Upskill employees"]
+    notes = pd.DataFrame(
+        {
+            "topic": "green",
+            "question": "policy",
+            "theme_id": ["energy"] * 3 + ["skills"] * 3 + ["noise"],
+            "text": [*energy, *skills, "we agreed with Anna"],
+        }
+    )
+    themes = pd.DataFrame(
+        {"theme_id": ["energy", "skills"], "gold": ["Affordable energy", "Digital skills training"]}
+    )
+    encode = next(iter(separability.encoders().values()))  # Harvest's own encoder
+
+    measured = separability.separability(notes, themes, encode)
+
+    assert measured["notes"] == 6  # the noise note is no answer
+    assert measured["nearest_note_agrees"] == 1.0
+    assert measured["same_theme"] > measured["other_theme"] + 0.2
+    assert 0.4 < measured["centre_to_bullet"] <= 1.0
+    sys.modules.pop("separability", None)

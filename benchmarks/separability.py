@@ -1,0 +1,138 @@
+"""How well an encoder tells the gold themes apart, before any clustering. Writes
+benchmarks/results/separability.md (and separability.json).
+
+    python benchmarks/separability.py [--events ../shared/ecc2020-dev ../shared/ecc2020-dev2]
+
+For each event and encoder (Harvest's configured one, the multilingual bridge's, and both concatenated),
+over the answer notes of each question (gold theme not ``noise``, read as the model reads them):
+
+- *nearest note agrees*: share of notes whose most similar other note of the question expresses the same
+  gold theme. No clustering can be much purer than this: it bounds how often a note sits beside notes
+  of its own point.
+- *same theme* / *other theme*: mean cosine of note pairs of one gold theme, and of two.
+- *centre ~ bullet* / *best note ~ bullet*: cosine between a gold theme's mean vector and the editors'
+  bullet, and the best single note's (an oracle that knows the bullet): what a recommendation chosen
+  by closeness to a theme's centre can reach in score.py's fidelity (score.py embeds with MiniLM).
+
+Reads the gold files: a benchmark, never the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = REPO.parent / "shared"
+RESULTS = HERE / "results"
+
+Encode = Callable[[list[str]], np.ndarray]
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def separability(notes: pd.DataFrame, themes: pd.DataFrame, encode: Encode) -> dict[str, float]:
+    """The measures above for one event's gold ``notes`` (topic, question, theme_id, text) and gold
+    ``themes`` (theme_id, gold), with ``encode`` returning unit vectors."""
+    from pipeline.themes import texts_for_embedding
+
+    answers = notes[notes["theme_id"] != "noise"]
+    bullets = themes.set_index("theme_id")["gold"]
+    agree = total = 0
+    same: list[float] = []
+    other: list[float] = []
+    centre_fit: list[float] = []
+    best_fit: list[float] = []
+    for _, question in answers.groupby(["topic", "question"], sort=False):
+        vectors = encode(texts_for_embedding(question["text"].tolist()))
+        labels = question["theme_id"].to_numpy()
+        similarity = vectors @ vectors.T
+        np.fill_diagonal(similarity, -np.inf)
+        if len(labels) > 1:
+            agree += int((labels[similarity.argmax(axis=1)] == labels).sum())
+            total += len(labels)
+            upper = np.triu_indices(len(labels), 1)
+            together = labels[upper[0]] == labels[upper[1]]
+            same += similarity[upper][together].tolist()
+            other += similarity[upper][~together].tolist()
+        theme_ids = list(dict.fromkeys(labels))
+        bullet_vectors = encode([str(bullets[t]) for t in theme_ids])
+        for theme_id, bullet in zip(theme_ids, bullet_vectors, strict=True):
+            members = vectors[labels == theme_id]
+            centre_fit.append(float(_unit(members.mean(axis=0, keepdims=True))[0] @ bullet))
+            best_fit.append(float((members @ bullet).max()))
+    return {
+        "notes": total,
+        "nearest_note_agrees": round(agree / max(total, 1), 3),
+        "same_theme": round(float(np.mean(same)), 3),
+        "other_theme": round(float(np.mean(other)), 3),
+        "centre_to_bullet": round(float(np.mean(centre_fit)), 3),
+        "best_note_to_bullet": round(float(np.mean(best_fit)), 3),
+    }
+
+
+def encoders() -> dict[str, Encode]:
+    from pipeline.config import Settings
+    from pipeline.encoders import load_encoder
+    from pipeline.languages import _load
+
+    settings = Settings()
+    spec = settings.encoder
+    model = load_encoder(spec)
+
+    def own(texts: list[str]) -> np.ndarray:
+        return _unit(model.encode(texts, spec.batch_size, show_progress=False))
+
+    found = {f"{spec.model} ({spec.backend})": own}
+    bridge_model = settings.synthesis.bridge.model
+    if bridge_model:
+        bridge = _load(bridge_model)
+        found[f"{bridge_model} (bridge)"] = lambda texts: _unit(bridge(texts))
+        found["both, concatenated"] = lambda texts: _unit(np.hstack([own(texts), _unit(bridge(texts))]))
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--events", type=Path, nargs="+", default=[SHARED / "ecc2020-dev", SHARED / "ecc2020-dev2"]
+    )
+    args = parser.parse_args()
+    rows = []
+    for name, encode in encoders().items():
+        for event in args.events:
+            notes = pd.read_csv(event / "gold.csv", dtype=str, keep_default_na=False)
+            themes = pd.read_csv(event / "gold_themes.csv", dtype=str, keep_default_na=False)
+            rows.append({"encoder": name, "event": event.name, **separability(notes, themes, encode)})
+            print(rows[-1], flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "separability.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    columns = list(rows[0])
+    lines = [
+        "# Separability of the gold themes",
+        "",
+        f"Run {time.strftime('%Y-%m-%d')} by `python benchmarks/separability.py`: each encoder on the answer "
+        "notes of each question (noise left out), as the model reads them; see the script's docstring for "
+        "the measures. No clustering is involved.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows),
+        "",
+    ]
+    (RESULTS / "separability.md").write_text("\n".join(lines), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
