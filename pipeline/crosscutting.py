@@ -70,22 +70,25 @@ def find_cross_cutting(
         distance_threshold=1.0 - params.min_similarity,
     ).fit_predict(distance)
     found = []
+    # columns as arrays: a frame (and a sort) per group cost most of a re-run's cross-cutting step
     topics = themes["topic"].to_numpy(dtype=object)
+    theme_ids = themes["theme_id"].to_numpy(dtype=object)
+    support = themes["n_tables"].to_numpy()
+    tables = themes["tables"].astype(str).to_numpy(dtype=object)
     for group in np.unique(groups):
         at = np.flatnonzero(groups == group)
-        if len(set(topics[at])) < params.min_topics:  # most groups: a frame for each would cost more
+        if len(set(topics[at])) < params.min_topics:
             continue
-        members = themes.iloc[at]
-        strongest = members.sort_values(["n_tables", "theme_id"], ascending=[False, True]).iloc[0]
-        sessions = sorted({s for tables in members["tables"] for s in str(tables).split("; ") if s})
-        ids = sorted(members["theme_id"])
+        strongest = min(at, key=lambda i: (-support[i], theme_ids[i]))  # most tables, then first id
+        sessions = sorted({s for row in tables[at] for s in row.split("; ") if s})
+        ids = sorted(theme_ids[at])
         found.append(
             {
                 "cross_id": PREFIX + hashlib.sha256("\x1f".join(ids).encode()).hexdigest()[:8],
-                "label": strongest["recommendation"],
+                "label": themes["recommendation"].iat[strongest],
                 "n_tables": len(sessions),
-                "n_topics": int(members["topic"].nunique()),
-                "topics": "; ".join(dict.fromkeys(members["topic"])),
+                "n_topics": len(set(topics[at])),
+                "topics": "; ".join(dict.fromkeys(topics[at])),
                 "theme_ids": "; ".join(ids),
                 "tables": "; ".join(sessions),
                 "status": "draft",
