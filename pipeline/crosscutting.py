@@ -79,7 +79,7 @@ def find_cross_cutting(
         at = np.flatnonzero(groups == group)
         if len(set(topics[at])) < params.min_topics:
             continue
-        strongest = min(at, key=lambda i: (-support[i], theme_ids[i]))  # most tables, then first id
+        strongest = int(min(at, key=lambda i: (-support[i], theme_ids[i])))  # most tables, then first id
         sessions = sorted({s for row in tables[at] for s in row.split("; ") if s})
         ids = sorted(theme_ids[at])
         found.append(
