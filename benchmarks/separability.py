@@ -123,7 +123,9 @@ def main() -> int:
         "",
         f"Run {time.strftime('%Y-%m-%d')} by `python benchmarks/separability.py`: each encoder on the answer "
         "notes of each question (noise left out), as the model reads them; see the script's docstring for "
-        "the measures. No clustering is involved.",
+        "the measures. No clustering is involved. Notes in other languages are read as written (no gloss); "
+        "score.py's fidelity embeds with the first encoder, so the bullet columns of the others are "
+        "their own spaces' figures.",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
