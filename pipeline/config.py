@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         description="The multilingual bridge for statements in other languages (pipeline.languages); "
         "HARVEST_BRIDGE__MODEL='' turns it off.",
     )
+    preload_language_models: bool = Field(
+        default=True,
+        description="harvest schedule's warm-up loads lingua's full models of every EU language (~3 s, "
+        "~630 MiB held while it serves) so that no run loads them; false leaves each to load when a "
+        "note the quick screening doubts first needs it (~0.3 s a language, during that run).",
+    )
 
     # --- the paper
     cross_cutting: CrossCuttingParams = Field(

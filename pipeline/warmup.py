@@ -23,9 +23,9 @@ _FIRST_CALL = "Clusters should help small firms find skilled staff and funding."
 
 
 def warm_up(settings: Settings, language: str = "en") -> dict[str, float]:
-    """Load the encoder, spaCy's splitter and trained pipeline, the language screener and full language
-    models and the clustering libraries, each used once; returns the seconds each took (near zero if
-    already loaded)."""
+    """Load the encoder, spaCy's splitter and trained pipeline, the language screener, the full language
+    models (unless ``settings.preload_language_models`` is off) and the clustering libraries, each used
+    once; returns the seconds each took (near zero if already loaded)."""
     seconds: dict[str, float] = {}
 
     def timed(name: str, load: Callable[[], object]) -> None:
@@ -37,7 +37,8 @@ def warm_up(settings: Settings, language: str = "en") -> dict[str, float]:
     timed("splitter", lambda: list(load_splitter(language).pipe([_FIRST_CALL])))
     timed("spacy", lambda: list(load_nlp(settings.spacy_model).pipe([_FIRST_CALL])))
     timed("languages", lambda: detect_languages([_FIRST_CALL], language))
-    timed("language models", lambda: preload_language_models(language))
+    if settings.preload_language_models:
+        timed("language models", lambda: preload_language_models(language))
     timed("clustering", _import_clustering)
     return seconds
 

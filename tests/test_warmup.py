@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
 from pipeline.encoders import load_encoder
 from pipeline.statements import _detector, detect_languages, load_nlp, load_splitter
 from pipeline.warmup import warm_up
@@ -33,6 +33,13 @@ def test_a_run_after_the_warm_up_loads_no_model_again() -> None:
     assert detect_languages(["Clusters should lobby for cheaper energy"], "en") == ["en"]
 
     assert [loader.cache_info().misses for loader in loaders] == misses
+
+
+def test_the_language_models_preload_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARVEST_PRELOAD_LANGUAGE_MODELS", "false")
+    settings = load_settings()
+    assert settings.preload_language_models is False
+    assert "language models" not in warm_up(settings, "en")
 
 
 #: Notes the screening doubts: their shortlists load full models of several languages.
