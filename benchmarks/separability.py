@@ -37,13 +37,10 @@ RESULTS = HERE / "results"
 Encode = Callable[[list[str]], np.ndarray]
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
 def separability(notes: pd.DataFrame, themes: pd.DataFrame, encode: Encode) -> dict[str, float]:
     """The measures above for one event's gold ``notes`` (topic, question, theme_id, text) and gold
     ``themes`` (theme_id, gold), with ``encode`` returning unit vectors."""
+    from pipeline.rank import unit_centre
     from pipeline.themes import texts_for_embedding
 
     answers = notes[notes["theme_id"] != "noise"]
@@ -69,7 +66,7 @@ def separability(notes: pd.DataFrame, themes: pd.DataFrame, encode: Encode) -> d
         bullet_vectors = encode([str(bullets[t]) for t in theme_ids])
         for theme_id, bullet in zip(theme_ids, bullet_vectors, strict=True):
             members = vectors[labels == theme_id]
-            centre_fit.append(float(_unit(members.mean(axis=0, keepdims=True))[0] @ bullet))
+            centre_fit.append(float(unit_centre(members) @ bullet))
             best_fit.append(float((members @ bullet).max()))
     return {
         "notes": total,
@@ -84,21 +81,26 @@ def separability(notes: pd.DataFrame, themes: pd.DataFrame, encode: Encode) -> d
 def encoders() -> dict[str, Encode]:
     from pipeline.config import Settings
     from pipeline.encoders import load_encoder
-    from pipeline.languages import _load
+    from pipeline.languages import multilingual_encoder
 
     settings = Settings()
     spec = settings.encoder
     model = load_encoder(spec)
 
     def own(texts: list[str]) -> np.ndarray:
-        return _unit(model.encode(texts, spec.batch_size, show_progress=False))
+        return model.encode(texts, spec.batch_size, show_progress=False)
 
     found = {f"{spec.model} ({spec.backend})": own}
     bridge_model = settings.synthesis.bridge.model
     if bridge_model:
-        bridge = _load(bridge_model)
-        found[f"{bridge_model} (bridge)"] = lambda texts: _unit(bridge(texts))
-        found["both, concatenated"] = lambda texts: _unit(np.hstack([own(texts), _unit(bridge(texts))]))
+        bridge = multilingual_encoder(bridge_model)
+
+        def both(texts: list[str]) -> np.ndarray:
+            joined = np.hstack([own(texts), bridge(texts)])
+            return joined / np.linalg.norm(joined, axis=1, keepdims=True)
+
+        found[f"{bridge_model} (bridge)"] = bridge
+        found["both, concatenated"] = both
     return found
 
 
@@ -108,11 +110,12 @@ def main() -> int:
         "--events", type=Path, nargs="+", default=[SHARED / "ecc2020-dev", SHARED / "ecc2020-dev2"]
     )
     args = parser.parse_args()
+    from quality import read_gold  # beside this script
+
     rows = []
     for name, encode in encoders().items():
         for event in args.events:
-            notes = pd.read_csv(event / "gold.csv", dtype=str, keep_default_na=False)
-            themes = pd.read_csv(event / "gold_themes.csv", dtype=str, keep_default_na=False)
+            notes, themes = read_gold(event)
             rows.append({"encoder": name, "event": event.name, **separability(notes, themes, encode)})
             print(rows[-1], flush=True)
     RESULTS.mkdir(exist_ok=True)

@@ -77,7 +77,8 @@ def find_cross_cutting(
     tables = themes["tables"].astype(str).to_numpy(dtype=object)
     for group in np.unique(groups):
         at = np.flatnonzero(groups == group)
-        if len(set(topics[at])) < params.min_topics:
+        spanned = set(topics[at])
+        if len(spanned) < params.min_topics:
             continue
         strongest = int(min(at, key=lambda i: (-support[i], theme_ids[i])))  # most tables, then first id
         sessions = sorted({s for row in tables[at] for s in row.split("; ") if s})
@@ -87,7 +88,7 @@ def find_cross_cutting(
                 "cross_id": PREFIX + hashlib.sha256("\x1f".join(ids).encode()).hexdigest()[:8],
                 "label": themes["recommendation"].iat[strongest],
                 "n_tables": len(sessions),
-                "n_topics": len(set(topics[at])),
+                "n_topics": len(spanned),
                 "topics": "; ".join(dict.fromkeys(topics[at])),
                 "theme_ids": "; ".join(ids),
                 "tables": "; ".join(sessions),
