@@ -234,6 +234,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     data_dir: DataDir = None,
+    warm: Annotated[
+        bool, typer.Option(help="Load the models for editors' re-runs as the app starts, in the background.")
+    ] = True,
 ) -> None:
     """Start the web app: facilitators' upload page and editors' review pages."""
     import uvicorn
@@ -247,7 +250,7 @@ def serve(
         f"Harvest on http://{host}:{port}/  (editors: `harvest user add NAME`; facilitators: "
         "`harvest token create EVENT_DIR`)"
     )
-    uvicorn.run(create_app(event_dirs, settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(event_dirs, settings, warm=warm), host=host, port=port, log_level="info")
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from functools import _lru_cache_wrapper
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from pipeline.config import Settings, load_settings
 from pipeline.encoders import load_encoder
 from pipeline.statements import _detector, detect_languages, load_nlp, load_splitter
 from pipeline.warmup import warm_up
+from tests.conftest import SAMPLE_EVENT
 
 
 def test_a_run_after_the_warm_up_loads_no_model_again() -> None:
@@ -80,3 +82,36 @@ def test_preloaded_language_models_leave_nothing_for_a_run_to_load(preload: bool
         assert grown_mib < 20
     else:  # the run itself would have loaded them
         assert grown_mib > 100
+
+
+# A fresh process: this one has the models loaded by other tests already.
+_WEB = """
+import sys
+from pathlib import Path
+from fastapi.testclient import TestClient
+from pipeline.config import Settings
+from pipeline.encoders import load_encoder
+from pipeline.statements import load_nlp
+from web.app import create_app
+
+app = create_app([Path(sys.argv[1])], Settings(data_dir=Path(sys.argv[2])), warm=sys.argv[3] == "warm")
+with TestClient(app) as client:
+    answered = client.get("/login").status_code  # pages answer while the models load
+    warming = app.state.harvest.warming
+    if warming is not None:
+        warming.join()
+    loaded = load_encoder.cache_info().currsize, load_nlp.cache_info().currsize
+    print(answered, "flows.harvest" in sys.modules, *loaded)
+"""
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_the_web_app_loads_the_models_for_re_runs_as_it_starts(warm: bool, tmp_path: Path) -> None:
+    mode = "warm" if warm else "cold"
+    out = subprocess.run(
+        [sys.executable, "-c", _WEB, str(SAMPLE_EVENT), str(tmp_path), mode],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == (["200", "True", "1", "1"] if warm else ["200", "False", "0", "0"])

@@ -8,7 +8,10 @@
 Every form carries a CSRF token bound to the session; all note text is escaped by the templates.
 """
 
+import logging
 import secrets
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +28,8 @@ from pipeline.store import Layout
 from web import access, audit, editors, facilitators, signin
 from web.common import HERE, EventSite, Harvest, redirect, render
 from web.facilitators import MAX_FILES_PER_UPLOAD, MAX_PASTE_CHARS
+
+log = logging.getLogger(__name__)
 
 #: Every page: scripts, styles and images from this site only (the pages use no inline script), never
 #: framed, no referrer (upload links carry their token in the path).
@@ -50,7 +55,22 @@ def _secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def create_app(event_dirs: list[Path], settings: Settings | None = None) -> FastAPI:
+def warm_up_runs(settings: Settings, languages: list[str]) -> None:
+    """Load what an editor's re-run needs (Prefect and the flow, the models of each event's language),
+    so the first re-run costs what the next one does (``pipeline.warmup``)."""
+    from pipeline.warmup import warm_up
+
+    started = time.perf_counter()
+    import flows.harvest  # noqa: F401 - Prefect (~4 s), imported by the re-run otherwise
+
+    for language in dict.fromkeys(languages):
+        warm_up(settings, language)
+    log.info("models loaded for the re-runs in %.1f s", time.perf_counter() - started)
+
+
+def create_app(event_dirs: list[Path], settings: Settings | None = None, warm: bool = False) -> FastAPI:
+    """The app for the events in ``event_dirs``. ``warm``: load the models for re-runs in the background
+    as it starts (``harvest serve`` does; tests and short-lived apps need not)."""
     settings = settings or load_settings()
     publishing = PublishWorker()
     sites = {}
@@ -59,10 +79,17 @@ def create_app(event_dirs: list[Path], settings: Settings | None = None) -> Fast
         layout = Layout(settings.data_dir, event.id)
         sites[event.id] = EventSite(event, Path(folder), layout, settings, publishing)
     state = Harvest(settings, sites)
+    if warm:
+        languages = [site.event.language for site in sites.values()]
+        state.warming = threading.Thread(
+            target=warm_up_runs, args=(settings, languages), name="harvest-warm-up", daemon=True
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         publishing.start()  # now, not at the first editor's action
+        if state.warming is not None:
+            state.warming.start()  # pages answer meanwhile; a re-run waits for it
         yield
         for site in sites.values():  # the editors' last actions are in the export before the server ends
             site.publish.settle()

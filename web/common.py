@@ -4,6 +4,7 @@ depend on (CSRF, signed-in editor, upload link, known event)."""
 # no `from __future__ import annotations`: FastAPI reads the dependencies' annotations at def time
 
 import secrets
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -46,6 +47,8 @@ class Harvest:
     sites: dict[str, EventSite]
     reader: GuardedReader = field(default_factory=GuardedReader)  # parses uploads with time/memory limits
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=HERE / "templates"))
+    #: Loads the models and Prefect when the app starts (``create_app(warm=True)``); a re-run waits for it
+    warming: threading.Thread | None = None
 
     @property
     def database(self) -> str:

@@ -411,6 +411,9 @@ def rerun(request: Request, event_id: str, user: Editor) -> Response:
     from flows.server import PrefectDidNotStart
 
     site = site_of(request, event_id)
+    warming = harvest(request).warming
+    if warming is not None and warming.is_alive():
+        warming.join()  # the loads this re-run would otherwise make itself, at the same time
     try:
         # the server stays up for the next re-run, as the models stay loaded
         summary = run_event(site.folder, harvest(request).settings.data_dir, keep_server=True)
