@@ -148,11 +148,14 @@ _kept: TemporaryServer | None = None  # the long-lived process's server (the web
 
 
 @contextmanager
-def run_api(data_dir: Path, keep: bool = False) -> Iterator[ApiAddress]:
+def run_api(
+    data_dir: Path, keep: bool = False, meanwhile: Callable[[], object] | None = None
+) -> Iterator[ApiAddress]:
     """The Prefect API of one run (see the module's docstring), as a function that waits for it.
 
     A temporary server starts on entry and stops on exit; with ``keep`` (a long-lived process, such as
-    the web app) it stays up for the next run and stops when the process exits."""
+    the web app) it stays up for the next run and stops when the process exits. ``meanwhile`` is called
+    while a temporary server starts (only then: otherwise nothing is waited for)."""
     global _kept
     if os.environ.get("PREFECT_API_URL"):
         yield lambda: None
@@ -164,6 +167,8 @@ def run_api(data_dir: Path, keep: bool = False) -> Iterator[ApiAddress]:
     if not keep:
         server = TemporaryServer()
         try:
+            if meanwhile is not None:
+                meanwhile()
             yield server.address
         finally:
             server.stop()
@@ -171,6 +176,8 @@ def run_api(data_dir: Path, keep: bool = False) -> Iterator[ApiAddress]:
     if _kept is None or _kept.process is None or _kept.process.poll() is not None:
         _kept = TemporaryServer()
         atexit.register(_kept.stop)
+        if meanwhile is not None:
+            meanwhile()
     yield _kept.address
 
 

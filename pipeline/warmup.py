@@ -1,12 +1,15 @@
 """Loading, once per process, what a run needs, before the first run needs it.
 
 Every model and heavy library loads where it is first used (a run that clusters nothing never loads
-the encoder). A long-lived process that serves runs (``harvest schedule``) calls ``warm_up`` when it
-starts, so the first run after a session does not pay the loads on top of its work: it costs what any
-later run costs. That includes lingua's full language models (~3 s, ~630 MiB): a run loads those of a
-text's likeliest languages when the quick screening doubts it is in the event's language, and English
-shorthand is often doubted ("academia; host: Lukas" screens Finnish), so a served process would load
-most of them during its first runs anyway, each load on a run's clock.
+the encoder). A long-lived process that serves runs (``harvest schedule``, ``harvest serve``) calls
+``warm_up`` when it starts, so the first run after a session does not pay the loads on top of its work:
+it costs what any later run costs. That includes lingua's full language models (~3 s, ~630 MiB): a run
+loads those of a text's likeliest languages when the quick screening doubts it is in the event's
+language, and English shorthand is often doubted ("academia; host: Lukas" screens Finnish), so a served
+process would load most of them during its first runs anyway, each load on a run's clock.
+
+A fresh ``harvest run`` warms up too, without the full language models, while Prefect's temporary
+server starts: a wait it would otherwise spend idle.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from pipeline.statements import detect_languages, load_nlp, load_splitter, prelo
 _FIRST_CALL = "Clusters should help small firms find skilled staff and funding."
 
 
-def warm_up(settings: Settings, language: str = "en") -> dict[str, float]:
+def warm_up(
+    settings: Settings, language: str = "en", language_models: bool | None = None
+) -> dict[str, float]:
     """Load the encoder, spaCy's splitter and trained pipeline, the language screener, the full language
-    models (unless ``settings.preload_language_models`` is off) and the clustering libraries, each used
-    once; returns the seconds each took (near zero if already loaded)."""
+    models (by ``language_models``, default ``settings.preload_language_models``) and the clustering
+    libraries, each used once; returns the seconds each took (near zero if already loaded)."""
     seconds: dict[str, float] = {}
 
     def timed(name: str, load: Callable[[], object]) -> None:
@@ -37,7 +42,7 @@ def warm_up(settings: Settings, language: str = "en") -> dict[str, float]:
     timed("splitter", lambda: list(load_splitter(language).pipe([_FIRST_CALL])))
     timed("spacy", lambda: list(load_nlp(settings.spacy_model).pipe([_FIRST_CALL])))
     timed("languages", lambda: detect_languages([_FIRST_CALL], language))
-    if settings.preload_language_models:
+    if settings.preload_language_models if language_models is None else language_models:
         timed("language models", lambda: preload_language_models(language))
     timed("clustering", _import_clustering)
     return seconds

@@ -42,6 +42,8 @@ def test_the_language_models_preload_can_be_turned_off(monkeypatch: pytest.Monke
     settings = load_settings()
     assert settings.preload_language_models is False
     assert "language models" not in warm_up(settings, "en")
+    # a fresh `harvest run` warms up without them, whatever the setting
+    assert "language models" not in warm_up(Settings(), "en", language_models=False)
 
 
 #: Notes the screening doubts: their shortlists load full models of several languages.
