@@ -118,14 +118,14 @@ def run(
     pdf).
     """
     from flows.server import PrefectDidNotStart, run_api
-    from pipeline.warmup import warm_up
+    from pipeline.warmup import head_start
 
     settings = _settings(data_dir)
     event, layout = _event_and_layout(event_dir, settings, out)  # clear errors before Prefect starts
     try:
         check_output_folder(layout.processed)
         # while Prefect's temporary server starts (when none runs), the models the run will need load
-        loading = partial(warm_up, settings, event.language, language_models=False)
+        loading = partial(head_start, settings, event.language, language_models=False)
         with run_api(settings.data_dir, meanwhile=loading) as api:  # and the pipeline is imported
             from flows.harvest import release_freed_memory, run_event
             from pipeline.publish import write_documents

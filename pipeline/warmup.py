@@ -14,12 +14,15 @@ server starts: a wait it would otherwise spend idle.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from pipeline.config import Settings
 from pipeline.encoders import load_encoder
 from pipeline.statements import detect_languages, load_nlp, load_splitter, preload_language_models
+
+log = logging.getLogger(__name__)
 
 #: A text for each model's first call, which builds its buffers and sessions: not a real note.
 _FIRST_CALL = "Clusters should help small firms find skilled staff and funding."
@@ -46,6 +49,15 @@ def warm_up(
         timed("language models", lambda: preload_language_models(language))
     timed("clustering", _import_clustering)
     return seconds
+
+
+def head_start(settings: Settings, language: str = "en", language_models: bool | None = None) -> None:
+    """``warm_up`` where it is only a head start for a run (a fresh ``harvest run``, the web app): a model
+    that fails to load is logged and left to load, and to fail, where a run needs it, as without it."""
+    try:
+        warm_up(settings, language, language_models)
+    except Exception as exc:  # any failure here is the run's to report, if it needs the model
+        log.warning("could not load the models ahead of the run (%s); the run loads what it needs", exc)
 
 
 def _import_clustering() -> None:

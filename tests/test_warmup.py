@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+import pipeline.warmup
 from pipeline.config import Settings, load_settings
 from pipeline.encoders import load_encoder
 from pipeline.statements import _detector, detect_languages, load_nlp, load_splitter
-from pipeline.warmup import warm_up
+from pipeline.warmup import head_start, warm_up
 from tests.conftest import SAMPLE_EVENT
 
 
@@ -117,3 +118,17 @@ def test_the_web_app_loads_the_models_for_re_runs_as_it_starts(warm: bool, tmp_p
         check=True,
     ).stdout.split()
     assert out == (["200", "True", "1", "1"] if warm else ["200", "False", "0", "0"])
+
+
+def test_a_head_start_that_fails_leaves_the_loads_to_the_run(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fresh `harvest run` loads the models while Prefect's server starts; a model that cannot load
+    there (a mistyped model path, say) fails the run only where the run needs it, as before."""
+
+    def unloadable(*_: object) -> None:
+        raise OSError("no model at /nowhere")
+
+    monkeypatch.setattr(pipeline.warmup, "load_encoder", unloadable)
+    head_start(Settings(), "en", language_models=False)
+    assert "could not load the models ahead of the run (no model at /nowhere)" in caplog.text

@@ -58,13 +58,13 @@ def _secret_key(settings: Settings) -> str:
 def warm_up_runs(settings: Settings, languages: list[str]) -> None:
     """Load what an editor's re-run needs (Prefect and the flow, the models of each event's language),
     so the first re-run costs what the next one does (``pipeline.warmup``)."""
-    from pipeline.warmup import warm_up
+    from pipeline.warmup import head_start
 
     started = time.perf_counter()
     import flows.harvest  # noqa: F401 - Prefect (~4 s), imported by the re-run otherwise
 
     for language in dict.fromkeys(languages):
-        warm_up(settings, language)
+        head_start(settings, language)
     log.info("models loaded for the re-runs in %.1f s", time.perf_counter() - started)
 
 
