@@ -56,16 +56,30 @@ def _secret_key(settings: Settings) -> str:
 
 
 def warm_up_runs(settings: Settings, languages: list[str]) -> None:
-    """Load what an editor's re-run needs (Prefect and the flow, the models of each event's language),
-    so the first re-run costs what the next one does (``pipeline.warmup``)."""
+    """Load what an editor's re-run needs (Prefect and the flow, the Prefect server the re-runs keep, the
+    models of each event's language), so the first re-run costs what the next one does."""
+    import flows.harvest  # noqa: F401 - Prefect (~4 s), imported by the re-run otherwise
+    from flows.server import PrefectDidNotStart, run_api
     from pipeline.warmup import head_start
 
     started = time.perf_counter()
-    import flows.harvest  # noqa: F401 - Prefect (~4 s), imported by the re-run otherwise
+    loaded = False
 
-    for language in dict.fromkeys(languages):
-        head_start(settings, language)
-    log.info("models loaded for the re-runs in %.1f s", time.perf_counter() - started)
+    def load_models() -> None:
+        nonlocal loaded
+        for language in dict.fromkeys(languages):
+            head_start(settings, language)
+        loaded = True
+
+    try:
+        # the server the re-runs keep (none when one is configured or `harvest schedule`'s runs)
+        with run_api(settings.data_dir, keep=True, meanwhile=load_models) as api:
+            if not loaded:  # no server to wait for
+                load_models()
+            api()
+    except PrefectDidNotStart as exc:  # the re-run tries again, and says so
+        log.warning("Prefect's server for the re-runs did not start: %s", exc)
+    log.info("models and Prefect loaded for the re-runs in %.1f s", time.perf_counter() - started)
 
 
 def create_app(event_dirs: list[Path], settings: Settings | None = None, warm: bool = False) -> FastAPI:
