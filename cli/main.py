@@ -110,6 +110,13 @@ def run(
         Path | None, typer.Option("--out", help="Output folder (default data/processed/<event>).")
     ] = None,
     data_dir: DataDir = None,
+    documents: Annotated[
+        bool,
+        typer.Option(
+            help="Write paper.docx and paper.pdf after the run (~50 s for 8,000 notes). Without: the web "
+            "app renders them at their first download, and a later `harvest run` writes them."
+        ),
+    ] = True,
 ) -> None:
     """Run the whole pipeline (a Prefect flow) on every note file in EVENT_DIR.
 
@@ -134,17 +141,19 @@ def run(
     except (PrefectDidNotStart, DamagedUpload, FileExistsError) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
-    # the run's frames are garbage now; the documents' layout needs the room
-    release_freed_memory(summary["statements"])
-    started = time.perf_counter()
-    write_documents(layout, event, settings)  # after the run: the flow's re-runs leave them to downloads
-    documents_seconds = time.perf_counter() - started
+    written = "paper.docx and paper.pdf: not written (--no-documents)"
+    if documents:
+        # the run's frames are garbage now; the documents' layout needs the room
+        release_freed_memory(summary["statements"])
+        started = time.perf_counter()
+        write_documents(layout, event, settings)  # after the run: the flow's re-runs leave them to downloads
+        written = f"paper.docx and paper.pdf: {time.perf_counter() - started:.1f} s"
     typer.echo(
         f"{summary['statements']} statements, {summary['themes']} themes, "
         f"{summary['off_topic']} off-topic, {summary['unassigned']} unassigned; "
         f"files: {summary['accepted']} new, {summary['unchanged']} unchanged, {summary['rejected']} rejected"
     )
-    typer.echo(f"export and paper in {summary['out']} (paper.docx and paper.pdf: {documents_seconds:.1f} s)")
+    typer.echo(f"export and paper in {summary['out']} ({written})")
     if summary["polls"] or summary["polls_rejected"]:
         typer.echo(f"live polls: {summary['polls']} questions, {summary['polls_rejected']} files rejected")
     if summary["polls_rejected"]:

@@ -184,3 +184,23 @@ def test_one_new_table_changes_only_its_question(tmp_path: Path) -> None:
     before, after = (t.set_index("theme_id").loc[banks] for t in (themes_before, themes_after))
     assert after.n_tables > before.n_tables
     assert set(before.statement_ids.split("; ")) <= set(after.statement_ids.split("; "))
+
+
+def test_a_run_can_leave_the_docx_and_pdf_to_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`harvest run --no-documents` writes the export and the paper's HTML and Markdown, not its DOCX and
+    PDF (most of a run after one new table at 8,000 notes); the next `harvest run` writes them."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    monkeypatch.setenv("HARVEST_DATA", str(tmp_path / "data"))
+    published = tmp_path / "data" / "processed" / "mini"
+    quick = CliRunner().invoke(app, ["run", str(MINI), "--no-documents"])
+    assert quick.exit_code == 0, quick.output
+    assert "paper.docx and paper.pdf: not written (--no-documents)" in quick.output
+    assert (published / "paper.html").exists() and (published / "statements.csv").exists()
+    assert not (published / "paper.docx").exists() and not (published / "paper.pdf").exists()
+    full = CliRunner().invoke(app, ["run", str(MINI)])
+    assert full.exit_code == 0, full.output
+    assert "0 new, 1 unchanged" in full.output
+    assert (published / "paper.docx").stat().st_size > 0 and (published / "paper.pdf").stat().st_size > 0
