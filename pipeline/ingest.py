@@ -88,8 +88,7 @@ def in_groups_of(notes: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
         parts = [pa.array(frame[c], from_pandas=True).cast(pa.large_string()) for c in KEY_COLUMNS]
         return pc.binary_join_element_wise(*parts, pa.scalar("\x1f", pa.large_string()))
 
-    found = pc.is_in(keys(notes), value_set=keys(other))
-    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+    return is_in(keys(notes), keys(other))
 
 
 def _keys(notes: pd.DataFrame) -> list[list[str | int]]:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -216,10 +219,10 @@ def vectors(embeddings: np.ndarray, rows: npt.ArrayLike) -> np.ndarray:
     return np.asarray(embeddings[np.asarray(rows)], dtype=np.float32)
 
 
-def is_in(column: pd.Series, values: pd.Series) -> np.ndarray:
-    """``column.isin(values)`` for string columns, by Arrow's hash set: pandas' own boxes every one of
-    ``values`` as a Python object first, seconds per million (an ingest checks each file's note ids
-    against the event's)."""
+def is_in(column: pd.Series | pa.Array, values: pd.Series | pa.Array) -> np.ndarray:
+    """``column.isin(values)`` for string columns (or Arrow string arrays, taken as they are), by Arrow's
+    hash set: pandas' own boxes every one of ``values`` as a Python object first, seconds per million (an
+    ingest checks each file's note ids against the event's)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
