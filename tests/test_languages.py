@@ -120,21 +120,25 @@ def test_the_bridge_places_a_statement_where_the_same_thing_said_in_english_is()
             ("hydrogen valleys need investment in infrastructure", "en"),
             ("moins de bureaucratie pour les petites entreprises", "fr"),
             ("Investitionen in die Wasserstoffinfrastruktur", "de"),
+            ("le café était froid ce matin", "fr"),  # "the coffee was cold this morning": close to nothing
         ]
     )
-    own = np.eye(4, dtype=np.float32)  # stands in for the English model: every statement apart
+    own = np.eye(5, dtype=np.float32)  # stands in for the English model: every statement apart
     read = (statements["language"] == "en").to_numpy()
     encode = multilingual_encoder(BridgeParams().model)  # the real multilingual model
     placed_embeddings, placed = bridge(statements, own, read, encode, BridgeParams())
-    assert placed.tolist() == [False, False, True, True]
+    # the unrelated one is no closer to either English statement than unrelated texts are: it waits
+    assert placed.tolist() == [False, False, True, True, False]
     np.testing.assert_allclose(placed_embeddings[2], own[0])  # with the red-tape statement
     np.testing.assert_allclose(placed_embeddings[3], own[1])  # with the hydrogen one
-    np.testing.assert_allclose(placed_embeddings[:2], own[:2])
+    np.testing.assert_allclose(placed_embeddings[[0, 1, 4]], own[[0, 1, 4]])
 
     routed, _ = place_languages(statements, own, "en", BridgeParams(min_similarity=0.99))
-    assert routed["language_route"].tolist() == ["", "", "awaiting", "awaiting"]  # nothing close enough
+    assert routed["language_route"].tolist() == ["", "", "awaiting", "awaiting", "awaiting"]
     routed, _ = place_languages(statements, own, "en", BridgeParams(model=""))
-    assert (routed["language_route"] == LanguageRoute.AWAITING).sum() == 2  # no bridge: all listed
+    assert (routed["language_route"] == LanguageRoute.AWAITING).sum() == 3  # no bridge: all listed
+    # a model Harvest has no figure for: the floor of models whose cosines spread over the whole range
+    assert BridgeParams(model="paraphrase-multilingual-MiniLM-L12-v2").similarity_floor == 0.2
 
 
 def test_an_editors_translation_takes_the_place_of_a_missing_gloss() -> None:
