@@ -10,6 +10,9 @@ over the answer notes of each question (gold theme not ``noise``, read as the mo
   gold theme. No clustering can be much purer than this: it bounds how often a note sits beside notes
   of its own point.
 - *same theme* / *other theme*: mean cosine of note pairs of one gold theme, and of two.
+- *other languages: nearest English agrees*: for the answer notes Harvest detects in another language,
+  the share whose most similar note of the question in the model's language expresses the same gold
+  theme: what the multilingual bridge, which places such a note with that one, can reach.
 - *centre ~ bullet* / *best note ~ bullet*: cosine between a gold theme's mean vector and the editors'
   bullet, and the best single note's (an oracle that knows the bullet): what a recommendation chosen
   by closeness to a theme's centre can reach in score.py's fidelity (score.py embeds with MiniLM).
@@ -41,9 +44,11 @@ def separability(notes: pd.DataFrame, themes: pd.DataFrame, encode: Encode) -> d
     """The measures above for one event's gold ``notes`` (topic, question, theme_id, text) and gold
     ``themes`` (theme_id, gold), with ``encode`` returning unit vectors."""
     from pipeline.rank import unit_centre
+    from pipeline.statements import detect_languages
     from pipeline.themes import texts_for_embedding
 
     answers = notes[notes["theme_id"] != "noise"]
+    foreign_agree = foreign = 0
     bullets = themes.set_index("theme_id")["gold"]
     agree = total = 0
     same: list[float] = []
@@ -62,6 +67,11 @@ def separability(notes: pd.DataFrame, themes: pd.DataFrame, encode: Encode) -> d
             together = labels[upper[0]] == labels[upper[1]]
             same += similarity[upper][together].tolist()
             other += similarity[upper][~together].tolist()
+            english = np.array(detect_languages(question["text"].tolist())) == "en"
+            if english.any() and not english.all():
+                closest = np.flatnonzero(english)[similarity[~english][:, english].argmax(axis=1)]
+                foreign_agree += int((labels[closest] == labels[~english]).sum())
+                foreign += int((~english).sum())
         theme_ids = list(dict.fromkeys(labels))
         bullet_vectors = encode([str(bullets[t]) for t in theme_ids])
         for theme_id, bullet in zip(theme_ids, bullet_vectors, strict=True):
@@ -73,6 +83,8 @@ def separability(notes: pd.DataFrame, themes: pd.DataFrame, encode: Encode) -> d
         "nearest_note_agrees": round(agree / max(total, 1), 3),
         "same_theme": round(float(np.mean(same)), 3),
         "other_theme": round(float(np.mean(other)), 3),
+        "other_languages": foreign,
+        "nearest_english_agrees": round(foreign_agree / foreign, 3) if foreign else "–",
         "centre_to_bullet": round(float(np.mean(centre_fit)), 3),
         "best_note_to_bullet": round(float(np.mean(best_fit)), 3),
     }
