@@ -317,28 +317,31 @@ def language_landing(gold: Path, out: Path, language: str = "en") -> dict[str, d
     return rows
 
 
-def glossed_event(gold: Path, out: Path, language: str = "en") -> Path:
-    """``gold`` with every note Harvest detected in another language glossed (a ``text_en`` column)
-    by its gold bullet, as an editor's translation would read: the human route, measured."""
-    target = WORK / f"{gold.name}-glossed"
+#: Literal English translations of an event's notes in other languages (``<event>.csv``: note_id,
+#: text_en), written by a developer as an editor would type them on the review page.
+TRANSLATIONS = HERE / "translations"
+
+
+def glossed_event(gold: Path, glosses: dict[str, str], name: str) -> Path:
+    """``gold`` with its notes glossed (a ``text_en`` column) by ``glosses`` (note id -> English)."""
+    target = WORK / f"{gold.name}-{name}"
     shutil.rmtree(target, ignore_errors=True)
     (target / "notes").mkdir(parents=True)
     shutil.copy(gold / "event.yaml", target / "event.yaml")
-    statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
-    other = set(statements.loc[statements["language"] != language, "note_id"])
-    bullet = read_gold(gold)[0].set_index("note_id")["gold"]
     for path in sorted((gold / "notes").glob("*.csv")):
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        frame["text_en"] = [bullet.get(n, "") if n in other else "" for n in frame["note_id"]]
+        frame["text_en"] = [glosses.get(n, "") for n in frame["note_id"]]
         frame.to_csv(target / "notes" / path.name, index=False)
-    for name in ("gold.csv", "gold_themes.csv"):
-        shutil.copy(gold / name, target / name)
+    for file in ("gold.csv", "gold_themes.csv"):
+        shutil.copy(gold / file, target / file)
     return target
 
 
 def language_routes(gold: Path, out: Path, language: str) -> dict[str, dict[str, dict[str, int]]]:
     """``language_landing`` of the run ``out`` (the multilingual bridge on), of a run with neither the
-    bridge nor glosses, and of a run with every other-language note glossed by its gold bullet."""
+    bridge nor glosses, of a run with every other-language note glossed by its gold bullet (the
+    human route, with the editors' own words), and, where ``TRANSLATIONS`` has the event, of a run with
+    those notes glossed by a literal translation."""
     rows = {"multilingual bridge": language_landing(gold, out, language)}
     os.environ["HARVEST_BRIDGE__MODEL"] = ""
     try:
@@ -346,8 +349,19 @@ def language_routes(gold: Path, out: Path, language: str) -> dict[str, dict[str,
     finally:
         del os.environ["HARVEST_BRIDGE__MODEL"]
     rows["neither bridge nor glosses"] = language_landing(gold, bare, language)
-    glossed, _ = run_harvest(glossed_event(gold, out, language), WORK / "data-glossed")
-    rows["glosses from the gold bullets"] = language_landing(gold, glossed, language)
+    statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
+    other = set(statements.loc[statements["language"] != language, "note_id"])
+    bullets = read_gold(gold)[0].set_index("note_id")["gold"]
+    glosses = {"gold bullets": {n: str(bullets[n]) for n in other if n in bullets.index}}
+    translations = TRANSLATIONS / f"{gold.name}.csv"
+    if translations.exists():
+        literal = pd.read_csv(translations, dtype=str, keep_default_na=False)
+        glosses["literal translations"] = dict(zip(literal["note_id"], literal["text_en"], strict=True))
+    for source, by_note in glosses.items():
+        glossed, _ = run_harvest(
+            glossed_event(gold, by_note, source.replace(" ", "-")), WORK / "data-glossed"
+        )
+        rows[f"glosses: {source}"] = language_landing(gold, glossed, language)
     return rows
 
 
@@ -437,8 +451,9 @@ def language_tables(languages: dict[str, dict[str, dict[str, int]]], confirm_eve
         "Per language (as Harvest detected it): notes, how many reached a theme, how many of those are in "
         "their gold theme (the gold theme most of the theme's English notes express), how many share their "
         "theme with at least one English note of their gold theme (placed right, in a theme the clustering "
-        "may have fused with another), how many await a translation. The glosses of the last run are the "
-        "notes' gold bullets, standing in for an editor's or facilitator's translation.",
+        "may have fused with another), how many await a translation. Glosses: the notes' gold bullets, "
+        "standing in for an editor's or facilitator's translation, and literal translations written as an "
+        "editor would (`benchmarks/translations/`).",
         "",
         "| route | language | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 2) + "|",
