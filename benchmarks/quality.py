@@ -317,6 +317,29 @@ def language_landing(gold: Path, out: Path, language: str = "en") -> dict[str, d
     return rows
 
 
+def model_language_landing(gold: Path, out: Path, language: str = "en") -> dict[str, int]:
+    """``language_landing``'s counts for the answer notes in ``language`` itself (gold theme not noise), the
+    measure the other languages' figures compare with: how often the clustering puts any note right."""
+    statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
+    notes, _ = read_gold(gold)
+    joined = statements.merge(
+        notes[["note_id", "theme_id"]].rename(columns={"theme_id": "gold"}), on="note_id", how="left"
+    ).drop_duplicates("note_id")
+    own = joined[joined["language"] == language]
+    placed = own[own["theme_id"] != ""]
+    gold_of = placed.groupby("theme_id")["gold"].agg(lambda g: g.value_counts().index[0])
+    same_point = placed.groupby(["theme_id", "gold"])["note_id"].transform("size")
+    answers = placed["gold"] != "noise"
+    return {
+        "notes": int((own["gold"] != "noise").sum()),
+        "in a theme": int(answers.sum()),
+        "in its gold theme": int((answers & (placed["theme_id"].map(gold_of) == placed["gold"])).sum()),
+        # beside: another note of its own point shares its theme
+        "beside notes of its gold theme": int((answers & (same_point > 1)).sum()),
+        "awaiting translation": 0,
+    }
+
+
 #: Literal English translations of an event's notes in other languages (``<event>.csv``: note_id,
 #: text_en), written by a developer as an editor would type them on the review page.
 TRANSLATIONS = HERE / "translations"
@@ -342,7 +365,11 @@ def language_routes(gold: Path, out: Path, language: str) -> dict[str, dict[str,
     bridge nor glosses, of a run with every other-language note glossed by its gold bullet (the
     human route, with the editors' own words), and, where ``TRANSLATIONS`` has the event, of a run with
     those notes glossed by a literal translation."""
-    rows = {"multilingual bridge": language_landing(gold, out, language)}
+    baseline = model_language_landing(gold, out, language)
+    rows = {
+        f"for comparison: answer notes in {language}": {language: baseline},
+        "multilingual bridge": language_landing(gold, out, language),
+    }
     os.environ["HARVEST_BRIDGE__MODEL"] = ""
     try:
         bare, _ = run_harvest(gold, WORK / "data-no-bridge")
@@ -453,14 +480,17 @@ def language_tables(languages: dict[str, dict[str, dict[str, int]]], confirm_eve
         "theme with at least one English note of their gold theme (placed right, in a theme the clustering "
         "may have fused with another), how many await a translation. Glosses: the notes' gold bullets, "
         "standing in for an editor's or facilitator's translation, and literal translations written as an "
-        "editor would (`benchmarks/translations/`).",
+        "editor would (`benchmarks/translations/`). The first row counts the event's own answer notes in the "
+        "model's language the same way (in its gold theme: the theme most of whose notes express its "
+        "gold point; beside: another note of its point shares its theme): how often the clustering puts "
+        "any note right, the measure the other languages' figures compare with.",
         "",
         "| route | language | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 2) + "|",
     ]
     for name, rows in languages.items():
         total = {c: sum(r[c] for r in rows.values()) for c in columns}
-        for language, row in [*sorted(rows.items()), ("**all**", total)]:
+        for language, row in [*sorted(rows.items()), *([("**all**", total)] if len(rows) > 1 else [])]:
             lines.append(f"| {name} | {language} | " + " | ".join(str(row[c]) for c in columns) + " |")
     lines += [
         "",
