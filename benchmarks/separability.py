@@ -17,6 +17,10 @@ over the answer notes of each question (gold theme not ``noise``, read as the mo
   bullet, and the best single note's (an oracle that knows the bullet): what a recommendation chosen
   by closeness to a theme's centre can reach in score.py's fidelity (score.py embeds with MiniLM).
 
+Also, per encoder, the cosine of two unrelated texts: the median over pairs of texts with different labels
+in public short-text sets (600 texts of each, ``../shared/benchmarks/``), no event involved. The bridge's
+"nothing close enough" floor is that figure (``pipeline.languages.UNRELATED_COSINE``).
+
 Reads the gold files: a benchmark, never the pipeline.
 """
 
@@ -90,6 +94,24 @@ def separability(notes: pd.DataFrame, themes: pd.DataFrame, encode: Encode) -> d
     }
 
 
+#: Public labelled short-text sets the unrelated-pair cosine is measured on, and texts sampled from each.
+UNRELATED_SETS = ("stackoverflow", "agnews", "searchsnippets")
+UNRELATED_SAMPLE = 600
+
+
+def unrelated_cosine(encode: Encode, folder: Path = SHARED / "benchmarks") -> dict[str, float]:
+    """Per public set: the median cosine between texts of different labels (a fixed sample)."""
+    found = {}
+    for name in UNRELATED_SETS:
+        texts = pd.read_csv(folder / f"{name}.csv").sample(UNRELATED_SAMPLE, random_state=0)
+        vectors = encode(texts["text"].astype(str).tolist())
+        labels = texts["label"].to_numpy()
+        upper = np.triu_indices(len(labels), 1)
+        apart = labels[upper[0]] != labels[upper[1]]
+        found[name] = round(float(np.median((vectors @ vectors.T)[upper][apart])), 3)
+    return found
+
+
 def encoders() -> dict[str, Encode]:
     from pipeline.config import Settings
     from pipeline.encoders import load_encoder
@@ -125,13 +147,17 @@ def main() -> int:
     from quality import read_gold  # beside this script
 
     rows = []
-    for name, encode in encoders().items():
+    by_name = encoders()
+    for name, encode in by_name.items():
         for event in args.events:
             notes, themes = read_gold(event)
             rows.append({"encoder": name, "event": event.name, **separability(notes, themes, encode)})
             print(rows[-1], flush=True)
+    unrelated = {name: unrelated_cosine(encode) for name, encode in by_name.items()}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "separability.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / "separability.json").write_text(
+        json.dumps({"events": rows, "unrelated_cosine": unrelated}, indent=2) + "\n", encoding="utf-8"
+    )
     columns = list(rows[0])
     lines = [
         "# Separability of the gold themes",
@@ -145,6 +171,19 @@ def main() -> int:
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
         *("| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows),
+        "",
+        "## Cosine of two unrelated texts",
+        "",
+        f"Median cosine between texts of different labels, {UNRELATED_SAMPLE} texts of each public set "
+        '(`../shared/benchmarks/`): what "no closer than unrelated" means in each encoder\'s scale (the '
+        "multilingual bridge's floor, `pipeline.languages.UNRELATED_COSINE`).",
+        "",
+        "| encoder | " + " | ".join(UNRELATED_SETS) + " |",
+        "|---" * (len(UNRELATED_SETS) + 1) + "|",
+        *(
+            f"| {name} | " + " | ".join(str(by_set[s]) for s in UNRELATED_SETS) + " |"
+            for name, by_set in unrelated.items()
+        ),
         "",
     ]
     (RESULTS / "separability.md").write_text("\n".join(lines), encoding="utf-8")

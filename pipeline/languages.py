@@ -32,9 +32,12 @@ Encode = Callable[[list[str]], np.ndarray]
 E5_MULTILINGUAL = "multilingual-e5-small"
 
 #: Cosine of two unrelated texts, by model: the median over pairs of different labels of public
-#: short-text sets (StackOverflow, AG News, SearchSnippets; 600 texts each): e5 0.78-0.82, its scores
-#: crowd into 0.7-1 (its model card), where sentence-transformers models spread out (USE 0.13-0.18).
+#: short-text sets (StackOverflow, AG News, SearchSnippets; 600 texts each; benchmarks/separability.py):
+#: e5 0.78-0.82, its scores crowd into 0.7-1 (its model card), where sentence-transformers models
+#: spread out (USE 0.13-0.18).
 UNRELATED_COSINE = {E5_MULTILINGUAL: 0.80}
+#: for a model without a figure: a little above what unrelated texts reach in models whose cosines
+#: spread over the range (all-MiniLM-L6-v2 0.01-0.08 by the same measure, USE 0.13-0.18)
 DEFAULT_UNRELATED_COSINE = 0.2
 
 
@@ -48,7 +51,8 @@ class BridgeParams(BaseModel):
     model: str = E5_MULTILINGUAL
     #: statements in the model's language whose mean embedding a placed statement takes. One: a copy of
     #: the closest one's adds no new point between clusters, where a mean of several can join two
-    #: (measured on ecc2020-dev2: 1, 3, 5 neighbours gave theme recall 0.70, 0.66, 0.52; see README)
+    #: (measured on ecc2020-dev2, theme recall: with USE 1, 3, 5 neighbours 0.70, 0.66, 0.52, with e5 1 and
+    #: 3 neighbours 0.72 and 0.56; see README)
     neighbours: int = Field(default=1, ge=1)
     #: a statement whose closest neighbour is no closer than this waits for a translation rather than be
     #: placed on a guess; default: the model's cosine of two unrelated texts (``UNRELATED_COSINE``)
