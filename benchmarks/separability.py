@@ -99,11 +99,13 @@ UNRELATED_SETS = ("stackoverflow", "agnews", "searchsnippets")
 UNRELATED_SAMPLE = 600
 
 
-def unrelated_cosine(encode: Encode, folder: Path = SHARED / "benchmarks") -> dict[str, float]:
+def unrelated_cosine(
+    encode: Encode, folder: Path = SHARED / "benchmarks", sample: int = UNRELATED_SAMPLE
+) -> dict[str, float]:
     """Per public set: the median cosine between texts of different labels (a fixed sample)."""
     found = {}
     for name in UNRELATED_SETS:
-        texts = pd.read_csv(folder / f"{name}.csv").sample(UNRELATED_SAMPLE, random_state=0)
+        texts = pd.read_csv(folder / f"{name}.csv").sample(sample, random_state=0)
         vectors = encode(texts["text"].astype(str).tolist())
         labels = texts["label"].to_numpy()
         upper = np.triu_indices(len(labels), 1)

@@ -111,7 +111,9 @@ def test_quality_benchmark_says_why_each_gold_theme_was_missed(monkeypatch: pyte
     sys.modules.pop("quality", None)
 
 
-def test_separability_measures_what_the_encoder_tells_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_separability_measures_what_the_encoder_tells_apart(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import pandas as pd
 
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
@@ -119,23 +121,35 @@ def test_separability_measures_what_the_encoder_tells_apart(monkeypatch: pytest.
 
     energy = ["Cheaper energy for factories", "Lower electricity prices for industry", "Energy costs cut"]
     skills = ["Train workers in digital skills", "Courses on digital skills for staff", "Upskill employees"]
+    french = "Des prix de l'électricité plus bas pour les usines"  # an energy note in French
     notes = pd.DataFrame(
         {
             "topic": "green",
             "question": "policy",
-            "theme_id": ["energy"] * 3 + ["skills"] * 3 + ["noise"],
-            "text": [*energy, *skills, "we agreed with Anna"],
+            "theme_id": ["energy"] * 4 + ["skills"] * 3 + ["noise"],
+            "text": [*energy, french, *skills, "we agreed with Anna"],
         }
     )
     themes = pd.DataFrame(
         {"theme_id": ["energy", "skills"], "gold": ["Affordable energy", "Digital skills training"]}
     )
-    encode = next(iter(separability.encoders().values()))  # Harvest's own encoder
+    encoders = separability.encoders()
+    own, bridge = encoders["all-MiniLM-L6-v2 (onnx)"], encoders["multilingual-e5-small (bridge)"]
 
-    measured = separability.separability(notes, themes, encode)
+    measured = separability.separability(notes, themes, own)
 
-    assert measured["notes"] == 6  # the noise note is no answer
-    assert measured["nearest_note_agrees"] == 1.0
+    assert measured["notes"] == 7  # the noise note is no answer
     assert measured["same_theme"] > measured["other_theme"] + 0.2
     assert 0.4 < measured["centre_to_bullet"] <= 1.0
+    assert measured["other_languages"] == 1  # the French note, detected as such
+    assert separability.separability(notes, themes, bridge)["nearest_english_agrees"] == 1.0
+
+    for name in separability.UNRELATED_SETS:  # two labels, two texts each
+        pd.DataFrame({"text": [*energy[:2], *skills[:2]], "label": [0, 0, 1, 1]}).to_csv(
+            tmp_path / f"{name}.csv", index=False
+        )
+    apart = {e: separability.unrelated_cosine(encoders[e], tmp_path, sample=4) for e in encoders}
+    # e5's cosines crowd high (its model card): why the bridge's floor is set per model
+    assert all(apart["multilingual-e5-small (bridge)"][s] > 0.6 for s in separability.UNRELATED_SETS)
+    assert all(apart["all-MiniLM-L6-v2 (onnx)"][s] < 0.4 for s in separability.UNRELATED_SETS)
     sys.modules.pop("separability", None)
