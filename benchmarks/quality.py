@@ -286,17 +286,27 @@ def off_topic_unassigned(out: Path) -> Path:
     return target
 
 
+def _statements_with_gold(gold: Path, out: Path) -> pd.DataFrame:
+    """The run ``out``'s statements, each with its note's gold theme (``gold``)."""
+    statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
+    notes, _ = read_gold(gold)
+    return statements.merge(
+        notes[["note_id", "theme_id"]].rename(columns={"theme_id": "gold"}), on="note_id", how="left"
+    )
+
+
+def _majority_gold(placed: pd.DataFrame) -> pd.Series:
+    """Per theme of ``placed`` statements: the gold theme most of them express."""
+    return placed.groupby("theme_id")["gold"].agg(lambda g: g.value_counts().index[0])
+
+
 def language_landing(gold: Path, out: Path, language: str = "en") -> dict[str, dict[str, int]]:
     """Per language other than ``language``: its notes, how many reached a theme, how many of those are
     in their gold theme (the gold theme most of the theme's ``language`` notes express), how many share
     their theme with a ``language`` note of their gold theme, how many await a translation."""
-    statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
-    notes, _ = read_gold(gold)
-    joined = statements.merge(
-        notes[["note_id", "theme_id"]].rename(columns={"theme_id": "gold"}), on="note_id", how="left"
-    )
+    joined = _statements_with_gold(gold, out)
     own = joined[(joined["language"] == language) & (joined["theme_id"] != "")]
-    gold_of = own.groupby("theme_id")["gold"].agg(lambda g: g.value_counts().index[0])
+    gold_of = _majority_gold(own)
     golds_in = own.groupby("theme_id")["gold"].agg(set)
     rows = {}
     for lang, group in joined[joined["language"] != language].groupby("language"):
@@ -320,14 +330,10 @@ def language_landing(gold: Path, out: Path, language: str = "en") -> dict[str, d
 def model_language_landing(gold: Path, out: Path, language: str = "en") -> dict[str, int]:
     """``language_landing``'s counts for the answer notes in ``language`` itself (gold theme not noise), the
     measure the other languages' figures compare with: how often the clustering puts any note right."""
-    statements = pd.read_csv(out / "statements.csv", dtype=str, keep_default_na=False)
-    notes, _ = read_gold(gold)
-    joined = statements.merge(
-        notes[["note_id", "theme_id"]].rename(columns={"theme_id": "gold"}), on="note_id", how="left"
-    ).drop_duplicates("note_id")
+    joined = _statements_with_gold(gold, out).drop_duplicates("note_id")
     own = joined[joined["language"] == language]
     placed = own[own["theme_id"] != ""]
-    gold_of = placed.groupby("theme_id")["gold"].agg(lambda g: g.value_counts().index[0])
+    gold_of = _majority_gold(placed)
     same_point = placed.groupby(["theme_id", "gold"])["note_id"].transform("size")
     answers = placed["gold"] != "noise"
     return {
