@@ -41,9 +41,12 @@ def editor_agreement(machine: pd.DataFrame, reviewed: pd.DataFrame, state: Revie
     both["theme_id_machine"] = both["theme_id_machine"].fillna("")
 
     def grouping(column: str) -> list[str]:  # an unassigned statement stands alone
-        return [t or f"alone:{s}" for t, s in zip(both[column], both["statement_id"], strict=True)]
+        return [
+            t or f"alone:{s}"
+            for t, s in zip(both[column].tolist(), both["statement_id"].tolist(), strict=True)
+        ]
 
-    machine_themes = {t for t in machine["theme_id"] if t and not t.endswith(OFF_TOPIC_THEME_SUFFIX)}
+    machine_themes = {t for t in machine["theme_id"].tolist() if t and not t.endswith(OFF_TOPIC_THEME_SUFFIX)}
     decisions = state.themes
     decided = decisions[decisions["theme_id"].isin(machine_themes)]
 

@@ -73,7 +73,11 @@ def reuse_unchanged(
     if not same:
         return {}
     group_of = dict(
-        zip(statements["statement_id"], statements["topic"] + "/" + statements["question"], strict=True)
+        zip(
+            statements["statement_id"].tolist(),
+            (statements["topic"] + "/" + statements["question"]).tolist(),
+            strict=True,
+        )
     )
     clusters_group = clusters["statement_id"].map(group_of)
     themes_group = themes["topic"] + "/" + themes["question"]
@@ -118,7 +122,7 @@ def settled_flags(
     clusters = read_derived(layout.clusters, ["statement_id", "flag"])
     if not isinstance(before, dict) or clusters is None:
         return flags
-    previous = dict(zip(clusters["statement_id"], clusters["flag"], strict=True))
+    previous = dict(zip(clusters["statement_id"].tolist(), clusters["flag"].tolist(), strict=True))
     # the last run's flag where a statement had one; a group with a statement new to this run cannot
     # match its old fingerprint anyway. One pass over the event for every group's fingerprint.
     known = statements["statement_id"].map(previous)
@@ -152,9 +156,14 @@ def continue_identity(layout: Layout, assignments: pd.DataFrame, themes: pd.Data
     touched = previous.loc[previous["statement_id"].isin(fresh["statement_id"]), "theme_id"]
     mapping = carry_identity(fresh, previous[previous["theme_id"].isin(set(touched))])
     return (
-        assignments.assign(theme_id=assignments["theme_id"].map(lambda t: mapping.get(t, t))),
-        themes.assign(theme_id=themes["theme_id"].map(lambda t: mapping.get(t, t))),
+        assignments.assign(theme_id=_renamed(assignments["theme_id"], mapping)),
+        themes.assign(theme_id=_renamed(themes["theme_id"], mapping)),
     )
+
+
+def _renamed(ids: pd.Series, mapping: Mapping[str, str]) -> pd.Series:
+    """``ids`` with those ``mapping`` names renamed (a lookup by column, not a Python call per row)."""
+    return ids.map(mapping).fillna(ids) if mapping else ids
 
 
 def save_run(layout: Layout, plan: RunPlan, assignments: pd.DataFrame, themes: pd.DataFrame) -> Themes:

@@ -484,7 +484,7 @@ def build_statements(layout: Layout, event: Event) -> tuple[pd.DataFrame, pd.Dat
         if len(changed)
         else STATEMENTS.empty()
     )
-    order = {note_id: i for i, note_id in enumerate(notes["note_id"])}
+    order = {note_id: i for i, note_id in enumerate(notes["note_id"].tolist())}
     statements = pd.concat([reused, fresh], ignore_index=True)
     statements = (
         statements.assign(_order=statements["note_id"].map(order))

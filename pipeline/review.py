@@ -94,7 +94,7 @@ def carry_identity(new: pd.DataFrame, previous: pd.DataFrame) -> dict[str, str]:
 
     def member_sets(frame: pd.DataFrame) -> dict[str, set[str]]:
         matched = (frame.theme_id != "") & ~frame.theme_id.str.endswith(OFF_TOPIC_THEME_SUFFIX)
-        return {str(t): set(g) for t, g in frame[matched].groupby("theme_id")["statement_id"]}
+        return {str(t): set(g.tolist()) for t, g in frame[matched].groupby("theme_id")["statement_id"]}
 
     new_sets, old_sets = member_sets(new), member_sets(previous)
     candidates = []

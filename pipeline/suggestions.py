@@ -84,8 +84,8 @@ def suggest(
     ``assignments`` (``theme_id, flag``) are aligned row by row; ``themes`` are the reviewed themes (status,
     ``n_tables``). A pair of themes both decided by editors (approved or rejected) is not offered, nor a
     rejected or off-topic theme, nor a flagged statement."""
-    status = dict(zip(themes["theme_id"], themes["status"], strict=True))
-    support = dict(zip(themes["theme_id"], themes["n_tables"], strict=True))
+    status = dict(zip(themes["theme_id"].tolist(), themes["status"].tolist(), strict=True))
+    support = dict(zip(themes["theme_id"].tolist(), themes["n_tables"].tolist(), strict=True))
     theme_of = assignments["theme_id"].fillna("").to_numpy(dtype=object)
     flags = assignments["flag"].fillna("").to_numpy(dtype=object)
     texts = statements["text"].astype(str).to_numpy(dtype=object)

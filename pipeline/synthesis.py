@@ -120,7 +120,11 @@ def event_flags(
     row_of = {key: row for row, key in enumerate(question_prompts)}
     questions = np.asarray(embed(list(question_prompts.values())), dtype=np.float32)
     of_statement = np.array(
-        [row_of[key] for key in zip(statements["topic"], statements["question"], strict=True)], dtype=np.intp
+        [
+            row_of[key]
+            for key in zip(statements["topic"].tolist(), statements["question"].tolist(), strict=True)
+        ],
+        dtype=np.intp,
     )
     # the vectors as stored (float16 from the cache at scale): converted a chunk at a time
     return statement_flags(statements, embeddings, prototypes, questions, nlp, params, of_statement)
