@@ -33,7 +33,7 @@ from pipeline.event import Event
 from pipeline.export import review_themes, spreadsheet_safe, themed_statements, write_exports
 from pipeline.ingest import build_statements
 from pipeline.paper import Paper, build_paper, render_html, render_markdown
-from pipeline.paper.pdf import render_pdf
+from pipeline.paper.pdf import PART_BYTES, render_pdf
 from pipeline.paper.word import render_docx
 from pipeline.review import ReviewState, apply_review, relocate
 from pipeline.schema import NOT_IN_PAPER, STATEMENTS, ThemeStatus, conform, with_added
@@ -290,9 +290,29 @@ def paper_document(layout: Layout, event: Event, settings: Settings, name: str) 
 
 
 def write_documents(layout: Layout, event: Event, settings: Settings) -> None:
-    """``paper.docx`` and ``paper.pdf`` of the current export, written beside it."""
-    for name in DOCUMENTS:
-        paper_document(layout, event, settings, name)
+    """``paper.docx`` and ``paper.pdf`` of the current export, written beside it.
+
+    The DOCX renders in a second process while this one lays out the PDF: both renderers are
+    single-threaded Python, so two cores finish them in about the time of the PDF alone (the second
+    process starts and imports while the PDF's layout begins). Not for a paper the PDF lays out in parts
+    (over ``PART_BYTES`` of HTML): two renderings at once would hold twice the memory the parts bound."""
+    if layout.paper_html.stat().st_size > PART_BYTES:
+        for name in DOCUMENTS:
+            paper_document(layout, event, settings, name)
+        return
+    # spawn: a fresh interpreter, not a fork of a process with threads (Prefect's, ONNX Runtime's)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as worker:
+        docx = worker.submit(_write_document, layout, event, settings, "paper.docx")
+        paper_document(layout, event, settings, "paper.pdf")
+        try:
+            docx.result()
+        except BrokenProcessPool:  # the process died (the OOM killer): render the DOCX here instead
+            log.warning("%s: the process rendering paper.docx died; rendering it here", event.id)
+            paper_document(layout, event, settings, "paper.docx")
+
+
+def _write_document(layout: Layout, event: Event, settings: Settings, name: str) -> None:
+    paper_document(layout, event, settings, name)  # kept in the generation: no bytes to send back
 
 
 def _as_handed_in(statements: pd.DataFrame, layout: Layout) -> pd.DataFrame:

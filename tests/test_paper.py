@@ -106,6 +106,33 @@ def test_the_docx_reads_back_with_its_headings_recommendations_and_charts(publis
     assert "<script>alert('intro')</script>" in body  # the editors' text as text, never markup
 
 
+def test_a_paper_laid_out_in_parts_renders_its_documents_one_after_the_other(
+    published: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two renderings at once would hold twice the memory the PDF's parts bound: no second process."""
+    import pipeline.publish
+
+    def no_second_process(*_: object, **__: object) -> None:
+        raise AssertionError("a paper laid out in parts started a second process")
+
+    monkeypatch.setattr(pipeline.publish, "PART_BYTES", 0)
+    monkeypatch.setattr(pipeline.publish, "ProcessPoolExecutor", no_second_process)
+    rendered = {name: (published / name).read_bytes() for name in ("paper.docx", "paper.pdf")}
+    for name in rendered:
+        (published / name).unlink()
+    write_documents(
+        Layout(published.parents[1], "mini"),
+        load_event(published.parents[2] / "mini-event"),
+        load_settings(data_dir=published.parents[1]),
+    )
+    assert (published / "paper.docx").read_bytes()[:2] == rendered["paper.docx"][:2] == b"PK"
+    assert (published / "paper.pdf").read_bytes()[:5] == rendered["paper.pdf"][:5] == b"%PDF-"
+    document = Document(io.BytesIO((published / "paper.docx").read_bytes()))
+    assert [p.text for p in document.paragraphs] == [
+        p.text for p in Document(io.BytesIO(rendered["paper.docx"])).paragraphs
+    ]
+
+
 def test_the_pdf_has_its_pages_and_looks_like_the_paper(published: Path) -> None:
     import pypdfium2 as pdfium
 
