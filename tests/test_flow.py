@@ -109,6 +109,10 @@ def test_rerun_is_deterministic_and_incremental(first_run: Path, tmp_path: Path)
     assert sorted(cache.rglob("*.npz")) == shards  # nothing re-embedded
     for name in ("statements.csv", "themes.csv", "paper.md", "paper.html"):
         assert (tmp_path / "again" / name).read_bytes() == (first_run / name).read_bytes(), name
+    from threadpoolctl import threadpool_info
+
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)  # the run's small products, one core
 
 
 def test_unseen_event_layout_runs_without_changes(tmp_path: Path) -> None:
