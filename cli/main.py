@@ -113,7 +113,7 @@ def run(
     documents: Annotated[
         bool,
         typer.Option(
-            help="Write paper.docx and paper.pdf after the run (~50 s for 8,000 notes). Without: the web "
+            help="Write paper.docx and paper.pdf after the run (~40 s for 8,000 notes). Without: the web "
             "app renders them at their first download, and a later `harvest run` writes them."
         ),
     ] = True,
