@@ -183,8 +183,9 @@ def blas_on_one_thread() -> None:
     The pipeline's matrix products are small (a question's statements; the remark classifier's few
     thousand examples), and OpenBLAS's second thread waits spinning after each one, taking the core the
     next step needs: on a re-run after one new table of an 8,030-note event, the classifier's fit took
-    0.23 s with two threads and 0.06 s with one, and the flow 2.97 s against 2.58 s (median of three),
-    outputs the same but for float rounding in suggestion scores. ONNX Runtime keeps its own threads."""
+    0.23 s with two threads and 0.06 s with one, and the flow 2.65 s against 2.28 s (medians of three
+    re-runs, alternated), outputs the same but for float rounding in suggestion scores. ONNX Runtime keeps
+    its own threads."""
     import scipy.linalg  # noqa: F401  # SciPy's own OpenBLAS: loaded now, so that the limit reaches it
     from threadpoolctl import threadpool_limits
 
