@@ -151,6 +151,48 @@ def test_the_pdf_has_its_pages_and_looks_like_the_paper(published: Path) -> None
             )
 
 
+def test_the_pdf_fetches_nothing_an_editors_text_points_to(tmp_path: Path) -> None:
+    """An image in an introduction's Markdown is left out of the PDF, never fetched, and the PDF renders
+    (WeasyPrint 70 broke the render on the plain-function fetcher used before)."""
+    import functools
+    import http.server
+    import threading
+
+    import cairosvg
+    from weasyprint import HTML
+    from weasyprint.urls import URLFetcher
+
+    from pipeline.paper import markdown_html
+    from pipeline.paper.pdf import render_pdf
+
+    (tmp_path / "logo.png").write_bytes(
+        cairosvg.svg2png(
+            bytestring=b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9">'
+            b'<rect width="9" height="9" fill="red"/></svg>'
+        )
+    )
+    asked: list[str] = []
+
+    class Recording(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:
+            asked.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Recording, directory=str(tmp_path))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/logo.png"
+        html = f"<html><body>{markdown_html(f'Our logo: ![logo]({url})')}</body></html>"
+        assert f'src="{url}"' in html
+        fetched = HTML(string=html, url_fetcher=URLFetcher(allowed_protocols={"http"})).write_pdf()
+        assert asked == ["/logo.png"] and b"/Image" in fetched  # an image in a PDF, when fetched
+        pdf = render_pdf(html)
+    finally:
+        server.shutdown()
+    assert pdf.startswith(b"%PDF-") and b"/Image" not in pdf and asked == ["/logo.png"]
+
+
 def test_a_paper_laid_out_in_parts_keeps_its_pages_numbers_links_and_text(published: Path) -> None:
     """A large paper's PDF is laid out part by part (``pipeline.paper.pdf``); forced here on the mini
     paper with parts of 4 kB: it must read as the one-part PDF does, its links still leading across parts."""

@@ -29,14 +29,14 @@ LINK_SCHEME = "harvest-dest:"
 SPLITTABLE = {"section", "table", "tbody"}  # blocks whose children may go to different parts
 
 
-def _no_fetching(url: str, *_: object, **__: object) -> dict[str, object]:
-    raise ValueError(f"the paper fetches nothing ({url[:60]})")
-
-
 def _weasy(html: str):  # type: ignore[no-untyped-def]  # weasyprint has no type hints
     from weasyprint import HTML
+    from weasyprint.urls import URLFetcher
 
-    return HTML(string=html, url_fetcher=_no_fetching)
+    # no protocol allowed: WeasyPrint refuses every URL (a warning, the resource left out) and fetches
+    # nothing. A plain function as fetcher broke the render instead: WeasyPrint 70 asks the fetcher it was
+    # given whether to fail on errors, which a function cannot answer (AttributeError).
+    return HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=frozenset()))
 
 
 def render_pdf(html: str, part_bytes: int = PART_BYTES) -> bytes:
