@@ -241,7 +241,14 @@ def bare_encode(texts_file: Path, backend: str) -> dict[str, float]:
 def _harvest_run(event_dir: Path, data: Path, event: str = "distinct") -> tuple[dict, float]:
     """A fresh `harvest run` process: its summary (with ``documents``: seconds it took to render the
     paper's DOCX and PDF after the flow) and wall time."""
-    env = {**os.environ, "HARVEST_DATA": str(data), "PREFECT_HOME": str(WORK / "prefect"), **MODELS}
+    # the run's summary is read from Prefect's INFO log, whatever level the caller's environment sets
+    env = {
+        **os.environ,
+        "HARVEST_DATA": str(data),
+        "PREFECT_HOME": str(WORK / "prefect"),
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        **MODELS,
+    }
     started = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-m", "cli.main", "-v", "run", str(event_dir)],
