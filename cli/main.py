@@ -117,6 +117,15 @@ def run(
             "app renders them at their first download, and a later `harvest run` writes them."
         ),
     ] = True,
+    hand_over: Annotated[
+        bool,
+        typer.Option(
+            "--hand-over/--here",
+            help="When a warm `harvest schedule` serves this event from the same data root with the same "
+            "settings, hand the run to it: seconds instead of a cold start (--here: always run in this "
+            "process).",
+        ),
+    ] = True,
 ) -> None:
     """Run the whole pipeline (a Prefect flow) on every note file in EVENT_DIR.
 
@@ -124,25 +133,23 @@ def run(
     topic and question, and writes statements.csv, themes.csv (+ parquet) and the paper (md, html, docx,
     pdf).
     """
-    from flows.server import PrefectDidNotStart, run_api
-    from pipeline.warmup import head_start
+    from flows.server import HandOverFailed, PrefectDidNotStart
 
     settings = _settings(data_dir)
     event, layout = _event_and_layout(event_dir, settings, out)  # clear errors before Prefect starts
     try:
         check_output_folder(layout.processed)
-        # while Prefect's temporary server starts (when none runs), the models the run will need load
-        loading = partial(head_start, settings, event.language, language_models=False)
-        with run_api(settings.data_dir, meanwhile=loading) as api:  # and the pipeline is imported
-            from flows.harvest import release_freed_memory, run_event
-            from pipeline.publish import write_documents
-
-            summary = run_event(event_dir, settings.data_dir, out, api)
-    except (PrefectDidNotStart, DamagedUpload, FileExistsError) as exc:
+        summary = _handed_over(event_dir, event, settings, out) if hand_over else None
+        if summary is None:
+            summary = _run_here(event_dir, event, settings, out)
+    except (PrefectDidNotStart, HandOverFailed, DamagedUpload, FileExistsError) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
     written = "paper.docx and paper.pdf: not written (--no-documents)"
     if documents:
+        from flows.harvest import release_freed_memory
+        from pipeline.publish import write_documents
+
         # the run's frames are garbage now; the documents' layout needs the room
         release_freed_memory(summary["statements"])
         started = time.perf_counter()
@@ -167,6 +174,39 @@ def run(
         )
     if summary["rejected"]:
         raise typer.Exit(1)
+
+
+def _handed_over(event_dir: Path, event: Event, settings: Settings, out: Path | None) -> dict | None:
+    """The run done by the warm `harvest schedule` process serving this event, if one does (its
+    summary); None: run it here."""
+    from flows.server import run_in_serving_process, serving_process
+    from pipeline.config import settings_id
+
+    serving = serving_process(settings.data_dir, event.id, settings_id(settings))
+    if serving is None:
+        return None
+    typer.echo(f"run handed to the warm `harvest schedule` process serving this event (pid {serving.pid})")
+    parameters = {
+        "event_dir": str(Path(event_dir).resolve()),
+        "data_dir": str(Path(settings.data_dir).resolve()),
+        "out": None if out is None else str(Path(out).resolve()),
+    }
+    summary = run_in_serving_process(serving, parameters)
+    if summary is not None:  # as the run logged it there (with -v: stages and seconds)
+        logging.getLogger(__name__).info("harvest %s: %s", event.id, summary)
+    return summary
+
+
+def _run_here(event_dir: Path, event: Event, settings: Settings, out: Path | None) -> dict:
+    from flows.server import run_api
+    from pipeline.warmup import head_start
+
+    # while Prefect's temporary server starts (when none runs), the models the run will need load
+    loading = partial(head_start, settings, event.language, language_models=False)
+    with run_api(settings.data_dir, meanwhile=loading) as api:  # and the pipeline is imported
+        from flows.harvest import run_event
+
+        return run_event(event_dir, settings.data_dir, out, api)
 
 
 @app.command()

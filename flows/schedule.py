@@ -14,11 +14,18 @@ imports and loads everything again. The serving process loads the models before 
 against Prefect's own runner (``warm=False``, one subprocess per flow run): a run cannot be cancelled
 from the Prefect UI once it has started (it finishes or the server is stopped), and a crash inside a
 run (out of memory) takes the serving process with it.
+
+A ``harvest run`` of the served event, from the same data root with the same settings, hands its run to
+the warm process instead of starting cold (``flows.server.run_in_serving_process``): while it serves, the
+process leaves a record of itself under the data root's ``prefect/`` (``flows.server.serving_file``); the
+command starts a flow run of the deployment, tagged ``HANDED_OVER``, and waits for it; the runner keeps
+that run's summary (JSON under ``prefect/results``) for the command to print.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import os
 import signal
@@ -29,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -38,14 +46,22 @@ from prefect.schedules import Cron, Interval, RRule, Schedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.harvest import harvest_event
-from flows.server import SERVER_ADDRESS_FILE, flush_to_api, prefect_server_answers
-from pipeline.config import load_settings
+from flows.server import (
+    HANDED_OVER,
+    SERVER_ADDRESS_FILE,
+    ServingProcess,
+    flush_to_api,
+    prefect_server_answers,
+    serving_file,
+)
+from pipeline.config import load_settings, settings_id
 from pipeline.event import Event, load_event
 from pipeline.ingest import discover_note_files
 from pipeline.store import Layout, Manifest, write_text
 from pipeline.warmup import warm_up
 
 if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
     from prefect.deployments.runner import RunnerDeployment
 
 log = logging.getLogger(__name__)
@@ -195,13 +211,22 @@ class WarmRunner:
     Prefect's runner starts each flow run in a fresh subprocess (``flow_engine.run_flow_in_subprocess``),
     which imports and loads everything again; here the runs share the process and so its loaded models.
     The deployment is registered with its schedules as ``flow.serve`` registers it; Prefect's server still
-    creates the scheduled runs, and they show in its UI as usual."""
+    creates the scheduled runs, and they show in its UI as usual. Runs tagged ``HANDED_OVER`` keep their
+    result under ``results`` (default: Prefect's local storage)."""
 
-    def __init__(self, flow: Any, deployment_id: UUID, poll: float = 2.0) -> None:
+    def __init__(
+        self, flow: Any, deployment_id: UUID, poll: float = 1.0, results: Path | None = None
+    ) -> None:
         self.flow, self.deployment_id, self.poll = flow, deployment_id, poll
         self.stopped = threading.Event()
+        # the runs a `harvest run` handed over keep their summary, which that command prints
+        self.reporting_flow = flow.with_options(
+            persist_result=True,
+            result_serializer="json",
+            result_storage=results,  # a path: Prefect's local file system there
+        )
 
-    def run_due(self) -> int:
+    def run_due(self, client: SyncPrefectClient | None = None) -> int:
         """Run every flow run of the deployment that is due; returns how many ran."""
         from prefect.client.orchestration import get_client
         from prefect.flow_engine import run_flow
@@ -209,34 +234,44 @@ class WarmRunner:
         from prefect.types._datetime import now
         from prefect.utilities.engine import propose_state_sync
 
-        with get_client(sync_client=True) as client:
-            due = client.get_scheduled_flow_runs_for_deployments(
-                deployment_ids=[self.deployment_id], scheduled_before=now("UTC")
-            )
-            ran = 0
-            for flow_run in sorted(due, key=lambda r: r.next_scheduled_start_time or now("UTC")):
-                if self.stopped.is_set():
-                    break
-                if not propose_state_sync(client, Pending(), flow_run_id=flow_run.id).is_pending():
-                    continue  # taken or cancelled meanwhile
-                log.info("flow run %s: running in this process (pid %d)", flow_run.name, os.getpid())
-                run_flow(self.flow, flow_run=client.read_flow_run(flow_run.id), return_type="state")
-                ran += 1
+        if client is None:
+            with get_client(sync_client=True) as own:
+                return self.run_due(own)
+        due = client.get_scheduled_flow_runs_for_deployments(
+            deployment_ids=[self.deployment_id], scheduled_before=now("UTC")
+        )
+        ran = 0
+        for flow_run in sorted(due, key=lambda r: r.next_scheduled_start_time or now("UTC")):
+            if self.stopped.is_set():
+                break
+            if not propose_state_sync(client, Pending(), flow_run_id=flow_run.id).is_pending():
+                continue  # taken or cancelled meanwhile
+            log.info("flow run %s: running in this process (pid %d)", flow_run.name, os.getpid())
+            flow = self.reporting_flow if HANDED_OVER in flow_run.tags else self.flow
+            run_flow(flow, flow_run=client.read_flow_run(flow_run.id), return_type="state")
+            ran += 1
         return ran
 
     def serve(self) -> None:
         """Poll until ``stop``. In the main thread, Ctrl-C and SIGTERM stop it once the run under way has
         finished (a run that is interrupted inside Prefect's engine ends as crashed and does not stop the
         process); a second Ctrl-C stops at once."""
+        from prefect.client.orchestration import get_client
+
         if threading.current_thread() is threading.main_thread():
             for number in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(number, self._on_signal)
         while not self.stopped.is_set():
+            # One client for the polls while they work: opening one asks the server its version, ~45 ms of
+            # CPU here and as much there, which a poll a second made 5 % of a core each while idle.
             try:
-                self.run_due()
-            except Exception:  # the API may be busy for a moment: the next poll tries again
+                with get_client(sync_client=True) as client:
+                    while not self.stopped.is_set():
+                        self.run_due(client)
+                        self.stopped.wait(self.poll)
+            except Exception:  # the API may be busy or restarting: a new client tries again
                 log.exception("could not fetch or run the due flow runs")
-            self.stopped.wait(self.poll)
+                self.stopped.wait(self.poll)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -265,11 +300,12 @@ def serve_event(
         # A process started in the background of a script (`cmd &`) inherits SIGINT as ignored; Ctrl-C
         # or `kill -INT` must stop it all the same (SIGTERM is handled by Prefect's runner).
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    with prefect_api(Path(data_dir).resolve() / "prefect"):
-        _serve(event_dir, data_dir, cron, interval, at_session_ends, watch, debounce, poll, warm)
+    with prefect_api(Path(data_dir).resolve() / "prefect") as api:
+        _serve(api, event_dir, data_dir, cron, interval, at_session_ends, watch, debounce, poll, warm)
 
 
 def _serve(
+    api: str,
     event_dir: Path,
     data_dir: Path,
     cron: list[str],
@@ -307,16 +343,24 @@ def _serve(
                     name=name, schedules=schedules, parameters=parameters, description=description
                 ),
             )
-            runner = WarmRunner(harvest_event, cast(UUID, deployment.apply()), poll)
+            results = data_dir / "prefect" / "results"
+            # a handed-over run waits for the runner's next look: 1 s at most, one local query a second
+            runner = WarmRunner(harvest_event, cast(UUID, deployment.apply()), min(poll, 1.0), results)
             # before the first run is due: it then costs what any later run costs
-            loaded = warm_up(load_settings(data_dir=data_dir), event.language)
+            settings = load_settings(data_dir=data_dir)
+            loaded = warm_up(settings, event.language)
             log.info("models loaded for the warm runs in %.1f s: %s", sum(loaded.values()), loaded)
             log.info("%s/%s is being served; its flow runs run in this process", FLOW_NAME, name)
             print(f"Your deployment '{FLOW_NAME}/{name}' is being served, warm (runs in this process).")
+            serving = ServingProcess(api, f"{FLOW_NAME}/{name}", settings_id(settings), os.getpid())
+            record = serving_file(data_dir, event.id)
+            write_text(record, json.dumps(asdict(serving)))  # `harvest run`s of the event hand over to us
             try:
                 runner.serve()
             finally:
                 runner.stop()
+                if _recorded_pid(record) == os.getpid():  # not a record another server wrote since
+                    record.unlink(missing_ok=True)
         else:
             harvest_event.serve(
                 name=name,
@@ -328,3 +372,10 @@ def _serve(
     finally:
         if watcher is not None:
             watcher.stop()
+
+
+def _recorded_pid(record: Path) -> int | None:
+    try:
+        return int(json.loads(record.read_text(encoding="utf-8"))["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import json
 import logging
 import os
 import socket
@@ -21,7 +22,12 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,88 @@ def prefect_server_answers(url: str) -> bool:
             return bool(answer.status == 200)
     except (OSError, ValueError):  # not (or no longer) listening, or not a URL
         return False
+
+
+#: The tag of the flow runs a ``harvest run`` hands to a warm serving process: their summary is kept
+#: (JSON, under the data root's ``prefect/results``) for the ``harvest run`` waiting to print it.
+HANDED_OVER = "harvest-run"
+
+
+class HandOverFailed(RuntimeError):
+    """A run handed to a serving process did not complete there (failed, crashed or was cancelled)."""
+
+
+@dataclass(frozen=True)
+class ServingProcess:
+    """A warm ``harvest schedule`` process: the Prefect API and deployment it serves, the digest of its
+    settings (``pipeline.config.settings_id``) and its process id."""
+
+    api: str
+    deployment: str
+    settings: str
+    pid: int
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists, another user's
+            return True
+        return True
+
+
+def serving_file(data_dir: Path, event_id: str) -> Path:
+    """Where a warm ``harvest schedule`` describes itself while it serves ``event_id`` (under the data
+    root's ``prefect/``), so a ``harvest run`` of that event can hand its run to it."""
+    return Path(data_dir) / "prefect" / f"serving-{event_id}.json"
+
+
+def serving_process(data_dir: Path, event_id: str, settings: str) -> ServingProcess | None:
+    """The warm ``harvest schedule`` process serving ``event_id`` from this data root with the settings
+    whose digest is ``settings``, if it still runs and its API answers now."""
+    try:
+        serving = ServingProcess(**json.loads(serving_file(data_dir, event_id).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):  # none serves it, or a record from another version
+        return None
+    if serving.settings != settings or not serving.alive() or not prefect_server_answers(serving.api):
+        return None
+    return serving
+
+
+def run_in_serving_process(
+    serving: ServingProcess, parameters: dict[str, Any], poll: float = 0.25
+) -> dict | None:
+    """Hand one run of the event to the warm ``harvest schedule`` process ``serving`` (a flow run of its
+    deployment, tagged ``HANDED_OVER``) and wait for it: the run's summary, as ``harvest_event`` returns
+    it. None when that process stopped before it took the run (the run is withdrawn: run it here);
+    raises HandOverFailed when the run did not complete there."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: serving.api}):
+        flow_run = cast(  # run_deployment is sync in a sync caller; its annotation covers both
+            "FlowRun",
+            run_deployment(serving.deployment, parameters=parameters, timeout=0, tags=[HANDED_OVER]),
+        )
+        with get_client(sync_client=True) as client:
+            while True:
+                state = client.read_flow_run(flow_run.id).state
+                if state is not None and state.is_final():
+                    break
+                if not serving.alive():
+                    if state is None or state.is_scheduled():
+                        client.delete_flow_run(flow_run.id)
+                        return None
+                    raise HandOverFailed(f"the serving process (pid {serving.pid}) stopped during the run")
+                time.sleep(poll)
+        if not state.is_completed():
+            raise HandOverFailed(
+                f"the run in the serving process (pid {serving.pid}) ended {state.name}: {state.message}"
+            )
+        summary: dict = state.result()
+        return summary
 
 
 def running_local_server(data_dir: Path) -> str | None:

@@ -9,6 +9,8 @@ below. Everything is validated when loaded: ``load_settings`` turns a wrong or u
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -225,3 +227,12 @@ def load_settings(**values: object) -> Settings:
             got = "" if error["type"] == "missing" else f" (got {error.get('input')!r})"
             lines.append(f"  {name}: {message}{got} [harvest.toml, or {variable}]")
         raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+def settings_id(settings: Settings) -> str:
+    """A digest of every value, the data root taken as an absolute path: two processes whose ids agree
+    run the pipeline alike (``harvest run`` hands its run only to a serving process with the same id)."""
+    values = settings.model_dump(mode="json")
+    values["data_dir"] = str(Path(settings.data_dir).resolve())
+    values["models_dir_"] = str(settings.models_dir.resolve())
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]

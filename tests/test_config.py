@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from pipeline.config import SettingsError, load_settings
+from pipeline.config import SettingsError, load_settings, settings_id
 from pipeline.synthesis import SynthesisParams
 from pipeline.themes import ThemeParams
 from tests.conftest import FIXTURES
@@ -45,6 +45,19 @@ def test_environment_variables_override_the_file_nested_with_double_underscores(
     monkeypatch.setenv("HARVEST_THEMES__MERGE_SIMILARITY", "0.25")
     assert load_settings().themes.merge_similarity == 0.25
     assert load_settings(data_dir=workdir / "d").data_dir == workdir / "d"  # arguments win over both
+
+
+def test_the_settings_id_tells_processes_that_run_alike(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = settings_id(load_settings(data_dir=Path("data")))
+    assert here == settings_id(load_settings(data_dir=workdir / "data"))  # the same root, written two ways
+    assert here != settings_id(load_settings(data_dir=workdir / "other"))
+    (workdir / "harvest.toml").write_text("[themes]\nmerge_similarity = 0.35\n")
+    from_file = settings_id(load_settings(data_dir=Path("data")))
+    assert from_file != here
+    monkeypatch.setenv("HARVEST_EMBEDDING_BACKEND", "torch")
+    assert settings_id(load_settings(data_dir=Path("data"))) not in {here, from_file}
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ on new notes, and stopping."""
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,7 +21,13 @@ import pandas as pd
 import pytest
 
 from flows.schedule import UploadWatcher, build_schedules
-from flows.server import running_local_server, server_address_file
+from flows.server import (
+    ServingProcess,
+    running_local_server,
+    server_address_file,
+    serving_file,
+    serving_process,
+)
 from pipeline.event import load_event, parse_event
 from tests.conftest import FIXTURES
 
@@ -144,6 +153,22 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path, mode: str) 
             here = [line for line in lines if f"running in this process (pid {process.pid})" in line]
             assert len(here) == 2, "".join(lines)
             assert any("models loaded for the warm runs" in line for line in lines), "".join(lines)
+            # a `harvest run` of the event meanwhile hands its run to this warm process and prints its summary
+            assert serving_file(data, "mini").exists()
+            (event_dir / "notes" / "by-hand.csv").write_text(
+                "table,round,topic,question,text\ngreen-t52,1,green,actors,hydrogen skills academies\n"
+            )
+            command = [sys.executable, "-m", "cli.main", "run", str(event_dir), "--data-dir", str(data)]
+            handed = subprocess.run([*command, "--no-documents"], env=env, capture_output=True, text=True)
+            assert handed.returncode == 0, handed.stdout + handed.stderr
+            assert (
+                f"run handed to the warm `harvest schedule` process serving this event (pid {process.pid})"
+                in (handed.stdout)
+            )
+            assert "files: 1 new" in handed.stdout  # the summary of the run the serving process made
+            assert "hydrogen skills academies" in statements.read_text()
+            here = [line for line in lines if f"running in this process (pid {process.pid})" in line]
+            assert len(here) == 3, "".join(lines)
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
@@ -158,28 +183,70 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path, mode: str) 
         reader.join(timeout=5)
     assert "harvest-event/harvest-mini" in "".join(lines)
     assert not server_address_file(data).exists()
+    assert not serving_file(data, "mini").exists()  # later runs start here
     leftover = subprocess.run(
         ["pgrep", "-f", f"prefect server start.*{data}"], capture_output=True, text=True
     )
     assert leftover.stdout.strip() == ""
 
 
-def test_a_run_uses_the_server_harvest_schedule_left_only_while_it_answers(tmp_path: Path) -> None:
-    class Health(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200 if self.path == "/api/health" else 404)
-            self.end_headers()
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            pass
+    def log_message(self, *args: object) -> None:
+        pass
 
-    assert running_local_server(tmp_path) is None  # no server was left
-    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+
+@pytest.fixture
+def answering_api() -> Iterator[tuple[str, Callable[[], None]]]:
+    """The address of an API that answers Prefect's health check, and a function that stops it."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    stopped: list[bool] = []
+
+    def stop() -> None:
+        if not stopped:
+            server.shutdown()
+            server.server_close()
+            stopped.append(True)
+
+    yield f"http://127.0.0.1:{server.server_address[1]}/api", stop
+    stop()
+
+
+def test_a_run_uses_the_server_harvest_schedule_left_only_while_it_answers(
+    tmp_path: Path, answering_api: tuple[str, Callable[[], None]]
+) -> None:
+    url, stop = answering_api
+    assert running_local_server(tmp_path) is None  # no server was left
     server_address_file(tmp_path).parent.mkdir()
     server_address_file(tmp_path).write_text(url)
     assert running_local_server(tmp_path) == url
-    server.shutdown()
-    server.server_close()
+    stop()
     assert running_local_server(tmp_path) is None  # gone: the run starts its own
+
+
+def test_a_run_hands_over_only_to_a_live_serving_process_with_the_same_settings(
+    tmp_path: Path, answering_api: tuple[str, Callable[[], None]]
+) -> None:
+    url, stop = answering_api
+    assert serving_process(tmp_path, "mini", "s1") is None  # nothing serves the event
+    record = serving_file(tmp_path, "mini")
+    record.parent.mkdir()
+    serving = ServingProcess(url, "harvest-event/harvest-mini", "s1", os.getpid())
+    record.write_text(json.dumps(asdict(serving)))
+    assert serving_process(tmp_path, "mini", "s1") == serving
+    assert serving_process(tmp_path, "mini", "s2") is None  # other settings: the run stays here
+    assert serving_process(tmp_path, "other", "s1") is None  # another event
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    record.write_text(json.dumps(asdict(ServingProcess(url, serving.deployment, "s1", int(ended.stdout)))))
+    assert serving_process(tmp_path, "mini", "s1") is None  # its process has ended
+    record.write_text(json.dumps(asdict(serving)))
+    stop()
+    assert serving_process(tmp_path, "mini", "s1") is None  # its API no longer answers
+    record.write_text('{"api": "' + url + '"}')
+    assert serving_process(tmp_path, "mini", "s1") is None  # a record of another version
