@@ -334,6 +334,9 @@ def schedule(
 ) -> None:
     """Serve the flow as a Prefect deployment: scheduled runs plus runs when new notes arrive.
 
+    Served warm, a `harvest run` of the event meanwhile (same data root and settings) hands its run to
+    this process instead of starting cold.
+
     Runs until Ctrl-C. Without PREFECT_API_URL, Prefect starts a local server for it; in production point
     PREFECT_API_URL at a Prefect server (see README)."""
     from flows.schedule import serve_event

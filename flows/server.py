@@ -104,7 +104,7 @@ def serving_process(data_dir: Path, event_id: str, settings: str) -> ServingProc
 
 
 def run_in_serving_process(
-    serving: ServingProcess, parameters: dict[str, Any], poll: float = 0.25
+    serving: ServingProcess, parameters: dict[str, Any], poll: float = 0.1
 ) -> dict | None:
     """Hand one run of the event to the warm ``harvest schedule`` process ``serving`` (a flow run of its
     deployment, tagged ``HANDED_OVER``) and wait for it: the run's summary, as ``harvest_event`` returns
