@@ -154,11 +154,14 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path, mode: str) 
             assert len(here) == 2, "".join(lines)
             assert any("models loaded for the warm runs" in line for line in lines), "".join(lines)
             # a `harvest run` of the event meanwhile hands its run to this warm process and prints its summary
+            # (of a copy of the folder, which the watcher does not see: the new file is that run's alone)
             assert serving_file(data, "mini").exists()
-            (event_dir / "notes" / "by-hand.csv").write_text(
+            by_hand = tmp_path / "mini-event-by-hand"
+            shutil.copytree(event_dir, by_hand)
+            (by_hand / "notes" / "by-hand.csv").write_text(
                 "table,round,topic,question,text\ngreen-t52,1,green,actors,hydrogen skills academies\n"
             )
-            command = [sys.executable, "-m", "cli.main", "run", str(event_dir), "--data-dir", str(data)]
+            command = [sys.executable, "-m", "cli.main", "run", str(by_hand), "--data-dir", str(data)]
             handed = subprocess.run([*command, "--no-documents"], env=env, capture_output=True, text=True)
             assert handed.returncode == 0, handed.stdout + handed.stderr
             assert (
