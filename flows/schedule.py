@@ -53,6 +53,7 @@ from flows.server import (
     flush_to_api,
     prefect_server_answers,
     serving_file,
+    serving_record,
 )
 from pipeline.config import load_settings, settings_id
 from pipeline.event import Event, load_event
@@ -226,17 +227,13 @@ class WarmRunner:
             result_storage=results,  # a path: Prefect's local file system there
         )
 
-    def run_due(self, client: SyncPrefectClient | None = None) -> int:
+    def run_due(self, client: SyncPrefectClient) -> int:
         """Run every flow run of the deployment that is due; returns how many ran."""
-        from prefect.client.orchestration import get_client
         from prefect.flow_engine import run_flow
         from prefect.states import Pending
         from prefect.types._datetime import now
         from prefect.utilities.engine import propose_state_sync
 
-        if client is None:
-            with get_client(sync_client=True) as own:
-                return self.run_due(own)
         due = client.get_scheduled_flow_runs_for_deployments(
             deployment_ids=[self.deployment_id], scheduled_before=now("UTC")
         )
@@ -359,7 +356,7 @@ def _serve(
                 runner.serve()
             finally:
                 runner.stop()
-                if _recorded_pid(record) == os.getpid():  # not a record another server wrote since
+                if serving_record(data_dir, event.id) == serving:  # not one another server wrote since
                     record.unlink(missing_ok=True)
         else:
             harvest_event.serve(
@@ -372,10 +369,3 @@ def _serve(
     finally:
         if watcher is not None:
             watcher.stop()
-
-
-def _recorded_pid(record: Path) -> int | None:
-    try:
-        return int(json.loads(record.read_text(encoding="utf-8"))["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

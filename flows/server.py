@@ -91,16 +91,21 @@ def serving_file(data_dir: Path, event_id: str) -> Path:
     return Path(data_dir) / "prefect" / f"serving-{event_id}.json"
 
 
+def serving_record(data_dir: Path, event_id: str) -> ServingProcess | None:
+    """What ``serving_file`` says, as written: None if there is no record or one of another shape."""
+    try:
+        return ServingProcess(**json.loads(serving_file(data_dir, event_id).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):  # none serves it, or a record from another version
+        return None
+
+
 def serving_process(data_dir: Path, event_id: str, settings: str) -> ServingProcess | None:
     """The warm ``harvest schedule`` process serving ``event_id`` from this data root with the settings
     whose digest is ``settings``, if it still runs and its API answers now."""
-    try:
-        serving = ServingProcess(**json.loads(serving_file(data_dir, event_id).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):  # none serves it, or a record from another version
+    serving = serving_record(data_dir, event_id)
+    if serving is None or serving.settings != settings or not serving.alive():
         return None
-    if serving.settings != settings or not serving.alive() or not prefect_server_answers(serving.api):
-        return None
-    return serving
+    return serving if prefect_server_answers(serving.api) else None
 
 
 def run_in_serving_process(
