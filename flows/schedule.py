@@ -213,12 +213,16 @@ class WarmRunner:
     which imports and loads everything again; here the runs share the process and so its loaded models.
     The deployment is registered with its schedules as ``flow.serve`` registers it; Prefect's server still
     creates the scheduled runs, and they show in its UI as usual. Runs tagged ``HANDED_OVER`` keep their
-    result under ``results`` (default: Prefect's local storage)."""
+    result under ``results`` (default: Prefect's local storage) for ``RESULTS_KEPT`` seconds: the command
+    that handed the run over reads it as soon as the run ends."""
+
+    RESULTS_KEPT = 24 * 3600.0
 
     def __init__(
         self, flow: Any, deployment_id: UUID, poll: float = 1.0, results: Path | None = None
     ) -> None:
         self.flow, self.deployment_id, self.poll = flow, deployment_id, poll
+        self.results = results
         self.stopped = threading.Event()
         # the runs a `harvest run` handed over keep their summary, which that command prints
         self.reporting_flow = flow.with_options(
@@ -244,10 +248,24 @@ class WarmRunner:
             if not propose_state_sync(client, Pending(), flow_run_id=flow_run.id).is_pending():
                 continue  # taken or cancelled meanwhile
             log.info("flow run %s: running in this process (pid %d)", flow_run.name, os.getpid())
-            flow = self.reporting_flow if HANDED_OVER in flow_run.tags else self.flow
+            handed_over = HANDED_OVER in flow_run.tags
+            if handed_over:
+                self.prune_results()
+            flow = self.reporting_flow if handed_over else self.flow
             run_flow(flow, flow_run=client.read_flow_run(flow_run.id), return_type="state")
             ran += 1
         return ran
+
+    def prune_results(self) -> int:
+        """Remove the kept results older than ``RESULTS_KEPT`` (their commands have long read them);
+        returns how many. Without this they would pile up, one a handed-over run."""
+        if self.results is None or not self.results.is_dir():
+            return 0
+        oldest = time.time() - self.RESULTS_KEPT
+        old = [f for f in self.results.iterdir() if f.is_file() and f.stat().st_mtime < oldest]
+        for file in old:
+            file.unlink(missing_ok=True)
+        return len(old)
 
     def serve(self) -> None:
         """Poll until ``stop``. In the main thread, Ctrl-C and SIGTERM stop it once the run under way has

@@ -3,6 +3,7 @@ on new notes, and stopping."""
 
 from __future__ import annotations
 
+import contextvars
 import http.server
 import json
 import os
@@ -19,10 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prefect import flow
 
-from flows.schedule import UploadWatcher, build_schedules
+from flows.schedule import UploadWatcher, WarmRunner, build_schedules
 from flows.server import (
+    HandOverFailed,
     ServingProcess,
+    run_in_serving_process,
     running_local_server,
     server_address_file,
     serving_file,
@@ -253,3 +257,54 @@ def test_a_run_hands_over_only_to_a_live_serving_process_with_the_same_settings(
     assert serving_process(tmp_path, "mini", "s1") is None  # its API no longer answers
     record.write_text('{"api": "' + url + '"}')
     assert serving_process(tmp_path, "mini", "s1") is None  # a record of another version
+
+
+@flow(name="handed-over-echo")
+def handed_over_echo(fail: bool = False) -> dict:
+    """Stands in for the harvest flow in the hand-over test: a summary, or a failure on request."""
+    if fail:
+        raise ValueError("failed on purpose")
+    return {"statements": 3, "themes": 1}
+
+
+@pytest.mark.usefixtures("prefect_ephemeral")
+def test_a_handed_over_run_returns_its_summary_says_why_it_failed_or_is_withdrawn(tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+    from prefect.types._datetime import now
+
+    deployment_id = handed_over_echo.to_deployment(name="hand-over-test").apply()
+    serving = ServingProcess(
+        str(PREFECT_API_URL.value()), "handed-over-echo/hand-over-test", "s1", os.getpid()
+    )
+    results = tmp_path / "results"
+    results.mkdir()
+    stale = results / "a-result-of-yesterday"
+    stale.write_text("{}")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(stale, (two_days_ago, two_days_ago))
+
+    runner = WarmRunner(handed_over_echo, deployment_id, poll=0.2, results=results)
+    # the runner's thread sees the test's Prefect settings (a context variable) as the serving process does
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(runner.serve,), daemon=True)
+    thread.start()
+    try:
+        assert run_in_serving_process(serving, {"fail": False}) == {"statements": 3, "themes": 1}
+        assert not stale.exists()  # pruned; the summary just read is kept
+        assert len(list(results.iterdir())) == 1
+        with pytest.raises(HandOverFailed, match=r"ended Failed.*failed on purpose"):
+            run_in_serving_process(serving, {"fail": True})
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+
+    # a serving process that has ended takes no run: the command withdraws its run and runs it itself
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    gone = ServingProcess(serving.api, serving.deployment, "s1", int(ended.stdout))
+    assert run_in_serving_process(gone, {"fail": False}) is None
+    with get_client(sync_client=True) as client:
+        assert (
+            client.get_scheduled_flow_runs_for_deployments([deployment_id], scheduled_before=now("UTC")) == []
+        )
