@@ -1,12 +1,14 @@
 """Encoder benchmark: throughput and dev-event quality of each embedding backend beside the default.
 
     python benchmarks/encoders.py [--texts 5000] [--gold ../shared/ecc2020-dev]
+                                  [--confirm ../shared/ecc2020-dev2]
 
 For each backend (pipeline.encoders): the one-off build of the derived model (ONNX export, int8
 quantisation, model2vec distillation, all offline from the packaged weights), encoding throughput on the
 dev notes' texts (no cache), cosine agreement with the torch vectors, and the score of a whole Harvest
-run on the dev event with that backend (../shared/tools/score.py). Writes benchmarks/results/encoders.md
-(and encoders.json).
+run on the dev event with that backend (../shared/tools/score.py), confirmed by a whole run on the second
+event by other writers (``--confirm``; '' for none). Writes benchmarks/results/encoders.md (and
+encoders.json).
 """
 
 from __future__ import annotations
@@ -37,9 +39,23 @@ def dev_texts(gold: Path, n: int) -> list[str]:
     return (texts + pairs)[:n]
 
 
+def verdict(row: dict, torch: dict, confirmed: bool) -> str:
+    """One line: a backend's throughput and theme recall against torch's, on each event."""
+    recall = "theme_recall"
+    line = (
+        f"- `{row['backend']}`: {row['texts_per_s'] / torch['texts_per_s']:.1f}x the throughput; theme "
+        f"recall {row['quality'].get(recall)} against {torch['quality'].get(recall)} on the dev event"
+    )
+    if confirmed:
+        ours, theirs = row["quality_confirm"].get(recall), torch["quality_confirm"].get(recall)
+        line += f", {ours} against {theirs} on the second"
+    return line + "."
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gold", type=Path, default=SHARED / "ecc2020-dev")
+    parser.add_argument("--confirm", type=Path, default=SHARED / "ecc2020-dev2", help="'' for none")
     parser.add_argument("--texts", type=int, default=5000)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -78,6 +94,11 @@ def main() -> int:
         started = time.perf_counter()
         summary = harvest_event(args.gold, WORK / backend)
         run_seconds = time.perf_counter() - started
+        confirmed = {}
+        if args.confirm.name:
+            confirmed = score(
+                args.confirm, "--pipeline", harvest_event(args.confirm, WORK / f"{backend}-confirm")["out"]
+            )
         rows.append(
             {
                 "backend": backend,
@@ -87,6 +108,7 @@ def main() -> int:
                 "cosine_agreement": round(agreement, 4),
                 "run_seconds": round(run_seconds, 1),
                 "quality": score(args.gold, "--pipeline", summary["out"]),
+                "quality_confirm": confirmed,
             }
         )
         print(rows[-1], flush=True)
@@ -116,14 +138,28 @@ def main() -> int:
             + " | ".join(str(q.get(m, "–")) for m in shown)
             + f" | {r['run_seconds']} |"
         )
+    if args.confirm.name:
+        lines += [
+            "",
+            f"Confirmation on the second event by other writers (`{args.confirm.name}`), a whole Harvest run "
+            "with each backend (nothing was chosen on it):",
+            "",
+            "| backend | " + " | ".join(shown) + " |",
+            "|---|" + "---|" * len(shown),
+        ]
+        lines += [
+            f"| {r['backend']} | " + " | ".join(str(r["quality_confirm"].get(m, "–")) for m in shown) + " |"
+            for r in rows
+        ]
     lines += [
         "",
-        "`onnx` is the same network in ONNX Runtime: identical scores, somewhat faster. `onnx-int8` "
-        "quantises the weights dynamically: faster again, its vectors a little off the torch ones (agreement "
-        "column) and its scores within a few points, up or down. `model2vec` is a static "
-        "lookup of token vectors distilled from the same weights: by far the fastest, for million-statement "
-        "runs where encoding would otherwise take hours, at a clear cost in quality. Choose with "
-        "`HARVEST_EMBEDDING_BACKEND` (or `embedding_backend` in harvest.toml).",
+        "`onnx` is the same network in ONNX Runtime: the same vectors and scores. `onnx-int8` quantises "
+        "the weights dynamically: its vectors a little off the torch ones (agreement column). `model2vec` "
+        "is a static lookup of token vectors distilled from the same weights, for million-statement runs "
+        "where encoding would otherwise take hours. Choose with `HARVEST_EMBEDDING_BACKEND` (or "
+        "`embedding_backend` in harvest.toml). In this run, against torch:",
+        "",
+        *[verdict(r, rows[0], bool(args.confirm.name)) for r in rows[1:]],
         "",
     ]
     (RESULTS / "encoders.md").write_text("\n".join(lines))
