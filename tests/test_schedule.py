@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -269,6 +270,14 @@ def handed_over_echo(fail: bool = False) -> dict:
 
 @pytest.mark.usefixtures("prefect_ephemeral")
 def test_a_handed_over_run_returns_its_summary_says_why_it_failed_or_is_withdrawn(tmp_path: Path) -> None:
+    # In a thread with no event loop, as `harvest run` calls Prefect: once the session's Playwright browser
+    # has started, the main thread runs one, and Prefect's calls there return coroutines. The thread keeps
+    # the test's Prefect settings (a context variable).
+    with ThreadPoolExecutor(1) as worker:
+        worker.submit(contextvars.copy_context().run, _hand_over_three_ways, tmp_path).result()
+
+
+def _hand_over_three_ways(tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
     from prefect.types._datetime import now
