@@ -224,6 +224,14 @@ def answering_api() -> Iterator[tuple[str, Callable[[], None]]]:
     stop()
 
 
+def ended_pid() -> int:
+    """The pid of a process that has ended (a finished subprocess's)."""
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    return int(ended.stdout)
+
+
 def test_a_run_uses_the_server_harvest_schedule_left_only_while_it_answers(
     tmp_path: Path, answering_api: tuple[str, Callable[[], None]]
 ) -> None:
@@ -248,10 +256,7 @@ def test_a_run_hands_over_only_to_a_live_serving_process_with_the_same_settings(
     assert serving_process(tmp_path, "mini", "s1") == serving
     assert serving_process(tmp_path, "mini", "s2") is None  # other settings: the run stays here
     assert serving_process(tmp_path, "other", "s1") is None  # another event
-    ended = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
-    record.write_text(json.dumps(asdict(ServingProcess(url, serving.deployment, "s1", int(ended.stdout)))))
+    record.write_text(json.dumps(asdict(ServingProcess(url, serving.deployment, "s1", ended_pid()))))
     assert serving_process(tmp_path, "mini", "s1") is None  # its process has ended
     record.write_text(json.dumps(asdict(serving)))
     stop()
@@ -308,10 +313,7 @@ def _hand_over_three_ways(tmp_path: Path) -> None:
         thread.join(timeout=30)
 
     # a serving process that has ended takes no run: the command withdraws its run and runs it itself
-    ended = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
-    gone = ServingProcess(serving.api, serving.deployment, "s1", int(ended.stdout))
+    gone = ServingProcess(serving.api, serving.deployment, "s1", ended_pid())
     assert run_in_serving_process(gone, {"fail": False}) is None
     with get_client(sync_client=True) as client:
         assert (
