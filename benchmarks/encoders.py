@@ -1,14 +1,15 @@
 """Encoder benchmark: throughput and dev-event quality of each embedding backend beside the default.
 
     python benchmarks/encoders.py [--texts 5000] [--gold ../shared/ecc2020-dev]
-                                  [--confirm ../shared/ecc2020-dev2]
+                                  [--confirm ../shared/ecc2020-dev2] [--model all-mpnet-base-v2]
 
 For each backend (pipeline.encoders): the one-off build of the derived model (ONNX export, int8
 quantisation, model2vec distillation, all offline from the packaged weights), encoding throughput on the
 dev notes' texts (no cache), cosine agreement with the torch vectors, and the score of a whole Harvest
 run on the dev event with that backend (../shared/tools/score.py), confirmed by a whole run on the second
-event by other writers (``--confirm``; '' for none). Writes benchmarks/results/encoders.md (and
-encoders.json).
+event by other writers (``--confirm``; '' for none). ``--model`` adds a packaged model
+(pipeline.model_packages, installed once into benchmarks/.work/packaged, which is kept) with the default
+backend. Writes benchmarks/results/encoders.md (and encoders.json).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = REPO.parent / "shared"
 WORK = HERE / ".work" / "encoders"
+PACKAGED = HERE / ".work" / "packaged"  # packaged models' weights and exports: fetched and built once
 RESULTS = HERE / "results"
 
 
@@ -43,7 +45,7 @@ def verdict(row: dict, torch: dict, confirmed: bool) -> str:
     """One line: a backend's throughput and theme recall against torch's, on each event."""
     recall = "theme_recall"
     line = (
-        f"- `{row['backend']}`: {row['texts_per_s'] / torch['texts_per_s']:.1f}x the throughput; theme "
+        f"- `{row['encoder']}`: {row['texts_per_s'] / torch['texts_per_s']:.1f}x the throughput; theme "
         f"recall {row['quality'].get(recall)} against {torch['quality'].get(recall)} on the dev event"
     )
     if confirmed:
@@ -57,6 +59,12 @@ def main() -> int:
     parser.add_argument("--gold", type=Path, default=SHARED / "ecc2020-dev")
     parser.add_argument("--confirm", type=Path, default=SHARED / "ecc2020-dev2", help="'' for none")
     parser.add_argument("--texts", type=int, default=5000)
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="a packaged model to add, with the default backend (default: all-mpnet-base-v2; '' for none)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
@@ -66,13 +74,28 @@ def main() -> int:
     shown = [m for m in METRICS if m != "theme_ratio_pred_over_gold"]
 
     from flows.harvest import harvest_event
-    from pipeline.encoders import BACKENDS, EncoderSpec, build_derived_model, load_encoder
+    from pipeline.encoders import (
+        BACKENDS,
+        DEFAULT_BACKEND,
+        DEFAULT_EMBEDDING_MODEL,
+        EncoderSpec,
+        build_derived_model,
+        load_encoder,
+        slug,
+    )
+    from pipeline.model_packages import install
 
     shutil.rmtree(WORK, ignore_errors=True)
     texts = dev_texts(args.gold, args.texts)
+    extra = [m for m in (args.model if args.model is not None else ["all-mpnet-base-v2"]) if m]
+    for name in extra:
+        install(name, PACKAGED)
+    encoders = [(DEFAULT_EMBEDDING_MODEL, b, WORK / "models") for b in BACKENDS]
+    encoders += [(name, DEFAULT_BACKEND, PACKAGED) for name in extra]
     rows, reference = [], None
-    for backend in BACKENDS:
-        spec = EncoderSpec(backend=backend, models_dir=WORK / "models")
+    for model, backend, models_dir in encoders:
+        spec = EncoderSpec(model=model, backend=backend, models_dir=models_dir)  # type: ignore[arg-type]
+        name = backend if model == DEFAULT_EMBEDDING_MODEL else f"{model} ({backend})"
         started = time.perf_counter()
         build_derived_model(spec)
         built = time.perf_counter() - started
@@ -89,18 +112,24 @@ def main() -> int:
         upper = np.triu_indices(k, 1)
         ours, theirs = (vectors[:k] @ vectors[:k].T)[upper], (reference[:k] @ reference[:k].T)[upper]
         agreement = float(np.corrcoef(ours, theirs)[0, 1])
+        os.environ["HARVEST_EMBEDDING_MODEL"] = model
         os.environ["HARVEST_EMBEDDING_BACKEND"] = backend
-        os.environ["HARVEST_MODELS_DIR"] = str(WORK / "models")
+        os.environ["HARVEST_MODELS_DIR"] = str(models_dir)
         started = time.perf_counter()
-        summary = harvest_event(args.gold, WORK / backend)
+        data = WORK / slug(name)
+        summary = harvest_event(args.gold, data)
         run_seconds = time.perf_counter() - started
         confirmed = {}
         if args.confirm.name:
             confirmed = score(
-                args.confirm, "--pipeline", harvest_event(args.confirm, WORK / f"{backend}-confirm")["out"]
+                args.confirm,
+                "--pipeline",
+                harvest_event(args.confirm, data.with_name(data.name + "-confirm"))["out"],
             )
         rows.append(
             {
+                "encoder": name,
+                "model": model,
                 "backend": backend,
                 "build_seconds": round(built, 1),
                 "texts_per_s": round(rate, 1),
@@ -127,13 +156,13 @@ def main() -> int:
         "whole flow on the dev event, in one process; the first row also "
         "starts Prefect and loads the torch model.",
         "",
-        "| backend | build s | texts/s | × torch | dims | agreement | " + " | ".join(shown) + " | run s |",
+        "| encoder | build s | texts/s | × torch | dims | agreement | " + " | ".join(shown) + " | run s |",
         "|---|---|---|---|---|---|" + "---|" * len(shown) + "---|",
     ]
     for r in rows:
         q, speed = r["quality"], r["texts_per_s"] / base
         lines.append(
-            f"| {r['backend']} | {r['build_seconds']} | {r['texts_per_s']:,} | {speed:.1f} "
+            f"| {r['encoder']} | {r['build_seconds']} | {r['texts_per_s']:,} | {speed:.1f} "
             f"| {r['dimensions']} | {r['cosine_agreement']} | "
             + " | ".join(str(q.get(m, "–")) for m in shown)
             + f" | {r['run_seconds']} |"
@@ -144,11 +173,11 @@ def main() -> int:
             f"Confirmation on the second event by other writers (`{args.confirm.name}`), a whole Harvest run "
             "with each backend (nothing was chosen on it):",
             "",
-            "| backend | " + " | ".join(shown) + " |",
+            "| encoder | " + " | ".join(shown) + " |",
             "|---|" + "---|" * len(shown),
         ]
         lines += [
-            f"| {r['backend']} | " + " | ".join(str(r["quality_confirm"].get(m, "–")) for m in shown) + " |"
+            f"| {r['encoder']} | " + " | ".join(str(r["quality_confirm"].get(m, "–")) for m in shown) + " |"
             for r in rows
         ]
     lines += [
@@ -157,7 +186,16 @@ def main() -> int:
         "the weights dynamically: its vectors a little off the torch ones (agreement column). `model2vec` "
         "is a static lookup of token vectors distilled from the same weights, for million-statement runs "
         "where encoding would otherwise take hours. Choose with `HARVEST_EMBEDDING_BACKEND` (or "
-        "`embedding_backend` in harvest.toml). In this run, against torch:",
+        "`embedding_backend` in harvest.toml)."
+        + (
+            " The rows named after a model are another network, installed from the package registry "
+            "(`harvest models install`) and run with the default backend; its build column is its ONNX "
+            "export (0 when an earlier run of this benchmark built it). Choose it with "
+            "`HARVEST_EMBEDDING_MODEL`."
+            if extra
+            else ""
+        )
+        + " In this run, against torch:",
         "",
         *[verdict(r, rows[0], bool(args.confirm.name)) for r in rows[1:]],
         "",

@@ -3,7 +3,10 @@ second event by other writers, and the clustering step on public short-text sets
 benchmarks/results/quality.md (and quality.json).
 
     python benchmarks/quality.py [--gold ../shared/ecc2020-dev] [--confirm ../shared/ecc2020-dev2]
-                                 [--skip-public] [--skip-references]
+                                 [--skip-public] [--skip-references] [--report quality]
+
+``--report NAME`` writes NAME.md and NAME.json instead, e.g. for a run with another embedding model
+(``HARVEST_EMBEDDING_MODEL=all-mpnet-base-v2 ... --report quality-mpnet``).
 
 Choices are made on the dev event; its two halves (odd and even tables, gold support recounted) and the
 second event (other writers, other ecosystems, notes in five more languages) say whether they hold.
@@ -547,13 +550,21 @@ def cause_tables(causes: dict[str, list[dict]], confirm_event: str) -> list[str]
     return lines
 
 
-def write_report(results: dict) -> None:
+def _command(model: str, name: str) -> str:
+    """The command line that writes the report ``name`` with ``model``."""
+    from pipeline.encoders import DEFAULT_EMBEDDING_MODEL
+
+    setting = "" if model == DEFAULT_EMBEDDING_MODEL else f"HARVEST_EMBEDDING_MODEL={model} "
+    return f"{setting}python benchmarks/quality.py" + ("" if name == "quality" else f" --report {name}")
+
+
+def write_report(results: dict, name: str = "quality") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality.json").write_text(json.dumps(results, indent=1))
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1))
     lines = [
         "# Quality benchmark",
         "",
-        f"Run {results['date']} by `python benchmarks/quality.py` on a 2-core CPU machine "
+        f"Run {results['date']} by `{_command(results['model'], name)}` on a 2-core CPU machine "
         f"(model {results['model']}). Harvest's flow took {results['harvest_seconds']:.1f} s "
         "on the dev event (cold, including Prefect start-up and model load).",
         "",
@@ -635,7 +646,8 @@ def write_report(results: dict) -> None:
         lines += [
             "## Clustering step on public short-text sets (`../shared/benchmarks/`)",
             "",
-            "Harvest's clustering (chatter filter off, no number of clusters given); references from "
+            "Harvest's clustering (chatter filter off, no number of clusters given) on the default "
+            "model's vectors, whatever model the rest of this report used; references from "
             "`../shared/benchmarks/RESULTS.md`. ACC counts unassigned texts as one extra cluster. "
             f"Measured {results.get('public_date') or results['date']}.",
             "",
@@ -648,7 +660,7 @@ def write_report(results: dict) -> None:
             for r in results["public"]
         ]
         lines.append("")
-    (RESULTS / "quality.md").write_text("\n".join(lines))
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
 
 
 def main() -> int:
@@ -663,6 +675,7 @@ def main() -> int:
         help="an event by other writers, to confirm on",
     )
     parser.add_argument("--skip-public", action="store_true")
+    parser.add_argument("--report", default="quality", help="name of the results files (NAME.md, NAME.json)")
     parser.add_argument("--skip-references", action="store_true")
     parser.add_argument(
         "--reference-runs", type=int, default=5, help="runs of each stochastic reference (BERTopic)"
@@ -678,9 +691,9 @@ def main() -> int:
         "Harvest": score(args.gold, "--pipeline", str(out)),
         "Harvest, off-topic left unassigned": score(args.gold, "--pipeline", str(off_topic_unassigned(out))),
     }
-    earlier = (
-        json.loads((RESULTS / "quality.json").read_text()) if (RESULTS / "quality.json").exists() else {}
-    )
+    # the last run's rows, for what this run skips (another report starts from the main one's)
+    kept = next((p for p in (RESULTS / f"{args.report}.json", RESULTS / "quality.json") if p.exists()), None)
+    earlier = json.loads(kept.read_text()) if kept is not None else {}
     scorer = load_scorer()
 
     def with_references(table: dict, gold: Path, harvest_out: Path, suffix: str, before: dict) -> None:
@@ -733,8 +746,8 @@ def main() -> int:
         else public_sets(args.public_limit, earlier.get("public", [])),
         "public_date": earlier.get("public_date", earlier.get("date")) if args.skip_public else date,
     }
-    write_report(results)
-    print((RESULTS / "quality.md").read_text())
+    write_report(results, args.report)
+    print((RESULTS / f"{args.report}.md").read_text())
     return 0
 
 

@@ -2,9 +2,12 @@
 benchmarks/results/separability.md (and separability.json).
 
     python benchmarks/separability.py [--events ../shared/ecc2020-dev ../shared/ecc2020-dev2]
+                                      [--model all-mpnet-base-v2]
 
-For each event and encoder (Harvest's configured one, the multilingual bridge's, and both concatenated),
-over the answer notes of each question (gold theme not ``noise``, read as the model reads them):
+For each event and encoder (Harvest's configured one; each packaged model of ``--model``, default
+all-mpnet-base-v2, installed once into benchmarks/.work/packaged; the multilingual bridge's; and those two
+concatenated), over the answer notes of each question (gold theme not ``noise``, read as the model reads
+them):
 
 - *nearest note agrees*: share of notes whose most similar other note of the question expresses the same
   gold theme. No clustering can be much purer than this: it bounds how often a note sits beside notes
@@ -27,19 +30,25 @@ Reads the gold files: a benchmark, never the pipeline.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from pipeline.encoders import Encoder
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = REPO.parent / "shared"
 RESULTS = HERE / "results"
+PACKAGED = HERE / ".work" / "packaged"  # packaged models' weights and exports, as encoders.py keeps them
 
 Encode = Callable[[list[str]], np.ndarray]
 
@@ -114,7 +123,9 @@ def unrelated_cosine(
     return found
 
 
-def encoders() -> dict[str, Encode]:
+def encoders(packaged: Sequence[str] = ()) -> dict[str, Encode]:
+    """Harvest's configured encoder, then the ``packaged`` models (installed in ``PACKAGED``) with its
+    backend, the multilingual bridge's and both concatenated."""
     from pipeline.config import Settings
     from pipeline.encoders import load_encoder
     from pipeline.languages import multilingual_encoder
@@ -126,7 +137,13 @@ def encoders() -> dict[str, Encode]:
     def own(texts: list[str]) -> np.ndarray:
         return model.encode(texts, spec.batch_size, show_progress=False)
 
+    def encoding(other: Encoder) -> Encode:
+        return lambda texts: other.encode(texts, spec.batch_size, show_progress=False)
+
     found = {f"{spec.model} ({spec.backend})": own}
+    for name in packaged:
+        other = load_encoder(dataclasses.replace(spec, model=name, models_dir=PACKAGED))
+        found[f"{name} ({spec.backend})"] = encoding(other)
     bridge_model = settings.synthesis.bridge.model
     if bridge_model:
         bridge = multilingual_encoder(bridge_model)
@@ -145,11 +162,22 @@ def main() -> int:
     parser.add_argument(
         "--events", type=Path, nargs="+", default=[SHARED / "ecc2020-dev", SHARED / "ecc2020-dev2"]
     )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="a packaged model to add (default: all-mpnet-base-v2; '' for none)",
+    )
     args = parser.parse_args()
     from quality import read_gold  # beside this script
 
+    from pipeline.model_packages import install
+
+    packaged = [m for m in (args.model if args.model is not None else ["all-mpnet-base-v2"]) if m]
+    for name in packaged:
+        install(name, PACKAGED)
     rows = []
-    by_name = encoders()
+    by_name = encoders(packaged)
     for name, encode in by_name.items():
         for event in args.events:
             notes, themes = read_gold(event)
