@@ -87,8 +87,9 @@ def test_a_killed_build_is_cleared_and_a_model_is_built_once(
 ) -> None:
     builds: list[str] = []
 
-    def export(model: str, folder: Path) -> None:  # the real export takes ~15 s; what matters here is
-        builds.append(model)  # what happens around it
+    # the real export takes ~15 s; what matters here is what happens around it
+    def export(model: str, folder: Path, models_dir: Path | None = None) -> None:
+        builds.append(model)
         (folder / "model.onnx").write_bytes(b"exported")
 
     monkeypatch.setattr(encoders, "_export_onnx", export)
@@ -105,7 +106,7 @@ def test_a_killed_build_is_cleared_and_a_model_is_built_once(
 
 
 def test_a_failed_build_leaves_nothing_half_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def export(model: str, folder: Path) -> None:
+    def export(model: str, folder: Path, models_dir: Path | None = None) -> None:
         (folder / "model.onnx").write_bytes(b"half")
         raise RuntimeError("out of memory")
 

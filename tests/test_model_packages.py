@@ -139,3 +139,11 @@ def test_the_command_installs_from_given_wheels_and_lists_the_models(
     )
     unknown = runner.invoke(app, ["models", "install", "no-such-model"])
     assert unknown.exit_code == 1 and "no packaged model 'no-such-model'" in unknown.output
+
+
+def test_a_packaged_model_not_installed_says_how_to_install_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="pipeline.encoders"):
+        assert resolve_model_path("all-mpnet-base-v2", tmp_path) == "all-mpnet-base-v2"  # a hub may have it
+    assert "`harvest models install all-mpnet-base-v2`" in caplog.text
