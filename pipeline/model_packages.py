@@ -99,11 +99,16 @@ def install(name: str, models_dir: Path, wheels: Path | None = None) -> Path:
     with FileLock(str(target) + ".lock"):
         if installed_path(key, models_dir) is not None:
             return target
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+        for stale in target.parent.glob(f".{key}.install-*"):  # an install that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.install-", dir=target.parent))
         try:
+            downloaded = wheels is None
             if wheels is None:
                 wheels = _download(model, staging / "wheels")
             archive = _join_parts(model, wheels, staging / "archive.zip")
+            if downloaded:  # the disk holds two copies at most: archive and model
+                shutil.rmtree(wheels)
             _extract_verified(model, archive, staging / key)
             os.replace(staging / key, target)
         finally:

@@ -79,6 +79,8 @@ def test_a_model_in_parts_installs_checked_and_loads_by_its_name(
 ) -> None:
     models_dir = tmp_path / "models"
     assert installed_path(NAME, models_dir) is None
+    killed = models_dir / f".{NAME}.install-x1y2"  # what an install killed midway leaves behind
+    killed.mkdir(parents=True)
     folder = install(NAME, models_dir, wheels)
     assert folder == models_dir / NAME and installed_path(NAME, models_dir) == folder
     kept = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
