@@ -16,6 +16,8 @@ from pipeline import model_packages
 from pipeline.encoders import EncoderSpec, load_encoder, resolve_model_path
 from pipeline.model_packages import ModelInstallError, PackagedModel, install, installed_path
 
+slow = pytest.mark.slow  # loads the model
+
 NAME = "minilm-in-parts"
 TEXTS = ["more €€ for pilots", "Digital innovation hubs and clusters must work together"]
 
@@ -74,6 +76,7 @@ def packaged(monkeypatch: pytest.MonkeyPatch) -> PackagedModel:
     return model
 
 
+@slow
 def test_a_model_in_parts_installs_checked_and_loads_by_its_name(
     packaged: PackagedModel, wheels: Path, tmp_path: Path
 ) -> None:
