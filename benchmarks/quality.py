@@ -38,6 +38,9 @@ REPO = HERE.parent
 SHARED = REPO.parent / "shared"
 WORK = HERE / ".work"
 RESULTS = HERE / "results"
+#: Packaged models (pipeline.model_packages) the benchmarks add with ``--model``: fetched, checked and
+#: exported once, kept across runs
+PACKAGED = HERE / ".work" / "packaged"
 METRICS = [
     "theme_recall",
     "ami",
@@ -134,6 +137,27 @@ def miss_causes(gold_notes: pd.DataFrame, gold_themes: pd.DataFrame, stmts: pd.D
             {"topic": theme.topic, "question": theme.question, "theme_id": theme.theme_id, "cause": cause}
         )
     return pd.DataFrame(rows, columns=["topic", "question", "theme_id", "cause"])
+
+
+def add_model_option(parser: argparse.ArgumentParser, added: str) -> None:
+    """``--model NAME`` (repeatable): a packaged model to add to the run, ``added``; default
+    all-mpnet-base-v2, '' for none."""
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help=f"a packaged model to add, {added} (default: all-mpnet-base-v2; '' for none)",
+    )
+
+
+def installed_models(chosen: list[str] | None) -> list[str]:
+    """The packaged models ``--model`` named, installed into ``PACKAGED`` (once: an installed one is kept)."""
+    from pipeline.model_packages import install
+
+    names = [m for m in (chosen if chosen is not None else ["all-mpnet-base-v2"]) if m]
+    for name in names:
+        install(name, PACKAGED)
+    return names
 
 
 def read_gold(gold: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

