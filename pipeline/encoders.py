@@ -24,6 +24,7 @@ import re
 import shutil
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -136,10 +137,23 @@ class SentenceTransformerEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-class OnnxEncoder:
-    """The exported transformer in ONNX Runtime, with the model's tokenizer and pooling."""
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, as a container or ``taskset`` sets it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
-    def __init__(self, folder: Path, model_file: str) -> None:
+
+class OnnxEncoder:
+    """The exported transformer in ONNX Runtime, with the model's tokenizer and pooling.
+
+    Batches run side by side, one core each (``workers`` threads sharing one session, whose ``run`` is
+    thread-safe and releases the GIL), rather than one batch at a time across all cores. Alone, both
+    ways are as fast (8,030 texts on 2 cores: 18.7-19.3 s against 19.0-19.2 s; one core, 36.4 s). Beside
+    another busy thread of the process (spaCy parsing ahead of the labels, ``labels.parsing_ahead``)
+    they are not: 22.4 s against 26.0 s for the same texts, since a batch split across cores waits at
+    every layer for its part on the core the other thread holds, while whole batches do not wait.
+    """
+
+    def __init__(self, folder: Path, model_file: str, workers: int | None = None) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -149,31 +163,42 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(config["max_seq_length"])
         self.tokenizer.enable_padding(pad_id=config["pad_token_id"])
+        self.workers = workers or usable_cores()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(
-            str(folder / model_file), providers=["CPUExecutionProvider"]
+            str(folder / model_file), options, providers=["CPUExecutionProvider"]
         )
+        self._pool: ThreadPoolExecutor | None = None
 
     def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
         from tqdm.auto import tqdm
 
-        out = np.zeros((len(texts), 0), dtype=np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths pad less
-        starts = range(0, len(texts), batch_size)
-        for start in tqdm(starts, desc="Batches", disable=not show_progress):
-            rows = order[start : start + batch_size]
-            encoded = self.tokenizer.encode_batch([texts[i] for i in rows])
-            ids = np.array([e.ids for e in encoded], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
-            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            hidden = self.session.run(None, {name: feed[name] for name in self.inputs})[0]
-            if self.pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
+        # no fewer batches than workers: a re-run's few new texts still use every core
+        size = max(1, min(batch_size, -(-len(texts) // self.workers)))
+        batches = [order[start : start + size] for start in range(0, len(texts), size)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-encoder")
+        out = np.zeros((len(texts), 0), dtype=np.float32)
+        pooled_batches = self._pool.map(self._encode_batch, [[texts[i] for i in rows] for rows in batches])
+        done = zip(batches, pooled_batches, strict=True)
+        for rows, pooled in tqdm(done, total=len(batches), disable=not show_progress):
             if out.shape[1] == 0:
                 out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
             out[rows] = pooled
         return _unit(out)
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        encoded = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self.session.run(None, {name: feed[name] for name in self.inputs})[0]
+        if self.pooling == "cls":
+            return np.asarray(hidden[:, 0], dtype=np.float32)
+        return np.asarray((hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1))
 
 
 class Model2VecEncoder:

@@ -118,6 +118,18 @@ def test_a_failed_build_leaves_nothing_half_made(tmp_path: Path, monkeypatch: py
 
 
 @slow
+def test_onnx_batches_side_by_side_give_the_vectors_of_one_batch_at_a_time(models_dir: Path) -> None:
+    folder = build_derived_model(EncoderSpec(backend="onnx", models_dir=models_dir))
+    one_at_a_time = encoders.OnnxEncoder(folder, "model.onnx", workers=1).encode(TEXTS, 64, False)
+    side_by_side = encoders.OnnxEncoder(folder, "model.onnx", workers=2)
+    for batch_size in (2, 64):  # 64: the seven texts are split in two batches, one per worker
+        vectors = side_by_side.encode(TEXTS, batch_size, False)
+        np.testing.assert_allclose(vectors, one_at_a_time, atol=1e-5)
+    np.testing.assert_allclose(side_by_side.encode(TEXTS[2:3], 64, False), one_at_a_time[2:3], atol=1e-5)
+    assert side_by_side.encode([], 64, False).shape[0] == 0
+
+
+@slow
 def test_each_backend_has_its_own_cache_and_fingerprint(models_dir: Path, tmp_path: Path) -> None:
     torch_spec, onnx_spec = EncoderSpec(backend="torch"), EncoderSpec(backend="onnx", models_dir=models_dir)
     assert torch_spec.id != onnx_spec.id
