@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,9 @@ from pipeline.store import (
     write_bytes,
     write_parquet,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +81,54 @@ def discover_note_files(event_dir: Path, event: Event) -> list[Path]:
     )
 
 
-def in_groups_of(notes: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
-    """Which of ``notes`` are in a (table, round, topic, question) group ``other`` has notes in. By one
-    Arrow string per note naming its group: a ``pd.MultiIndex`` factorises every column anew, and a
-    folder of 140 files spent ~2 s of its ingest building them, once per file, over the event's notes."""
+def group_keys(notes: pd.DataFrame) -> pa.Array:
+    """One Arrow string per note naming its (table, round, topic, question) group. Compared by these, not
+    by a ``pd.MultiIndex``, which factorises every column anew (a folder of 140 files spent ~2 s of its
+    ingest building them, once per file, over the event's notes)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    def keys(frame: pd.DataFrame) -> pa.Array:
-        parts = [pa.array(frame[c], from_pandas=True).cast(pa.large_string()) for c in KEY_COLUMNS]
-        return pc.binary_join_element_wise(*parts, pa.scalar("\x1f", pa.large_string()))
+    parts = [_strings(notes[c]) for c in KEY_COLUMNS]
+    return pc.binary_join_element_wise(*parts, pa.scalar("\x1f", pa.large_string()))
 
-    return is_in(keys(notes), keys(other))
+
+def _strings(column: pd.Series) -> pa.Array:
+    """A column as one Arrow array of large strings (a column pandas concatenated is chunked)."""
+    import pyarrow as pa
+
+    array = pa.array(column, from_pandas=True).cast(pa.large_string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def in_groups_of(notes: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
+    """Which of ``notes`` are in a group ``other`` has notes in."""
+    return is_in(group_keys(notes), group_keys(other))
+
+
+class BatchNotes:
+    """The event's current notes while a batch of uploads is ingested, with their note ids and group keys
+    kept beside them as Arrow arrays, updated upload by upload: checking and taking in an upload then
+    reads the event's notes through arrays already built, instead of converting their columns again for
+    every file (the 8,030-note folder of 140 files: ingest 2.0 -> 1.3 s)."""
+
+    def __init__(self, notes: pd.DataFrame) -> None:
+        self.notes = notes
+        self.note_ids = _strings(notes["note_id"])
+        self.keys = group_keys(notes)
+
+    def holding_ids_of(self, upload: pd.DataFrame) -> pd.DataFrame:
+        """The current notes with one of ``upload``'s note ids."""
+        return self.notes.loc[is_in(self.note_ids, upload["note_id"])]
+
+    def take(self, upload: pd.DataFrame, adds: bool) -> None:
+        """``upload``'s notes are current now: in place of its groups' notes, or beside them (``adds``)."""
+        import pyarrow as pa
+
+        upload_keys = group_keys(upload)
+        kept = np.ones(len(self.notes), dtype=bool) if adds else ~is_in(self.keys, upload_keys)
+        self.notes = pd.concat([self.notes.loc[kept], upload], ignore_index=True)
+        self.note_ids = pa.concat_arrays([self.note_ids.filter(pa.array(kept)), _strings(upload["note_id"])])
+        self.keys = pa.concat_arrays([self.keys.filter(pa.array(kept)), upload_keys])
 
 
 def _keys(notes: pd.DataFrame) -> list[list[str | int]]:
@@ -190,13 +230,13 @@ def ingest(
     results = []
     with layout.lock():
         manifest = Manifest.load(layout)
-        notes = current_notes(layout, event, manifest)
+        current = BatchNotes(current_notes(layout, event, manifest))
         for name, data in files:
             result = _ingest_one(
                 layout,
                 event,
                 manifest,
-                notes,
+                current,
                 name,
                 data,
                 who,
@@ -210,8 +250,7 @@ def ingest(
             )
             # its groups now come from it (or from it too): no need to re-read every upload
             if result.status == UploadStatus.ACCEPTED and result.notes is not None:
-                replaced = in_groups_of(notes, result.notes) & (not adds)
-                notes = pd.concat([notes.loc[~replaced], result.notes], ignore_index=True)
+                current.take(result.notes, adds)
             results.append(result)
         # once per batch, not per file (a folder of 140 files rewrote the manifest 140 times): each
         # upload's bytes are stored before, so a batch cut short is handed in again whole
@@ -219,7 +258,7 @@ def ingest(
         if any(r.status in recorded for r in results):
             manifest.save(layout)
         if any(r.status == UploadStatus.ACCEPTED for r in results):
-            _keep_current(layout, _signature(event, manifest), _in_order(notes))
+            _keep_current(layout, _signature(event, manifest), _in_order(current.notes))
     return results
 
 
@@ -231,7 +270,7 @@ def _ingest_one(
     layout: Layout,
     event: Event,
     manifest: Manifest,
-    current: pd.DataFrame,
+    current: BatchNotes,
     name: str,
     data: bytes,
     who: str,
@@ -387,13 +426,13 @@ def _still_current(manifest: Manifest, upload: Upload) -> bool:
     return all(upload.upload_id in owners.get(tuple(key), ()) for key in upload.keys)
 
 
-def _check_note_ids(name: str, notes: pd.DataFrame, current: pd.DataFrame, adds: bool = False) -> None:
+def _check_note_ids(name: str, notes: pd.DataFrame, current: BatchNotes, adds: bool = False) -> None:
     """A note_id may not be taken by a note this upload does not replace (of another group, or of its
     own groups when it adds to them)."""
     # only notes with one of the upload's ids can clash: the check costs the upload, not the event
-    current = current.loc[is_in(current["note_id"], notes["note_id"])]
-    replaced = in_groups_of(current, notes) & (not adds)
-    others = current.loc[~replaced]
+    holding = current.holding_ids_of(notes)
+    replaced = in_groups_of(holding, notes) & (not adds)
+    others = holding.loc[~replaced]
     taken = dict(
         zip(others["note_id"], others["source_file"] + " " + others["source_line"].astype(str), strict=True)
     )
