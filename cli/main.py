@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import getpass
 import logging
 import os
@@ -17,6 +19,12 @@ from pipeline.config import Settings, SettingsError, load_settings
 from pipeline.event import Event, EventDefinitionError, load_event
 from pipeline.schema import LanguageRoute, UploadStatus
 from pipeline.store import DamagedUpload, Layout, Manifest, check_output_folder, read_derived
+
+# At exit, the interpreter's collector walks every object a run left behind, only to free memory the
+# process hands back anyway as it ends: 1.0-1.4 s after a run of 8,030 notes (perf: gc_collect_main),
+# 0.16 s with the objects frozen first. An exit handler, so a process that goes on (tests calling the app)
+# keeps collecting.
+atexit.register(gc.freeze)
 
 app = typer.Typer(
     help="Harvest: turn world-cafe table notes into a ranked output paper.",
