@@ -205,10 +205,19 @@ def statement_terms(
     return found
 
 
+#: Texts parsed ahead at most (``parsing_ahead``): an event of this size has its labels read nearly every
+#: statement; a larger one has them read a theme's most central members only, and its every statement's
+#: terms would fill memory with terms no label reads (~0.5 GB at a million statements).
+PARSE_AHEAD_MAX = 20_000
+
+
 @contextmanager
-def parsing_ahead(texts: list[str], nlp: Language, stored: TermCache | None = None) -> Iterator[None]:
+def parsing_ahead(
+    texts: list[str], nlp: Language, stored: TermCache | None = None, limit: int = PARSE_AHEAD_MAX
+) -> Iterator[None]:
     """Parse ``texts`` for their keyphrases (as ``statement_terms``, into the same memory) in a thread
-    while the block runs; on leaving it, stop after the batch at hand and wait for the thread.
+    while the block runs; on leaving it, stop after the batch at hand and wait for the thread. At most
+    ``limit`` texts not parsed before are parsed, the first ones.
 
     For the block that encodes the statements: the encoder's two batches at a time leave part of each
     core idle (waiting on each other, on the GIL), which the parser's thread takes. Measured on a cold
@@ -223,7 +232,7 @@ def parsing_ahead(texts: list[str], nlp: Language, stored: TermCache | None = No
     def parse() -> None:
         try:
             memo, todo = _remembered(texts, nlp, stored)
-            _parse(todo, nlp, memo, stored, stop)
+            _parse(todo[:limit], nlp, memo, stored, stop)
             _forget_oldest(memo)
         except Exception as exc:  # the labels parse these texts again, and fail there if they must
             failed.append(exc)

@@ -419,6 +419,16 @@ def test_parsing_ahead_stops_with_its_block_and_the_labels_parse_the_rest(
     assert parser.given[-1] == texts[-3:]  # only what the thread had not parsed
 
 
+def test_parsing_ahead_parses_no_more_than_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.labels as labels
+
+    monkeypatch.setattr(labels, "keyphrases", lambda doc: [(doc, doc, 1.0)])
+    parser = _SlowParser()
+    with labels.parsing_ahead([f"statement {i}" for i in range(50)], parser, limit=20):  # type: ignore[arg-type]
+        pass
+    assert parser.given == [[f"statement {i}" for i in range(20)]]  # what the parser was handed
+
+
 def test_a_parser_failing_ahead_leaves_the_parse_to_the_labels(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
