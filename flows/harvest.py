@@ -77,11 +77,13 @@ def encode_chunk(texts: list[str], encoder: EncoderSpec, first: int) -> np.ndarr
     return load_encoder(encoder).encode(texts, encoder.batch_size, show_progress=False)
 
 
-def embed(texts: list[str], encoder: EncoderSpec, cache: EmbeddingCache) -> np.ndarray:
+def embed(
+    texts: list[str], encoder: EncoderSpec, cache: EmbeddingCache, keys: list[str] | None = None
+) -> np.ndarray:
     """Vectors of ``texts`` (float16, as cached): texts not in ``cache`` (the run's, of ``encoder``) are
     encoded in chunks on the task runner, and each chunk is stored as it arrives, so a killed run
-    resumes where it stopped."""
-    keys = [text_key(t) for t in texts]
+    resumes where it stopped. ``keys``: the texts' ``text_key``s, where the caller has them."""
+    keys = [text_key(t) for t in texts] if keys is None else keys
     todo = list(cache.missing(texts, keys).items())
     chunks = [todo[start : start + ENCODE_CHUNK] for start in range(0, len(todo), ENCODE_CHUNK)]
     futures = [
@@ -298,8 +300,10 @@ def _embedded_and_flagged(
     vectors = EmbeddingCache(layout.embedding_cache, settings.encoder.id)  # its index serves every step
     statements = with_translations(statements, editors_translations(settings, event.id))
     texts, glossaries = model_views(statements, event.glossary_for)
-    with _labels_parsed_ahead(statements, settings, layout):
-        embeddings = embed(texts, settings.encoder, vectors)
+    keys = [text_key(t) for t in texts]
+    encoded = np.array([k not in vectors for k in keys], dtype=bool)  # what the encoder is about to encode
+    with _labels_parsed_ahead(statements[encoded], settings, layout):
+        embeddings = embed(texts, settings.encoder, vectors, keys)
     lap("embed")
     params = settings.synthesis
     statements, embeddings = place_other_languages(statements, embeddings, params, layout.embedding_cache)
@@ -318,10 +322,12 @@ def _embedded_and_flagged(
 def _labels_parsed_ahead(
     statements: pd.DataFrame, settings: Settings, layout: Layout
 ) -> AbstractContextManager[None]:
-    """While the statements are encoded, the keyphrases of those the labels may read are parsed beside
-    the encoder (``labels.parsing_ahead``), into the memory and term cache the themes then use: this
-    process's, so only where the groups are clustered in it (not on Dask workers)."""
-    if settings.task_runner != "local":
+    """While ``statements`` (those new to the embedding cache) are encoded, the keyphrases of those the
+    labels may read are parsed beside the encoder (``labels.parsing_ahead``), into the memory and term
+    cache the themes then use: this process's, so only where the groups are clustered in it (not on Dask
+    workers). Statements embedded by an earlier run are not: no encoder runs beside their parse, and the
+    labels that read them have parsed them already (or never read them)."""
+    if settings.task_runner != "local" or statements.empty:
         return nullcontext()
     params = settings.synthesis
     readable = understood(statements, params.model_language, params.multilingual_model)

@@ -271,7 +271,7 @@ def _parse(
     stop: threading.Event | None = None,
 ) -> None:
     parsed = {}
-    for text, doc in zip(todo, nlp.pipe(todo, batch_size=256), strict=False):
+    for text, doc in zip(todo, nlp.pipe(todo, batch_size=256), strict=True):  # a break is no mismatch
         parsed[text] = keyphrases(doc)
         if stop is not None and stop.is_set():
             break
