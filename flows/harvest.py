@@ -252,9 +252,14 @@ def run_event(
     url = api()
     if url is None:  # PREFECT_API_URL: Prefect's own setting
         return harvest_event(event_dir, data_dir, out)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: url}):
+    updates: dict[Any, Any] = {PREFECT_API_URL: url}
+    if api.temporary:
+        # Heartbeats tell a server's services that a run crashed; a temporary server runs none. And the
+        # heartbeat thread sleeps in one-second steps that the end of every run waits out (~0.5 s).
+        updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+    with temporary_settings(updates=updates):
         try:
             return harvest_event(event_dir, data_dir, out)
         finally:

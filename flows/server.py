@@ -35,8 +35,18 @@ log = logging.getLogger(__name__)
 #: root's ``prefect/``), so a ``harvest run`` meanwhile uses it instead of starting one of its own.
 SERVER_ADDRESS_FILE = "api-url"
 
-#: Returns the API address once it answers; None: PREFECT_API_URL is set, and Prefect uses it.
-ApiAddress = Callable[[], "str | None"]
+
+@dataclass(frozen=True)
+class ApiAddress:
+    """The Prefect API of a run: calling it returns the address once it answers (None: PREFECT_API_URL is
+    set, and Prefect uses it). ``temporary``: a server started for Harvest's runs (``TemporaryServer``),
+    which runs none of Prefect's services, so nothing there acts on a flow run's heartbeats."""
+
+    address: Callable[[], str | None]
+    temporary: bool = False
+
+    def __call__(self) -> str | None:
+        return self.address()
 
 
 class PrefectDidNotStart(RuntimeError):
@@ -251,18 +261,18 @@ def run_api(
     while a temporary server starts (only then: otherwise nothing is waited for)."""
     global _kept
     if os.environ.get("PREFECT_API_URL"):
-        yield lambda: None
+        yield ApiAddress(lambda: None)
         return
     url = running_local_server(data_dir)
     if url is not None:
-        yield lambda: url
+        yield ApiAddress(lambda: url)
         return
     if not keep:
         server = TemporaryServer()
         try:
             if meanwhile is not None:
                 meanwhile()
-            yield server.address
+            yield ApiAddress(server.address, temporary=True)
         finally:
             server.stop()
         return
@@ -271,7 +281,7 @@ def run_api(
         atexit.register(_kept.stop)
         if meanwhile is not None:
             meanwhile()
-    yield _kept.address
+    yield ApiAddress(_kept.address, temporary=True)
 
 
 def flush_to_api(timeout: float = 10) -> None:
