@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -182,25 +183,32 @@ class PhraseEncoder:
         self.spec = spec
         self._memo: dict[str, np.ndarray] = {}
         self._cache = EmbeddingCache(cache_dir, spec.id) if cache_dir is not None else None
+        # questions are clustered side by side: the memory and the cache's index change under this lock,
+        # the encoding runs outside it
+        self._lock = threading.Lock()
 
     def encode(self, texts: list[str], glossary: Mapping[str, str] | None = None) -> np.ndarray:
         views = texts_for_embedding(texts, glossary)
-        todo = [v for v in dict.fromkeys(views) if v not in self._memo]
-        if todo and self._cache is not None:
-            stored = [v for v in todo if text_key(v) in self._cache]
-            if stored:
-                self._memo.update(zip(stored, self._cache.get([text_key(v) for v in stored]), strict=True))
-                todo = [v for v in todo if v not in self._memo]
+        with self._lock:
+            known = {v: self._memo[v] for v in dict.fromkeys(views) if v in self._memo}
+            todo = [v for v in dict.fromkeys(views) if v not in known]
+            if todo and self._cache is not None:
+                stored = [v for v in todo if text_key(v) in self._cache]
+                if stored:
+                    known.update(zip(stored, self._cache.get([text_key(v) for v in stored]), strict=True))
+                    todo = [v for v in todo if v not in known]
+        vectors = np.zeros((0, 0), dtype=STORED_DTYPE)
         if todo:
             vectors = load_encoder(self.spec).encode(todo, self.spec.batch_size, show_progress=False)
             vectors = np.asarray(vectors, dtype=STORED_DTYPE)
-            self._memo.update(zip(todo, vectors.astype(np.float32), strict=True))
-            if self._cache is not None:
+            known.update(zip(todo, vectors.astype(np.float32), strict=True))
+        with self._lock:
+            self._memo.update(known)
+            if todo and self._cache is not None:
                 self._cache.add([text_key(v) for v in todo], vectors)
-        found = np.stack([self._memo[v] for v in views])
-        for oldest in list(self._memo)[: max(0, len(self._memo) - self.KEPT)]:
-            del self._memo[oldest]
-        return found
+            for oldest in list(self._memo)[: max(0, len(self._memo) - self.KEPT)]:
+                del self._memo[oldest]
+        return np.stack([known[v] for v in views])
 
     def with_glossary(self, glossary: Mapping[str, str] | None) -> Callable[[list[str]], np.ndarray]:
         """``encode`` for one question's texts, with its glossary."""
@@ -208,9 +216,17 @@ class PhraseEncoder:
         return lambda texts: self.encode(texts, glossary)
 
 
-@lru_cache(maxsize=4)
 def phrase_encoder(spec: EncoderSpec, cache_dir: Path | None = None) -> PhraseEncoder:
     """The process's ``PhraseEncoder`` for an encoder (and an event's phrase cache: ``phrase_cache``)."""
+    with _PHRASE_ENCODERS_LOCK:  # one per process, though questions ask for it side by side
+        return _phrase_encoder(spec, cache_dir)
+
+
+_PHRASE_ENCODERS_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _phrase_encoder(spec: EncoderSpec, cache_dir: Path | None) -> PhraseEncoder:
     return PhraseEncoder(spec, cache_dir)
 
 

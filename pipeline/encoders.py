@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -170,7 +171,8 @@ class OnnxEncoder:
         self.session = onnxruntime.InferenceSession(
             str(folder / model_file), options, providers=["CPUExecutionProvider"]
         )
-        self._pool: ThreadPoolExecutor | None = None
+        # its threads start with the first batch; made here, so two callers at once share one pool
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-encoder")
 
     def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
         from tqdm.auto import tqdm
@@ -179,8 +181,6 @@ class OnnxEncoder:
         # no fewer batches than workers: a re-run's few new texts still use every core
         size = max(1, min(batch_size, -(-len(texts) // self.workers)))
         batches = [order[start : start + size] for start in range(0, len(texts), size)]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-encoder")
         out = np.zeros((len(texts), 0), dtype=np.float32)
         pooled_batches = self._pool.map(self._encode_batch, [[texts[i] for i in rows] for rows in batches])
         done = zip(batches, pooled_batches, strict=True)
@@ -306,9 +306,17 @@ def _distill_model2vec(model_name: str, folder: Path, models_dir: Path | None = 
     distill(model_name=source, pca_dims=256).save_pretrained(str(folder))
 
 
-@lru_cache(maxsize=4)
 def load_encoder(spec: EncoderSpec) -> Encoder:
     """The encoder of ``spec``, kept loaded for the life of the process."""
+    with _LOADING:  # once, though questions clustered side by side may ask for it first at once
+        return _load_encoder(spec)
+
+
+_LOADING = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _load_encoder(spec: EncoderSpec) -> Encoder:
     if spec.backend == "torch":
         return SentenceTransformerEncoder(spec)
     folder = build_derived_model(spec)

@@ -150,6 +150,9 @@ _TERMS: weakref.WeakKeyDictionary[Language, dict[str, list[tuple[str, str, float
     weakref.WeakKeyDictionary()
 )
 _TERMS_KEPT = 200_000  # statements whose terms a process remembers (about 100 MB)
+#: Held while a thread reads or parses into ``_TERMS``: topic x question groups are labelled side by side
+#: (``flows.harvest.LOCAL_WORKERS``), and a spaCy pipeline is not to be run by two threads at once.
+_TERMS_LOCK = threading.Lock()
 #: Bump when ``keyphrases`` (or what it filters) changes: terms kept on disk are then made anew.
 KEYPHRASES_VERSION = 1
 
@@ -198,10 +201,11 @@ def statement_terms(
     """``keyphrases`` of each text. Remembered per process and pipeline, so a re-run (a scheduled or
     web-triggered run in a long-lived process) parses only statements it has not seen; with ``stored``,
     on disk too, for the next process."""
-    memo, todo = _remembered(texts, nlp, stored)
-    _parse(todo, nlp, memo, stored)
-    found = [memo[t] for t in texts]
-    _forget_oldest(memo)
+    with _TERMS_LOCK:
+        memo, todo = _remembered(texts, nlp, stored)
+        _parse(todo, nlp, memo, stored)
+        found = [memo[t] for t in texts]
+        _forget_oldest(memo)
     return found
 
 
@@ -231,9 +235,10 @@ def parsing_ahead(
 
     def parse() -> None:
         try:
-            memo, todo = _remembered(texts, nlp, stored)
-            _parse(todo[:limit], nlp, memo, stored, stop)
-            _forget_oldest(memo)
+            with _TERMS_LOCK:  # the labels wait for it only if they come while the block runs
+                memo, todo = _remembered(texts, nlp, stored)
+                _parse(todo[:limit], nlp, memo, stored, stop)
+                _forget_oldest(memo)
         except Exception as exc:  # the labels parse these texts again, and fail there if they must
             failed.append(exc)
 

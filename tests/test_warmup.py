@@ -12,7 +12,7 @@ import pytest
 
 import pipeline.warmup
 from pipeline.config import Settings, load_settings
-from pipeline.encoders import load_encoder
+from pipeline.encoders import _load_encoder, load_encoder
 from pipeline.statements import _detector, detect_languages, load_nlp, load_splitter
 from pipeline.warmup import head_start, warm_up
 from tests.conftest import SAMPLE_EVENT
@@ -22,7 +22,7 @@ def test_a_run_after_the_warm_up_loads_no_model_again() -> None:
     settings = Settings()
     loaded = warm_up(settings, "en")
     assert set(loaded) == {"encoder", "splitter", "spacy", "languages", "language models", "clustering"}
-    loaders: list[_lru_cache_wrapper[Any]] = [load_encoder, load_splitter, load_nlp, _detector]
+    loaders: list[_lru_cache_wrapper[Any]] = [_load_encoder, load_splitter, load_nlp, _detector]
     misses = [loader.cache_info().misses for loader in loaders]
 
     # what a run's steps call, with what they pass
@@ -93,7 +93,7 @@ import sys
 from pathlib import Path
 from fastapi.testclient import TestClient
 from pipeline.config import Settings
-from pipeline.encoders import load_encoder
+from pipeline.encoders import _load_encoder
 from pipeline.statements import load_nlp
 from web.app import create_app
 
@@ -103,7 +103,7 @@ with TestClient(app) as client:
     warming = app.state.harvest.warming
     if warming is not None:
         warming.join()
-    loaded = load_encoder.cache_info().currsize, load_nlp.cache_info().currsize
+    loaded = _load_encoder.cache_info().currsize, load_nlp.cache_info().currsize
     kept = sys.modules.get("flows.server") and sys.modules["flows.server"]._kept
     print(answered, "flows.harvest" in sys.modules, *loaded, bool(kept and kept.process.poll() is None))
 """
