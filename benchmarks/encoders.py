@@ -92,9 +92,9 @@ def main() -> int:
         build_derived_model(spec)
         built = time.perf_counter() - started
         encoder = load_encoder(spec)
-        encoder.encode(texts[:64], batch_size=spec.batch_size, show_progress=False)  # warm-up
+        encoder.encode(texts[:64], batch_size=spec.batch, show_progress=False)  # warm-up
         started = time.perf_counter()
-        vectors = encoder.encode(texts, batch_size=spec.batch_size, show_progress=False)
+        vectors = encoder.encode(texts, batch_size=spec.batch, show_progress=False)
         rate = len(texts) / (time.perf_counter() - started)
         if reference is None:
             reference = vectors
@@ -141,8 +141,9 @@ def main() -> int:
         "",
         f"Run {time.strftime('%Y-%m-%d')} by `python benchmarks/encoders.py --texts {args.texts}` "
         f"on a 2-core CPU machine. Throughput: {len(texts):,} dev-note texts (notes and recombined "
-        "pairs), batch 64, no cache, model loaded. Agreement: correlation of the pairwise cosines of "
-        "1,000 texts with the torch vectors. Quality: a whole Harvest run on the dev event with that "
+        "pairs), each backend's batch size (`encoders.BATCH_SIZES`), no cache, model loaded. "
+        "Agreement: correlation of the pairwise cosines of 1,000 texts with the torch vectors. "
+        "Quality: a whole Harvest run on the dev event with that "
         "backend, scored by score.py. Build: the one-off export or distillation from the packaged "
         "weights (offline); the int8 row only quantises the export of the row above. Run s: the "
         "whole flow on the dev event, in one process; the first row also "

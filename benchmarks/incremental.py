@@ -219,7 +219,7 @@ spec = dataclasses.replace(Settings().encoder, backend=sys.argv[2])
 encoder = load_encoder(spec)
 loaded = time.perf_counter()
 texts = json.load(open(sys.argv[1], encoding="utf-8"))
-encoder.encode(texts, spec.batch_size, show_progress=False)
+encoder.encode(texts, spec.batch, show_progress=False)
 print(json.dumps({"load": loaded - started, "encode": time.perf_counter() - loaded}))
 """
 

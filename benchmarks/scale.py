@@ -116,7 +116,7 @@ def run_one(n: int, backend: str) -> dict:
     # bare encode on a slice: same texts, same process (a larger one for the static model, which is fast)
     sample = texts[: min(len(texts), 50_000 if backend == "model2vec" else 5000)]
     t = time.perf_counter()
-    encoder.encode(sample, batch_size=settings.encoder.batch_size, show_progress=False)
+    encoder.encode(sample, batch_size=settings.encoder.batch, show_progress=False)
     bare_rate = len(sample) / (time.perf_counter() - t)
     nlp = load_nlp(settings.spacy_model)
     t = time.perf_counter()

@@ -136,10 +136,10 @@ def encoders(packaged: Sequence[str] = ()) -> dict[str, Encode]:
     model = load_encoder(spec)
 
     def own(texts: list[str]) -> np.ndarray:
-        return model.encode(texts, spec.batch_size, show_progress=False)
+        return model.encode(texts, spec.batch, show_progress=False)
 
     def encoding(other: Encoder) -> Encode:
-        return lambda texts: other.encode(texts, spec.batch_size, show_progress=False)
+        return lambda texts: other.encode(texts, spec.batch, show_progress=False)
 
     found = {f"{spec.model} ({spec.backend})": own}
     for name in packaged:

@@ -74,7 +74,7 @@ ENCODE_CHUNK = 4096  # texts per encoding task: big enough to amortise a task, s
 
 @task(retries=1, task_run_name="encode-{first}", cache_policy=NO_CACHE)
 def encode_chunk(texts: list[str], encoder: EncoderSpec, first: int) -> np.ndarray:
-    return load_encoder(encoder).encode(texts, encoder.batch_size, show_progress=False)
+    return load_encoder(encoder).encode(texts, encoder.batch, show_progress=False)
 
 
 def embed(

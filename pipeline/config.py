@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         "weights) or model2vec (a static model distilled from the same weights, for very large runs). "
         "The derived models are built once, offline, under models_dir. See pipeline.encoders.",
     )
-    embedding_batch_size: int = 64
+    embedding_batch_size: int | None = None  # the backend's (encoders.BATCH_SIZES)
     embedding_device: str = "cpu"
     models_dir_: Path | None = Field(
         default=None,

@@ -150,7 +150,7 @@ def embed_texts(
         log.info("encoding %d new texts with %s (%d cached)", len(todo), encoder.id, len(keys) - len(todo))
         vectors = load_encoder(encoder).encode(
             list(todo.values()),
-            batch_size=encoder.batch_size,
+            batch_size=encoder.batch,
             show_progress=len(todo) > 2000 if show_progress is None else show_progress,
         )
         fresh = dict(zip(todo, vectors, strict=True))
@@ -199,7 +199,7 @@ class PhraseEncoder:
                     todo = [v for v in todo if v not in known]
         vectors = np.zeros((0, 0), dtype=STORED_DTYPE)
         if todo:
-            vectors = load_encoder(self.spec).encode(todo, self.spec.batch_size, show_progress=False)
+            vectors = load_encoder(self.spec).encode(todo, self.spec.batch, show_progress=False)
             vectors = np.asarray(vectors, dtype=STORED_DTYPE)
             known.update(zip(todo, vectors.astype(np.float32), strict=True))
         with self._lock:

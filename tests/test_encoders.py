@@ -153,6 +153,14 @@ def test_backend_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         EncoderSpec(backend="tensorflow")  # type: ignore[arg-type]
 
 
+def test_each_backend_encodes_in_batches_of_its_own_size_unless_one_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert (EncoderSpec(backend="onnx").batch, EncoderSpec(backend="torch").batch) == (16, 64)
+    monkeypatch.setenv("HARVEST_EMBEDDING_BATCH_SIZE", "48")
+    assert Settings(data_dir=tmp_path).encoder.batch == 48
+
+
 def test_the_cache_reads_vectors_from_their_shards_only_when_asked(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     first, second = rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
