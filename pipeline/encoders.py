@@ -140,15 +140,19 @@ def load_sentence_transformer(
 class SentenceTransformerEncoder:
     def __init__(self, spec: EncoderSpec) -> None:
         self.model = load_sentence_transformer(spec.model, spec.device, spec.models_dir)
+        # questions are clustered side by side; the model's fast tokenizer sets its truncation and padding
+        # at every call ("Already borrowed" from a second thread), and torch uses every core anyway
+        self._lock = threading.Lock()
 
     def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
-        vectors = self.model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=show_progress,
-        )
+        with self._lock:
+            vectors = self.model.encode(
+                texts,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
 
@@ -220,9 +224,11 @@ class Model2VecEncoder:
         from model2vec import StaticModel
 
         self.model = StaticModel.from_pretrained(str(folder))
+        self._lock = threading.Lock()  # its tokenizer's truncation is set at every call, as torch's
 
     def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
-        vectors = self.model.encode(texts, batch_size=batch_size, show_progress_bar=show_progress)
+        with self._lock:
+            vectors = self.model.encode(texts, batch_size=batch_size, show_progress_bar=show_progress)
         return _unit(np.asarray(vectors, dtype=np.float32))
 
 

@@ -130,6 +130,23 @@ def test_onnx_batches_side_by_side_give_the_vectors_of_one_batch_at_a_time(model
 
 
 @slow
+@pytest.mark.parametrize("backend", ["torch", "onnx", "model2vec"])
+def test_an_encoder_called_by_threads_at_once_gives_each_its_vectors(backend: str, models_dir: Path) -> None:
+    """Questions are clustered side by side (``flows.harvest.LOCAL_WORKERS``) and share the process's
+    encoder for their joint recommendations: model2vec's and torch's tokenizers change their settings at
+    every call and failed from a second thread ("Already borrowed")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = load_encoder(EncoderSpec(backend=backend, models_dir=models_dir))  # type: ignore[arg-type]
+    chunks = [TEXTS[start:] + TEXTS[:start] for start in range(len(TEXTS))] * 3
+    alone = [encoder.encode(chunk, 2, False) for chunk in chunks]
+    with ThreadPoolExecutor(4) as threads:
+        together = list(threads.map(lambda chunk: encoder.encode(chunk, 2, False), chunks))
+    for mine, expected in zip(together, alone, strict=True):
+        np.testing.assert_allclose(mine, expected, atol=1e-5)
+
+
+@slow
 def test_each_backend_has_its_own_cache_and_fingerprint(models_dir: Path, tmp_path: Path) -> None:
     torch_spec, onnx_spec = EncoderSpec(backend="torch"), EncoderSpec(backend="onnx", models_dir=models_dir)
     assert torch_spec.id != onnx_spec.id
