@@ -54,6 +54,7 @@ from flows.server import (
     prefect_server_answers,
     serving_file,
     serving_record,
+    wake_file,
 )
 from pipeline.config import load_settings, settings_id
 from pipeline.event import Event, load_event
@@ -218,11 +219,20 @@ class WarmRunner:
 
     RESULTS_KEPT = 24 * 3600.0
 
+    #: Seconds between looks at the wake file (a ``stat``) while waiting for the next poll of the API.
+    WAKE_CHECK = 0.05
+
     def __init__(
-        self, flow: Any, deployment_id: UUID, poll: float = 1.0, results: Path | None = None
+        self,
+        flow: Any,
+        deployment_id: UUID,
+        poll: float = 1.0,
+        results: Path | None = None,
+        wake: Path | None = None,
     ) -> None:
         self.flow, self.deployment_id, self.poll = flow, deployment_id, poll
         self.results = results
+        self.wake = wake  # touched by a `harvest run` that has handed a run over (ServingProcess.wake_up)
         self.stopped = threading.Event()
         # the runs a `harvest run` handed over keep their summary, which that command prints
         self.reporting_flow = flow.with_options(
@@ -282,11 +292,30 @@ class WarmRunner:
             try:
                 with get_client(sync_client=True) as client:
                     while not self.stopped.is_set():
+                        woken = self._woken()  # before the look: a wake-up during it is not missed
                         self.run_due(client)
-                        self.stopped.wait(self.poll)
+                        self._until_next_look(woken)
             except Exception:  # the API may be busy or restarting: a new client tries again
                 log.exception("could not fetch or run the due flow runs")
                 self.stopped.wait(self.poll)
+
+    def _woken(self) -> int:
+        try:
+            return self.wake.stat().st_mtime_ns if self.wake is not None else 0
+        except OSError:  # not touched yet
+            return 0
+
+    def _until_next_look(self, woken: int) -> None:
+        """Wait ``poll`` seconds, or until the wake file is touched after ``woken`` (its time then)."""
+        if self.wake is None:
+            self.stopped.wait(self.poll)
+            return
+        deadline = time.monotonic() + self.poll
+        while self._woken() == woken and not self.stopped.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.stopped.wait(min(self.WAKE_CHECK, left))
 
     def stop(self) -> None:
         self.stopped.set()
@@ -359,15 +388,19 @@ def _serve(
                 ),
             )
             results = data_dir / "prefect" / "results"
-            # a handed-over run waits for the runner's next look: 1 s at most, one local query a second
-            runner = WarmRunner(harvest_event, cast(UUID, deployment.apply()), min(poll, 1.0), results)
+            # a handed-over run wakes the runner (a file it looks at 20 times a second); the API is asked
+            # once a second, for runs Prefect's schedules make
+            wake = wake_file(data_dir, event.id)
+            runner = WarmRunner(harvest_event, cast(UUID, deployment.apply()), min(poll, 1.0), results, wake)
             # before the first run is due: it then costs what any later run costs
             settings = load_settings(data_dir=data_dir)
             loaded = warm_up(settings, event.language)
             log.info("models loaded for the warm runs in %.1f s: %s", sum(loaded.values()), loaded)
             log.info("%s/%s is being served; its flow runs run in this process", FLOW_NAME, name)
             print(f"Your deployment '{FLOW_NAME}/{name}' is being served, warm (runs in this process).")
-            serving = ServingProcess(api, f"{FLOW_NAME}/{name}", settings_id(settings), os.getpid())
+            serving = ServingProcess(
+                api, f"{FLOW_NAME}/{name}", settings_id(settings), os.getpid(), str(wake)
+            )
             record = serving_file(data_dir, event.id)
             write_text(record, json.dumps(asdict(serving)))  # `harvest run`s of the event hand over to us
             try:
@@ -376,6 +409,7 @@ def _serve(
                 runner.stop()
                 if serving_record(data_dir, event.id) == serving:  # not one another server wrote since
                     record.unlink(missing_ok=True)
+                    wake.unlink(missing_ok=True)
         else:
             harvest_event.serve(
                 name=name,

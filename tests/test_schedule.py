@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from uuid import uuid4
 
 import pandas as pd
 import pytest
@@ -274,6 +275,17 @@ def handed_over_echo(fail: bool = False) -> dict:
 
 
 @pytest.mark.usefixtures("prefect_ephemeral")
+def test_the_runner_looks_for_due_runs_as_soon_as_its_wake_file_is_touched(tmp_path: Path) -> None:
+    wake = tmp_path / "wake-event"
+    runner = WarmRunner(handed_over_echo, uuid4(), poll=3600, wake=wake)
+    waiting = threading.Thread(target=runner._until_next_look, args=(runner._woken(),), daemon=True)
+    waiting.start()
+    ServingProcess("http://127.0.0.1:9/api", "harvest-event/x", "s1", os.getpid(), str(wake)).wake_up()
+    waiting.join(timeout=30)
+    assert not waiting.is_alive()  # an hour's poll cut short
+    runner.stop()
+
+
 def test_a_handed_over_run_returns_its_summary_says_why_it_failed_or_is_withdrawn(tmp_path: Path) -> None:
     # In a thread with no event loop, as `harvest run` calls Prefect: once the session's Playwright browser
     # has started, the main thread runs one, and Prefect's calls there return coroutines. The thread keeps
@@ -288,8 +300,9 @@ def _hand_over_three_ways(tmp_path: Path) -> None:
     from prefect.types._datetime import now
 
     deployment_id = handed_over_echo.to_deployment(name="hand-over-test").apply()
+    wake = tmp_path / "wake-echo"
     serving = ServingProcess(
-        str(PREFECT_API_URL.value()), "handed-over-echo/hand-over-test", "s1", os.getpid()
+        str(PREFECT_API_URL.value()), "handed-over-echo/hand-over-test", "s1", os.getpid(), str(wake)
     )
     results = tmp_path / "results"
     results.mkdir()
@@ -298,12 +311,13 @@ def _hand_over_three_ways(tmp_path: Path) -> None:
     two_days_ago = time.time() - 2 * 24 * 3600
     os.utime(stale, (two_days_ago, two_days_ago))
 
-    runner = WarmRunner(handed_over_echo, deployment_id, poll=0.2, results=results)
+    runner = WarmRunner(handed_over_echo, deployment_id, poll=0.2, results=results, wake=wake)
     # the runner's thread sees the test's Prefect settings (a context variable) as the serving process does
     thread = threading.Thread(target=contextvars.copy_context().run, args=(runner.serve,), daemon=True)
     thread.start()
     try:
         assert run_in_serving_process(serving, {"fail": False}) == {"statements": 3, "themes": 1}
+        assert wake.exists()  # the command woke the runner rather than wait for its next poll
         assert not stale.exists()  # pruned; the summary just read is kept
         assert len(list(results.iterdir())) == 1
         with pytest.raises(HandOverFailed, match=r"ended Failed.*failed on purpose"):
