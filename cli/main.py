@@ -216,12 +216,13 @@ def _handed_over(event_dir: Path, event: Event, settings: Settings, out: Path | 
 
 def _run_here(event_dir: Path, event: Event, settings: Settings, out: Path | None) -> dict:
     from flows.server import run_api
-    from pipeline.warmup import head_start
+    from pipeline.warmup import head_start, kept_for_good
 
     # while Prefect's temporary server starts (when none runs), the models the run will need load
     loading = partial(head_start, settings, event.language, language_models=False)
     with run_api(settings.data_dir, meanwhile=loading) as api:  # and the pipeline is imported
-        from flows.harvest import run_event
+        with kept_for_good():
+            from flows.harvest import run_event
 
         return run_event(event_dir, settings.data_dir, out, api)
 

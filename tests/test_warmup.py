@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from functools import _lru_cache_wrapper
@@ -14,7 +15,7 @@ import pipeline.warmup
 from pipeline.config import Settings, load_settings
 from pipeline.encoders import _load_encoder, load_encoder
 from pipeline.statements import _detector, detect_languages, load_nlp, load_splitter
-from pipeline.warmup import head_start, warm_up
+from pipeline.warmup import head_start, kept_for_good, warm_up
 from tests.conftest import SAMPLE_EVENT
 
 
@@ -137,3 +138,30 @@ def test_a_head_start_that_fails_leaves_the_loads_to_the_run(
     monkeypatch.setattr(pipeline.warmup, "load_encoder", unloadable)
     head_start(Settings(), "en", language_models=False)
     assert "could not load the models ahead of the run (no model at /nowhere)" in caplog.text
+
+
+def test_no_collection_runs_while_the_process_loads_for_good_and_what_it_loaded_is_frozen() -> None:
+    started: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    gc.callbacks.append(count)
+    try:
+        with kept_for_good():
+            gc.disable()  # as msgpack does around an unpack (spaCy's load): no collection either
+            gc.enable()
+            loaded = [[n] for n in range(50_000)]  # containers far past the collector's threshold
+        assert started == []
+        assert gc.get_freeze_count() >= frozen + len(loaded)
+        assert gc.get_threshold() == thresholds
+        with pytest.raises(OSError), kept_for_good():
+            raise OSError("a model that does not load")
+        assert gc.get_threshold() == thresholds
+        _ = [[n] for n in range(50_000)]
+        assert started  # collecting again as before
+    finally:
+        gc.callbacks.remove(count)
+        gc.unfreeze()  # the rest of the test session as it was

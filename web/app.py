@@ -58,9 +58,11 @@ def _secret_key(settings: Settings) -> str:
 def warm_up_runs(settings: Settings, languages: list[str]) -> None:
     """Load what an editor's re-run needs (Prefect and the flow, the Prefect server the re-runs keep, the
     models of each event's language), so the first re-run costs what the next one does."""
-    import flows.harvest  # noqa: F401 - Prefect (~4 s), imported by the re-run otherwise
+    from pipeline.warmup import head_start, kept_for_good
+
+    with kept_for_good():
+        import flows.harvest  # noqa: F401 - Prefect (~4 s), imported by the re-run otherwise
     from flows.server import PrefectDidNotStart, run_api
-    from pipeline.warmup import head_start
 
     started = time.perf_counter()
     loaded = False
