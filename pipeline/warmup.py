@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,14 +69,27 @@ def kept_for_good() -> Iterator[None]:
     8,030-note event ran seven, 0.63 s in all (12 to 155 ms each, growing with the heap), five of them
     during its imports and loads. What is frozen is never collected: garbage cycles made before the
     block ends stay in memory (a few, at load time). A threshold of 0 rather than ``gc.disable``: spaCy's
-    load unpacks msgpack, which turns the collector off and on again around its work."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(0)
+    load unpacks msgpack, which turns the collector off and on again around its work. Blocks may nest or
+    overlap (the web app warms up in a thread): the collector comes back when the last one ends."""
+    global _keeping, _thresholds
+    with _KEEPING:
+        if _keeping == 0:
+            _thresholds = gc.get_threshold()
+            gc.set_threshold(0)
+        _keeping += 1
     try:
         yield
     finally:
-        gc.freeze()
-        gc.set_threshold(*thresholds)
+        with _KEEPING:
+            _keeping -= 1
+            if _keeping == 0:
+                gc.freeze()
+                gc.set_threshold(*_thresholds)
+
+
+_KEEPING = threading.Lock()
+_keeping = 0  # blocks of kept_for_good under way
+_thresholds: tuple[int, ...] = gc.get_threshold()  # the collector's, as the first of them found it
 
 
 def head_start(settings: Settings, language: str = "en", language_models: bool | None = None) -> None:
