@@ -363,7 +363,7 @@ def distinct_event_section(notes: int, tables: int) -> list[str]:
     ratios = [wall / encode["encode"] for encode, _, wall in pairs]
     encodes = ", ".join(f"{encode['encode']:.1f}" for encode, _, _ in pairs)
     colds = ", ".join(f"{wall:.1f}" for _, _, wall in pairs)
-    bare, cold, cold_wall = sorted(pairs, key=lambda pair: pair[2] / pair[0]["encode"])[COLD_PAIRS // 2]
+    bare, cold, cold_wall = pairs[sorted(range(COLD_PAIRS), key=ratios.__getitem__)[COLD_PAIRS // 2]]
     documents = pairs[-1][1]["documents"]
     cold, cold_wall = {**cold, "documents": documents}, cold_wall + documents  # the table takes them off
     extra = build_distinct_event(WORK / "more", 8 * notes // tables, 8, prefix="new", seen=seen)

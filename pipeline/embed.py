@@ -189,9 +189,10 @@ class PhraseEncoder:
 
     def encode(self, texts: list[str], glossary: Mapping[str, str] | None = None) -> np.ndarray:
         views = texts_for_embedding(texts, glossary)
+        distinct = list(dict.fromkeys(views))
         with self._lock:
-            known = {v: self._memo[v] for v in dict.fromkeys(views) if v in self._memo}
-            todo = [v for v in dict.fromkeys(views) if v not in known]
+            known = {v: self._memo[v] for v in distinct if v in self._memo}
+            todo = [v for v in distinct if v not in known]
             if todo and self._cache is not None:
                 stored = [v for v in todo if text_key(v) in self._cache]
                 if stored:
