@@ -49,6 +49,48 @@ def test_group_average_merge_equals_scipy_average_linkage() -> None:
         assert adjusted_rand_score(reference, ours) == 1.0
 
 
+def _merged_from_scratch(
+    x: np.ndarray, sessions: np.ndarray, similarity: float, penalty: float, bonus: float, full_at: float
+) -> np.ndarray:
+    """The merge with the session terms, every pair's score recomputed from the groups' members at every
+    step: slow and plain, to hold the kept scores of ``merge_average_linkage`` against."""
+    groups = [[i] for i in range(len(x))]
+    share = np.mean([sessions[i] == sessions[j] for i in range(len(x)) for j in range(len(x)) if i != j])
+    while len(groups) > 1:
+        best, pair = -np.inf, (0, 0)
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                ga, gb = groups[a], groups[b]
+                together = sum(sessions[i] == sessions[j] for i in ga for j in gb)
+                score = float((x[ga] @ x[gb].T).mean()) - penalty * together / min(len(ga), len(gb))
+                if together == 0:
+                    score += bonus * min(1.0, len(ga) * len(gb) * share / full_at)
+                if score > best:
+                    best, pair = score, (a, b)
+        if best < similarity:
+            break
+        a, b = pair
+        groups[a] += groups.pop(b)
+    labels = np.empty(len(x), dtype=int)
+    for label, members in enumerate(groups):
+        labels[members] = label
+    return labels
+
+
+def test_merge_with_sessions_equals_scores_recomputed_at_every_step() -> None:
+    rng = np.random.default_rng(3)
+    centres = _unit(rng, 5)
+    x = np.repeat(centres, 8, axis=0) + rng.normal(scale=0.35, size=(40, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sessions = rng.choice([f"t{i}" for i in range(6)], size=len(x))
+    terms = (PARAMS.session_penalty, PARAMS.apart_bonus, PARAMS.apart_full_at)
+    for similarity in (0.15, 0.3, 0.45):
+        ours = merge_average_linkage(x, np.arange(len(x)), similarity, sessions, *terms)
+        reference = _merged_from_scratch(x, sessions, similarity, *terms)
+        assert len(set(ours.tolist())) == len(set(reference.tolist())) > 1
+        assert adjusted_rand_score(reference, ours) == 1.0
+
+
 def test_clusters_found_and_outliers_unassigned() -> None:
     rng = np.random.default_rng(1)
     centres = _unit(rng, 3, 128)
