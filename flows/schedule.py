@@ -54,6 +54,7 @@ from flows.server import (
     prefect_server_answers,
     serving_file,
     serving_record,
+    summary_file,
     wake_file,
 )
 from pipeline.config import load_settings, settings_id
@@ -214,7 +215,7 @@ class WarmRunner:
     which imports and loads everything again; here the runs share the process and so its loaded models.
     The deployment is registered with its schedules as ``flow.serve`` registers it; Prefect's server still
     creates the scheduled runs, and they show in its UI as usual. Runs tagged ``HANDED_OVER`` keep their
-    result under ``results`` (default: Prefect's local storage) for ``RESULTS_KEPT`` seconds: the command
+    summary under ``results`` (``flows.server.summary_file``) for ``RESULTS_KEPT`` seconds: the command
     that handed the run over reads it as soon as the run ends."""
 
     RESULTS_KEPT = 24 * 3600.0
@@ -235,11 +236,7 @@ class WarmRunner:
         self.wake = wake  # touched by a `harvest run` that has handed a run over (ServingProcess.wake_up)
         self.stopped = threading.Event()
         # the runs a `harvest run` handed over keep their summary, which that command prints
-        self.reporting_flow = flow.with_options(
-            persist_result=True,
-            result_serializer="json",
-            result_storage=results,  # a path: Prefect's local file system there
-        )
+        self.reporting_flow = flow.with_options(on_completion=[*flow.on_completion_hooks, self._keep_summary])
 
     def run_due(self, client: SyncPrefectClient) -> int:
         """Run every flow run of the deployment that is due; returns how many ran."""
@@ -265,6 +262,14 @@ class WarmRunner:
             run_flow(flow, flow_run=client.read_flow_run(flow_run.id), return_type="state")
             ran += 1
         return ran
+
+    def _keep_summary(self, flow: Any, flow_run: Any, state: Any) -> None:
+        """A completion hook: it runs as soon as the run's state is Completed, before Prefect's end of
+        the run (which waits for its heartbeat thread, ~0.5 s), so the waiting command reads the summary
+        at once; and as JSON of Harvest's own, which that command reads without importing Prefect."""
+        if self.results is not None:
+            summary = json.dumps(state.result(), default=str)
+            write_text(summary_file(self.results, str(flow_run.id)), summary)
 
     def prune_results(self) -> int:
         """Remove the kept results older than ``RESULTS_KEPT`` (their commands have long read them);
@@ -399,7 +404,7 @@ def _serve(
             log.info("%s/%s is being served; its flow runs run in this process", FLOW_NAME, name)
             print(f"Your deployment '{FLOW_NAME}/{name}' is being served, warm (runs in this process).")
             serving = ServingProcess(
-                api, f"{FLOW_NAME}/{name}", settings_id(settings), os.getpid(), str(wake)
+                api, f"{FLOW_NAME}/{name}", settings_id(settings), os.getpid(), str(wake), str(results)
             )
             record = serving_file(data_dir, event.id)
             write_text(record, json.dumps(asdict(serving)))  # `harvest run`s of the event hand over to us

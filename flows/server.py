@@ -19,15 +19,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
-
-if TYPE_CHECKING:
-    from prefect.client.schemas.objects import FlowRun
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +76,16 @@ class HandOverFailed(RuntimeError):
 @dataclass(frozen=True)
 class ServingProcess:
     """A warm ``harvest schedule`` process: the Prefect API and deployment it serves, the digest of its
-    settings (``pipeline.config.settings_id``), its process id, and the file it watches to look for due
-    runs at once (``wake_file``; empty: it finds them at its next poll)."""
+    settings (``pipeline.config.settings_id``), its process id, the file it watches to look for due
+    runs at once (``wake_file``; empty: it finds them at its next poll), and the folder where it keeps
+    the summaries of handed-over runs (``summary_file``; empty: it takes none)."""
 
     api: str
     deployment: str
     settings: str
     pid: int
     wake: str = ""
+    results: str = ""
 
     def wake_up(self) -> None:
         """Have it look for due runs now: a handed-over run would otherwise wait for its next poll of
@@ -127,7 +127,7 @@ def serving_process(data_dir: Path, event_id: str, settings: str) -> ServingProc
     """The warm ``harvest schedule`` process serving ``event_id`` from this data root with the settings
     whose digest is ``settings``, if it still runs and its API answers now."""
     serving = serving_record(data_dir, event_id)
-    if serving is None or serving.settings != settings or not serving.alive():
+    if serving is None or not serving.results or serving.settings != settings or not serving.alive():
         return None
     return serving if prefect_server_answers(serving.api) else None
 
@@ -138,34 +138,66 @@ def run_in_serving_process(
     """Hand one run of the event to the warm ``harvest schedule`` process ``serving`` (a flow run of its
     deployment, tagged ``HANDED_OVER``) and wait for it: the run's summary, as ``harvest_event`` returns
     it. None when that process stopped before it took the run (the run is withdrawn: run it here);
-    raises HandOverFailed when the run did not complete there."""
-    from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    raises HandOverFailed when the run did not complete there.
 
-    with temporary_settings(updates={PREFECT_API_URL: serving.api}):
-        flow_run = cast(  # run_deployment is sync in a sync caller; its annotation covers both
-            "FlowRun",
-            run_deployment(serving.deployment, parameters=parameters, timeout=0, tags=[HANDED_OVER]),
+    It speaks Prefect's REST API itself: importing Prefect's client takes ~1 s, a third of what the
+    whole wait for a run after one new table takes."""
+    api = serving.api.rstrip("/")
+    deployment = _call_api("GET", f"{api}/deployments/name/{urllib.parse.quote(serving.deployment)}")
+    run = _call_api(
+        "POST",
+        f"{api}/deployments/{deployment['id']}/create_flow_run",
+        {"parameters": parameters, "tags": [HANDED_OVER]},
+    )
+    serving.wake_up()
+    while True:
+        state = _call_api("GET", f"{api}/flow_runs/{run['id']}").get("state") or {}
+        if state.get("type") in FINAL_STATES:
+            break
+        if not serving.alive():
+            if state.get("type") in (None, "SCHEDULED"):
+                _call_api("DELETE", f"{api}/flow_runs/{run['id']}")
+                return None
+            raise HandOverFailed(f"the serving process (pid {serving.pid}) stopped during the run")
+        time.sleep(poll)
+    if state["type"] != "COMPLETED":
+        raise HandOverFailed(
+            f"the run in the serving process (pid {serving.pid}) ended {state.get('name')}: "
+            f"{state.get('message')}"
         )
-        serving.wake_up()
-        with get_client(sync_client=True) as client:
-            while True:
-                state = client.read_flow_run(flow_run.id).state
-                if state is not None and state.is_final():
-                    break
-                if not serving.alive():
-                    if state is None or state.is_scheduled():
-                        client.delete_flow_run(flow_run.id)
-                        return None
-                    raise HandOverFailed(f"the serving process (pid {serving.pid}) stopped during the run")
-                time.sleep(poll)
-        if not state.is_completed():
-            raise HandOverFailed(
-                f"the run in the serving process (pid {serving.pid}) ended {state.name}: {state.message}"
-            )
-        summary: dict = state.result()
-        return summary
+    kept = summary_file(Path(serving.results), run["id"])
+    deadline = time.monotonic() + SUMMARY_WAIT
+    while not kept.exists():  # written by a hook of the Completed state, just after it is set
+        if not serving.alive() or time.monotonic() > deadline:
+            raise HandOverFailed(f"the serving process (pid {serving.pid}) kept no summary of the run")
+        time.sleep(poll)
+    summary: dict = json.loads(kept.read_text(encoding="utf-8"))
+    return summary
+
+
+#: Seconds a completed handed-over run's summary may take to appear (it takes milliseconds).
+SUMMARY_WAIT = 30.0
+
+#: The states a flow run ends in (Prefect's ``StateType``s that ``is_final``).
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+
+def summary_file(results: Path, flow_run_id: str) -> Path:
+    """Where the warm runner keeps the summary (JSON) of a handed-over run, for the command waiting."""
+    return Path(results) / f"{flow_run_id}.json"
+
+
+def _call_api(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+    """One call of a Prefect server's REST API: the answer's JSON (None when it has no body)."""
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode("utf-8"),
+        method=method,
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        payload = answer.read()
+    return json.loads(payload) if payload else None
 
 
 def running_local_server(data_dir: Path) -> str | None:

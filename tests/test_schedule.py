@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from uuid import uuid4
@@ -252,13 +252,15 @@ def test_a_run_hands_over_only_to_a_live_serving_process_with_the_same_settings(
     assert serving_process(tmp_path, "mini", "s1") is None  # nothing serves the event
     record = serving_file(tmp_path, "mini")
     record.parent.mkdir()
-    serving = ServingProcess(url, "harvest-event/harvest-mini", "s1", os.getpid())
+    serving = ServingProcess(url, "harvest-event/harvest-mini", "s1", os.getpid(), results=str(tmp_path))
     record.write_text(json.dumps(asdict(serving)))
     assert serving_process(tmp_path, "mini", "s1") == serving
     assert serving_process(tmp_path, "mini", "s2") is None  # other settings: the run stays here
     assert serving_process(tmp_path, "other", "s1") is None  # another event
-    record.write_text(json.dumps(asdict(ServingProcess(url, serving.deployment, "s1", ended_pid()))))
+    record.write_text(json.dumps(asdict(replace(serving, pid=ended_pid()))))
     assert serving_process(tmp_path, "mini", "s1") is None  # its process has ended
+    record.write_text(json.dumps(asdict(replace(serving, results=""))))
+    assert serving_process(tmp_path, "mini", "s1") is None  # it keeps no summaries: nowhere to read one
     record.write_text(json.dumps(asdict(serving)))
     stop()
     assert serving_process(tmp_path, "mini", "s1") is None  # its API no longer answers
@@ -286,6 +288,7 @@ def test_the_runner_looks_for_due_runs_as_soon_as_its_wake_file_is_touched(tmp_p
     runner.stop()
 
 
+@pytest.mark.usefixtures("prefect_ephemeral")  # the command speaks to a server over HTTP
 def test_a_handed_over_run_returns_its_summary_says_why_it_failed_or_is_withdrawn(tmp_path: Path) -> None:
     # In a thread with no event loop, as `harvest run` calls Prefect: once the session's Playwright browser
     # has started, the main thread runs one, and Prefect's calls there return coroutines. The thread keeps
@@ -300,11 +303,11 @@ def _hand_over_three_ways(tmp_path: Path) -> None:
     from prefect.types._datetime import now
 
     deployment_id = handed_over_echo.to_deployment(name="hand-over-test").apply()
-    wake = tmp_path / "wake-echo"
+    wake, results = tmp_path / "wake-echo", tmp_path / "results"
+    api = str(PREFECT_API_URL.value())
     serving = ServingProcess(
-        str(PREFECT_API_URL.value()), "handed-over-echo/hand-over-test", "s1", os.getpid(), str(wake)
+        api, "handed-over-echo/hand-over-test", "s1", os.getpid(), str(wake), str(results)
     )
-    results = tmp_path / "results"
     results.mkdir()
     stale = results / "a-result-of-yesterday"
     stale.write_text("{}")
