@@ -137,26 +137,44 @@ def run_in_serving_process(
 ) -> dict | None:
     """Hand one run of the event to the warm ``harvest schedule`` process ``serving`` (a flow run of its
     deployment, tagged ``HANDED_OVER``) and wait for it: the run's summary, as ``harvest_event`` returns
-    it. None when that process stopped before it took the run (the run is withdrawn: run it here);
-    raises HandOverFailed when the run did not complete there.
+    it. None when that process's API does not take the run (no such deployment: it is no longer served),
+    or when that process stopped before it took the run (the run is withdrawn): run it here. Raises
+    HandOverFailed when the run did not complete there, or its API stopped answering meanwhile.
 
-    It speaks Prefect's REST API itself: importing Prefect's client takes ~1 s, a third of what the
-    whole wait for a run after one new table takes."""
+    It speaks Prefect's REST API itself: importing Prefect's client took ~1 s, a third of a handed-over
+    run after one new table."""
     api = serving.api.rstrip("/")
-    deployment = _call_api("GET", f"{api}/deployments/name/{urllib.parse.quote(serving.deployment)}")
-    run = _call_api(
-        "POST",
-        f"{api}/deployments/{deployment['id']}/create_flow_run",
-        {"parameters": parameters, "tags": [HANDED_OVER]},
-    )
+    try:
+        deployment = _call_api("GET", f"{api}/deployments/name/{urllib.parse.quote(serving.deployment)}")
+        run = _call_api(
+            "POST",
+            f"{api}/deployments/{deployment['id']}/create_flow_run",
+            {"parameters": parameters, "tags": [HANDED_OVER]},
+        )
+    except OSError as exc:  # urllib's errors, an HTTP status among them
+        log.warning(
+            "the serving process (pid %d) did not take the run (%s): running it here", serving.pid, exc
+        )
+        return None
     serving.wake_up()
+    try:
+        return _awaited(serving, api, run["id"], poll)
+    except OSError as exc:
+        raise HandOverFailed(
+            f"the serving process's API (pid {serving.pid}) stopped answering: {exc}"
+        ) from exc
+
+
+def _awaited(serving: ServingProcess, api: str, run_id: str, poll: float) -> dict | None:
+    """The summary of the flow run ``run_id`` handed to ``serving``, once it has ended (see
+    ``run_in_serving_process``)."""
     while True:
-        state = _call_api("GET", f"{api}/flow_runs/{run['id']}").get("state") or {}
+        state = _call_api("GET", f"{api}/flow_runs/{run_id}").get("state") or {}
         if state.get("type") in FINAL_STATES:
             break
         if not serving.alive():
             if state.get("type") in (None, "SCHEDULED"):
-                _call_api("DELETE", f"{api}/flow_runs/{run['id']}")
+                _call_api("DELETE", f"{api}/flow_runs/{run_id}")
                 return None
             raise HandOverFailed(f"the serving process (pid {serving.pid}) stopped during the run")
         time.sleep(poll)
@@ -165,7 +183,7 @@ def run_in_serving_process(
             f"the run in the serving process (pid {serving.pid}) ended {state.get('name')}: "
             f"{state.get('message')}"
         )
-    kept = summary_file(Path(serving.results), run["id"])
+    kept = summary_file(Path(serving.results), run_id)
     deadline = time.monotonic() + SUMMARY_WAIT
     while not kept.exists():  # written by a hook of the Completed state, just after it is set
         if not serving.alive() or time.monotonic() > deadline:

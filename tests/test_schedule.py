@@ -255,6 +255,7 @@ def test_a_run_hands_over_only_to_a_live_serving_process_with_the_same_settings(
     serving = ServingProcess(url, "harvest-event/harvest-mini", "s1", os.getpid(), results=str(tmp_path))
     record.write_text(json.dumps(asdict(serving)))
     assert serving_process(tmp_path, "mini", "s1") == serving
+    assert run_in_serving_process(serving, {}) is None  # its API has no such deployment: the run stays here
     assert serving_process(tmp_path, "mini", "s2") is None  # other settings: the run stays here
     assert serving_process(tmp_path, "other", "s1") is None  # another event
     record.write_text(json.dumps(asdict(replace(serving, pid=ended_pid()))))
