@@ -11,6 +11,7 @@ cores instead of following one another.
 from __future__ import annotations
 
 import atexit
+import base64
 import importlib.util
 import json
 import logging
@@ -206,12 +207,20 @@ def summary_file(results: Path, flow_run_id: str) -> Path:
 
 
 def _call_api(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
-    """One call of a Prefect server's REST API: the answer's JSON (None when it has no body)."""
+    """One call of a Prefect server's REST API: the answer's JSON (None when it has no body). With the
+    credentials Prefect's client sends, where they are set in the environment (a server with basic
+    auth, Prefect Cloud); set in a Prefect profile only, the API refuses the run, which then runs here."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if os.environ.get("PREFECT_API_AUTH_STRING"):
+        token = base64.b64encode(os.environ["PREFECT_API_AUTH_STRING"].encode("utf-8")).decode("ascii")
+        headers["Authorization"] = f"Basic {token}"
+    elif os.environ.get("PREFECT_API_KEY"):
+        headers["Authorization"] = f"Bearer {os.environ['PREFECT_API_KEY']}"
     request = urllib.request.Request(
         url,
         data=None if body is None else json.dumps(body).encode("utf-8"),
         method=method,
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        headers=headers,
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
         payload = answer.read()

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import ClassVar
 from uuid import uuid4
 
 import pandas as pd
@@ -269,6 +270,48 @@ def test_a_run_hands_over_only_to_a_live_serving_process_with_the_same_settings(
     assert serving_process(tmp_path, "mini", "s1") is None  # a record of another version
 
 
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """An API that refuses every call, noting the credentials each came with."""
+
+    credentials: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        self.credentials.append(self.headers.get("Authorization"))
+        self.send_response(401)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "sent"),
+    [
+        ("PREFECT_API_AUTH_STRING", "admin:pass", "Basic YWRtaW46cGFzcw=="),
+        ("PREFECT_API_KEY", "pnu_key", "Bearer pnu_key"),
+        ("PREFECT_API_KEY", "", None),
+    ],
+)
+def test_a_hand_over_sends_the_credentials_prefect_s_client_sends_and_runs_here_when_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, sent: str | None
+) -> None:
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
+    monkeypatch.delenv("PREFECT_API_KEY", raising=False)
+    monkeypatch.setenv(variable, value)
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Refusing.credentials = []
+    try:
+        serving = ServingProcess(
+            f"http://127.0.0.1:{server.server_port}/api", "harvest-event/x", "s1", os.getpid(), results="r"
+        )
+        assert run_in_serving_process(serving, {}) is None  # refused: the run stays here
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Refusing.credentials == [sent]
+
+
 @flow(name="handed-over-echo")
 def handed_over_echo(fail: bool = False) -> dict:
     """Stands in for the harvest flow in the hand-over test: a summary, or a failure on request."""
@@ -291,9 +334,9 @@ def test_the_runner_looks_for_due_runs_as_soon_as_its_wake_file_is_touched(tmp_p
 
 @pytest.mark.usefixtures("prefect_ephemeral")  # the command speaks to a server over HTTP
 def test_a_handed_over_run_returns_its_summary_says_why_it_failed_or_is_withdrawn(tmp_path: Path) -> None:
-    # In a thread with no event loop, as `harvest run` calls Prefect: once the session's Playwright browser
-    # has started, the main thread runs one, and Prefect's calls there return coroutines. The thread keeps
-    # the test's Prefect settings (a context variable).
+    # In a thread with no event loop: once the session's Playwright browser has started, the main thread
+    # runs one, and Prefect's calls there (the deployment's, the runner's) return coroutines. The thread
+    # keeps the test's Prefect settings (a context variable).
     with ThreadPoolExecutor(1) as worker:
         worker.submit(contextvars.copy_context().run, _hand_over_three_ways, tmp_path).result()
 
