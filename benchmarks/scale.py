@@ -290,6 +290,16 @@ def main() -> int:
         "the main process and 3,803 MiB for the tree, and took 55 min 52 s, 175 s of it a publish "
         "slowdown it revealed and that was reverted (Arrow `take` on chunked columns per theme).",
         "",
+        "The same whole run measured again on 2026-12-06 (code 0b5f98a, after the theme merge's kept pair "
+        "scores, one joint recommendation per theme, the labels' parse beside the encoder and ingest's "
+        "Arrow group keys; the machine otherwise idle, in a quick hour): **19 min 24 s** in all "
+        "(`time -v`); the flow 570 s (ingest 26.9 s, statements 117 s, embed 125 s with every distinct "
+        "text encoded, themes 284 s, publish 17 s), the DOCX and PDF 587 s; 10,610 themes; peak "
+        "**3,500 MiB** in the main process (`time -v`: 3,584,396 KiB) and 3,685 MiB for the tree (sampled "
+        "every 0.5 s), during the publish. Command: `HARVEST_EMBEDDING_BACKEND=onnx-int8 /usr/bin/time -v "
+        "harvest run <event> --data-dir <empty> --here`, the event built by `build_event(1_000_000, "
+        "folder)`, the int8 export built before (not counted).",
+        "",
         "The rows of 2026-12-03 were measured again after these changes of the same day: spaCy, "
         "scikit-learn and HDBSCAN are imported where they are used, so the statements stage now includes "
         "spaCy's first import (~2.3 s, 1.4 s of it torch, which spaCy's thinc imports when installed) "
