@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -222,9 +223,34 @@ def _call_api(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
         method=method,
         headers=headers,
     )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        payload = answer.read()
-    return json.loads(payload) if payload else None
+    attempts = 0
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                payload = answer.read()
+            return json.loads(payload) if payload else None
+        except urllib.error.URLError as exc:  # an HTTP error status among them
+            attempts += 1
+            if not _worth_again(exc) or attempts == API_ATTEMPTS:
+                raise
+            after = exc.headers.get("Retry-After", "") if isinstance(exc, urllib.error.HTTPError) else ""
+            time.sleep(float(after) if after.isdigit() else 0.25 * 2 ** (attempts - 1))
+
+
+def _worth_again(error: urllib.error.URLError) -> bool:
+    """Whether a failed API call is worth sending again, as Prefect's client would: a busy server's
+    answer, or a connection the server reset (not one it refused: nothing listens there)."""
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code in RETRIED_STATUSES
+    return isinstance(error.reason, ConnectionResetError)
+
+
+#: Answers of a Prefect server to a request worth sending again, as Prefect's client retries them: a
+#: busy SQLite database is a 503 (``prefect.server.api.server.is_client_retryable_exception``).
+RETRIED_STATUSES = frozenset({408, 429, 502, 503})
+
+#: Tries of one API call (waits of 0.25, 0.5, 1, 2 and 4 s between them, unless the server says).
+API_ATTEMPTS = 6
 
 
 def running_local_server(data_dir: Path) -> str | None:

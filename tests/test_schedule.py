@@ -312,6 +312,50 @@ def test_a_hand_over_sends_the_credentials_prefect_s_client_sends_and_runs_here_
     assert _Refusing.credentials == [sent]
 
 
+class _BusyOnce(http.server.BaseHTTPRequestHandler):
+    """Prefect's REST API for one completed run, each of its answers a 503 the first time it is asked
+    (as a Prefect server answers while its SQLite database is busy)."""
+
+    asked: ClassVar[list[str]] = []
+    answers: ClassVar[dict[str, dict]] = {
+        "GET /api/deployments/name/harvest-event/x": {"id": "d1"},
+        "POST /api/deployments/d1/create_flow_run": {"id": "r1"},
+        "GET /api/flow_runs/r1": {"state": {"type": "COMPLETED", "name": "Completed"}},
+    }
+
+    def _answer(self) -> None:
+        call = f"{self.command} {self.path}"
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        first = call not in self.asked
+        self.asked.append(call)
+        body = json.dumps(self.answers[call]).encode()
+        self.send_response(503 if first else 200)
+        self.send_header("Content-Length", "0" if first else str(len(body)))
+        self.end_headers()
+        if not first:
+            self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_hand_over_asks_again_when_the_api_is_busy(tmp_path: Path) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _BusyOnce)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _BusyOnce.asked = []
+    (tmp_path / "r1.json").write_text('{"statements": 3}')  # the summary the serving process kept
+    api = f"http://127.0.0.1:{server.server_port}/api"
+    try:
+        serving = ServingProcess(api, "harvest-event/x", "s1", os.getpid(), results=str(tmp_path))
+        assert run_in_serving_process(serving, {}) == {"statements": 3}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _BusyOnce.asked == [call for call in _BusyOnce.answers for _ in range(2)]  # each asked twice
+
+
 @flow(name="handed-over-echo")
 def handed_over_echo(fail: bool = False) -> dict:
     """Stands in for the harvest flow in the hand-over test: a summary, or a failure on request."""
