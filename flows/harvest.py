@@ -330,6 +330,7 @@ def _embedded_and_flagged(
         lambda texts: embed(texts, settings.encoder, vectors),
         load_nlp(settings.spacy_model),
         params,
+        layout.embedding_cache,
     )
     return statements, embeddings, glossaries, flags
 

@@ -4,8 +4,6 @@ say the theme better; see ``compose_recommendations``)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import re
@@ -16,13 +14,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.encoders import slug
 from pipeline.rank import unit_centre
-from pipeline.store import set_aside, shard_name, write_text
+from pipeline.store import TextShards
 from pipeline.themes import text_for_embedding
 
 if TYPE_CHECKING:
@@ -157,36 +155,20 @@ _TERMS_LOCK = threading.Lock()
 KEYPHRASES_VERSION = 1
 
 
-class TermCache:
+class TermCache(TextShards):
     """``keyphrases`` of statement texts kept on disk for one event and spaCy pipeline, so a new process
-    re-clustering a question parses only statements no run has parsed. Append-only, like the embedding
-    cache: each write adds one JSON shard (text key -> terms); a damaged shard is set aside and its
-    statements parsed again."""
+    re-clustering a question parses only statements no run has parsed (``store.TextShards``)."""
 
     def __init__(self, folder: Path, nlp: Language) -> None:
         name = f"{nlp.lang}_{nlp.meta.get('name', '')}-{nlp.meta.get('version', '')}-v{KEYPHRASES_VERSION}"
-        self.folder = Path(folder) / slug(name)
-        self._terms: dict[str, list[tuple[str, str, float]]] = {}
-        for shard in sorted(self.folder.glob("*.json")):
-            try:
-                stored = json.loads(shard.read_text(encoding="utf-8"))
-                self._terms.update({k: [(a, b, float(w)) for a, b, w in v] for k, v in stored.items()})
-            except (ValueError, TypeError) as exc:
-                set_aside(shard, exc)
+        super().__init__(Path(folder) / slug(name))
+
+    def decode(self, value: Any) -> list[tuple[str, str, float]]:
+        return [(a, b, float(w)) for a, b, w in value]
 
     def get(self, text: str) -> list[tuple[str, str, float]] | None:
-        return self._terms.get(_term_key(text))
-
-    def add(self, found: dict[str, list[tuple[str, str, float]]]) -> None:
-        if not found:
-            return
-        stored = {_term_key(text): terms for text, terms in found.items()}
-        write_text(self.folder / f"{shard_name(stored)}.json", json.dumps(stored))
-        self._terms.update(stored)
-
-
-def _term_key(text: str) -> str:  # as written: tags, and so terms, depend on case
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+        terms: list[tuple[str, str, float]] | None = super().get(text)
+        return terms
 
 
 @lru_cache(maxsize=8)

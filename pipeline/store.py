@@ -245,6 +245,44 @@ def shard_name(keys: Iterable[str]) -> str:
     return hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
 
 
+class TextShards:
+    """Values worked out from texts (a parse's findings), kept on disk so a new process works out only
+    texts no run has seen. Append-only, like the embedding cache: each ``add`` writes one JSON shard
+    (text key -> value) and opening reads them all; a damaged shard is set aside and its texts are
+    worked out again. ``decode`` turns a stored value back into the caller's (and raises ValueError or
+    TypeError on one of another shape)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._values: dict[str, Any] = {}
+        for shard in sorted(self.folder.glob("*.json")):
+            try:
+                stored = json.loads(shard.read_text(encoding="utf-8"))
+                self._values.update({key: self.decode(value) for key, value in stored.items()})
+            except (ValueError, TypeError, AttributeError) as exc:
+                set_aside(shard, exc)
+
+    def decode(self, value: Any) -> Any:
+        return value
+
+    def get(self, text: str) -> Any:
+        """The value kept for ``text``, or None."""
+        return self._values.get(text_shard_key(text))
+
+    def add(self, found: dict[str, Any]) -> None:
+        """Keep the values of ``found`` (text -> value) in one more shard."""
+        if not found:
+            return
+        stored = {text_shard_key(text): value for text, value in found.items()}
+        write_text(self.folder / f"{shard_name(stored)}.json", json.dumps(stored))
+        self._values.update(stored)
+
+
+def text_shard_key(text: str) -> str:
+    """A text's key in ``TextShards``: as written, since what a parse finds depends on case."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
 def set_aside(path: Path, problem: BaseException | str) -> Path:
     """Move a damaged file out of the way (``<name>.unreadable``), saying so; returns where it went.
     What it held is derived, so the step that made it makes it again."""

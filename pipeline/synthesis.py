@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.chatter import PROTOTYPES, ChatterParams, chatter_mask
+from pipeline.chatter import PROTOTYPES, ChatterParams, chatter_mask, subject_cache
 from pipeline.embed import phrase_cache, phrase_encoder
 from pipeline.encoders import EncoderSpec
 from pipeline.glossary import for_readers
@@ -75,13 +75,15 @@ def statement_flags(
     nlp: Language | None,
     params: SynthesisParams,
     question_of: np.ndarray | None = None,
+    caches: Path | None = None,
 ) -> np.ndarray:
     """'' for statements to cluster; otherwise why a statement stays out of the themes.
 
     Event-wide: pass every statement, with its question's embedding (the row of ``question_embeddings``
     that ``question_of`` names, or the aligned row without it), since session remarks are recognised by
     what the whole event's remarks look like (``pipeline.chatter``). ``nlp`` parses statements in the
-    model's language for named subjects."""
+    model's language for named subjects, and ``caches`` (the event's ``Layout.embedding_cache``) keeps
+    what it found for the next process (``chatter.subject_cache``)."""
     statements = routed(statements, params.model_language, params.multilingual_model)
     flags = np.full(len(statements), "", dtype=object)
     # a gloss or translation is in the model's language too
@@ -101,6 +103,7 @@ def statement_flags(
         params.chatter,
         question_of=rows if question_of is None else question_of[rows],
         of=rows,
+        subjects=None if caches is None or nlp is None else subject_cache(caches, nlp),
     )
     flags[rows[chatter]] = Flag.OFF_TOPIC
     return flags
@@ -113,9 +116,11 @@ def event_flags(
     embed: Callable[[list[str]], np.ndarray],
     nlp: Language | None,
     params: SynthesisParams,
+    caches: Path | None = None,
 ) -> np.ndarray:
     """``statement_flags`` of every statement of an event: the chatter prototypes and the questions
-    (``Event.question_prompts``) embedded with ``embed``, as the statements were."""
+    (``Event.question_prompts``) embedded with ``embed``, as the statements were. ``caches``: as
+    ``statement_flags`` takes it."""
     prototypes = np.asarray(embed(list(PROTOTYPES)), dtype=np.float32)
     row_of = {key: row for row, key in enumerate(question_prompts)}
     questions = np.asarray(embed(list(question_prompts.values())), dtype=np.float32)
@@ -127,7 +132,7 @@ def event_flags(
         dtype=np.intp,
     )
     # the vectors as stored (float16 from the cache at scale): converted a chunk at a time
-    return statement_flags(statements, embeddings, prototypes, questions, nlp, params, of_statement)
+    return statement_flags(statements, embeddings, prototypes, questions, nlp, params, of_statement, caches)
 
 
 def _installed(package: str) -> str:

