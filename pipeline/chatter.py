@@ -33,6 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.encoders import slug
+from pipeline.statements import pipeline_id
 from pipeline.store import TextShards
 
 if TYPE_CHECKING:
@@ -189,8 +190,7 @@ class SubjectCache(TextShards):
 @lru_cache(maxsize=8)
 def subject_cache(folder: Path, nlp: Language) -> SubjectCache:
     """The process's ``SubjectCache`` of an event's folder (``Layout.embedding_cache``) and pipeline."""
-    name = f"{nlp.lang}_{nlp.meta.get('name', '')}-{nlp.meta.get('version', '')}"
-    return SubjectCache(Path(folder) / "subjects" / slug(name))
+    return SubjectCache(Path(folder) / "subjects" / slug(pipeline_id(nlp)))
 
 
 #: Statements whose vectors are worked on at once (as float32, ~100 MB): a million statements never hold a

@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.encoders import slug
 from pipeline.rank import unit_centre
+from pipeline.statements import pipeline_id
 from pipeline.store import TextShards
 from pipeline.themes import text_for_embedding
 
@@ -160,8 +161,7 @@ class TermCache(TextShards):
     re-clustering a question parses only statements no run has parsed (``store.TextShards``)."""
 
     def __init__(self, folder: Path, nlp: Language) -> None:
-        name = f"{nlp.lang}_{nlp.meta.get('name', '')}-{nlp.meta.get('version', '')}-v{KEYPHRASES_VERSION}"
-        super().__init__(Path(folder) / slug(name))
+        super().__init__(Path(folder) / slug(f"{pipeline_id(nlp)}-v{KEYPHRASES_VERSION}"))
 
     def decode(self, value: Any) -> list[tuple[str, str, float]]:
         return [(a, b, float(w)) for a, b, w in value]

@@ -98,6 +98,12 @@ def load_nlp(name: str, lang: str = "en") -> Language:
     return nlp
 
 
+def pipeline_id(nlp: Language) -> str:
+    """What a spaCy pipeline's findings depend on (language, name, version): for fingerprints and the
+    folders of what is kept from its parses."""
+    return f"{nlp.lang}_{nlp.meta.get('name', '')}-{nlp.meta.get('version', '')}"
+
+
 def _items(text: str) -> list[str]:
     """Split a note on its own bullets and numbering (lines, or inline '1) a 2) b' / 'a • b')."""
     items: list[str] = []

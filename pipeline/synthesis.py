@@ -37,7 +37,7 @@ from pipeline.schema import (
     ThemeStatus,
     conform,
 )
-from pipeline.statements import load_nlp
+from pipeline.statements import load_nlp, pipeline_id
 from pipeline.themes import ThemeParams, cluster_statements, model_texts
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def _installed(package: str) -> str:
 def models_id(encoder: EncoderSpec, nlp: Language | None) -> str:
     """Everything outside the data that a group's themes depend on: the embedding model, the spaCy
     pipeline, the versions of the libraries that make themes, and the algorithm's version."""
-    pipeline = f"{nlp.lang}_{nlp.meta.get('name', '')}-{nlp.meta.get('version', '')}" if nlp else "none"
+    pipeline = pipeline_id(nlp) if nlp else "none"
     libraries = " ".join(f"{p}={_installed(p)}" for p in THEME_LIBRARIES)
     return f"{encoder.id} | spacy {pipeline} | {libraries} | algorithm {ALGORITHM_VERSION}"
 
