@@ -3,6 +3,7 @@ does not come up, and a failure ends in one clear line."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -90,3 +91,28 @@ def test_the_wait_for_a_temporary_server_is_used_and_no_other_wait(
     with run_api(tmp_path, meanwhile=lambda: calls.append(-1)) as api:
         assert api() == "http://127.0.0.1:9/api"
     assert calls == [1] and len(launches) == 1
+
+
+def test_the_temporary_server_skips_block_registration_unless_the_environment_asks_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Harvest uses no Prefect blocks, and registering them costs the server's start-up the import of
+    every Prefect collection; a setting in the environment still wins."""
+    seen = tmp_path / "environment.json"
+
+    def command(self: TemporaryServer, port: int) -> list[str]:
+        dump = f"import json, os; json.dump(dict(os.environ), open({str(seen)!r}, 'w'))"
+        return [sys.executable, "-c", dump]
+
+    monkeypatch.setattr(TemporaryServer, "command", command)
+    for override, expected in ((None, "0"), ("1", "1")):
+        if override is None:
+            monkeypatch.delenv("PREFECT_SERVER_REGISTER_BLOCKS_ON_START", raising=False)
+        else:
+            monkeypatch.setenv("PREFECT_SERVER_REGISTER_BLOCKS_ON_START", override)
+        server = TemporaryServer(attempts=1)
+        assert server.process is not None and server.process.wait(timeout=30) == 0
+        environment = json.loads(seen.read_text())
+        assert environment["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] == expected
+        assert environment["PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION"] == "0"
+        assert environment["PREFECT__SERVER_EPHEMERAL"] == "1"
