@@ -270,9 +270,9 @@ def _startup_timeout() -> float:
 #: Settings of the temporary server that the environment may override. Block types are not registered
 #: at its start: Harvest uses no blocks, and before Prefect decides that its memo of the last registration
 #: still holds, it imports every installed Prefect collection (prefect-dask: dask and distributed),
-#: ~10 % of the server's start-up by py-spy. Measured alone, 3.45-3.70 s to its first answer with the
-#: registration, 3.24-3.38 s without (three starts each). A ``prefect server start`` on the same Prefect
-#: home still registers them, for its UI.
+#: ~10 % of the server's start-up by py-spy. Measured alone, three starts each, alternated: 3.53-3.84 s
+#: to its first answer with the registration, 3.33 s without. A ``prefect server start`` on the same
+#: Prefect home still registers them, for its UI.
 TEMPORARY_SERVER_DEFAULTS = {
     "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "0",
     "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "0",  # else it loads the collections to decide
