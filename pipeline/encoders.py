@@ -25,7 +25,9 @@ import shutil
 import tempfile
 import threading
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -133,7 +135,40 @@ def load_sentence_transformer(
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model never needs the hub
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(path, device=device)
+    with _quiet_weight_loading():
+        return SentenceTransformer(path, device=device)
+
+
+class _OnlyUnexpectedKeys(logging.Filter):
+    """Drops transformers' load report when all it reports is weights the model does not use (a
+    sentence-transformers checkpoint's ``embeddings.position_ids``: "UNEXPECTED ... not ok if you expect
+    identical arch", alarming on a user's first run, which exports the model). A report of missing,
+    mismatched or converted weights, a model that would not work as trained, still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        return any(status in message for status in ("MISSING", "MISMATCH", "CONVERSION"))
+
+
+@contextmanager
+def _quiet_weight_loading() -> Iterator[None]:
+    """While a model loads: no "Loading weights" progress bar, and no load report of unused weights only
+    (``_OnlyUnexpectedKeys``)."""
+    from transformers.utils import logging as transformers_logging
+
+    reporter = logging.getLogger("transformers.modeling_utils")  # where transformers logs the report
+    quiet = _OnlyUnexpectedKeys()
+    bar = transformers_logging.is_progress_bar_enabled()
+    reporter.addFilter(quiet)
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no hints there
+    try:
+        yield
+    finally:
+        reporter.removeFilter(quiet)
+        if bar:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 # --------------------------------------------------------------------------- the three kinds

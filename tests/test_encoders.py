@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,29 @@ def test_a_shard_with_more_keys_than_vectors_is_set_aside(tmp_path: Path) -> Non
     np.savez(folder / "short.npz", keys=np.asarray(["a", "b"]), vectors=np.zeros((1, 4), np.float16))
     assert len(EmbeddingCache(tmp_path, "model")) == 0
     assert (folder / "short.npz.unreadable").exists()
+
+
+def test_loading_the_packaged_model_prints_no_progress_bar_or_report_of_unused_weights(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user's first run exports the model: transformers' "Loading weights" bar and its report of the
+    checkpoint's unused ``embeddings.position_ids`` ("UNEXPECTED ... not ok if you expect identical
+    arch") said nothing useful there, and alarmed."""
+    with caplog.at_level("WARNING"):
+        encoders.load_sentence_transformer(Settings().encoder.model)
+    printed = capfd.readouterr()
+    assert "Loading weights" not in printed.err + printed.out
+    assert "LOAD REPORT" not in printed.err + printed.out + caplog.text
+
+
+def test_a_load_report_of_missing_or_mismatched_weights_still_shows() -> None:
+    """Those mean a model that would not encode as trained: the report is the user's only warning."""
+    quiet = encoders._OnlyUnexpectedKeys()
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("transformers.modeling_utils", logging.WARNING, "", 0, message, None, None)
+
+    assert not quiet.filter(record("BertModel LOAD REPORT\nembeddings.position_ids | UNEXPECTED"))
+    for status in ("MISSING", "MISMATCH", "CONVERSION"):
+        assert quiet.filter(record(f"BertModel LOAD REPORT\npooler.dense.weight | {status}"))
+    assert quiet.filter(record("any other warning"))
