@@ -206,6 +206,7 @@ def test_a_shard_with_more_keys_than_vectors_is_set_aside(tmp_path: Path) -> Non
     assert (folder / "short.npz.unreadable").exists()
 
 
+@slow
 def test_loading_the_packaged_model_prints_no_progress_bar_or_report_of_unused_weights(
     capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
