@@ -175,8 +175,9 @@ def main() -> int:
         ]
     lines += [
         "",
-        "`onnx` is the same network in ONNX Runtime: the same vectors and scores. `onnx-int8` quantises "
-        "the weights dynamically: its vectors a little off the torch ones (agreement column). `model2vec` "
+        "`onnx` is the same network in ONNX Runtime: the same vectors and scores. `onnx-int8`, the "
+        "default, quantises its weights per output channel (`encoders.INT8_RECIPE`) and encodes one text "
+        "a call: its vectors a little off the torch ones (agreement column). `model2vec` "
         "is a static lookup of token vectors distilled from the same weights, for million-statement runs "
         "where encoding would otherwise take hours. Choose with `HARVEST_EMBEDDING_BACKEND` (or "
         "`embedding_backend` in harvest.toml)."

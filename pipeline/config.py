@@ -93,10 +93,11 @@ class Settings(BaseSettings):
     )
     embedding_backend: Backend = Field(
         default=DEFAULT_BACKEND,
-        description="onnx (the model's transformer in ONNX Runtime: the same vectors as torch, twice as "
-        "fast, and no torch import in a run), torch (sentence-transformers), onnx-int8 (quantised "
-        "weights) or model2vec (a static model distilled from the same weights, for very large runs). "
-        "The derived models are built once, offline, under models_dir. See pipeline.encoders.",
+        description="onnx-int8 (the model's transformer in ONNX Runtime with int8 weights: the fastest "
+        "that scores as torch does, and no torch import in a run), onnx (the same in fp32: torch's own "
+        "vectors), torch (sentence-transformers) or model2vec (a static model distilled from the same "
+        "weights, for very large runs). The derived models are built once, offline, under models_dir. "
+        "See pipeline.encoders.",
     )
     embedding_batch_size: int | None = None  # the backend's (encoders.BATCH_SIZES)
     embedding_device: str = "cpu"

@@ -46,18 +46,29 @@ log = logging.getLogger(__name__)
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 Backend = Literal["torch", "onnx", "onnx-int8", "model2vec"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
-#: The same vectors as torch (see benchmarks/results/encoders.md) at twice the speed, and a run that
-#: encodes needs neither torch nor sentence-transformers imported (~8 s a process) once the export exists.
-DEFAULT_BACKEND: Backend = "onnx"
+#: The transformer in ONNX Runtime with int8 weights (``INT8_RECIPE``): 1.6x the fp32 export's speed
+#: (8,030 distinct texts on 2 cores: 11.1 s against 18 s; torch 23-28 s), vectors at cosine 0.99 of
+#: torch's, and both dev events score as with torch within a theme (benchmarks/results/encoders.md,
+#: quality.md). ``onnx`` gives torch's vectors exactly. Neither imports torch or sentence-transformers
+#: in a run (~8 s a process) once the derived model exists.
+DEFAULT_BACKEND: Backend = "onnx-int8"
+#: How the int8 model is made (``_quantise_int8``): weights quantised per output channel, on 7 bits.
+#: Part of its file name and of the vectors' id (``EncoderSpec.id``), so that neither a model quantised
+#: per tensor by an earlier release (theme recall 0.686 against torch's 0.721 on the second dev event)
+#: nor the vectors it cached are taken for this one's.
+INT8_RECIPE = "per-channel"
+INT8_MODEL_FILE = f"model-int8-{INT8_RECIPE}.onnx"
 _ENCODER_CONFIG = "harvest-encoder.json"
 
 
 #: Texts a model call encodes, by backend, unless set (``EncoderSpec.batch_size``). ONNX Runtime is
 #: faster on CPU with small batches, whose activations stay in a core's cache: 8,030 notes (~15 tokens
-#: each) on 2 cores, fp32 17.2-17.8 s at 16 against 18.5-18.9 s at 64, int8 7.1-7.7 s against 8.0-8.5 s;
-#: torch is not (22.1-23.2 s at 32 and 64, 24.8-26.2 s at 16). Vectors do not depend on it, but for
-#: int8's, a little: it quantises a batch's activations by their range.
-BATCH_SIZES: dict[str, int] = {"torch": 64, "onnx": 16, "onnx-int8": 16, "model2vec": 1024}
+#: each) on 2 cores, fp32 17.2-17.8 s at 16 against 18.5-18.9 s at 64; torch is not (22.1-23.2 s at 32
+#: and 64, 24.8-26.2 s at 16). int8 encodes one text a call: it quantises a call's activations by their
+#: range, so in batches a text's vector moved with the texts beside it (cosine 0.992 on average, 0.983 at
+#: worst, between two batchings of the same texts at 16), and a cold run and a re-run would not agree;
+#: one at a time a text's vector is its own, at 11.1 s against 7.2 s at 16.
+BATCH_SIZES: dict[str, int] = {"torch": 64, "onnx": 16, "onnx-int8": 1, "model2vec": 1024}
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,9 @@ class EncoderSpec:
 
     @property
     def id(self) -> str:
-        return self.model if self.backend == "torch" else f"{self.model}@{self.backend}"
+        if self.backend == "torch":
+            return self.model
+        return f"{self.model}@{self.backend}" + (f"-{INT8_RECIPE}" if self.backend == "onnx-int8" else "")
 
 
 class Encoder(Protocol):
@@ -295,7 +308,7 @@ def build_derived_model(spec: EncoderSpec) -> Path:
             else:
                 _export_onnx(spec.model, staging, spec.models_dir)
             os.replace(staging, target)
-        if spec.backend == "onnx-int8" and not (target / "model-int8.onnx").exists():
+        if spec.backend == "onnx-int8" and not (target / INT8_MODEL_FILE).exists():
             _quantise_int8(target)
     return target
 
@@ -344,11 +357,22 @@ def _export_onnx(model_name: str, folder: Path, models_dir: Path | None = None) 
 
 
 def _quantise_int8(folder: Path) -> None:
+    """ONNX Runtime's dynamic quantisation of the export, per output channel: one scale per row of a
+    weight matrix rather than one per matrix keeps the vectors at cosine 0.991 of fp32's, against 0.963
+    (8,030 texts; neighbours and dev scores in benchmarks/results/encoders.md). On 7 bits
+    (``reduce_range``): without VNNI, ONNX Runtime's int8 products can saturate on 8-bit weights, so
+    the vectors would depend on the processor."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    staging = folder / ".model-int8.onnx.tmp"
-    quantize_dynamic(str(folder / "model.onnx"), str(staging), weight_type=QuantType.QInt8)
-    os.replace(staging, folder / "model-int8.onnx")
+    staging = folder / f".{INT8_MODEL_FILE}.tmp"
+    quantize_dynamic(
+        str(folder / "model.onnx"),
+        str(staging),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
+    )
+    os.replace(staging, folder / INT8_MODEL_FILE)
 
 
 def _distill_model2vec(model_name: str, folder: Path, models_dir: Path | None = None) -> None:
@@ -377,4 +401,4 @@ def _load_encoder(spec: EncoderSpec) -> Encoder:
     folder = build_derived_model(spec)
     if spec.backend == "model2vec":
         return Model2VecEncoder(folder)
-    return OnnxEncoder(folder, "model-int8.onnx" if spec.backend == "onnx-int8" else "model.onnx")
+    return OnnxEncoder(folder, INT8_MODEL_FILE if spec.backend == "onnx-int8" else "model.onnx")
