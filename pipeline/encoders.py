@@ -52,6 +52,9 @@ BACKENDS: tuple[str, ...] = get_args(Backend)
 #: quality.md). ``onnx`` gives torch's vectors exactly. Neither imports torch or sentence-transformers
 #: in a run (~8 s a process) once the derived model exists.
 DEFAULT_BACKEND: Backend = "onnx-int8"
+#: Models whose int8 vectors were measured to score as their exact ones on both dev events, so that int8
+#: is their default (``default_backend``).
+INT8_MEASURED = frozenset({DEFAULT_EMBEDDING_MODEL})
 #: How the int8 model is made (``_quantise_int8``): weights quantised per output channel, on 7 bits.
 #: Part of its file name and of the vectors' id (``EncoderSpec.id``), so that neither a model quantised
 #: per tensor by an earlier release (theme recall 0.686 against torch's 0.721 on the second dev event)
@@ -285,6 +288,14 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
 
 
+def default_backend(model: str) -> Backend:
+    """The backend a model runs with unless one is set: ``onnx-int8`` for a model measured to score with
+    int8 weights as with its own (``INT8_MEASURED``), else ``onnx``, its exact vectors. Quantisation does
+    not cost every model the same: all-mpnet-base-v2's int8 lost on the second dev event (theme recall
+    0.712 against 0.751, fidelity 0.541 against 0.602; benchmarks/results/encoders.md)."""
+    return DEFAULT_BACKEND if model in INT8_MEASURED else "onnx"
+
+
 # --------------------------------------------------------------------------- building derived models
 def derived_model_dir(spec: EncoderSpec) -> Path:
     kind = "onnx" if spec.backend.startswith("onnx") else spec.backend
@@ -365,14 +376,28 @@ def _quantise_int8(folder: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     staging = folder / f".{INT8_MODEL_FILE}.tmp"
-    quantize_dynamic(
-        str(folder / "model.onnx"),
-        str(staging),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        reduce_range=True,
-    )
+    advice = _NoPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)  # the quantiser logs it on the root logger
+    try:
+        quantize_dynamic(
+            str(folder / "model.onnx"),
+            str(staging),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=True,
+        )
+    finally:
+        logging.getLogger().removeFilter(advice)
     os.replace(staging, folder / INT8_MODEL_FILE)
+
+
+class _NoPreprocessingAdvice(logging.Filter):
+    """ONNX Runtime's quantiser advises, at every call, to pre-process the model first (shape inference,
+    graph optimisation): a warning on a user's first run, about a choice made here on purpose, since the
+    int8 model was measured as quantised without it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def _distill_model2vec(model_name: str, folder: Path, models_dir: Path | None = None) -> None:
