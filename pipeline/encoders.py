@@ -46,14 +46,14 @@ log = logging.getLogger(__name__)
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 Backend = Literal["torch", "onnx", "onnx-int8", "model2vec"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
-#: The transformer in ONNX Runtime with int8 weights (``INT8_RECIPE``): 1.6x the fp32 export's speed
-#: (8,030 distinct texts on 2 cores: 11.1 s against 18 s; torch 23-28 s), vectors at cosine 0.99 of
-#: torch's, and both dev events score as with torch within a theme (benchmarks/results/encoders.md,
-#: quality.md). ``onnx`` gives torch's vectors exactly. Neither imports torch or sentence-transformers
-#: in a run (~8 s a process) once the derived model exists.
+#: The transformer in ONNX Runtime with int8 weights (``INT8_RECIPE``): 1.5x the fp32 export's speed on
+#: dev notes, 2.2-2.8x on longer texts, vectors at cosine 0.99 of torch's, scores within noise of fp32's
+#: on both dev events and the public sets (benchmarks/results/encoders.md, quality.md). ``onnx`` gives
+#: torch's vectors exactly. Neither imports torch or sentence-transformers in a run (~8 s a process)
+#: once the derived model exists. For the default model only (``default_backend``).
 DEFAULT_BACKEND: Backend = "onnx-int8"
-#: Models whose int8 vectors were measured to score as their exact ones on both dev events, so that int8
-#: is their default (``default_backend``).
+#: Models whose int8 vectors were measured to score within noise of their exact ones (both dev events, the
+#: public sets), so that int8 is their default (``default_backend``).
 INT8_MEASURED = frozenset({DEFAULT_EMBEDDING_MODEL})
 #: How the int8 model is made (``_quantise_int8``): weights quantised per output channel, on 7 bits.
 #: Part of its file name and of the vectors' id (``EncoderSpec.id``), so that neither a model quantised
@@ -70,7 +70,7 @@ _ENCODER_CONFIG = "harvest-encoder.json"
 #: and 64, 24.8-26.2 s at 16). int8 encodes one text a call: it quantises a call's activations by their
 #: range, so in batches a text's vector moved with the texts beside it (cosine 0.992 on average, 0.983 at
 #: worst, between two batchings of the same texts at 16), and a cold run and a re-run would not agree;
-#: one at a time a text's vector is its own, at 11.1 s against 7.2 s at 16.
+#: one at a time a text's vector is its own, at 11.1-13.5 s against 7.2-8.9 s at 16 (fp32 17.6-19.6 s).
 BATCH_SIZES: dict[str, int] = {"torch": 64, "onnx": 16, "onnx-int8": 1, "model2vec": 1024}
 
 
