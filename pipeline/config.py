@@ -94,10 +94,10 @@ class Settings(BaseSettings):
     embedding_backend: Backend | None = Field(
         default=None,
         description="onnx-int8 (the model's transformer in ONNX Runtime with int8 weights: the fastest "
-        "that scores as torch does, and no torch import in a run), onnx (the same in fp32: torch's own "
-        "vectors), torch (sentence-transformers) or model2vec (a static model distilled from the same "
-        "weights, for very large runs). Default: onnx-int8 for the default model, onnx for any other "
-        "(encoders.default_backend). The derived models are built once, offline, under models_dir. "
+        "that scores within noise of torch, and no torch import in a run), onnx (the same in fp32: "
+        "torch's own vectors), torch (sentence-transformers) or model2vec (a static model distilled from "
+        "the same weights, for very large runs). Default: onnx-int8 for the default model, onnx for any "
+        "other (encoders.default_backend). The derived models are built once, offline, under models_dir. "
         "See pipeline.encoders.",
     )
     embedding_batch_size: int | None = None  # the backend's (encoders.BATCH_SIZES)

@@ -371,8 +371,8 @@ def _quantise_int8(folder: Path) -> None:
     """ONNX Runtime's dynamic quantisation of the export, per output channel: one scale per row of a
     weight matrix rather than one per matrix keeps the vectors at cosine 0.991 of fp32's, against 0.963
     (8,030 texts; neighbours and dev scores in benchmarks/results/encoders.md). On 7 bits
-    (``reduce_range``): without VNNI, ONNX Runtime's int8 products can saturate on 8-bit weights, so
-    the vectors would depend on the processor."""
+    (``reduce_range``): on processors without VNNI, ONNX Runtime's int8 products can saturate with 8-bit
+    weights (its quantisation guide), and vectors would then depend on the processor beyond rounding."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     staging = folder / f".{INT8_MODEL_FILE}.tmp"
