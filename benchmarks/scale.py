@@ -307,7 +307,7 @@ def main() -> int:
         "(statements / embed 0.36 against 0.19, when the import happened before the stage) and little at "
         "100k; a recommendation encodes its two most promising joint texts instead of all four "
         "(themes / embed 0.36 to 0.30 at 10k, 0.53 to 0.50 at 100k); ingest writes the manifest once per "
-        "batch. These rows use `--backend torch`, the issue's reference; Harvest's default backend is now "
+        "batch. These rows use `--backend torch`, the issue's reference; Harvest's default backend was then "
         "`onnx` (same vectors, faster), which shortens the embed stage and so raises these ratios.",
         "",
         "The 10k and 100k rows were measured again on 2026-12-04, after spaCy came to be imported without "
@@ -322,6 +322,15 @@ def main() -> int:
         "pair's score and recompute only the merged group's row and column (the same themes; 1.5-1.7x "
         "faster on one group): themes / embed 0.26 at 10k (0.38 before) and 0.32 at 100k (0.37); "
         "statements / embed 0.20 and 0.13.",
+        "",
+        "The onnx-int8 rows of 10k and 100k (2026-12-06, late) ran with Harvest's default encoder since that "
+        'day: int8 weights quantised per output channel, one text a call (README, "Faster encoders"). '
+        "Its embed stage is half torch's (14.2 s against 27.2 s at 10k, 67 s against 163 s at 100k), and "
+        "the other stages, which it does not change, weigh more against it: statements / embed 0.44 at "
+        "10k (the stage is mostly fixed costs there: spaCy's import and lingua's models) and 0.24 at 100k, "
+        "themes / embed 0.44 and 0.61. Against the torch embed stage, the issue's reference, they are the "
+        "torch rows' 0.20 / 0.26 and 0.13 / 0.32. The 1M onnx-int8 rows predate the per-channel "
+        "quantisation: per tensor, in batches of 16.",
         "",
     ]
     (HERE / "results" / "scale.md").write_text("\n".join(lines))
