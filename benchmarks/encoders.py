@@ -85,9 +85,9 @@ def main() -> int:
     extra = installed_models(args.model)
     encoders = [(DEFAULT_EMBEDDING_MODEL, b, WORK / "models") for b in BACKENDS]
     # another model with its own default backend and, where that is not int8, with int8: what decides it
-    encoders += [
-        (name, backend, PACKAGED) for name in extra for backend in {default_backend(name): 0, "onnx-int8": 0}
-    ]
+    for name in extra:
+        backends = dict.fromkeys([default_backend(name), "onnx-int8"])  # in order, once each
+        encoders += [(name, backend, PACKAGED) for backend in backends]
     rows, reference = [], None
     for model, backend, models_dir in encoders:
         spec = EncoderSpec(model=model, backend=backend, models_dir=models_dir)  # type: ignore[arg-type]
