@@ -175,16 +175,24 @@ def _quiet_weight_loading() -> Iterator[None]:
     from transformers.utils import logging as transformers_logging
 
     reporter = logging.getLogger("transformers.modeling_utils")  # where transformers logs the report
-    quiet = _OnlyUnexpectedKeys()
     bar = transformers_logging.is_progress_bar_enabled()
-    reporter.addFilter(quiet)
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no hints there
+    try:
+        with _filtered(reporter, _OnlyUnexpectedKeys()):
+            yield
+    finally:
+        if bar:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+@contextmanager
+def _filtered(logger: logging.Logger, log_filter: logging.Filter) -> Iterator[None]:
+    """``log_filter`` on ``logger`` while the block runs."""
+    logger.addFilter(log_filter)
     try:
         yield
     finally:
-        reporter.removeFilter(quiet)
-        if bar:
-            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+        logger.removeFilter(log_filter)
 
 
 # --------------------------------------------------------------------------- the three kinds
@@ -376,9 +384,7 @@ def _quantise_int8(folder: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     staging = folder / f".{INT8_MODEL_FILE}.tmp"
-    advice = _NoPreprocessingAdvice()
-    logging.getLogger().addFilter(advice)  # the quantiser logs it on the root logger
-    try:
+    with _filtered(logging.getLogger(), _NoPreprocessingAdvice()):  # the quantiser logs on the root logger
         quantize_dynamic(
             str(folder / "model.onnx"),
             str(staging),
@@ -386,8 +392,6 @@ def _quantise_int8(folder: Path) -> None:
             per_channel=True,
             reduce_range=True,
         )
-    finally:
-        logging.getLogger().removeFilter(advice)
     os.replace(staging, folder / INT8_MODEL_FILE)
 
 
