@@ -154,15 +154,20 @@ def save_and_publish(
 RELEASE_FROM = 100_000
 
 
+#: Statements from which the flow's process clusters one group at a time (``_ahead``).
+ONE_GROUP_AT_A_TIME_FROM = 500_000
+
+
 def _ahead(settings: Settings, statements: int) -> int:
     """Groups submitted ahead of their results: enough to keep every worker busy, and no more, since a
     submitted group holds a copy of its statements and vectors (all groups at once would copy the event's
     every vector, 0.8 GB at a million statements). In the flow's process, ``LOCAL_WORKERS`` side by
-    side below ``RELEASE_FROM`` statements, one at a time above, where the memory of a second group's
-    clustering would come on top of a peak measured near 4 GiB at a million."""
+    side below ``ONE_GROUP_AT_A_TIME_FROM`` statements (100,000 side by side peaked at 1.7 GiB), one at a
+    time above, where the memory of a second group's clustering would come on top of a peak measured near
+    4 GiB at a million."""
     if settings.task_runner == "dask":
         return 2 * settings.dask_workers
-    return LOCAL_WORKERS if statements < RELEASE_FROM else 1
+    return LOCAL_WORKERS if statements < ONE_GROUP_AT_A_TIME_FROM else 1
 
 
 def release_freed_memory(statements: int) -> None:
