@@ -253,6 +253,7 @@ def _unshout(word: re.Match[str]) -> str:
     return written.lower() if len(written) >= 4 or written.lower() in STOP_WORDS else written
 
 
+@lru_cache(maxsize=1 << 16)  # every publish quotes mostly the same statements again
 def readable_quote(text: str) -> str:
     """A statement as the paper quotes it: without vote marker, agreement prefix, emphasis or shouting
     ("DATA!! MEASURE YOUR FOOTPRINT" → "Data! measure your footprint"), with a capital first; the export
