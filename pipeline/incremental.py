@@ -25,7 +25,7 @@ from pipeline.rank import rank_themes
 from pipeline.review import carry_identity
 from pipeline.schema import THEMES
 from pipeline.store import Layout, read_derived, read_derived_json, write_parquet, write_text
-from pipeline.synthesis import SynthesisParams, group_fingerprints
+from pipeline.synthesis import SynthesisParams, group_fingerprints, statement_rows
 
 Themes = tuple[pd.DataFrame, pd.DataFrame]  # (assignments, themes) of synthesis.synthesise_group
 
@@ -96,8 +96,9 @@ def plan_run(
     """Which groups to cluster and which to reuse. ``models`` names every model the themes depend on
     (``synthesis.models_id``); ``glossary_settings`` is the event's (``Event.glossary_settings``)."""
     groups = question_groups(statements, questions)
-    flags = settled_flags(layout, statements, groups, flags, models, params, glossary_settings)
-    fingerprints = group_fingerprints(statements, groups, models, params, glossary_settings, flags)
+    rows = statement_rows(statements)  # both fingerprints read them: built once (~0.04 s at 8,000)
+    flags = settled_flags(layout, statements, groups, flags, models, params, glossary_settings, rows)
+    fingerprints = group_fingerprints(statements, groups, models, params, glossary_settings, flags, rows)
     return RunPlan(groups, fingerprints, reuse_unchanged(layout, fingerprints, statements))
 
 
@@ -109,6 +110,7 @@ def settled_flags(
     models: str,
     params: SynthesisParams,
     glossary_settings: Mapping[str, str | tuple[str, ...]] | None = None,
+    rows: pd.Series | None = None,
 ) -> np.ndarray:
     """``flags``, except in the groups nothing changed in since the last run: those keep the flags
     their themes were made with.
@@ -127,11 +129,11 @@ def settled_flags(
     # match its old fingerprint anyway. One pass over the event for every group's fingerprint.
     known = statements["statement_id"].map(previous)
     prior = np.where(known.notna(), known.to_numpy(dtype=object), np.asarray(flags, dtype=object))
-    fingerprints = group_fingerprints(statements, groups, models, params, glossary_settings, prior)
+    fingerprints = group_fingerprints(statements, groups, models, params, glossary_settings, prior, rows)
     settled = np.asarray(flags, dtype=object).copy()
-    for key, rows in groups.items():
+    for key, members in groups.items():
         if before.get(key) == fingerprints[key]:
-            settled[rows] = prior[rows]
+            settled[members] = prior[members]
     return settled
 
 

@@ -150,6 +150,17 @@ def models_id(encoder: EncoderSpec, nlp: Language | None) -> str:
     return f"{encoder.id} | spacy {pipeline} | {libraries} | algorithm {ALGORITHM_VERSION}"
 
 
+def statement_rows(statements: pd.DataFrame) -> pd.Series:
+    """What a group's fingerprint reads of each statement (``group_fingerprints``), one string a row."""
+    columns = ["statement_id", "text", "text_en", "language", "table", "round", "votes", "note_id"]
+    row_text = statements[columns[0]].astype(str)
+    for column in columns[1:]:
+        row_text = (
+            row_text + "\x1f" + statements.get(column, pd.Series("", index=statements.index)).astype(str)
+        )
+    return row_text
+
+
 def group_fingerprints(
     statements: pd.DataFrame,
     groups: Mapping[str, np.ndarray],
@@ -157,23 +168,20 @@ def group_fingerprints(
     params: SynthesisParams,
     glossary: Mapping[str, str | tuple[str, ...]] | None = None,
     flags: np.ndarray | None = None,
+    rows: pd.Series | None = None,
 ) -> dict[str, str]:
     """Per group (rows of ``statements``), everything its machine themes depend on: its statements,
     their ``flags`` (``statement_flags``), the ``models`` (``models_id``), parameters and glossary; an
-    unchanged fingerprint means the last run's themes hold. One vectorised pass over all statements."""
-    columns = ["statement_id", "text", "text_en", "language", "table", "round", "votes", "note_id"]
-    row_text = statements[columns[0]].astype(str)
-    for column in columns[1:]:
-        row_text = (
-            row_text + "\x1f" + statements.get(column, pd.Series("", index=statements.index)).astype(str)
-        )
+    unchanged fingerprint means the last run's themes hold. One vectorised pass over all statements;
+    ``rows``: their ``statement_rows``, if a caller has them already."""
+    row_text = statement_rows(statements) if rows is None else rows
     if flags is not None:
         row_text = row_text + "\x1f" + pd.Series(flags, index=statements.index, dtype=object).astype(str)
     rows_text = row_text.to_numpy(dtype=object)
     settings = json.dumps([models, repr(params), sorted((glossary or {}).items()), CHATTER_VERSION])
     return {
-        key: hashlib.sha256("\n".join([settings, *sorted(rows_text[rows])]).encode()).hexdigest()
-        for key, rows in groups.items()
+        key: hashlib.sha256("\n".join([settings, *sorted(rows_text[members])]).encode()).hexdigest()
+        for key, members in groups.items()
     }
 
 
