@@ -67,10 +67,23 @@ def _event_and_layout(event_dir: Path, settings: Settings, out: Path | None = No
     return event, Layout(settings.data_dir, event.id, out)
 
 
+#: The termination signals the command received (``_exit_on_terminate``).
+_TERMINATED: list[int] = []
+
+
 def _exit_on_terminate(signum: int, _: object) -> None:
     """SIGTERM ends the command as Ctrl-C does: locks are released and the temporary Prefect server,
     which Prefect stops at exit, is not left running (the default SIGTERM skips every exit handler)."""
+    _TERMINATED.append(signum)
     raise SystemExit(128 + signum)
+
+
+def _stop_if_terminated() -> None:
+    """End the command if a SIGTERM came whose exit something swallowed: Prefect's flow engine logs and
+    drops an exception raised after the flow's own code returned (while it reports the final state), so
+    a SIGTERM in that moment would otherwise let the command go on (DOCX, PDF) and end with 0."""
+    if _TERMINATED:
+        raise SystemExit(128 + _TERMINATED[0])
 
 
 @app.callback()
@@ -162,6 +175,7 @@ def run(
     except (PrefectDidNotStart, HandOverFailed, DamagedUpload, FileExistsError) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
+    _stop_if_terminated()
     written = "paper.docx and paper.pdf: not written (--no-documents)"
     if documents:
         from flows.harvest import release_freed_memory

@@ -3,6 +3,7 @@ ends with the same result as an uninterrupted one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -152,3 +153,33 @@ def test_sigterm_leaves_no_prefect_server_behind(tmp_path: Path) -> None:
         for pid in server:  # whatever happened, the test leaves nothing running
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_sigterm_whose_exit_was_swallowed_still_ends_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefect's flow engine logs and drops an exception raised after the flow's own code returned: a
+    SIGTERM at that moment still ends `harvest run` with 128 + SIGTERM, before the documents."""
+    from typer.testing import CliRunner
+
+    import cli.main as cli
+
+    def run_swallowing_a_sigterm(*_: object) -> dict:
+        with contextlib.suppress(SystemExit):  # as the engine drops it
+            cli._exit_on_terminate(signal.SIGTERM, None)
+        return {"statements": 1, "themes": 1, "off_topic": 0, "unassigned": 0}
+
+    documents: list[object] = []
+    monkeypatch.setattr(cli, "_TERMINATED", [])
+    monkeypatch.setattr(cli, "_run_here", run_swallowing_a_sigterm)
+    monkeypatch.setattr("pipeline.publish.write_documents", lambda *args: documents.append(args))
+    monkeypatch.setenv("HARVEST_DATA", str(tmp_path / "data"))
+    event_dir = tmp_path / "event"
+    shutil.copytree(FIXTURES / "mini-event", event_dir)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        result = CliRunner().invoke(cli.app, ["run", str(event_dir), "--here"])
+    finally:
+        signal.signal(signal.SIGTERM, handler)  # the command set its own in this process
+    assert result.exit_code == 128 + signal.SIGTERM
+    assert documents == []
