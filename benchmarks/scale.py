@@ -448,19 +448,19 @@ def main() -> int:
         "",
         "The whole runs (2026-12-07, code after the labels' parse beside the encoder was removed and "
         "groups came to run side by side up to 500,000 statements) are what users run; the step rows time "
-        "each stage alone, groups one after another, the model loaded before the embed stage. The "
-        "`onnx-int8` pair was run twice that day; the table keeps the second. The first gave statements / "
-        "embed 0.18 and themes / embed 0.56 at 100k (embed 78.6 s, themes 44.1 s): the machine's speed "
-        "moves single stages by a third between runs (its 10k run built the int8 model inside its embed "
-        "stage: the run and the bare encode then used different models folders; not counted). With int8, the "
-        "statements stage at 10k stays over issue 20's 0.3 (0.37; 0.33-0.40 in four flows by hand that "
-        "day): ~5 s of fixed costs "
-        "for the most part, lingua's full models for the ~450 English notes its quick screening doubts "
-        "(~2.6 s for 20 languages, holding the interpreter's lock, README) and spaCy's import and blank "
-        "pipeline (~0.9 s), against a 12-15 s embed; at 100k it is 0.18. The themes stage met 0.5 at both "
-        "sizes in the run kept and missed it at 100k in the first. With torch, the issue's reference, every "
-        "ratio is within its target (0.15 and 0.08, 0.20 and 0.23). The 100k run's outputs (themes and "
-        "statements CSV) are identical to those of the same run with the labels' parse beside the encoder.",
+        "each stage alone, groups one after another, the model loaded before the embed stage. With "
+        "`onnx-int8` each size ran twice that day, and the table keeps the later run: at 10k statements / "
+        "embed 0.37 then 0.39 and themes / embed 0.38 then 0.55 (themes 5.8 and 6.7 s); at 100k 0.18 both "
+        "times and 0.56 then 0.47 (themes 44.1 and 33.5 s). The machine's speed moves single stages by a "
+        "third between runs, and the themes stage sits at issue 20's 0.5 at both sizes, on either side of "
+        "it. (A third 10k run is not counted: it built the int8 model inside its embed stage, the run and "
+        "the bare encode having used different models folders.) The statements stage at 10k stays over "
+        "0.3 in every run (and 0.33-0.40 in four flows by hand that day): ~5 s, for the most part fixed "
+        "costs, lingua's full models for the ~450 English notes its quick screening doubts (~2.6 s for 20 "
+        "languages, holding the interpreter's lock, README) and spaCy's import and blank pipeline (~0.9 s), "
+        "against a 12-15 s embed; at 100k it is 0.18. With torch, the issue's reference, every ratio is "
+        "within its target (0.15 and 0.08, 0.20 and 0.23). The 100k run's outputs (themes and statements "
+        "CSV) are identical to those of the same run with the labels' parse beside the encoder.",
         "",
     ]
     (HERE / "results" / "scale.md").write_text("\n".join(lines))
