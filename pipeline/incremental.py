@@ -97,23 +97,23 @@ def plan_run(
     (``synthesis.models_id``); ``glossary_settings`` is the event's (``Event.glossary_settings``)."""
     groups = question_groups(statements, questions)
     rows = statement_rows(statements)  # both fingerprints read them: built once (~0.04 s at 8,000)
-    flags = settled_flags(layout, statements, groups, flags, models, params, glossary_settings, rows)
-    fingerprints = group_fingerprints(statements, groups, models, params, glossary_settings, flags, rows)
+    flags = settled_flags(layout, statements, rows, groups, flags, models, params, glossary_settings)
+    fingerprints = group_fingerprints(rows, groups, models, params, glossary_settings, flags)
     return RunPlan(groups, fingerprints, reuse_unchanged(layout, fingerprints, statements))
 
 
 def settled_flags(
     layout: Layout,
     statements: pd.DataFrame,
+    rows: pd.Series,
     groups: Mapping[str, np.ndarray],
     flags: np.ndarray,
     models: str,
     params: SynthesisParams,
     glossary_settings: Mapping[str, str | tuple[str, ...]] | None = None,
-    rows: pd.Series | None = None,
 ) -> np.ndarray:
-    """``flags``, except in the groups nothing changed in since the last run: those keep the flags
-    their themes were made with.
+    """``flags`` (of ``statements``, whose ``statement_rows`` are ``rows``), except in the groups nothing
+    changed in since the last run: those keep the flags their themes were made with.
 
     Session remarks are partly told by a classifier learned from the whole event (``pipeline.chatter``),
     so one new table moves a few statements of other questions across its line; without this, those
@@ -129,7 +129,7 @@ def settled_flags(
     # match its old fingerprint anyway. One pass over the event for every group's fingerprint.
     known = statements["statement_id"].map(previous)
     prior = np.where(known.notna(), known.to_numpy(dtype=object), np.asarray(flags, dtype=object))
-    fingerprints = group_fingerprints(statements, groups, models, params, glossary_settings, prior, rows)
+    fingerprints = group_fingerprints(rows, groups, models, params, glossary_settings, prior)
     settled = np.asarray(flags, dtype=object).copy()
     for key, members in groups.items():
         if before.get(key) == fingerprints[key]:

@@ -162,21 +162,20 @@ def statement_rows(statements: pd.DataFrame) -> pd.Series:
 
 
 def group_fingerprints(
-    statements: pd.DataFrame,
+    rows: pd.Series,
     groups: Mapping[str, np.ndarray],
     models: str,
     params: SynthesisParams,
     glossary: Mapping[str, str | tuple[str, ...]] | None = None,
     flags: np.ndarray | None = None,
-    rows: pd.Series | None = None,
 ) -> dict[str, str]:
-    """Per group (rows of ``statements``), everything its machine themes depend on: its statements,
-    their ``flags`` (``statement_flags``), the ``models`` (``models_id``), parameters and glossary; an
-    unchanged fingerprint means the last run's themes hold. One vectorised pass over all statements;
-    ``rows``: their ``statement_rows``, if a caller has them already."""
-    row_text = statement_rows(statements) if rows is None else rows
+    """Per group (positions in ``rows``, the statements' ``statement_rows``), everything its machine
+    themes depend on: its statements, their ``flags`` (``statement_flags``), the ``models``
+    (``models_id``), parameters and glossary; an unchanged fingerprint means the last run's themes hold.
+    One vectorised pass over all statements."""
+    row_text = rows
     if flags is not None:
-        row_text = row_text + "\x1f" + pd.Series(flags, index=statements.index, dtype=object).astype(str)
+        row_text = row_text + "\x1f" + pd.Series(flags, index=rows.index, dtype=object).astype(str)
     rows_text = row_text.to_numpy(dtype=object)
     settings = json.dumps([models, repr(params), sorted((glossary or {}).items()), CHATTER_VERSION])
     return {
