@@ -267,6 +267,13 @@ def _environment(data: Path) -> dict[str, str]:
     }
 
 
+def run_summary(output: str, event: str) -> dict:
+    """The summary a `harvest -v run` of ``event`` logged, from its output."""
+    line = next(x for x in output.splitlines() if f"harvest {event}: " in x)
+    summary: dict = json.loads(line.split(f"harvest {event}: ", 1)[1].replace("'", '"'))
+    return summary
+
+
 def _harvest_run(
     event_dir: Path, data: Path, event: str = "distinct", documents: bool = True
 ) -> tuple[dict, float]:
@@ -290,8 +297,7 @@ def _harvest_run(
         cwd=REPO,
     )
     wall = time.perf_counter() - started
-    line = next(x for x in (out.stdout + out.stderr).splitlines() if f"harvest {event}:" in x)
-    summary = json.loads(line.split(f"harvest {event}: ", 1)[1].replace("'", '"'))
+    summary = run_summary(out.stdout + out.stderr, event)
     found = re.search(r"paper\.docx and paper\.pdf: ([\d.]+) s", out.stdout)
     summary["documents"] = float(found.group(1)) if found else 0.0
     summary["handed_over"] = "run handed to the warm" in out.stdout

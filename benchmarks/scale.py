@@ -163,8 +163,7 @@ def run_flow(n: int, backend: str) -> dict:
     side, export and paper; no DOCX or PDF) in a fresh process: its stages as the flow reports them. Just
     before it, a bare encode of ``BARE_SLICE`` of its texts with the same backend in another fresh
     process (which also builds the derived model first, not counted, so the run finds it built)."""
-    sys.path.insert(0, str(HERE))
-    from incremental import MODELS, bare_encode  # the models folder the bare encode builds them in
+    from incremental import MODELS, bare_encode, run_summary  # MODELS: where the bare encode builds them
 
     root = WORK / f"{n}-{backend}-flow"
     shutil.rmtree(root, ignore_errors=True)
@@ -197,9 +196,7 @@ def run_flow(n: int, backend: str) -> dict:
     wall = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"the run failed: see {log}")
-    out = log.read_text(encoding="utf-8")
-    line = next(x for x in out.splitlines() if "harvest scale: " in x)
-    summary = json.loads(line.split("harvest scale: ", 1)[1].replace("'", '"'))
+    summary = run_summary(log.read_text(encoding="utf-8"), "scale")
     return {
         "n": n,
         "backend": backend,
