@@ -162,6 +162,33 @@ def test_questions_clustered_one_at_a_time_give_the_same_result(
         assert (Path(summary["out"]) / name).read_bytes() == (first_run / name).read_bytes(), name
 
 
+def test_labels_parsed_beside_a_forked_helper_give_the_same_result(
+    first_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold run of 5,000 statements or more shares its labels' parse with a forked copy of the flow's
+    process (``labels.shared_parse``), from inside Prefect's task threads: the same outputs."""
+    import weakref
+
+    import pipeline.labels as labels
+
+    monkeypatch.setattr("flows.harvest.SHARED_PARSE_STATEMENTS", range(1, 10**6))  # so the mini event does
+    monkeypatch.setattr(labels, "SHARED_PARSE_FROM", 1)
+    monkeypatch.setattr(labels, "_TERMS", weakref.WeakKeyDictionary())  # nothing parsed yet in this process
+    shared: list[int] = []
+    share = labels._ParseHelper.share
+
+    def counted(self: labels._ParseHelper, texts: list[str], nlp: object) -> list:
+        shared.append(len(texts))
+        return share(self, texts, nlp)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(labels._ParseHelper, "share", counted)
+    summary = harvest_event(MINI, tmp_path / "data")
+    assert summary["groups_clustered"] == 2 and len(shared) == 2 and all(shared)
+    assert not labels._HELPERS  # the helper ended with the stage
+    for name in ("statements.csv", "themes.csv", "paper.md"):
+        assert (Path(summary["out"]) / name).read_bytes() == (first_run / name).read_bytes(), name
+
+
 def test_one_new_table_changes_only_its_question(tmp_path: Path) -> None:
     event_dir = tmp_path / "event"
     shutil.copytree(MINI, event_dir)
