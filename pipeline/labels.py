@@ -251,7 +251,13 @@ class _ParseHelper:
         self.process = context.Process(
             target=_serve_parses, args=(nlp, theirs, self._connection), daemon=True
         )
-        self.process.start()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns at every fork of a process that has threads: the copy runs none of their
+            # code (see _serve_parses)
+            warnings.filterwarnings(
+                "ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning
+            )
+            self.process.start()
         theirs.close()  # the helper holds its own end: when it ends, this end reads EOF
         self.gone = False
 
