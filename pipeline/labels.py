@@ -234,8 +234,8 @@ def _keyphrases_here(texts: list[str], nlp: Language) -> list[list[tuple[str, st
     return [keyphrases(doc) for doc in nlp.pipe(texts, batch_size=256)]
 
 
-#: The fewest texts a parse shares with the helper of ``shared_parse``: a re-run after one table parses
-#: some tens, as fast here as the round trip.
+#: The fewest texts a parse shares with the helper of ``shared_parse`` (a round number, not tuned: a cold
+#: run's groups parse hundreds, a re-run after one table some tens, all here).
 SHARED_PARSE_FROM = 200
 #: The helper's share of a shared parse. It parses on a core of its own; this process parses the rest
 #: beside the other groups' clustering, which needs the interpreter's lock too.
