@@ -132,11 +132,15 @@ def resolve_ambiguous(texts: Iterable[str], ambiguous: Mapping[str, Sequence[str
     """Each ambiguous acronym the texts use, mapped to the meaning whose words the texts use most
     ("HE" among notes on "Horizon funding" is Horizon Europe). Where no meaning's words occur more
     often than every other's, the acronym stays as written."""
-    texts = list(texts)
-    used = [key for key, pattern in _patterns(ambiguous).items() if any(pattern.search(t) for t in texts)]
+    # one string: every pattern then scans the question once (no pattern matches across the line breaks)
+    text = "\n".join(texts)
+    used = [key for key, pattern in _patterns(ambiguous).items() if pattern.search(text)]
     if not used:
         return {}
-    counts = Counter(w for t in texts for w in _words(t))
+    # only the meanings' words are counted, each where it is a whole word as ``_words`` reads words
+    wanted = sorted({w for key in used for m in ambiguous[key] for w in _words(m)}, key=len, reverse=True)
+    words = re.compile(r"(?<![a-z])(" + "|".join(wanted) + r")(?![a-z])") if wanted else None
+    counts = Counter(words.findall(text.lower()) if words else ())
     resolved = {}
     for key in used:
         scores = sorted(((sum(counts[w] for w in set(_words(m))), m) for m in ambiguous[key]), reverse=True)

@@ -84,6 +84,9 @@ def test_an_ambiguous_acronym_means_what_its_questions_notes_make_it_mean() -> N
     education = event.glossary_for(["links between HE and firms", "education providers", "higher skills"])
     assert education["HE"] == "higher education"
     assert "HE" not in event.glossary_for(["HE calls matter"])  # nothing to tell the meanings apart
+    # a meaning's words count as whole words only, whatever their case
+    assert "HE" not in event.glossary_for(["HE for Europeans", "highereducation", "Horizons"])
+    assert event.glossary_for(["HE calls", "EUROPE first"])["HE"] == "Horizon Europe"
     assert event.glossary_for(["PA on board", "public procurement by the administration"])["PA"] == (
         "public administration"
     )
