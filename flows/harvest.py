@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Mapping
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -277,18 +277,39 @@ def run_event(
     url = api()
     if url is None:  # PREFECT_API_URL: Prefect's own setting
         return harvest_event(event_dir, data_dir, out)
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    updates: dict[Any, Any] = {PREFECT_API_URL: url}
-    if api.temporary:
-        # Heartbeats tell a server's services that a run crashed; a temporary server runs none. And the
-        # heartbeat thread sleeps in one-second steps that the end of every run waits out (~0.5 s).
-        updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
-    with temporary_settings(updates=updates):
+    with _reporting_to(url, api.temporary):
         try:
             return harvest_event(event_dir, data_dir, out)
         finally:
             flush_to_api()  # while the server still listens
+
+
+#: Prefect's settings per (settings they were made from, API address, temporary server), for
+#: ``_reporting_to``; a process meets one or two addresses in its life.
+_REPORTING: dict[tuple[int, str, bool], tuple[Any, Any]] = {}
+
+
+@contextmanager
+def _reporting_to(url: str, temporary: bool) -> Iterator[None]:
+    """Prefect's settings of this process with its API at ``url``, for the run inside. Made once per
+    address, not per run as ``prefect.settings.temporary_settings`` makes them: validating every Prefect
+    setting anew took ~0.04 s, each re-run of a long-lived process (the web app's button)."""
+    import prefect.context
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    current = prefect.context.get_settings_context()
+    key = (id(current.settings), url, temporary)
+    if key not in _REPORTING or _REPORTING[key][0] is not current.settings:
+        updates: dict[Any, Any] = {PREFECT_API_URL: url}
+        if temporary:
+            # Heartbeats tell a server's services that a run crashed; a temporary server runs none. And
+            # the heartbeat thread sleeps in one-second steps that the end of every run waits out (~0.5 s).
+            updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+        if len(_REPORTING) >= 8:
+            _REPORTING.clear()
+        _REPORTING[key] = (current.settings, current.settings.copy_with_update(updates=updates))
+    with prefect.context.SettingsContext(profile=current.profile, settings=_REPORTING[key][1]):
+        yield
 
 
 class _Laps:
