@@ -30,7 +30,7 @@ class FrameSchema:
         return list(self.columns)
 
     def empty(self) -> pd.DataFrame:
-        return conform(pd.DataFrame({c: [] for c in self.columns}), self)
+        return pd.DataFrame({c: pd.Series(dtype=dtype) for c, dtype in self.columns.items()})
 
 
 STR: Final = "string"
