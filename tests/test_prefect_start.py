@@ -116,3 +116,21 @@ def test_the_temporary_server_skips_block_registration_unless_the_environment_as
         assert environment["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] == expected
         assert environment["PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION"] == "0"
         assert environment["PREFECT__SERVER_EPHEMERAL"] == "1"
+
+
+def test_a_run_reports_to_its_api_with_settings_made_once_per_address() -> None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings
+
+    from flows.harvest import _reporting_to
+
+    before = get_current_settings()
+    made = []
+    for _ in range(2):
+        with _reporting_to("http://127.0.0.1:9/api", temporary=True):
+            made.append(get_current_settings())
+            assert PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
+            assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None  # a temporary server acts on none
+    assert made[0] is made[1]  # the second run did not validate Prefect's settings again
+    with _reporting_to("http://127.0.0.1:9/api", temporary=False):
+        assert get_current_settings().flows.heartbeat_frequency == before.flows.heartbeat_frequency
+    assert get_current_settings() is before  # as it was outside
