@@ -299,16 +299,18 @@ def _reporting_to(url: str, temporary: bool) -> Iterator[None]:
 
     current = prefect.context.get_settings_context()
     key = (id(current.settings), url, temporary)
-    if key not in _REPORTING or _REPORTING[key][0] is not current.settings:
+    made = _REPORTING.get(key)  # the web app runs events side by side: this thread keeps its own
+    if made is None or made[0] is not current.settings:
         updates: dict[Any, Any] = {PREFECT_API_URL: url}
         if temporary:
             # Heartbeats tell a server's services that a run crashed; a temporary server runs none. And
             # the heartbeat thread sleeps in one-second steps that the end of every run waits out (~0.5 s).
             updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+        made = (current.settings, current.settings.copy_with_update(updates=updates))
         if len(_REPORTING) >= 8:
             _REPORTING.clear()
-        _REPORTING[key] = (current.settings, current.settings.copy_with_update(updates=updates))
-    with prefect.context.SettingsContext(profile=current.profile, settings=_REPORTING[key][1]):
+        _REPORTING[key] = made
+    with prefect.context.SettingsContext(profile=current.profile, settings=made[1]):
         yield
 
 
