@@ -112,7 +112,10 @@ def micro_themes(embeddings: np.ndarray, params: ThemeParams) -> np.ndarray:
     if n < 3:
         return np.arange(n)
     if n <= params.dense_limit:
-        distance = np.clip(1.0 - embeddings @ embeddings.T, 0.0, 2.0).astype(np.float64)
+        # in place: one n x n float32 matrix before HDBSCAN's float64 one, not three (50 MB at 2,500)
+        distance = embeddings @ embeddings.T
+        np.clip(np.subtract(1.0, distance, out=distance), 0.0, 2.0, out=distance)
+        distance = distance.astype(np.float64)
         clusterer = hdbscan.HDBSCAN(
             min_cluster_size=params.min_cluster_size,
             min_samples=1,
