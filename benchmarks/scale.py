@@ -339,15 +339,17 @@ def main() -> int:
         "(int8 weights per output channel, one text a call), whose embed stage takes about half of "
         "torch's, so the stages it does not change weigh more against it. The step rows time each stage "
         "alone, groups one after another, the model loaded before the embed stage; the whole runs are "
-        "what users run (groups side by side up to 500,000 statements, Prefect, the export and paper). "
+        "what users run (groups side by side, from 500,000 statements as far as their memory allows; "
+        "Prefect, the export and paper). "
         "The 1M step rows are older: `model2vec` (2026-11-25) and `onnx-int8` as it was on 2026-12-03 "
         "(int8 per tensor, in batches of 16); the README gives a whole `harvest run` of that event with "
         "today's default.",
         "",
         "Memory stays bounded at a million statements because statements are built 50,000 notes at a "
         "time, vectors stay float16 in the cache and the pipeline, the session-remark classifier takes "
-        "65,536 vectors at a time from the event's matrix, and groups are clustered one at a time "
-        "(HDBSCAN on a 32-d PCA projection above 4,000 statements). In these synthetic events every note "
+        "65,536 vectors at a time from the event's matrix, and groups are clustered side by side only while "
+        "their clustering's memory fits a budget (`flows.harvest.CLUSTERING_MEMORY`; HDBSCAN on a 32-d PCA "
+        "projection above 4,000 statements). In these synthetic events every note "
         "is its own table x round x question group, so the upload manifest holds a million groups.",
         "",
         "This machine's speed varies from run to run by up to a third: ratios within one run hold better "

@@ -38,7 +38,7 @@ from pipeline.schema import Flag, ThemeStatus, UploadStatus
 from pipeline.statements import load_nlp
 from pipeline.store import Generation, Layout, remove_stale_temp_files, write_parquet
 from pipeline.synthesis import SynthesisParams, event_flags, models_id, synthesise_question
-from pipeline.themes import model_views
+from pipeline.themes import clustering_bytes, model_views
 
 # Every task runs with NO_CACHE: Prefect's default cache policy hashes a task's inputs on every call
 # (JSON, else a cloudpickle of them), which for a million statements is a transient copy of the frame
@@ -166,20 +166,39 @@ RELEASE_FROM = 100_000
 SHARED_PARSE_STATEMENTS = range(5_000, 100_000)
 
 
-#: Statements from which the flow's process clusters one group at a time (``_ahead``).
-ONE_GROUP_AT_A_TIME_FROM = 500_000
+#: Statements from which the groups clustered side by side in the flow's process are only as many as
+#: ``CLUSTERING_MEMORY`` holds (``_room_for``).
+MEMORY_BOUNDED_FROM = 500_000
+
+#: What the groups clustered side by side in the flow's process may allocate at once, by
+#: ``themes.clustering_bytes``, from ``MEMORY_BOUNDED_FROM`` statements. Measured on a million statements
+#: in groups of ~3,000, the process tree with `time -v` and its children: one group at a time, the themes
+#: stage held at most 3,331 MiB (~3,120 without the group's 216 MB) and took 317 s, and the publish
+#: peaked at 3,583 MiB. This budget keeps the stage under that peak: ~450 MB of what clustering allocates,
+#: which the bound (a third above it) counts as 600 MB. Two groups of 3,000 (288 MB each by the bound)
+#: fit: the stage then held at most 3,487 MiB and took 268 s, the peak 3,610 MiB; a 3,000 and a 4,000
+#: (512 MB) do not, and run one at a time.
+CLUSTERING_MEMORY = 600_000_000
 
 
-def _ahead(settings: Settings, statements: int) -> int:
+def _ahead(settings: Settings) -> int:
     """Groups submitted ahead of their results: enough to keep every worker busy, and no more, since a
     submitted group holds a copy of its statements and vectors (all groups at once would copy the event's
-    every vector, 0.8 GB at a million statements). In the flow's process, ``LOCAL_WORKERS`` side by
-    side below ``ONE_GROUP_AT_A_TIME_FROM`` statements (100,000 side by side peaked at 1.7 GiB), one at a
-    time above, where the memory of a second group's clustering would come on top of a peak measured near
-    4 GiB at a million."""
-    if settings.task_runner == "dask":
-        return 2 * settings.dask_workers
-    return LOCAL_WORKERS if statements < ONE_GROUP_AT_A_TIME_FROM else 1
+    every vector, 0.8 GB at a million statements)."""
+    return 2 * settings.dask_workers if settings.task_runner == "dask" else LOCAL_WORKERS
+
+
+def _room_for(settings: Settings, statements: int, pending: list[int], group: int) -> bool:
+    """Whether a group of ``group`` statements may be submitted beside the ``pending`` groups (their
+    sizes), in a run of ``statements``: ``_ahead`` of them, and in the flow's process from
+    ``MEMORY_BOUNDED_FROM`` statements only while their clustering fits ``CLUSTERING_MEMORY`` (100,000
+    statements side by side peaked at 1.7 GiB; the bound is for a process already near 3.5 GiB)."""
+    if len(pending) >= _ahead(settings):
+        return False
+    if settings.task_runner == "dask" or statements < MEMORY_BOUNDED_FROM:
+        return True
+    params = settings.synthesis.themes
+    return sum(clustering_bytes(n, params) for n in [*pending, group]) <= CLUSTERING_MEMORY
 
 
 def release_freed_memory(statements: int) -> None:
@@ -227,7 +246,7 @@ def task_runner_for(settings: Settings) -> TaskRunner[Any]:
     return ThreadPoolTaskRunner(max_workers=LOCAL_WORKERS)
 
 
-#: Topic x question groups clustered side by side in the flow's process (``_ahead``): one a core.
+#: Topic x question groups clustered side by side in the flow's process (``_room_for``): one a core.
 #: Clustering one is mostly single-threaded (HDBSCAN, the merge), so one at a time left a core idle for
 #: most of the themes stage (8,030 distinct notes, 2 cores: 5.6-5.8 s against 4.2 s). The models they
 #: share are loaded once per process and guarded where they keep state (keyphrases, phrase vectors).
@@ -379,14 +398,16 @@ def _synthesised(
     settings: Settings,
     cache: Path,
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """The themes of each group the plan clusters, ``_ahead`` of them submitted at a time."""
+    """The themes of each group the plan clusters, submitted as ``_room_for`` allows."""
     results = {}
     pending: deque[tuple[str, PrefectFuture[tuple[pd.DataFrame, pd.DataFrame]]]] = deque()
     for key in plan.to_cluster:
-        if len(pending) >= _ahead(settings, len(statements)):  # each submitted group holds a copy of its rows
+        rows = plan.groups[key]
+        sizes = [len(plan.groups[k]) for k, _ in pending]
+        while pending and not _room_for(settings, len(statements), sizes, len(rows)):
             done, future = pending.popleft()
             results[done] = future.result()
-        rows = plan.groups[key]
+            sizes.pop(0)
         future = synthesise.submit(
             key,
             statements.iloc[rows],

@@ -104,6 +104,16 @@ class ThemeParams(BaseModel):
     )
 
 
+def clustering_bytes(statements: int, params: ThemeParams | None = None) -> int:
+    """At most the memory clustering a group of this many statements allocates at once (numpy's arrays, as
+    ``tracemalloc`` counts them): 32 bytes a pair of statements, or of micro-themes, of which there are
+    fewer and at most ``max_micro_themes``. Measured: 24-25 bytes a pair, whichever step peaks (HDBSCAN's
+    cosine matrix and its copies up to ``dense_limit`` statements, 216 MB at 3,000; the merge's matrices
+    when most statements are micro-themes of their own); above ``dense_limit``, 371 MB at 5,000."""
+    params = params or ThemeParams()
+    return 32 * min(statements, params.max_micro_themes) ** 2
+
+
 def micro_themes(embeddings: np.ndarray, params: ThemeParams) -> np.ndarray:
     """HDBSCAN labels with every outlier as its own micro-theme (labels 0..m-1)."""
     import hdbscan  # with scikit-learn ~2 s: loaded by the runs that cluster, not by every import

@@ -154,8 +154,10 @@ def test_questions_clustered_one_at_a_time_give_the_same_result(
     first_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`harvest run` clusters a small event's questions side by side, one a core (the first run, on a
-    machine of two or more), as at a million statements one at a time: the same outputs."""
-    monkeypatch.setattr("flows.harvest.LOCAL_WORKERS", 1)
+    machine of two or more), and one at a time when their memory would not fit side by side (as for
+    large groups at a million statements; here every group's): the same outputs."""
+    monkeypatch.setattr("flows.harvest.MEMORY_BOUNDED_FROM", 0)
+    monkeypatch.setattr("flows.harvest.CLUSTERING_MEMORY", 0)
     summary = harvest_event(MINI, tmp_path / "data")
     assert summary["groups_clustered"] == 2
     for name in ("statements.csv", "themes.csv", "paper.md"):

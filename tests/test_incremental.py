@@ -255,3 +255,22 @@ def test_damaged_run_state_is_set_aside_and_made_again(tmp_path: Path, texts) ->
     assert (layout.processed / "groups.json.unreadable").exists()
     assert (layout.processed / "clusters.parquet.unreadable").exists()
     assert run(layout, statements).to_cluster == []  # made again, and trusted again
+
+
+def test_groups_are_clustered_side_by_side_as_far_as_their_memory_allows() -> None:
+    """Below a million-statement scale every core clusters a group; from ``MEMORY_BOUNDED_FROM``
+    statements a group joins those under way only while all their clustering fits ``CLUSTERING_MEMORY``
+    (``themes.clustering_bytes``): two of 3,000 do, a 3,000 and a 4,000 do not."""
+    import flows.harvest as fh
+    from pipeline.config import Settings
+
+    settings, big = Settings(), fh.MEMORY_BOUNDED_FROM
+    workers = fh.LOCAL_WORKERS
+    assert fh._room_for(settings, big - 1, [4000] * (workers - 1), 4000)  # small runs: a group a core
+    assert not fh._room_for(settings, big - 1, [10] * workers, 10)  # never more than the cores
+    if workers >= 2:
+        assert fh._room_for(settings, big, [3000], 3000)
+        assert not fh._room_for(settings, big, [3000], 4000)
+        assert not fh._room_for(settings, big, [4000], 3000)
+    dask = Settings(task_runner="dask", dask_workers=2)  # Dask's workers are processes of their own
+    assert fh._room_for(dask, big, [4000] * 3, 4000) and not fh._room_for(dask, big, [10] * 4, 10)

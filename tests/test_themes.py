@@ -19,6 +19,7 @@ from pipeline.rank import distinct_statements, rank_themes, theme_support
 from pipeline.themes import (
     ThemeParams,
     cluster_statements,
+    clustering_bytes,
     merge_average_linkage,
     model_views,
     text_for_embedding,
@@ -222,6 +223,29 @@ def test_a_group_over_the_dense_limit_finds_the_same_themes_through_its_projecti
     below, above = (PARAMS.model_copy(update={"dense_limit": limit}) for limit in (4000, 100))
     dense, tree = (cluster_statements(x[small], sessions[small], p) for p in (below, above))
     assert adjusted_rand_score(dense, tree) == 1.0 and adjusted_rand_score(truth[small], tree) == 1.0
+
+
+def test_clustering_allocates_no_more_than_its_memory_bound() -> None:
+    """``clustering_bytes`` bounds what a group's clustering allocates at once (the flow limits the groups
+    clustered side by side by it at a million statements): on the full cosine matrix, and above
+    ``dense_limit`` in the merge of micro-themes."""
+    import tracemalloc
+
+    rng = np.random.default_rng(11)
+    centres = rng.normal(size=(40, 64))
+    for n, dense_limit in ((1500, 4000), (1500, 300)):
+        x = centres[rng.integers(0, 40, n)] + rng.normal(scale=0.8, size=(n, 64))
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        sessions = np.array([f"t{i % 40}" for i in range(n)])
+        params = PARAMS.model_copy(update={"dense_limit": dense_limit})
+        cluster_statements(x[:50], sessions[:50], params)  # imports, outside the measure
+        tracemalloc.start()
+        try:
+            cluster_statements(x, sessions, params)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert 0.5 * clustering_bytes(n, params) < peak <= clustering_bytes(n, params), (n, dense_limit, peak)
 
 
 def test_groups_written_side_by_side_at_the_same_tables_stay_apart() -> None:
