@@ -342,8 +342,10 @@ def main() -> int:
         "what users run (groups side by side, from 500,000 statements as far as their memory allows; "
         "Prefect, the export and paper). "
         "The 1M step rows are older: `model2vec` (2026-11-25) and `onnx-int8` as it was on 2026-12-03 "
-        "(int8 per tensor, in batches of 16); the README gives a whole `harvest run` of that event with "
-        "today's default.",
+        "(int8 per tensor, in batches of 16); the whole-run table has that event with today's default. "
+        "There the embed stage encodes each distinct text once and the recombined notes repeat, so the "
+        "stages around it weigh more against it than at 10k and 100k; against a bare encode of every "
+        "statement's text they stay a fraction.",
         "",
         "Memory stays bounded at a million statements because statements are built 50,000 notes at a "
         "time, vectors stay float16 in the cache and the pipeline, the session-remark classifier takes "
