@@ -191,22 +191,30 @@ def merge_average_linkage(
     same_session = _same_session_pairs(micro, m, sessions) if sessions is not None and uses_sessions else None
     share_chance = _share_chance(sessions) if sessions is not None and uses_sessions else 0.0
     alive = np.ones(m, dtype=bool)
+    dead = np.zeros(m)  # -inf for each merged-away group: added to scores, it rules them out
 
-    def scores(rows: np.ndarray) -> np.ndarray:
-        """Merge scores of each of ``rows`` with every group (-inf for itself and merged-away groups)."""
-        out = similarity[rows].astype(np.float64)
+    def scores(rows: slice | int) -> np.ndarray:
+        """Merge scores of each of ``rows`` (a block, or one row) with every group (-inf for itself and
+        merged-away groups)."""
+        out: np.ndarray = similarity[rows].astype(np.float64)
         if same_session is not None:
-            pairs, row_sizes = same_session[rows], sizes[rows][:, None]
+            pairs, row_sizes = same_session[rows], sizes[rows]
+            row_sizes = row_sizes[:, None] if isinstance(rows, slice) else row_sizes
             out -= session_penalty * pairs / np.minimum(row_sizes, sizes)
-            expected = row_sizes * sizes * share_chance
-            out += np.where(pairs == 0, apart_bonus * np.minimum(1.0, expected / apart_full_at), 0.0)
-        out[np.arange(len(rows)), rows] = -np.inf
-        out[:, ~alive] = -np.inf
-        return np.asarray(out)
+            bonus = apart_bonus * np.minimum(1.0, row_sizes * sizes * share_chance / apart_full_at)
+            bonus[pairs != 0] = 0.0
+            out += bonus
+        if isinstance(rows, slice):
+            block = np.arange(rows.start, rows.stop)
+            out[block - rows.start, block] = -np.inf
+        else:
+            out[rows] = -np.inf
+        out += dead
+        return out
 
     score = np.empty((m, m))
     for start in range(0, m, _SCORE_ROWS):  # bounded: a block of rows x every group at a time
-        score[start : start + _SCORE_ROWS] = scores(np.arange(start, min(m, start + _SCORE_ROWS)))
+        score[start : start + _SCORE_ROWS] = scores(slice(start, min(m, start + _SCORE_ROWS)))
     best = np.argmax(score, axis=1)
     best_score = score[np.arange(m), best]
 
@@ -217,7 +225,7 @@ def merge_average_linkage(
     parent = np.arange(m)
     left = m
     while left > 1:
-        a = int(np.argmax(np.where(alive, best_score, -np.inf)))
+        a = int(np.argmax(best_score))  # a merged-away group's best score is -inf
         b = int(best[a])
         if best_score[a] < min_similarity:
             break
@@ -229,10 +237,10 @@ def merge_average_linkage(
             together = same_session[a] + same_session[b]
             same_session[a], same_session[:, a] = together, together
         sizes[a] += sizes[b]
-        alive[b] = False
+        alive[b], dead[b] = False, -np.inf
         left -= 1
         score[b], score[:, b] = -np.inf, -np.inf
-        with_a = scores(np.array([a]))[0]  # symmetric: every group's score with the merged group
+        with_a = scores(a)  # symmetric: every group's score with the merged group
         score[a], score[:, a] = with_a, with_a
         best_score[b] = -np.inf
         parent[parent == b] = a
