@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 
 import pandas as pd
@@ -62,9 +63,19 @@ def test_note_ids_kept_or_derived_stably(event: Event) -> None:
 
 def test_headers_any_case_and_order_semicolons_and_encodings(event: Event) -> None:
     text = "TEXT;Question;topic;Round;TABLE;votes\nmore € for pilots;needs;green;2;t9;\n"
-    for encoding in ("utf-8", "utf-8-sig", "cp1252"):
+    for encoding in ("utf-8", "utf-8-sig", "cp1252", "utf-16", "utf-32"):  # the last two with their mark
         notes = _read("x.csv", event, text.encode(encoding))
         assert notes[["text", "round", "table"]].iloc[0].tolist() == ["more € for pilots", 2, "t9"]
+    big_endian = codecs.BOM_UTF16_BE + text.encode("utf-16-be")
+    assert _read("x.csv", event, big_endian)["text"].tolist() == ["more € for pilots"]
+
+
+def test_text_notes_saved_as_unicode_by_notepad_or_word(event: Event) -> None:
+    """What Notepad's and Word's save dialogs call "Unicode": UTF-16, little-endian, with its mark."""
+    header = "topic: green\r\nquestion: needs\r\ntable: t1\r\nround: 1\r\n\r\n"
+    text = header + "- Städte einbinden\r\n- plus de €\r\n"
+    notes = _read("notes.txt", event, codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
+    assert notes["text"].tolist() == ["Städte einbinden", "plus de €"]
 
 
 def test_vote_markers() -> None:
@@ -103,7 +114,17 @@ BROKEN = {
         b"table,round,topic,question,text\nt1,1,green,needs,caf\x81\n",
         ["bad-encoding.csv, line 2: unreadable encoding: byte 0x81 is neither UTF-8 nor cp1252"],
     ),
+    "cut-off.csv": (
+        codecs.BOM_UTF16_LE
+        + "table,round,topic,question,text\nt1,1,green,needs,a note\n".encode("utf-16-le")
+        + b"\x00",
+        ["cut-off.csv, line 3: unreadable UTF-16: truncated data"],
+    ),
     "empty.csv": (b"", ["empty.csv: the file is empty"]),
+    "only-a-mark.csv": (
+        codecs.BOM_UTF16_LE + " \n".encode("utf-16-le"),
+        ["only-a-mark.csv: the file is empty"],
+    ),
     "junk.csv": (bytes(range(256)) * 4, ["junk.csv, line 1: binary data (NUL byte)"]),
     "junk.xlsx": (b"PK\x03\x04 not really a zip" * 10, ["junk.xlsx: not a readable XLSX workbook"]),
     "junk.docx": (b"\x00\x01\x02 garbage", ["junk.docx: not a readable DOCX document"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import io
 import re
@@ -84,16 +85,35 @@ def check_zip(name: str, data: bytes, what: str) -> None:
 
 
 # --------------------------------------------------------------------------- decoding
+#: Byte-order marks of the Unicode encodings other than UTF-8 that editors save text in (Notepad's and
+#: Word's "Unicode", LibreOffice's UTF-16 CSV). UTF-32 first: its little-endian mark starts with UTF-16's.
+_MARKED_ENCODINGS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32-be", "UTF-32"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16"),
+)
+
+
 def decode_text(name: str, data: bytes) -> str:
-    """UTF-8 (with or without BOM) or the cp1252 that Excel writes; anything else is rejected."""
+    """UTF-8 (with or without BOM), the cp1252 that Excel writes, or UTF-16 / UTF-32 with their byte-order
+    mark; anything else is rejected."""
+    marked = next((found for found in _MARKED_ENCODINGS if data.startswith(found[0])), None)
+    if marked is not None:
+        mark, codec, label = marked
+        try:
+            data = data[len(mark) :].decode(codec).encode("utf-8")  # then checked as any UTF-8 file
+        except UnicodeDecodeError as exc:
+            line = data[len(mark) : len(mark) + exc.start].decode(codec, errors="replace").count("\n") + 1
+            raise NoteFileError(
+                name, [Problem(name, f"unreadable {label}: {exc.reason}", line, None, "line")]
+            ) from None
     if not data.strip():
         raise NoteFileError(name, [Problem(name, "the file is empty")])
     if b"\x00" in data:
         line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise NoteFileError(
-            name,
-            [Problem(name, "binary data (NUL byte): not a text file in UTF-8 or cp1252", line, None, "line")],
-        )
+        problem = "binary data (NUL byte): not a text file in UTF-8, cp1252, or UTF-16 with a byte-order mark"
+        raise NoteFileError(name, [Problem(name, problem, line, None, "line")])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as utf8_error:
