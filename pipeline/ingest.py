@@ -195,7 +195,9 @@ def current_notes(layout: Layout, event: Event, manifest: Manifest | None = None
         if not owned:
             continue
         data = manifest.stored_bytes(layout, upload)
-        notes = read_notes(upload.filename, data, event, upload.upload_id, defaults=upload.defaults)
+        notes = read_notes(  # as accepted: rules tightened since do not reject it now
+            upload.filename, data, event, upload.upload_id, defaults=upload.defaults, accepted=True
+        )
         keys = pd.MultiIndex.from_frame(notes[KEY_COLUMNS])
         frames.append(notes.loc[keys.isin(list(owned))])
     notes = _in_order(pd.concat(frames, ignore_index=True)) if frames else NOTES.empty()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -21,9 +22,10 @@ from pipeline.ingest import (
     notes_already_in,
     withdraw,
 )
+from pipeline.readers import read_notes
 from pipeline.store import Layout, Manifest
 from tests.conftest import FIXTURES, SAMPLE_EVENT
-from tests.test_readers import BROKEN
+from tests.test_readers import BROKEN, DOCX_HEADER, _docx
 
 GOOD = (FIXTURES / "table-notes.csv").read_bytes()
 
@@ -224,6 +226,19 @@ def test_current_notes_are_read_from_the_uploads_once_per_manifest_state(
     renamed = event.model_copy(update={"title": "Renamed"})
     assert len(current_notes(layout, renamed)) == 18
     assert len(list((layout.raw / "current").glob("notes-*.parquet"))) == 1  # the older copies are gone
+
+
+def test_an_upload_accepted_under_looser_rules_is_read_again_as_then(layout: Layout, event: Event) -> None:
+    """A DOCX with a table that is neither notes nor a header is rejected now; one accepted before that
+    rule (when such tables were skipped) still counts, and its table is still skipped."""
+    data = _docx(*DOCX_HEADER, "a note of the table", [["Idea", "Votes"], ["universities as partners", "3"]])
+    [now] = ingest(layout, event, [("notes.docx", data)])
+    assert now.status == "rejected"
+
+    [then] = ingest(layout, event, [("notes.docx", data)], reader=partial(read_notes, accepted=True))
+    assert then.status == "accepted"
+    read_again = event.model_copy(update={"title": "Renamed"})  # the uploads are read again for it
+    assert current_notes(layout, read_again)["text"].tolist() == ["a note of the table"]
 
 
 def test_a_link_bound_to_tables_hands_in_only_those(layout: Layout, event: Event) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import io
 
+import docx
 import pandas as pd
 import pytest
 from openpyxl import Workbook
@@ -78,6 +79,64 @@ def test_text_notes_saved_as_unicode_by_notepad_or_word(event: Event) -> None:
     assert notes["text"].tolist() == ["Städte einbinden", "plus de €"]
 
 
+def _docx(*blocks: str | list[list[str]]) -> bytes:
+    """A Word document of paragraphs (strings) and tables (lists of rows), in that order."""
+    document = docx.Document()
+    for block in blocks:
+        if isinstance(block, str):
+            document.add_paragraph(block)
+            continue
+        table = document.add_table(rows=len(block), cols=len(block[0]))
+        for row, cells in zip(table.rows, block, strict=True):
+            for cell, text in zip(row.cells, cells, strict=True):
+                cell.text = text
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+DOCX_HEADER = ("topic: green", "question: needs", "table: t1", "round: 1")
+
+
+def test_docx_notes_tables_are_read_where_they_stand(event: Event) -> None:
+    """A table whose first row names its columns (as in a CSV) holds notes; paragraphs keep their numbers."""
+    table = [["Text", "Votes"], ["universities as partners", "3"], ["", ""], ["one-stop shop for SMEs", ""]]
+    data = _docx(*DOCX_HEADER, "regions involved early", table, "cross-border cooperation")
+    notes = _read("notes.docx", event, data)
+    assert notes["text"].tolist() == [
+        "regions involved early",
+        "universities as partners",
+        "one-stop shop for SMEs",
+        "cross-border cooperation",
+    ]
+    assert notes["votes"].tolist() == [0, 3, 0, 0]
+    assert notes["note_id"].tolist() == [
+        "notes-docx:5",
+        "notes-docx:table-1-row-2",
+        "notes-docx:table-1-row-4",
+        "notes-docx:6",  # the paragraphs' numbers (and so their ids) do not count the table
+    ]
+
+
+def test_docx_header_may_be_a_table_of_keys_and_values(event: Event) -> None:
+    header = [["Topic:", "green"], ["Question:", "needs"], ["Table:", "t4"], ["Round:", "2"]]
+    notes = _read("notes.docx", event, _docx(header, "involve schools", "green procurement (+2)"))
+    assert notes[["table", "round", "text", "votes"]].values.tolist() == [
+        ["t4", 2, "involve schools", 0],
+        ["t4", 2, "green procurement", 2],
+    ]
+
+
+def test_a_docx_accepted_before_its_tables_were_read_skips_them_as_then(event: Event) -> None:
+    data = _docx(*DOCX_HEADER, "a note", [["Idea", "Votes"], ["universities as partners", "3"]])
+    assert read_notes("notes.docx", data, event, accepted=True)["text"].tolist() == ["a note"]
+    named = _docx(*DOCX_HEADER, "a note", [["text"], ["universities as partners"]])
+    assert read_notes("notes.docx", named, event, accepted=True)["text"].tolist() == [
+        "a note",
+        "universities as partners",
+    ]
+
+
 def test_vote_markers() -> None:
     assert split_vote_markers("more money (+2)") == ("more money", 2)
     assert split_vote_markers("pilots [3 dots] (+1)") == ("pilots", 4)
@@ -128,6 +187,17 @@ BROKEN = {
     "junk.csv": (bytes(range(256)) * 4, ["junk.csv, line 1: binary data (NUL byte)"]),
     "junk.xlsx": (b"PK\x03\x04 not really a zip" * 10, ["junk.xlsx: not a readable XLSX workbook"]),
     "junk.docx": (b"\x00\x01\x02 garbage", ["junk.docx: not a readable DOCX document"]),
+    "table-of-ideas.docx": (  # its notes would be lost unseen: the file is rejected instead
+        _docx(*DOCX_HEADER, "a note", [["Idea", "Votes"], ["universities as partners", "3"]]),
+        ["table-of-ideas.docx, table 1: holds text but is neither a notes table"],
+    ),
+    "bad-table.docx": (
+        _docx(*DOCX_HEADER, [["text", "votes", "topic"], ["a note", "many", ""], ["another", "1", "gren"]]),
+        [
+            "bad-table.docx, table 1, row 2, column 'votes': votes must be a whole number",
+            "bad-table.docx, table 1, row 3, column 'topic': unknown topic 'gren'",
+        ],
+    ),
     "no-header.xlsx": (
         _xlsx([["t1", 1, "green", "needs", "a note"]]),
         ["no-header.xlsx, row 1: no header row: the first row must name the columns"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import PurePath
 
 import pandas as pd
@@ -34,10 +35,13 @@ def read_notes(
     upload_id: str = "",
     max_bytes: int | None = None,
     defaults: dict[str, str] | None = None,
+    accepted: bool = False,
 ) -> pd.DataFrame:
     """Parse and validate one uploaded file; raise :class:`NoteFileError` listing every problem.
 
-    ``defaults`` fill fields the file leaves out (topic, question, table, round picked on a form)."""
+    ``defaults`` fill fields the file leaves out (topic, question, table, round picked on a form).
+    ``accepted``: the file was accepted before, perhaps under looser rules, and is read again; a DOCX table
+    that is neither notes nor header (which rejects a new file) is then skipped, as it was then."""
     suffix = PurePath(name).suffix.lower()
     if suffix not in READERS:
         raise NoteFileError(
@@ -55,6 +59,8 @@ def read_notes(
             name, [Problem(name, f"file is {len(data):,} bytes, over the limit of {max_bytes:,} bytes")]
         )
     reader, line_kind = READERS[suffix]
+    if accepted and reader is read_docx:
+        reader = partial(read_docx, other_tables="skip")
     try:
         raw = reader(name, data, defaults)
     except NoteFileError:

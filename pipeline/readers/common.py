@@ -47,10 +47,12 @@ class NoteFileError(Exception):
 
 @dataclass
 class RawNote:
-    """A note as a reader found it, before validation; values are stripped strings."""
+    """A note as a reader found it, before validation; values are stripped strings. ``place``: what
+    ``line`` counts in, when not the file's own rows, lines or paragraphs ("table 2, row" of a DOCX)."""
 
     line: int
     fields: dict[str, str]
+    place: str = ""
 
 
 # --------------------------------------------------------------------------- containers
@@ -159,9 +161,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "notes"
 
 
-def derive_note_id(file_name: str, line: int) -> str:
-    """A stable id for a note that came without one: from the file name and its row/line."""
-    return f"{_slug(file_name)}:{line}"
+def derive_note_id(file_name: str, line: int, place: str = "") -> str:
+    """A stable id for a note that came without one: from the file name and its row/line (and the
+    ``place`` that counts it, such as a DOCX's table)."""
+    return f"{_slug(file_name)}:{_slug(place) + '-' if place else ''}{line}"
 
 
 def _valid(ids: Iterable[str]) -> str:
@@ -174,51 +177,51 @@ def validate_notes(
     """Check every raw note against the event; return the notes frame or raise with all problems."""
     problems: list[Problem] = []
 
-    def bad(line: int, column: str | None, reason: str) -> None:
-        problems.append(Problem(name, reason, line, column, line_kind))
+    def bad(note: RawNote, column: str | None, reason: str) -> None:
+        problems.append(Problem(name, reason, note.line, column, note.place or line_kind))
 
     topics = event.topics
     expected = {t.id: set(t.expected_tables) for t in topics.values() if t.tables}
     questions = {t.id: {q.id for q in t.questions} for t in topics.values()}  # looked up per note
     rows: list[dict[str, object]] = []
-    seen_ids: dict[str, int] = {}
+    seen_ids: dict[str, str] = {}  # where each was first
     for note in raw:
         f = {k: (note.fields.get(k) or "").strip() for k in (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)}
         text, suffix_gloss = split_gloss(f["text"])
         text, marker_votes = split_vote_markers(text)
         if not text:
-            bad(note.line, "text", "empty text")
+            bad(note, "text", "empty text")
         topic = topics.get(f["topic"].lower())
         if not f["topic"]:
-            bad(note.line, "topic", f"missing topic (valid: {_valid(topics)})")
+            bad(note, "topic", f"missing topic (valid: {_valid(topics)})")
         elif topic is None:
-            bad(note.line, "topic", f"unknown topic '{f['topic']}' (valid: {_valid(topics)})")
+            bad(note, "topic", f"unknown topic '{f['topic']}' (valid: {_valid(topics)})")
         elif f["question"].lower() not in questions[topic.id]:
             valid_q = _valid(q.id for q in topic.questions)
             what = f"unknown question '{f['question']}'" if f["question"] else "missing question"
-            bad(note.line, "question", f"{what} for topic '{topic.id}' (valid: {valid_q})")
+            bad(note, "question", f"{what} for topic '{topic.id}' (valid: {valid_q})")
         if not f["table"]:
-            bad(note.line, "table", "missing table")
+            bad(note, "table", "missing table")
         elif topic is not None and topic.id in expected and f["table"] not in expected[topic.id]:
-            bad(note.line, "table", _unknown_table(f["table"], topic.id, expected[topic.id]))
+            bad(note, "table", _unknown_table(f["table"], topic.id, expected[topic.id]))
         round_ = whole_number(f["round"])
         if round_ is None or round_ < 1:
             bad(
-                note.line,
+                note,
                 "round",
                 f"round must be a whole number from 1 to {MAX_COUNT:,}, got '{f['round']}'",
             )
         votes = whole_number(f["votes"]) if f["votes"] else marker_votes or 0
         if votes is None or not 0 <= votes <= MAX_COUNT:  # markers add up
             bad(
-                note.line,
+                note,
                 "votes",
                 f"votes must be a whole number from 0 to {MAX_COUNT:,}, got '{f['votes']}'",
             )
-        note_id = f["note_id"] or derive_note_id(name, note.line)
+        note_id = f["note_id"] or derive_note_id(name, note.line, note.place)
         if note_id in seen_ids:
-            bad(note.line, "note_id", f"note_id '{note_id}' already used at {line_kind} {seen_ids[note_id]}")
-        seen_ids.setdefault(note_id, note.line)
+            bad(note, "note_id", f"note_id '{note_id}' already used at {seen_ids[note_id]}")
+        seen_ids.setdefault(note_id, f"{note.place or line_kind} {note.line}")
         rows.append(
             {
                 "note_id": note_id,

@@ -9,14 +9,14 @@ import zipfile
 from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, decode_text
 from pipeline.schema import OPTIONAL_NOTE_FIELDS, REQUIRED_NOTE_FIELDS
 
-_KNOWN = (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)
+KNOWN_COLUMNS = (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)
 
 
 def read_csv(
     name: str,
     data: bytes,
     defaults: dict[str, str] | None = None,
-    columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, _KNOWN),
+    columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, KNOWN_COLUMNS),
 ) -> list[RawNote]:
     """Rows of a CSV file; ``columns``: those required and all those read (a note file's by default)."""
     text = decode_text(name, data)
@@ -35,14 +35,14 @@ def read_csv(
             start = reader.line_num + 1
     except csv.Error as exc:
         raise NoteFileError(name, [Problem(name, f"malformed CSV: {exc}", reader.line_num)]) from None
-    return _from_rows(name, rows, defaults or {}, *columns)
+    return notes_from_rows(name, rows, defaults or {}, *columns)
 
 
 def read_xlsx(
     name: str,
     data: bytes,
     defaults: dict[str, str] | None = None,
-    columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, _KNOWN),
+    columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, KNOWN_COLUMNS),
 ) -> list[RawNote]:
     """Rows of the workbook's first sheet (``columns`` as for ``read_csv``)."""
     from openpyxl import load_workbook
@@ -65,7 +65,7 @@ def read_xlsx(
         for i, values in enumerate(sheet.iter_rows(values_only=True), start=1)
     ]
     workbook.close()
-    return _from_rows(name, rows, defaults or {}, *columns)
+    return notes_from_rows(name, rows, defaults or {}, *columns)
 
 
 def _cell_text(value: object) -> str:
@@ -74,14 +74,17 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _from_rows(
+def notes_from_rows(
     name: str,
     rows: list[tuple[int, list[str]]],
     defaults: dict[str, str],
     required: tuple[str, ...] = REQUIRED_NOTE_FIELDS,
-    known: tuple[str, ...] = _KNOWN,
+    known: tuple[str, ...] = KNOWN_COLUMNS,
+    place: str = "",
 ) -> list[RawNote]:
-    """Rows -> notes; a column missing from the sheet may come from ``defaults``."""
+    """Rows -> notes, the first row naming the columns; a column missing from the sheet may come from
+    ``defaults``. ``place``: what the row numbers count in, when not the file's rows (``RawNote.place``)."""
+    kind = place or "row"
     rows = [(i, cells) for i, cells in rows if any(c.strip() for c in cells)]  # blank rows are layout
     if not rows:
         raise NoteFileError(name, [Problem(name, "the file is empty")])
@@ -97,6 +100,8 @@ def _from_rows(
                     f"no header row: the first row must name the columns {', '.join(required)} "
                     f"(found {', '.join(repr(h) for h in header[:6])})",
                     header_line,
+                    None,
+                    kind,
                 )
             ],
         )
@@ -106,21 +111,26 @@ def _from_rows(
             f"missing column '{c}' (columns needed: {', '.join(required)}; "
             f"found: {', '.join(c for c in columns if c)})",
             header_line,
+            None,
+            kind,
         )
         for c in missing
     ]
     dupes = sorted({c for c in columns if c and columns.count(c) > 1})
-    problems += [Problem(name, f"column '{c}' appears twice", header_line) for c in dupes]
+    problems += [Problem(name, f"column '{c}' appears twice", header_line, None, kind) for c in dupes]
     if problems:
         raise NoteFileError(name, problems)
     index = {c: columns.index(c) for c in known if c in columns}
     notes = []
     for line, cells in rows[1:]:
         if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
-            problems.append(Problem(name, f"{len(cells)} cells but the header has {len(columns)}", line))
+            problem = f"{len(cells)} cells but the header has {len(columns)}"
+            problems.append(Problem(name, problem, line, None, kind))
             continue
         cells_by_name = {k: cells[i] if i < len(cells) else "" for k, i in index.items()}
-        notes.append(RawNote(line, {**defaults, **{k: v for k, v in cells_by_name.items() if v.strip()}}))
+        notes.append(
+            RawNote(line, {**defaults, **{k: v for k, v in cells_by_name.items() if v.strip()}}, place)
+        )
     if problems:
         raise NoteFileError(name, problems)
     return notes

@@ -18,12 +18,17 @@ right after it, or ``[en: ...]`` at its end.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import zipfile
+from typing import Literal
 
 import yaml
 
 from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, decode_text
+from pipeline.readers.tabular import notes_from_rows
+
+log = logging.getLogger(__name__)
 
 HEADER_KEYS = ("topic", "question", "table", "round", "facilitator", "language")
 # the value is stripped in Python: "(.*?)\s*$" backtracks quadratically over a long run of spaces
@@ -185,9 +190,19 @@ def _flat_yaml(block: str) -> None:
             depth -= 1
 
 
-def read_docx(name: str, data: bytes, defaults: dict[str, str] | None = None) -> list[RawNote]:
+def read_docx(
+    name: str,
+    data: bytes,
+    defaults: dict[str, str] | None = None,
+    other_tables: Literal["reject", "skip"] = "reject",
+) -> list[RawNote]:
+    """A DOCX's notes: its paragraphs and bullets after the header, and the rows of its notes tables (a
+    first row naming the columns, one of them ``text``, as in a CSV). A table of ``key | value`` rows may
+    hold the header. Any other table with text rejects the file, since its notes would be lost unseen;
+    ``other_tables="skip"`` skips it instead, for a file accepted when such tables were skipped."""
     import docx
     from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table
 
     if not data.strip():
         raise NoteFileError(name, [Problem(name, "the file is empty")])
@@ -196,13 +211,67 @@ def read_docx(name: str, data: bytes, defaults: dict[str, str] | None = None) ->
         document = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise NoteFileError(name, [Problem(name, f"not a readable DOCX document ({exc})")]) from None
-    paragraphs = []
-    for number, paragraph in enumerate(document.paragraphs, start=1):
-        style = (paragraph.style.name if paragraph.style is not None else "").lower()
-        text = paragraph.text
+    paragraphs: list[tuple[int, str]] = []
+    tables: list[tuple[int, list[list[str]]]] = []  # (paragraphs before it, its rows of cells)
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            rows = [[cell.text.strip() for cell in row.cells] for row in block.rows]
+            tables.append((len(paragraphs), rows))
+            continue
+        style = (block.style.name if block.style is not None else "").lower()
+        text = block.text
         if style.startswith(("heading", "title")):
             text = "# " + text  # headings structure the page; they are not notes
-        paragraphs.append((number, text))
-    header, body = parse_header(name, paragraphs, "paragraph", defaults)
-    # every docx paragraph is its own note (Word has no soft continuation lines)
-    return _notes_from_body(header, body, bullets_only_split=False)
+        paragraphs.append((len(paragraphs) + 1, text))
+    headers = [_header_table(rows) for _, rows in tables]
+    from_tables = {key: value for pairs in headers if pairs for key, value in pairs.items()}
+    header, body = parse_header(name, paragraphs, "paragraph", {**(defaults or {}), **from_tables})
+    # every docx paragraph is its own note (Word has no soft continuation lines); a table's notes come
+    # after the paragraphs before it
+    placed = [((note.line, 0, 0), note) for note in _notes_from_body(header, body, bullets_only_split=False)]
+    problems: list[Problem] = []
+    for number, ((before, rows), pairs) in enumerate(zip(tables, headers, strict=True), start=1):
+        if pairs is not None or not any(cell for row in rows for cell in row):
+            continue  # the header, or an empty table
+        try:
+            if "text" not in _first_filled(rows):
+                if other_tables == "skip":
+                    log.warning("%s: table %d is neither notes nor a header; skipped", name, number)
+                    continue
+                raise NoteFileError(name, [_not_a_notes_table(name, number, rows)])
+            numbered = list(enumerate(rows, start=1))
+            for note in notes_from_rows(name, numbered, header, place=f"table {number}, row"):
+                placed.append(((before, number, note.line), note))
+        except NoteFileError as exc:
+            problems += exc.problems
+    if problems:
+        raise NoteFileError(name, problems)
+    return [note for _, note in sorted(placed, key=lambda item: item[0])]
+
+
+def _first_filled(rows: list[list[str]]) -> list[str]:
+    """A table's column names as ``notes_from_rows`` reads them: its first row with text."""
+    return next(([cell.strip().lower() for cell in row] for row in rows if any(row)), [])
+
+
+def _header_table(rows: list[list[str]]) -> dict[str, str] | None:
+    """A table of ``topic | green`` rows (the first cell a header key, a colon allowed): its keys and
+    values; None for any other table."""
+    pairs: dict[str, str] = {}
+    for row in (row for row in rows if any(row)):
+        key = row[0].rstrip(":").strip().lower()
+        if key not in HEADER_KEYS:
+            return None
+        # a merged cell is listed once per column it spans: the value is the first other text
+        pairs[key] = next((cell for cell in row[1:] if cell and cell != row[0]), "")
+    return pairs or None
+
+
+def _not_a_notes_table(name: str, number: int, rows: list[list[str]]) -> Problem:
+    found = ", ".join(repr(cell) for cell in next(row for row in rows if any(row))[:6])
+    reason = (
+        "holds text but is neither a notes table (a first row naming its columns as in a CSV, one of them "
+        f"'text') nor a header ('topic | green' rows); its first row: {found}. Name its columns, or make "
+        "its notes paragraphs or bullets"
+    )
+    return Problem(name, reason, number, None, "table")
