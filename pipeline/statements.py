@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import unicodedata
+from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 from types import ModuleType
@@ -232,33 +234,84 @@ def preload_language_models(default: str = "en") -> None:
 def detect_languages(texts: list[str], default: str = "en") -> list[str]:
     """ISO 639-1 code per text; the event language unless another one is unmistakable.
 
-    Lingua's low-accuracy mode (trigrams only, ~10x faster) screens every distinct text first; only
-    those it does not call the event's language go through the full models. On the 10,951 texts
-    measured (ecc2020-dev, ecc2020-dev2, 10,000 recombined sample notes) the result is the same as
-    running the full models on all, at about a quarter of the time. The full models are those of the
-    event's language and of the screening's ``SHORTLIST`` likeliest languages of each doubtful text:
-    loading all 24 takes ~5 s, most of a run after one new table in a fresh process."""
+    A text written mostly in another script than the event language's (Arabic, Chinese, Cyrillic in an
+    English event) is in another language, however short: lingua names it among all the languages it
+    knows of that script (``_in_other_scripts``). Lingua's low-accuracy mode (trigrams only, ~10x
+    faster) screens every other distinct text first; only those it does not call the event's language go
+    through the full models. On the 10,951 texts measured (ecc2020-dev, ecc2020-dev2, 10,000 recombined
+    sample notes) the result is the same as running the full models on all, at about a quarter of the
+    time. The full models are those of the event's language and of the screening's ``SHORTLIST``
+    likeliest languages of each doubtful text: loading all 24 takes ~5 s, most of a run after one new
+    table in a fresh process."""
     from lingua import IsoCode639_1, Language
 
     own = Language.from_iso_code_639_1(getattr(IsoCode639_1, default.upper()))
+    distinct = list(dict.fromkeys(texts))
+    found = _in_other_scripts(distinct, own)
     # fewer than three words is shorthand: the event's language, whatever a detector would say
-    candidates = [t for t in dict.fromkeys(texts) if _alpha_words(t) >= 3]
+    candidates = [t for t in distinct if t not in found and _alpha_words(t) >= 3]
     screener = _detector(default, low_accuracy=True)
     screened = screener.detect_languages_in_parallel_of(candidates)
     doubtful = [t for t, lang in zip(candidates, screened, strict=True) if lang != own]
     if not doubtful:
-        return [default] * len(texts)
+        return [found.get(t, default) for t in texts]
     shortlist = {
         value.language.iso_code_639_1.name.lower()
         for text in doubtful
         for value in screener.compute_language_confidence_values(text)[:SHORTLIST]
     }
     detector = _detector(default, shortlist=frozenset(shortlist))
-    found: dict[str, str] = {}
     for text, lang in zip(doubtful, detector.detect_languages_in_parallel_of(doubtful), strict=True):
         if lang is not None and lang != own and detector.compute_language_confidence(text, own) < 0.15:
             found[text] = _main_language(detector, text, own, lang).iso_code_639_1.name.lower()
     return [found.get(t, default) for t in texts]
+
+
+#: Lingua's groups of languages by script, as Unicode names the script of a letter ("LATIN SMALL ...")
+_SCRIPT_GROUPS = {
+    "LATIN": "all_with_latin_script",
+    "CYRILLIC": "all_with_cyrillic_script",
+    "ARABIC": "all_with_arabic_script",
+    "DEVANAGARI": "all_with_devanagari_script",
+}
+
+
+def _script_of(text: str) -> str | None:
+    """The script most of ``text``'s letters are in, as the first word of their Unicode names (LATIN,
+    CYRILLIC, GREEK, ARABIC, CJK, HANGUL, ...); None for a text without letters."""
+    if text.isascii():  # most notes: no letter to look up
+        return "LATIN" if any(c.isalpha() for c in text) else None
+    scripts = Counter(unicodedata.name(c, "?").split(" ", 1)[0] for c in text if c.isalpha())
+    return scripts.most_common(1)[0][0] if scripts else None
+
+
+def _in_other_scripts(texts: list[str], own: LinguaLanguage) -> dict[str, str]:
+    """Texts written mostly in another script than the language ``own``, each with its likeliest
+    language among all lingua knows. Lingua only weighs the languages of a text's script, so this loads
+    few models (Chinese, Hebrew: none; Arabic ~0.6 s; Cyrillic ~1.2 s). Empty for an event language
+    outside lingua's script groups (Greek)."""
+    from lingua import Language
+
+    written_in = next((s for s, group in _SCRIPT_GROUPS.items() if own in getattr(Language, group)()), None)
+    if written_in is None:
+        return {}
+    foreign = [t for t in texts if _script_of(t) not in (written_in, None)]
+    if not foreign:
+        return {}
+    detected = _any_language_detector().detect_languages_in_parallel_of(foreign)
+    return {
+        text: language.iso_code_639_1.name.lower()
+        for text, language in zip(foreign, detected, strict=True)
+        if language is not None and language != own
+    }
+
+
+@lru_cache(maxsize=1)
+def _any_language_detector() -> LanguageDetector:
+    """Lingua's detector of every language it knows, its models loaded as texts need them."""
+    from lingua import LanguageDetectorBuilder
+
+    return LanguageDetectorBuilder.from_all_languages().build()
 
 
 def _main_language(

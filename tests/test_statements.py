@@ -53,6 +53,22 @@ def test_language_detection_is_conservative_on_shorthand() -> None:
     assert detect_languages([]) == []
 
 
+def test_a_note_in_another_script_is_in_another_language_however_short() -> None:
+    """Notes come from 51 countries: one in Chinese, Arabic or Ukrainian is never taken for English, and
+    gets its own language, not the nearest EU one (Ukrainian was Bulgarian, Chinese English)."""
+    texts = [
+        "集群应该帮助中小企业获得资金",
+        "يجب أن تساعد المجموعات الشركات الصغيرة في التمويل",
+        "Кластери мають допомагати малим підприємствам з фінансуванням",
+        "DIH 数字创新中心",  # mostly Chinese letters
+        "reduce red tape",
+        "more money for café owners",
+    ]
+    assert detect_languages(texts) == ["zh", "ar", "uk", "zh", "en", "en"]
+    # in an event whose language is written in that script, the script says nothing
+    assert detect_languages(["Кластерите трябва да помагат на малките предприятия"], "bg") == ["bg"]
+
+
 def test_large_note_sets_are_split_in_chunks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
     import pandas as pd
 
