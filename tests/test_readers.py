@@ -79,6 +79,55 @@ def test_text_notes_saved_as_unicode_by_notepad_or_word(event: Event) -> None:
     assert notes["text"].tolist() == ["Städte einbinden", "plus de €"]
 
 
+def test_excels_separator_line_names_the_separator(event: Event) -> None:
+    data = b"sep=;\ntable;round;topic;question;text;votes\nt1;1;green;needs;more money, less paper;x\n"
+    with pytest.raises(NoteFileError) as info:
+        _read("x.csv", event, data)
+    assert (
+        str(info.value)
+        == "x.csv, row 3, column 'votes': votes must be a whole number from 0 to 1,000,000, got 'x'"
+    )
+    notes = _read("x.csv", event, data.replace(b";x", b";2"))
+    assert notes[["text", "votes", "source_line"]].values.tolist() == [["more money, less paper", 2, 3]]
+
+
+def _workbook(sheets: dict[str, list[list[object]]]) -> bytes:
+    book = Workbook()
+    book.remove(book.active)
+    for title, rows in sheets.items():
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+HEADER_ROW: list[object] = ["table", "round", "topic", "question", "text"]
+
+
+def test_every_sheet_that_names_its_columns_holds_notes(event: Event) -> None:
+    """A template's instructions sheet is skipped; a sheet per round is read, each in turn."""
+    data = _workbook(
+        {
+            "Instructions": [["One note a row, in the sheets of the rounds."]],
+            "Round 1": [HEADER_ROW, ["t1", 1, "green", "needs", "more money for pilots"]],
+            "Round 2": [HEADER_ROW, ["t1", 2, "green", "needs", "less paperwork"]],
+        }
+    )
+    notes = _read("notes.xlsx", event, data)
+    assert notes[["round", "text"]].values.tolist() == [[1, "more money for pilots"], [2, "less paperwork"]]
+    assert notes["note_id"].tolist() == ["notes-xlsx:sheet-round-1-row-2", "notes-xlsx:sheet-round-2-row-2"]
+    # the first sheet's rows keep their plain numbers and ids, as when only the first sheet was read
+    first = _workbook({"Notes": [HEADER_ROW, ["t1", 1, "green", "needs", "a note"]], "Lists": [["green"]]})
+    assert _read("notes.xlsx", event, first)["note_id"].tolist() == ["notes-xlsx:2"]
+    broken = _workbook(
+        {"Round 1": [HEADER_ROW], "Round 2": [HEADER_ROW, ["t1", "two", "green", "needs", "x y"]]}
+    )
+    with pytest.raises(NoteFileError, match=r"notes.xlsx, sheet 'Round 2', row 2, column 'round'"):
+        _read("notes.xlsx", event, broken)
+
+
 def _docx(*blocks: str | list[list[str]]) -> bytes:
     """A Word document of paragraphs (strings) and tables (lists of rows), in that order."""
     document = docx.Document()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 
 from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, decode_text
 from pipeline.schema import OPTIONAL_NOTE_FIELDS, REQUIRED_NOTE_FIELDS
+
+#: Excel's first line naming a CSV's separator
+_SEPARATOR_LINE = re.compile(r"sep=(.)")
 
 KNOWN_COLUMNS = (*REQUIRED_NOTE_FIELDS, *OPTIONAL_NOTE_FIELDS)
 
@@ -20,21 +24,29 @@ def read_csv(
 ) -> list[RawNote]:
     """Rows of a CSV file; ``columns``: those required and all those read (a note file's by default)."""
     text = decode_text(name, data)
-    try:  # Excel writes ';' or tabs in some locales: the header line says which
-        delimiter = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t").delimiter
-    except csv.Error:
-        delimiter = ","
+    first_line, _, rest = text.partition("\n")
+    said = _SEPARATOR_LINE.fullmatch(first_line.strip())
+    if said:  # Excel's "sep=;" line, which tools write for Excel to open the file right
+        delimiter, text, skipped = said.group(1), rest, 1
+    else:
+        skipped = 0
+        try:  # Excel writes ';' or tabs in some locales: the header line says which
+            delimiter = csv.Sniffer().sniff(first_line, delimiters=",;\t").delimiter
+        except csv.Error:
+            delimiter = ","
     # only the delimiter is taken from the sniffer: the rest is RFC 4180 as Excel, LibreOffice and pandas
     # write it (a quote inside a quoted field is doubled), which one header line cannot tell
     reader = csv.reader(io.StringIO(text, newline=""), csv.excel, delimiter=delimiter)
     rows: list[tuple[int, list[str]]] = []
     try:
-        start = 1
+        start = 1 + skipped
         for cells in reader:
             rows.append((start, cells))
-            start = reader.line_num + 1
+            start = reader.line_num + 1 + skipped
     except csv.Error as exc:
-        raise NoteFileError(name, [Problem(name, f"malformed CSV: {exc}", reader.line_num)]) from None
+        raise NoteFileError(
+            name, [Problem(name, f"malformed CSV: {exc}", reader.line_num + skipped)]
+        ) from None
     return notes_from_rows(name, rows, defaults or {}, *columns)
 
 
@@ -44,7 +56,9 @@ def read_xlsx(
     defaults: dict[str, str] | None = None,
     columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, KNOWN_COLUMNS),
 ) -> list[RawNote]:
-    """Rows of the workbook's first sheet (``columns`` as for ``read_csv``)."""
+    """Rows of the workbook's sheets whose first row names the columns (``columns`` as for ``read_csv``),
+    one after another: a sheet of instructions before them, or lists beside them, are not notes. Rows of
+    a sheet after the first are placed by the sheet's name ("sheet 'Round 2', row 3")."""
     from openpyxl import load_workbook
 
     if not data.strip():
@@ -56,16 +70,40 @@ def read_xlsx(
         raise NoteFileError(name, [Problem(name, f"not a readable XLSX workbook ({exc})")]) from None
     if not workbook.worksheets:
         raise NoteFileError(name, [Problem(name, "the workbook has no worksheet")])
-    sheet = workbook.worksheets[0]
-    # the sheet's declared <dimension> ("A1:XFD1048576") would pad every row to 16,384 cells: read the cells
-    # that are there
-    sheet.reset_dimensions()
-    rows = [
-        (i, ["" if v is None else _cell_text(v) for v in values])
-        for i, values in enumerate(sheet.iter_rows(values_only=True), start=1)
-    ]
+    sheets: list[tuple[str, list[tuple[int, list[str]]]]] = []  # (place, numbered rows)
+    for sheet in workbook.worksheets:
+        # the sheet's declared <dimension> ("A1:XFD1048576") would pad every row to 16,384 cells: read the
+        # cells that are there
+        sheet.reset_dimensions()
+        rows = [
+            (i, ["" if v is None else _cell_text(v) for v in values])
+            for i, values in enumerate(sheet.iter_rows(values_only=True), start=1)
+        ]
+        # the first sheet's rows keep their plain numbers (and the notes their ids, as when only it was read)
+        place = f"sheet '{sheet.title}', row" if sheets else ""
+        sheets.append((place, rows))
     workbook.close()
-    return notes_from_rows(name, rows, defaults or {}, *columns)
+    required, known = columns
+    named = [(place, rows) for place, rows in sheets if _names_columns(rows, required)]
+    if not named:  # the first sheet's problem: no header row
+        place, rows = sheets[0]
+        return notes_from_rows(name, rows, defaults or {}, required, known, place)
+    notes: list[RawNote] = []
+    problems: list[Problem] = []
+    for place, rows in named:
+        try:
+            notes += notes_from_rows(name, rows, defaults or {}, required, known, place)
+        except NoteFileError as exc:
+            problems += exc.problems
+    if problems:
+        raise NoteFileError(name, problems)
+    return notes
+
+
+def _names_columns(rows: list[tuple[int, list[str]]], required: tuple[str, ...]) -> bool:
+    """Whether the first row with text names one of the ``required`` columns, as a header row does."""
+    first = next((cells for _, cells in rows if any(c.strip() for c in cells)), [])
+    return any(cell.strip().lower() in required for cell in first)
 
 
 def _cell_text(value: object) -> str:
