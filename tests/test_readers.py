@@ -119,7 +119,8 @@ def test_every_sheet_that_names_its_columns_holds_notes(event: Event) -> None:
     assert notes[["round", "text"]].values.tolist() == [[1, "more money for pilots"], [2, "less paperwork"]]
     assert notes["note_id"].tolist() == ["notes-xlsx:sheet-round-1-row-2", "notes-xlsx:sheet-round-2-row-2"]
     # the first sheet's rows keep their plain numbers and ids, as when only the first sheet was read
-    first = _workbook({"Notes": [HEADER_ROW, ["t1", 1, "green", "needs", "a note"]], "Lists": [["green"]]})
+    lists = [["topic", "question"], ["green", "needs"]]  # what a template's drop-downs offer
+    first = _workbook({"Notes": [HEADER_ROW, ["t1", 1, "green", "needs", "a note"]], "Lists": lists})
     assert _read("notes.xlsx", event, first)["note_id"].tolist() == ["notes-xlsx:2"]
     broken = _workbook(
         {"Round 1": [HEADER_ROW], "Round 2": [HEADER_ROW, ["t1", "two", "green", "needs", "x y"]]}

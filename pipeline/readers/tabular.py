@@ -56,8 +56,9 @@ def read_xlsx(
     defaults: dict[str, str] | None = None,
     columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, KNOWN_COLUMNS),
 ) -> list[RawNote]:
-    """Rows of the workbook's sheets whose first row names the columns (``columns`` as for ``read_csv``),
-    one after another: a sheet of instructions before them, or lists beside them, are not notes. Rows of
+    """Rows of the workbook's sheets whose first row names the columns (``columns`` as for ``read_csv``;
+    those ``defaults`` do not give), one after another: a sheet of instructions before them, or of lists
+    beside them, holds no notes. Rows of
     a sheet after the first are placed by the sheet's name ("sheet 'Round 2', row 3")."""
     from openpyxl import load_workbook
 
@@ -84,7 +85,8 @@ def read_xlsx(
         sheets.append((place, rows))
     workbook.close()
     required, known = columns
-    named = [(place, rows) for place, rows in sheets if _names_columns(rows, required)]
+    needed = [c for c in required if not (defaults or {}).get(c)]
+    named = [(place, rows) for place, rows in sheets if _names_columns(rows, needed)]
     if not named:  # the first sheet's problem: no header row
         place, rows = sheets[0]
         return notes_from_rows(name, rows, defaults or {}, required, known, place)
@@ -100,10 +102,13 @@ def read_xlsx(
     return notes
 
 
-def _names_columns(rows: list[tuple[int, list[str]]], required: tuple[str, ...]) -> bool:
-    """Whether the first row with text names one of the ``required`` columns, as a header row does."""
-    first = next((cells for _, cells in rows if any(c.strip() for c in cells)), [])
-    return any(cell.strip().lower() in required for cell in first)
+def _names_columns(rows: list[tuple[int, list[str]]], needed: list[str]) -> bool:
+    """Whether the first row with text names every ``needed`` column: a sheet of notes, not one of
+    instructions or of the lists a template's drop-downs offer (a ``topic`` column alone)."""
+    first = {
+        c.strip().lower() for c in next((cells for _, cells in rows if any(c.strip() for c in cells)), [])
+    }
+    return bool(needed) and first.issuperset(needed)
 
 
 def _cell_text(value: object) -> str:
