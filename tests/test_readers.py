@@ -129,6 +129,32 @@ def test_every_sheet_that_names_its_columns_holds_notes(event: Event) -> None:
         _read("notes.xlsx", event, broken)
 
 
+MD_HEADER = "---\ntopic: green\nquestion: needs\ntable: t1\nround: 1\n---\n"
+
+
+def test_markdown_notes_tables_are_read_where_they_stand(event: Event) -> None:
+    """A pipe table whose first row names its columns holds one note a row, at its line of the file."""
+    table = (
+        "| Text | Votes |\n|---|---|\n| universities as partners | 3 |\n| costs \\| benefits of pilots | |\n"
+    )
+    data = (MD_HEADER + "\na note before\n\n" + table + "\n- a bullet after\n").encode()
+    notes = _read("notes.md", event, data)
+    assert notes[["text", "votes", "source_line"]].values.tolist() == [
+        ["a note before", 0, 8],
+        ["universities as partners", 3, 12],
+        ["costs | benefits of pilots", 0, 13],
+        ["a bullet after", 0, 15],
+    ]
+
+
+def test_a_table_in_a_file_accepted_before_tables_were_read_is_read_as_then(event: Event) -> None:
+    data = (MD_HEADER + "\n| Idea | Votes |\n|---|---|\n| universities as partners | 3 |\n").encode()
+    with pytest.raises(NoteFileError, match=r"notes\.md, line 8: a table that is not a notes table"):
+        _read("notes.md", event, data)
+    [then] = read_notes("notes.md", data, event, accepted=True)["text"].tolist()
+    assert then.startswith("| Idea | Votes |")  # its lines ran into one note, as they did then
+
+
 def _docx(*blocks: str | list[list[str]]) -> bytes:
     """A Word document of paragraphs (strings) and tables (lists of rows), in that order."""
     document = docx.Document()
@@ -239,7 +265,7 @@ BROKEN = {
     "junk.docx": (b"\x00\x01\x02 garbage", ["junk.docx: not a readable DOCX document"]),
     "table-of-ideas.docx": (  # its notes would be lost unseen: the file is rejected instead
         _docx(*DOCX_HEADER, "a note", [["Idea", "Votes"], ["universities as partners", "3"]]),
-        ["table-of-ideas.docx, table 1: holds text but is neither a notes table"],
+        ["table-of-ideas.docx, table 1: a table that is not a notes table"],
     ),
     "bad-table.docx": (
         _docx(*DOCX_HEADER, [["text", "votes", "topic"], ["a note", "many", ""], ["another", "1", "gren"]]),

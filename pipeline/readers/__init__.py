@@ -40,8 +40,8 @@ def read_notes(
     """Parse and validate one uploaded file; raise :class:`NoteFileError` listing every problem.
 
     ``defaults`` fill fields the file leaves out (topic, question, table, round picked on a form).
-    ``accepted``: the file was accepted before, perhaps under looser rules, and is read again; a DOCX table
-    that is neither notes nor header (which rejects a new file) is then skipped, as it was then."""
+    ``accepted``: the file was accepted before, perhaps under looser rules, and is read again; a table that
+    is not a notes table (which rejects a new DOCX or Markdown file) is then read as it was then."""
     suffix = PurePath(name).suffix.lower()
     if suffix not in READERS:
         raise NoteFileError(
@@ -59,8 +59,8 @@ def read_notes(
             name, [Problem(name, f"file is {len(data):,} bytes, over the limit of {max_bytes:,} bytes")]
         )
     reader, line_kind = READERS[suffix]
-    if accepted and reader is read_docx:
-        reader = partial(read_docx, other_tables="skip")
+    if accepted and reader in (read_docx, read_text):
+        reader = partial(reader, other_tables="skip")
     try:
         raw = reader(name, data, defaults)
     except NoteFileError:

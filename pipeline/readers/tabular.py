@@ -124,10 +124,12 @@ def notes_from_rows(
     required: tuple[str, ...] = REQUIRED_NOTE_FIELDS,
     known: tuple[str, ...] = KNOWN_COLUMNS,
     place: str = "",
+    line_kind: str = "row",
 ) -> list[RawNote]:
     """Rows -> notes, the first row naming the columns; a column missing from the sheet may come from
-    ``defaults``. ``place``: what the row numbers count in, when not the file's rows (``RawNote.place``)."""
-    kind = place or "row"
+    ``defaults``. ``place``: what the row numbers count in, when not the file's own ``line_kind``
+    (``RawNote.place``)."""
+    kind = place or line_kind
     rows = [(i, cells) for i, cells in rows if any(c.strip() for c in cells)]  # blank rows are layout
     if not rows:
         raise NoteFileError(name, [Problem(name, "the file is empty")])

@@ -12,7 +12,8 @@ round: 1
   text_en: less red tape for SMEs
 
 A paragraph is one note too. A note in another language may carry an English gloss: a ``text_en:`` line
-right after it, or ``[en: ...]`` at its end.
+right after it, or ``[en: ...]`` at its end. A table whose first row names its columns as in a CSV
+(``| text | votes |``, a Markdown pipe table or a DOCX table) holds one note a row.
 """
 
 from __future__ import annotations
@@ -161,11 +162,66 @@ def _notes_from_body(
     return notes
 
 
-def read_text(name: str, data: bytes, defaults: dict[str, str] | None = None) -> list[RawNote]:
+def read_text(
+    name: str,
+    data: bytes,
+    defaults: dict[str, str] | None = None,
+    other_tables: Literal["reject", "skip"] = "reject",
+) -> list[RawNote]:
+    """A Markdown or text file's notes: its bullets and paragraphs after the header, and the rows of its
+    notes tables (a pipe table whose first row names the columns, one of them ``text``, as in a CSV). Any
+    other pipe table rejects the file, since its rows would run into one note; ``other_tables="skip"``
+    reads it as lines of text instead, as a file accepted before tables were read was read."""
     text = decode_text(name, data)
     lines = list(enumerate(text.splitlines(), start=1))
     header, body = parse_header(name, lines, "line", defaults)
-    return _notes_from_body(header, body, bullets_only_split=True)
+    placed: list[tuple[int, RawNote]] = []
+    problems: list[Problem] = []
+    in_tables: set[int] = set()
+    for rows in _pipe_tables(body):
+        first_line, names = rows[0][0], [cell.lower() for cell in rows[0][1]]
+        if "text" not in names:
+            if other_tables == "reject":
+                problems.append(_not_a_notes_table(name, rows[0][1], first_line, "line"))
+            continue
+        in_tables.update(range(first_line, rows[-1][0] + 1))
+        try:
+            placed += [(n.line, n) for n in notes_from_rows(name, rows, header, line_kind="line")]
+        except NoteFileError as exc:
+            problems += exc.problems
+    if problems:
+        raise NoteFileError(name, problems)
+    rest = [(n, "" if n in in_tables else s) for n, s in body]  # a table ends the note before it
+    placed += [(n.line, n) for n in _notes_from_body(header, rest, bullets_only_split=True)]
+    return [note for _, note in sorted(placed, key=lambda item: item[0])]
+
+
+def _pipe_tables(body: list[tuple[int, str]]) -> list[list[tuple[int, list[str]]]]:
+    """The pipe tables in ``body`` (numbered lines, one after another), as GitHub's Markdown reads them
+    (markdown-it's table rule): each a list of its rows, ``(line, cells)``, the header row first."""
+    if not body or not any("|" in line for _, line in body):
+        return []
+    from markdown_it import MarkdownIt
+
+    offset = body[0][0]
+    tables: list[list[tuple[int, list[str]]]] = []
+    rows: list[tuple[int, list[str]]] | None = None
+    in_cell = False
+    for token in MarkdownIt("commonmark").enable("table").parse("\n".join(line for _, line in body)):
+        if token.type == "table_open":
+            rows = []
+        elif token.type == "tr_open" and rows is not None and token.map is not None:
+            rows.append((offset + token.map[0], []))
+        elif token.type in ("th_open", "td_open"):
+            in_cell = True
+        elif token.type in ("th_close", "td_close"):
+            in_cell = False
+        elif token.type == "inline" and in_cell and rows:
+            rows[-1][1].append(token.content.strip())
+        elif token.type == "table_close" and rows is not None:
+            tables.append(rows)
+            rows = None
+    return tables
 
 
 #: The header of a notes file is a handful of key: value lines; PyYAML reads ~12 KB a second in pure
@@ -238,7 +294,8 @@ def read_docx(
                 if other_tables == "skip":
                     log.warning("%s: table %d is neither notes nor a header; skipped", name, number)
                     continue
-                raise NoteFileError(name, [_not_a_notes_table(name, number, rows)])
+                first_row = next(row for row in rows if any(row))
+                raise NoteFileError(name, [_not_a_notes_table(name, first_row, number, "table")])
             numbered = list(enumerate(rows, start=1))
             for note in notes_from_rows(name, numbered, header, place=f"table {number}, row"):
                 placed.append(((before, number, note.line), note))
@@ -267,11 +324,14 @@ def _header_table(rows: list[list[str]]) -> dict[str, str] | None:
     return pairs or None
 
 
-def _not_a_notes_table(name: str, number: int, rows: list[list[str]]) -> Problem:
-    found = ", ".join(repr(cell) for cell in next(row for row in rows if any(row))[:6])
+def _not_a_notes_table(name: str, first_row: list[str], where: int, kind: str) -> Problem:
+    """The problem of a table that holds text but no notes Harvest can read (``where``: its number or
+    line, as ``kind`` says)."""
+    found = ", ".join(repr(cell) for cell in first_row[:6])
     reason = (
-        "holds text but is neither a notes table (a first row naming its columns as in a CSV, one of them "
-        f"'text') nor a header ('topic | green' rows); its first row: {found}. Name its columns, or make "
-        "its notes paragraphs or bullets"
+        "a table that is not a notes table: its first row must name its columns as in a CSV, one of them "
+        f"'text' (found {found}). Name its columns, or make its notes bullets"
     )
-    return Problem(name, reason, number, None, "table")
+    if kind == "table":  # a DOCX's
+        reason += " or paragraphs; a table of 'topic | green' rows may hold the header"
+    return Problem(name, reason, where, None, kind)
