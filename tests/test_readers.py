@@ -8,6 +8,9 @@ import io
 import docx
 import pandas as pd
 import pytest
+from docx.oxml import OxmlElement
+from docx.oxml.ns import qn
+from docx.oxml.xmlchemy import BaseOxmlElement
 from openpyxl import Workbook
 
 from pipeline.event import Event
@@ -192,6 +195,60 @@ def test_docx_notes_tables_are_read_where_they_stand(event: Event) -> None:
         "notes-docx:table-1-row-4",
         "notes-docx:6",  # the paragraphs' numbers (and so their ids) do not count the table
     ]
+
+
+def _run(text: str, text_tag: str = "w:t") -> BaseOxmlElement:
+    run, written = OxmlElement("w:r"), OxmlElement(text_tag)
+    written.text = text
+    run.append(written)
+    return run
+
+
+def _in(tag: str, *children: BaseOxmlElement) -> BaseOxmlElement:
+    """``children`` inside a ``tag`` element, as Word writes tracked changes (with their author) and
+    content controls."""
+    outer = OxmlElement(tag)
+    if tag in ("w:ins", "w:del"):
+        outer.set(qn("w:id"), "1")
+        outer.set(qn("w:author"), "Anna")
+    outer.extend(children)
+    return outer
+
+
+def test_docx_is_read_with_its_tracked_changes_accepted_and_its_fields_filled(event: Event) -> None:
+    """Notes typed with Track Changes on, or into a template's content controls, are notes too: python-
+    docx's paragraph text leaves out both."""
+    document = docx.Document()
+    for line in DOCX_HEADER:
+        document.add_paragraph(line)
+    document.add_paragraph("universities as partners ")._p.append(_in("w:ins", _run("for green skills")))
+    edited = document.add_paragraph("involve the regions ")._p
+    edited.append(_in("w:del", _run("very late", "w:delText")))
+    edited.append(_in("w:ins", _run("early")))
+    document.add_paragraph()._p.append(_in("w:ins", _run("a one-stop shop for SME funding")))
+    field = _in("w:sdt", _in("w:sdtContent", _run("typed into a field")))
+    document.add_paragraph("my note: ")._p.append(field)
+    in_control = document.add_paragraph("a paragraph in a content control")._p
+    body = document.element.body
+    body.insert(body.index(in_control), _in("w:sdt", _in("w:sdtContent", in_control)))
+    document.add_paragraph("the last note")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    notes = _read("notes.docx", event, buffer.getvalue())
+    assert notes["text"].tolist() == [
+        "universities as partners for green skills",
+        "involve the regions early",
+        "a one-stop shop for SME funding",
+        "my note: typed into a field",
+        "a paragraph in a content control",
+        "the last note",
+    ]
+    assert notes["note_id"].tolist()[-2:] == ["notes-docx:9", "notes-docx:10"]
+    # accepted before: its paragraphs keep the numbers (and so the ids) they had, when python-docx's
+    # paragraphs were read; the control's paragraph is left out, as then
+    then = read_notes("notes.docx", buffer.getvalue(), event, accepted=True)
+    assert then["note_id"].tolist() == [f"notes-docx:{n}" for n in (5, 6, 7, 8, 9)]
+    assert then["text"].tolist()[-1] == "the last note"
 
 
 def test_docx_header_may_be_a_table_of_keys_and_values(event: Event) -> None:

@@ -40,8 +40,9 @@ def read_notes(
     """Parse and validate one uploaded file; raise :class:`NoteFileError` listing every problem.
 
     ``defaults`` fill fields the file leaves out (topic, question, table, round picked on a form).
-    ``accepted``: the file was accepted before, perhaps under looser rules, and is read again; a table that
-    is not a notes table (which rejects a new DOCX or Markdown file) is then read as it was then."""
+    ``accepted``: the file was accepted before, perhaps under looser rules, and is read again: as then
+    where a later rule would reject it or renumber its notes (``read_docx``'s and ``read_text``'s
+    ``as_accepted``)."""
     suffix = PurePath(name).suffix.lower()
     if suffix not in READERS:
         raise NoteFileError(
@@ -60,7 +61,7 @@ def read_notes(
         )
     reader, line_kind = READERS[suffix]
     if accepted and reader in (read_docx, read_text):
-        reader = partial(reader, other_tables="skip")
+        reader = partial(reader, as_accepted=True)
     try:
         raw = reader(name, data, defaults)
     except NoteFileError:

@@ -22,12 +22,20 @@ import io
 import logging
 import re
 import zipfile
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import yaml
 
 from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, decode_text
 from pipeline.readers.tabular import notes_from_rows
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from docx.blkcntnr import BlockItemContainer
+    from docx.oxml.xmlchemy import BaseOxmlElement
+    from docx.table import Table, _Cell
+    from docx.text.paragraph import Paragraph
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +174,12 @@ def read_text(
     name: str,
     data: bytes,
     defaults: dict[str, str] | None = None,
-    other_tables: Literal["reject", "skip"] = "reject",
+    as_accepted: bool = False,
 ) -> list[RawNote]:
     """A Markdown or text file's notes: its bullets and paragraphs after the header, and the rows of its
     notes tables (a pipe table whose first row names the columns, one of them ``text``, as in a CSV). Any
-    other pipe table rejects the file, since its rows would run into one note; ``other_tables="skip"``
-    reads it as lines of text instead, as a file accepted before tables were read was read."""
+    other pipe table rejects the file, since its rows would run into one note; ``as_accepted`` (a file
+    accepted before tables were read) reads it as lines of text instead, as then."""
     text = decode_text(name, data)
     lines = list(enumerate(text.splitlines(), start=1))
     header, body = parse_header(name, lines, "line", defaults)
@@ -181,7 +189,7 @@ def read_text(
     for rows in _pipe_tables(body):
         first_line, names = rows[0][0], [cell.lower() for cell in rows[0][1]]
         if "text" not in names:
-            if other_tables == "reject":
+            if not as_accepted:
                 problems.append(_not_a_notes_table(name, rows[0][1], first_line, "line"))
             continue
         in_tables.update(range(first_line, rows[-1][0] + 1))
@@ -250,12 +258,16 @@ def read_docx(
     name: str,
     data: bytes,
     defaults: dict[str, str] | None = None,
-    other_tables: Literal["reject", "skip"] = "reject",
+    as_accepted: bool = False,
 ) -> list[RawNote]:
     """A DOCX's notes: its paragraphs and bullets after the header, and the rows of its notes tables (a
-    first row naming the columns, one of them ``text``, as in a CSV). A table of ``key | value`` rows may
-    hold the header. Any other table with text rejects the file, since its notes would be lost unseen;
-    ``other_tables="skip"`` skips it instead, for a file accepted when such tables were skipped."""
+    first row naming the columns, one of them ``text``, as in a CSV); paragraphs read with their tracked
+    changes accepted and with what is typed into content controls. A table of ``key | value`` rows may
+    hold the header. Any other table with text rejects the file, since its notes would be lost unseen.
+
+    ``as_accepted``: the file was accepted before these rules, and is read as then where the rules would
+    reject it or number its paragraphs otherwise (its notes keep their ids): other tables are skipped, and
+    paragraphs inside block content controls are not read."""
     import docx
     from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
@@ -269,13 +281,13 @@ def read_docx(
         raise NoteFileError(name, [Problem(name, f"not a readable DOCX document ({exc})")]) from None
     paragraphs: list[tuple[int, str]] = []
     tables: list[tuple[int, list[list[str]]]] = []  # (paragraphs before it, its rows of cells)
-    for block in document.iter_inner_content():
+    for block in _blocks(document.element.body, document._body, into_controls=not as_accepted):
         if isinstance(block, Table):
-            rows = [[cell.text.strip() for cell in row.cells] for row in block.rows]
+            rows = [[_cell_text(cell) for cell in row.cells] for row in block.rows]
             tables.append((len(paragraphs), rows))
             continue
         style = (block.style.name if block.style is not None else "").lower()
-        text = block.text
+        text = _paragraph_text(block)
         if style.startswith(("heading", "title")):
             text = "# " + text  # headings structure the page; they are not notes
         paragraphs.append((len(paragraphs) + 1, text))
@@ -291,7 +303,7 @@ def read_docx(
             continue  # the header, or an empty table
         try:
             if "text" not in _first_filled(rows):
-                if other_tables == "skip":
+                if as_accepted:
                     log.warning("%s: table %d is neither notes nor a header; skipped", name, number)
                     continue
                 first_row = next(row for row in rows if any(row))
@@ -304,6 +316,43 @@ def read_docx(
     if problems:
         raise NoteFileError(name, problems)
     return [note for _, note in sorted(placed, key=lambda item: item[0])]
+
+
+#: A paragraph's runs as they read with its tracked changes accepted: inserted runs (``w:ins``, ``w:moveTo``,
+#: which python-docx's ``Paragraph.text`` leaves out) count; moved-away ones do not, and deleted ones hold
+#: ``w:delText``, which no run's text reads. Text boxes' own paragraphs are not this paragraph's.
+_ACCEPTED_RUNS = ".//w:r[not(ancestor::w:moveFrom) and not(ancestor::w:txbxContent)]"
+
+
+def _blocks(
+    container: BaseOxmlElement, parent: BlockItemContainer, into_controls: bool = True
+) -> Iterator[Paragraph | Table]:
+    """The paragraphs and tables of a document's body in order, with ``into_controls`` those inside block
+    content controls too (a template's ``w:sdt`` fields, which python-docx's ``iter_inner_content``
+    passes over)."""
+    from docx.oxml.ns import qn
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    for child in container.iterchildren():
+        if child.tag == qn("w:p"):
+            yield Paragraph(child, parent)
+        elif child.tag == qn("w:tbl"):
+            yield Table(child, parent)
+        elif child.tag == qn("w:sdt") and into_controls:
+            content = child.find(qn("w:sdtContent"))
+            if content is not None:
+                yield from _blocks(content, parent, into_controls)
+
+
+def _paragraph_text(paragraph: Paragraph) -> str:
+    from docx.text.run import Run
+
+    return "".join(Run(run, paragraph).text for run in paragraph._p.xpath(_ACCEPTED_RUNS))
+
+
+def _cell_text(cell: _Cell) -> str:
+    return "\n".join(_paragraph_text(paragraph) for paragraph in cell.paragraphs).strip()
 
 
 def _first_filled(rows: list[list[str]]) -> list[str]:
