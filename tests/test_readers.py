@@ -158,6 +158,14 @@ def test_a_table_in_a_file_accepted_before_tables_were_read_is_read_as_then(even
     assert then.startswith("| Idea | Votes |")  # its lines ran into one note, as they did then
 
 
+def test_a_title_above_the_header_row_is_not_a_note(event: Event) -> None:
+    """Templates put the event's name or a line of instructions above the columns' names."""
+    title = [["European Cluster Conference: table notes"], [], ["One note a row, please"]]
+    data = _workbook({"Notes": [*title, HEADER_ROW, ["t1", 1, "green", "needs", "more money for pilots"]]})
+    notes = _read("notes.xlsx", event, data)
+    assert notes[["text", "source_line"]].values.tolist() == [["more money for pilots", 5]]
+
+
 def _docx(*blocks: str | list[list[str]]) -> bytes:
     """A Word document of paragraphs (strings) and tables (lists of rows), in that order."""
     document = docx.Document()

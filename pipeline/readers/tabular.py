@@ -86,7 +86,7 @@ def read_xlsx(
     workbook.close()
     required, known = columns
     needed = [c for c in required if not (defaults or {}).get(c)]
-    named = [(place, rows) for place, rows in sheets if _names_columns(rows, needed)]
+    named = [(place, rows) for place, rows in sheets if _names_columns(rows, required, needed)]
     if not named:  # the first sheet's problem: no header row
         place, rows = sheets[0]
         return notes_from_rows(name, rows, defaults or {}, required, known, place)
@@ -102,13 +102,35 @@ def read_xlsx(
     return notes
 
 
-def _names_columns(rows: list[tuple[int, list[str]]], needed: list[str]) -> bool:
-    """Whether the first row with text names every ``needed`` column: a sheet of notes, not one of
-    instructions or of the lists a template's drop-downs offer (a ``topic`` column alone)."""
-    first = {
-        c.strip().lower() for c in next((cells for _, cells in rows if any(c.strip() for c in cells)), [])
-    }
-    return bool(needed) and first.issuperset(needed)
+#: Rows a sheet may hold above its header row: a title, the event's name, a line of instructions
+TITLE_ROWS = 5
+
+
+def _filled(rows: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
+    return [(i, cells) for i, cells in rows if any(c.strip() for c in cells)]  # blank rows are layout
+
+
+def header_row(rows: list[tuple[int, list[str]]], required: tuple[str, ...]) -> int:
+    """Where the header row is among ``rows`` (rows with text): the first of the first ``TITLE_ROWS`` + 1
+    to name one of the ``required`` columns; 0 if none does, and the first row is then found wanting."""
+    for position, (_, cells) in enumerate(rows[: TITLE_ROWS + 1]):
+        if any(cell.strip().lower() in required for cell in cells):
+            return position
+    return 0
+
+
+def header_names(
+    rows: list[tuple[int, list[str]]], required: tuple[str, ...] = REQUIRED_NOTE_FIELDS
+) -> set[str]:
+    """The column names of the header row ``notes_from_rows`` would take, as it reads them."""
+    rows = _filled(rows)
+    return {cell.strip().lower() for cell in rows[header_row(rows, required)][1]} if rows else set()
+
+
+def _names_columns(rows: list[tuple[int, list[str]]], required: tuple[str, ...], needed: list[str]) -> bool:
+    """Whether the header row names every ``needed`` column: a sheet of notes, not one of instructions
+    or of the lists a template's drop-downs offer (a ``topic`` column alone)."""
+    return bool(needed) and header_names(rows, required).issuperset(needed)
 
 
 def _cell_text(value: object) -> str:
@@ -126,13 +148,14 @@ def notes_from_rows(
     place: str = "",
     line_kind: str = "row",
 ) -> list[RawNote]:
-    """Rows -> notes, the first row naming the columns; a column missing from the sheet may come from
-    ``defaults``. ``place``: what the row numbers count in, when not the file's own ``line_kind``
-    (``RawNote.place``)."""
+    """Rows -> notes, a header row naming the columns (below a title, if any: ``header_row``); a column
+    missing from the sheet may come from ``defaults``. ``place``: what the row numbers count in, when not
+    the file's own ``line_kind`` (``RawNote.place``)."""
     kind = place or line_kind
-    rows = [(i, cells) for i, cells in rows if any(c.strip() for c in cells)]  # blank rows are layout
+    rows = _filled(rows)
     if not rows:
         raise NoteFileError(name, [Problem(name, "the file is empty")])
+    rows = rows[header_row(rows, required) :]
     header_line, header = rows[0]
     columns = [h.strip().lower() for h in header]
     missing = [c for c in required if c not in columns and not defaults.get(c)]

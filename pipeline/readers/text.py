@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, decode_text
-from pipeline.readers.tabular import notes_from_rows
+from pipeline.readers.tabular import header_names, notes_from_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -302,13 +302,13 @@ def read_docx(
         if pairs is not None or not any(cell for row in rows for cell in row):
             continue  # the header, or an empty table
         try:
-            if "text" not in _first_filled(rows):
+            numbered = list(enumerate(rows, start=1))
+            if "text" not in header_names(numbered):
                 if as_accepted:
                     log.warning("%s: table %d is neither notes nor a header; skipped", name, number)
                     continue
                 first_row = next(row for row in rows if any(row))
                 raise NoteFileError(name, [_not_a_notes_table(name, first_row, number, "table")])
-            numbered = list(enumerate(rows, start=1))
             for note in notes_from_rows(name, numbered, header, place=f"table {number}, row"):
                 placed.append(((before, number, note.line), note))
         except NoteFileError as exc:
@@ -353,11 +353,6 @@ def _paragraph_text(paragraph: Paragraph) -> str:
 
 def _cell_text(cell: _Cell) -> str:
     return "\n".join(_paragraph_text(paragraph) for paragraph in cell.paragraphs).strip()
-
-
-def _first_filled(rows: list[list[str]]) -> list[str]:
-    """A table's column names as ``notes_from_rows`` reads them: its first row with text."""
-    return next(([cell.strip().lower() for cell in row] for row in rows if any(row)), [])
 
 
 def _header_table(rows: list[list[str]]) -> dict[str, str] | None:
