@@ -16,6 +16,7 @@ from openpyxl import Workbook
 from pipeline.event import Event
 from pipeline.readers import NoteFileError, read_notes
 from pipeline.readers.common import derive_note_id, split_vote_markers
+from pipeline.readers.text import one_note_a_line
 from pipeline.statements import load_nlp, notes_to_statements
 from tests.conftest import FIXTURES
 
@@ -276,6 +277,14 @@ def test_a_docx_accepted_before_its_tables_were_read_skips_them_as_then(event: E
         "a note",
         "universities as partners",
     ]
+
+
+def test_pasted_lines_get_a_bullet_each_unless_they_have_one_or_are_a_table() -> None:
+    pasted = "more funding\n- less paper\n\n2) a number\n| text | votes |\n  regions early  "
+    assert (
+        one_note_a_line(pasted)
+        == "- more funding\n- less paper\n\n2) a number\n| text | votes |\n- regions early"
+    )
 
 
 def test_vote_markers() -> None:

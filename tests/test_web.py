@@ -92,6 +92,26 @@ def test_a_paste_needs_its_question_chosen_every_time(client: TestClient, site: 
     assert re.search(r'<option value="" selected>— choose the question', handed_in.text)  # asked again
 
 
+def test_a_paste_is_one_note_a_line_as_the_form_says(client: TestClient, site: dict) -> None:
+    """Lines pasted without bullets do not run into one note, as the lines of a text file would."""
+    client.get(f"/u/{site['token']}")
+    form = {
+        "csrf": _csrf(client.get("/e/mini/upload").text),
+        "topic_question": "green/actors",
+        "table": "green-t42",
+        "round": "1",
+        "text": "more funding for pilots (+2)\nless paperwork for SMEs\n\n- involve the regions early",
+    }
+    assert client.post("/e/mini/upload", data=form).status_code == 200
+    statements = pd.read_parquet(site["settings"].data_dir / "processed" / "mini" / "statements.parquet")
+    mine = statements[statements.table == "green-t42"]
+    assert mine[["text", "votes"]].values.tolist() == [
+        ["more funding for pilots", 2],
+        ["less paperwork for SMEs", 0],
+        ["involve the regions early", 0],
+    ]
+
+
 def test_a_paste_takes_english_typed_beside_its_notes(client: TestClient, site: dict) -> None:
     client.get(f"/u/{site['token']}")
     form = {

@@ -13,6 +13,7 @@ from pipeline import db
 from pipeline.ingest import IngestResult, ingest, notes_already_in, withdraw
 from pipeline.publish import refresh_after_ingest
 from pipeline.readers.common import join_glosses
+from pipeline.readers.text import one_note_a_line
 from pipeline.schema import UploadStatus
 from pipeline.store import Manifest, Upload
 from web.common import EventSite, check_csrf, harvest, local_path, redirect, render, signed_in, site_of
@@ -152,7 +153,7 @@ async def upload(
             field_errors["topic_question"] = "which question do these notes answer?"
         else:
             try:
-                pasted = join_glosses(text, text_en).encode("utf-8")
+                pasted = one_note_a_line(join_glosses(text, text_en)).encode("utf-8")
                 uploads.append((paste_name(defaults, text, adds), pasted))
             except ValueError as exc:
                 field_errors["text_en"] = str(exc)

@@ -43,6 +43,7 @@ HEADER_KEYS = ("topic", "question", "table", "round", "facilitator", "language")
 # the value is stripped in Python: "(.*?)\s*$" backtracks quadratically over a long run of spaces
 _HEADER_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:(.*)$")
 _GLOSS_LINE = re.compile(r"^\s*(?:[-*]\s+)?text_en\s*:(.*)$", re.IGNORECASE)
+_TABLE_ROW = re.compile(r"^\s*\|")
 BULLET = re.compile(r"^\s*(?:[-*•‣◦▪+–]|\d{1,3}[.)])\s+")
 
 
@@ -50,6 +51,17 @@ def is_inline_enumeration(text: str) -> bool:
     """'1) a 2) b': several numbered points in one line, which the statements step splits."""
     numbers = [int(n) for n in re.findall(r"(?:^|\s)(\d{1,2})[.)]\s", text)]
     return len(numbers) >= 2 and numbers == list(range(1, len(numbers) + 1))
+
+
+def one_note_a_line(text: str) -> str:
+    """Pasted notes as the paste form asks for them, one a line: each line that does not start with a
+    bullet or a number gets one, so that no line runs on into the line before it (in a text file, lines
+    run on until a blank line, as Markdown's paragraphs do)."""
+    kept = (BULLET, _TABLE_ROW)  # a pasted pipe table stays a table
+    return "\n".join(
+        line if not line.strip() or any(k.match(line) for k in kept) else f"- {line.strip()}"
+        for line in text.splitlines()
+    )
 
 
 def parse_header(
