@@ -279,6 +279,28 @@ def test_a_docx_accepted_before_its_tables_were_read_skips_them_as_then(event: E
     ]
 
 
+def test_a_text_file_without_bullets_is_one_note_a_line(event: Event) -> None:
+    header = "topic: green\nquestion: needs\ntable: t1\nround: 1\n\n"
+    lines = (header + "more funding for pilots (+2)\nless paperwork for SMEs\n").encode()
+    assert _read("notes.txt", event, lines)["text"].tolist() == [
+        "more funding for pilots",
+        "less paperwork for SMEs",
+    ]
+    # Markdown's lines run on to the next blank line, and so do a bulleted list's in a text file
+    assert _read("notes.md", event, lines)["text"].tolist() == [
+        "more funding for pilots less paperwork for SMEs"
+    ]
+    bulleted = (header + "- more funding for pilots\n  in every region\n- less paperwork\n").encode()
+    assert _read("notes.txt", event, bulleted)["text"].tolist() == [
+        "more funding for pilots in every region",
+        "less paperwork",
+    ]
+    # a text file accepted before is read as then: its lines ran on
+    assert read_notes("notes.txt", lines, event, accepted=True)["text"].tolist() == [
+        "more funding for pilots less paperwork for SMEs"
+    ]
+
+
 def test_pasted_lines_get_a_bullet_each_unless_they_have_one_or_are_a_table() -> None:
     pasted = "more funding\n- less paper\n\n2) a number\n| text | votes |\n  regions early  "
     assert (

@@ -188,10 +188,11 @@ def read_text(
     defaults: dict[str, str] | None = None,
     as_accepted: bool = False,
 ) -> list[RawNote]:
-    """A Markdown or text file's notes: its bullets and paragraphs after the header, and the rows of its
-    notes tables (a pipe table whose first row names the columns, one of them ``text``, as in a CSV). Any
-    other pipe table rejects the file, since its rows would run into one note; ``as_accepted`` (a file
-    accepted before tables were read) reads it as lines of text instead, as then."""
+    """A Markdown or text file's notes: its bullets and paragraphs after the header (each line of a text
+    file without bullets), and the rows of its notes tables (a pipe table whose first row names the
+    columns, one of them ``text``, as in a CSV). Any other pipe table rejects the file, since its rows
+    would run into one note. ``as_accepted`` (a file accepted before these rules) reads such a table as
+    lines of text, and a text file's lines as a Markdown file's, as then."""
     text = decode_text(name, data)
     lines = list(enumerate(text.splitlines(), start=1))
     header, body = parse_header(name, lines, "line", defaults)
@@ -212,7 +213,10 @@ def read_text(
     if problems:
         raise NoteFileError(name, problems)
     rest = [(n, "" if n in in_tables else s) for n, s in body]  # a table ends the note before it
-    placed += [(n.line, n) for n in _notes_from_body(header, rest, bullets_only_split=True)]
+    # a text file without a bullet is one note a line, as Notepad users and Word's plain-text export write
+    # them; Markdown's lines, and a bulleted list's, run on to the next blank line or bullet
+    by_line = name.lower().endswith(".txt") and not as_accepted and not any(BULLET.match(s) for _, s in rest)
+    placed += [(n.line, n) for n in _notes_from_body(header, rest, bullets_only_split=not by_line)]
     return [note for _, note in sorted(placed, key=lambda item: item[0])]
 
 
