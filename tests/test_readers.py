@@ -11,7 +11,7 @@ import pytest
 from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
 from docx.oxml.xmlchemy import BaseOxmlElement
-from openpyxl import Workbook
+from openpyxl import Workbook, load_workbook
 
 from pipeline.event import Event
 from pipeline.readers import NoteFileError, read_notes
@@ -121,6 +121,11 @@ def test_every_sheet_that_names_its_columns_holds_notes(event: Event) -> None:
     )
     notes = _read("notes.xlsx", event, data)
     assert notes[["round", "text"]].values.tolist() == [[1, "more money for pilots"], [2, "less paperwork"]]
+    book = load_workbook(io.BytesIO(data))
+    book["Round 2"].sheet_state = "hidden"  # a sheet the facilitator does not see: a copy, a template's data
+    buffer = io.BytesIO()
+    book.save(buffer)
+    assert _read("notes.xlsx", event, buffer.getvalue())["text"].tolist() == ["more money for pilots"]
     assert notes["note_id"].tolist() == ["notes-xlsx:sheet-round-1-row-2", "notes-xlsx:sheet-round-2-row-2"]
     # the first sheet's rows keep their plain numbers and ids, as when only the first sheet was read
     lists = [["topic", "question"], ["green", "needs"]]  # what a template's drop-downs offer

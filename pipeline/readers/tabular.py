@@ -56,10 +56,10 @@ def read_xlsx(
     defaults: dict[str, str] | None = None,
     columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, KNOWN_COLUMNS),
 ) -> list[RawNote]:
-    """Rows of the workbook's sheets whose first row names the columns (``columns`` as for ``read_csv``;
-    those ``defaults`` do not give), one after another: a sheet of instructions before them, or of lists
-    beside them, holds no notes. Rows of
-    a sheet after the first are placed by the sheet's name ("sheet 'Round 2', row 3")."""
+    """Rows of the workbook's visible sheets whose header row names the columns (``columns`` as for
+    ``read_csv``; those ``defaults`` do not give), one after another: a sheet of instructions before them
+    or of lists beside them holds no notes, and a hidden sheet is none the facilitator sees. Rows of a
+    sheet after the first are placed by the sheet's name ("sheet 'Round 2', row 3")."""
     from openpyxl import load_workbook
 
     if not data.strip():
@@ -72,6 +72,7 @@ def read_xlsx(
     if not workbook.worksheets:
         raise NoteFileError(name, [Problem(name, "the workbook has no worksheet")])
     sheets: list[tuple[str, list[tuple[int, list[str]]]]] = []  # (place, numbered rows)
+    shown: list[bool] = []
     for sheet in workbook.worksheets:
         # the sheet's declared <dimension> ("A1:XFD1048576") would pad every row to 16,384 cells: read the
         # cells that are there
@@ -83,10 +84,15 @@ def read_xlsx(
         # the first sheet's rows keep their plain numbers (and the notes their ids, as when only it was read)
         place = f"sheet '{sheet.title}', row" if sheets else ""
         sheets.append((place, rows))
+        shown.append(sheet.sheet_state == "visible")
     workbook.close()
     required, known = columns
     needed = [c for c in required if not (defaults or {}).get(c)]
-    named = [(place, rows) for place, rows in sheets if _names_columns(rows, required, needed)]
+    named = [
+        (place, rows)
+        for (place, rows), visible in zip(sheets, shown, strict=True)
+        if visible and _names_columns(rows, required, needed)
+    ]
     if not named:  # the first sheet's problem: no header row
         place, rows = sheets[0]
         return notes_from_rows(name, rows, defaults or {}, required, known, place)
