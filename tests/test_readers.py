@@ -68,6 +68,8 @@ def test_note_ids_kept_or_derived_stably(event: Event) -> None:
 
 def test_headers_any_case_and_order_semicolons_and_encodings(event: Event) -> None:
     text = "TEXT;Question;topic;Round;TABLE;votes\nmore € for pilots;needs;green;2;t9;\n"
+    old_mac = "table;round;topic;question;text\rt1;1;green;needs;more money, less paper\r"  # lone CRs
+    assert _read("x.csv", event, old_mac.encode())["text"].tolist() == ["more money, less paper"]
     for encoding in ("utf-8", "utf-8-sig", "cp1252", "utf-16", "utf-32"):  # the last two with their mark
         notes = _read("x.csv", event, text.encode(encoding))
         assert notes[["text", "round", "table"]].iloc[0].tolist() == ["more € for pilots", 2, "t9"]

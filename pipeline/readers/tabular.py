@@ -24,9 +24,12 @@ def read_csv(
 ) -> list[RawNote]:
     """Rows of a CSV file; ``columns``: those required and all those read (a note file's by default)."""
     text = decode_text(name, data)
-    first_line, _, rest = text.partition("\n")
+    # the first line ends at \n, \r\n or a lone \r (old Mac Excel's "CSV (Macintosh)")
+    first_line = next(iter(text.splitlines()), "")
     said = _SEPARATOR_LINE.fullmatch(first_line.strip())
     if said:  # Excel's "sep=;" line, which tools write for Excel to open the file right
+        rest = text[len(first_line) :]
+        rest = rest[2:] if rest.startswith("\r\n") else rest[1:]  # the line's end, one of three
         delimiter, text, skipped = said.group(1), rest, 1
     else:
         skipped = 0
