@@ -16,7 +16,7 @@ from openpyxl import Workbook, load_workbook
 from pipeline.event import Event
 from pipeline.readers import NoteFileError, read_notes
 from pipeline.readers.common import derive_note_id, split_vote_markers
-from pipeline.readers.text import one_note_a_line
+from pipeline.readers.text import one_note_a_line, pasted_upload
 from pipeline.statements import load_nlp, notes_to_statements
 from tests.conftest import FIXTURES
 
@@ -314,6 +314,23 @@ def test_pasted_lines_get_a_bullet_each_unless_they_have_one_or_are_a_table() ->
         one_note_a_line(pasted)
         == "- more funding\n- less paper\n\n2) a number\n| text | votes |\n- regions early"
     )
+
+
+def test_a_paste_is_a_table_only_with_a_header_row_naming_its_text_column() -> None:
+    cells = "table\ttext\tvotes\nt1\tmore funding\t2\n"
+    assert pasted_upload(cells) == (".csv", cells.encode())
+    with pytest.raises(ValueError, match="text_en column"):
+        pasted_upload(cells, "the English")
+    word_bullets = "\uf0b7\tmore funding\n\uf0b7\tless paper"  # Word's list, pasted: text, not cells
+    assert pasted_upload(word_bullets) == (".txt", word_bullets.encode())
+    assert pasted_upload("more funding\t2\nless paper")[0] == ".txt"  # no header: one note a line
+
+
+@pytest.mark.parametrize("mark", ["\uf0b7\t", "o\t", "☐ ", "→ ", "— ", "· "])
+def test_list_marks_as_word_and_others_paste_them_are_bullets(mark: str, event: Event) -> None:
+    text = MD_HEADER + f"{mark}more funding for pilots\n{mark}less paperwork (+2)\n"
+    notes = _read("notes.md", event, text.encode())
+    assert notes[["text", "votes"]].values.tolist() == [["more funding for pilots", 0], ["less paperwork", 2]]
 
 
 def test_vote_markers() -> None:

@@ -112,6 +112,27 @@ def test_a_paste_is_one_note_a_line_as_the_form_says(client: TestClient, site: d
     ]
 
 
+def test_cells_pasted_from_a_spreadsheet_with_its_header_are_its_table(
+    client: TestClient, site: dict
+) -> None:
+    client.get(f"/u/{site['token']}")
+    form = {
+        "csrf": _csrf(client.get("/e/mini/upload").text),
+        "topic_question": "green/actors",
+        "table": "green-t43",
+        "round": "1",
+        "text": "Text\tVotes\nmore funding for pilots\t2\nless paperwork for SMEs\t\n",
+    }
+    assert client.post("/e/mini/upload", data=form).status_code == 200
+    statements = pd.read_parquet(site["settings"].data_dir / "processed" / "mini" / "statements.parquet")
+    mine = statements[statements.table == "green-t43"]
+    assert mine[["text", "votes"]].values.tolist() == [
+        ["more funding for pilots", 2],
+        ["less paperwork for SMEs", 0],
+    ]
+    assert mine["source_file"].eq("pasted-green-t43-1-green-actors.csv").all()
+
+
 def test_a_paste_takes_english_typed_beside_its_notes(client: TestClient, site: dict) -> None:
     client.get(f"/u/{site['token']}")
     form = {

@@ -12,8 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from pipeline import db
 from pipeline.ingest import IngestResult, ingest, notes_already_in, withdraw
 from pipeline.publish import refresh_after_ingest
-from pipeline.readers.common import join_glosses
-from pipeline.readers.text import one_note_a_line
+from pipeline.readers.text import pasted_upload
 from pipeline.schema import UploadStatus
 from pipeline.store import Manifest, Upload
 from web.common import EventSite, check_csrf, harvest, local_path, redirect, render, signed_in, site_of
@@ -37,14 +36,15 @@ def may_upload(request: Request, event_id: str) -> db.LinkGrant | None:
     raise HTTPException(403, "open the upload link your organiser gave you (links expire and can be revoked)")
 
 
-def paste_name(defaults: dict[str, str], text: str = "", adds: bool = False) -> str:
-    """Pasted notes become a text upload named after their table, round and question: a corrected paste
-    for the same table and question supersedes the earlier one. A paste that adds to them is named after
-    its text too, so its notes' ids (file name and line) are its own."""
+def paste_name(defaults: dict[str, str], text: str = "", adds: bool = False, kind: str = ".txt") -> str:
+    """Pasted notes become an upload (of ``kind``, ``readers.text.pasted_upload``'s) named after their
+    table, round and question: a corrected paste for the same table and question supersedes the earlier
+    one. A paste that adds to them is named after its text too, so its notes' ids (file name and line)
+    are its own."""
     parts = [defaults.get(k, "") for k in ("table", "round", "topic", "question")]
     if adds:
         parts.append(hashlib.sha256(text.encode()).hexdigest()[:8])
-    return "pasted-" + "-".join(p for p in parts if p) + ".txt"
+    return "pasted-" + "-".join(p for p in parts if p) + kind
 
 
 #: What the form's "mode" asks when notes of a table, round and question are in already
@@ -153,8 +153,8 @@ async def upload(
             field_errors["topic_question"] = "which question do these notes answer?"
         else:
             try:
-                pasted = one_note_a_line(join_glosses(text, text_en)).encode("utf-8")
-                uploads.append((paste_name(defaults, text, adds), pasted))
+                kind, pasted = pasted_upload(text, text_en)
+                uploads.append((paste_name(defaults, text, adds, kind), pasted))
             except ValueError as exc:
                 field_errors["text_en"] = str(exc)
     elif text_en.strip():

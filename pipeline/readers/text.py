@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, decode_text
+from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, decode_text, join_glosses
 from pipeline.readers.tabular import header_names, notes_from_rows
 
 if TYPE_CHECKING:
@@ -44,7 +44,9 @@ HEADER_KEYS = ("topic", "question", "table", "round", "facilitator", "language")
 _HEADER_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:(.*)$")
 _GLOSS_LINE = re.compile(r"^\s*(?:[-*]\s+)?text_en\s*:(.*)$", re.IGNORECASE)
 _TABLE_ROW = re.compile(r"^\s*\|")
-BULLET = re.compile(r"^\s*(?:[-*•‣◦▪+–]|\d{1,3}[.)])\s+")
+#: A list item's mark: the usual glyphs, those Word's lists paste as (its Symbol and Wingdings bullets in
+#: the private-use area, "o" and a tab for the second level), or a number
+BULLET = re.compile(r"^\s*(?:[-*•‣◦▪+–—·●○■□◆♦►▶»→➢✓☐\uf0b7\uf0a7\uf076\uf0d8\uf0fc]|o(?=\t)|\d{1,3}[.)])\s+")
 
 
 def is_inline_enumeration(text: str) -> bool:
@@ -62,6 +64,20 @@ def one_note_a_line(text: str) -> str:
         line if not line.strip() or any(k.match(line) for k in kept) else f"- {line.strip()}"
         for line in text.splitlines()
     )
+
+
+def pasted_upload(text: str, glosses: str = "") -> tuple[str, bytes]:
+    """What notes pasted into the upload page are handed in as: the kind of file (``.csv``, ``.txt``) and
+    its bytes. Cells copied from a spreadsheet with its header row (tab-separated, one column named
+    ``text``) are that table, as a tab-separated CSV; anything else is text, one note a line
+    (``one_note_a_line``), with the English typed beside it (``join_glosses``). ``ValueError`` says what
+    is wrong with the English."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if "\t" in first and "text" in {cell.strip().lower() for cell in first.split("\t")}:
+        if glosses.strip():
+            raise ValueError("pasted cells take their English in a text_en column, not beside them")
+        return ".csv", text.encode("utf-8")
+    return ".txt", one_note_a_line(join_glosses(text, glosses)).encode("utf-8")
 
 
 def parse_header(
