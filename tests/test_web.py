@@ -92,20 +92,25 @@ def test_a_paste_needs_its_question_chosen_every_time(client: TestClient, site: 
     assert re.search(r'<option value="" selected>— choose the question', handed_in.text)  # asked again
 
 
-def test_a_paste_is_one_note_a_line_as_the_form_says(client: TestClient, site: dict) -> None:
-    """Lines pasted without bullets do not run into one note, as the lines of a text file would."""
+def _pasted(client: TestClient, site: dict, table: str, text: str) -> pd.DataFrame:
+    """The statements of ``text`` pasted for ``table`` (green / actors, round 1) through the upload page."""
     client.get(f"/u/{site['token']}")
     form = {
         "csrf": _csrf(client.get("/e/mini/upload").text),
         "topic_question": "green/actors",
-        "table": "green-t42",
+        "table": table,
         "round": "1",
-        "text": "more funding for pilots (+2)\nless paperwork for SMEs\n\n- involve the regions early",
+        "text": text,
     }
     assert client.post("/e/mini/upload", data=form).status_code == 200
     statements = pd.read_parquet(site["settings"].data_dir / "processed" / "mini" / "statements.parquet")
-    mine = statements[statements.table == "green-t42"]
-    assert mine[["text", "votes"]].values.tolist() == [
+    return statements[statements.table == table]
+
+
+def test_a_paste_is_one_note_a_line_as_the_form_says(client: TestClient, site: dict) -> None:
+    """Lines pasted without bullets do not run into one note, as the lines of a text file would."""
+    pasted = "more funding for pilots (+2)\nless paperwork for SMEs\n\n- involve the regions early"
+    assert _pasted(client, site, "green-t42", pasted)[["text", "votes"]].values.tolist() == [
         ["more funding for pilots", 2],
         ["less paperwork for SMEs", 0],
         ["involve the regions early", 0],
@@ -115,17 +120,8 @@ def test_a_paste_is_one_note_a_line_as_the_form_says(client: TestClient, site: d
 def test_cells_pasted_from_a_spreadsheet_with_its_header_are_its_table(
     client: TestClient, site: dict
 ) -> None:
-    client.get(f"/u/{site['token']}")
-    form = {
-        "csrf": _csrf(client.get("/e/mini/upload").text),
-        "topic_question": "green/actors",
-        "table": "green-t43",
-        "round": "1",
-        "text": "Text\tVotes\nmore funding for pilots\t2\nless paperwork for SMEs\t\n",
-    }
-    assert client.post("/e/mini/upload", data=form).status_code == 200
-    statements = pd.read_parquet(site["settings"].data_dir / "processed" / "mini" / "statements.parquet")
-    mine = statements[statements.table == "green-t43"]
+    cells = "Text\tVotes\nmore funding for pilots\t2\nless paperwork for SMEs\t\n"
+    mine = _pasted(client, site, "green-t43", cells)
     assert mine[["text", "votes"]].values.tolist() == [
         ["more funding for pilots", 2],
         ["less paperwork for SMEs", 0],
