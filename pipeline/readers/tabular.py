@@ -119,7 +119,7 @@ def _filled(rows: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
     return [(i, cells) for i, cells in rows if any(c.strip() for c in cells)]  # blank rows are layout
 
 
-def header_row(rows: list[tuple[int, list[str]]], required: tuple[str, ...]) -> int:
+def _header_row(rows: list[tuple[int, list[str]]], required: tuple[str, ...]) -> int:
     """Where the header row is among ``rows`` (rows with text): the first of the first ``TITLE_ROWS`` + 1
     to name one of the ``required`` columns; 0 if none does, and the first row is then found wanting."""
     for position, (_, cells) in enumerate(rows[: TITLE_ROWS + 1]):
@@ -133,7 +133,7 @@ def header_names(
 ) -> set[str]:
     """The column names of the header row ``notes_from_rows`` would take, as it reads them."""
     rows = _filled(rows)
-    return {cell.strip().lower() for cell in rows[header_row(rows, required)][1]} if rows else set()
+    return {cell.strip().lower() for cell in rows[_header_row(rows, required)][1]} if rows else set()
 
 
 def _names_columns(rows: list[tuple[int, list[str]]], required: tuple[str, ...], needed: list[str]) -> bool:
@@ -157,14 +157,14 @@ def notes_from_rows(
     place: str = "",
     line_kind: str = "row",
 ) -> list[RawNote]:
-    """Rows -> notes, a header row naming the columns (below a title, if any: ``header_row``); a column
+    """Rows -> notes, a header row naming the columns (below a title, if any: ``_header_row``); a column
     missing from the sheet may come from ``defaults``. ``place``: what the row numbers count in, when not
     the file's own ``line_kind`` (``RawNote.place``)."""
     kind = place or line_kind
     rows = _filled(rows)
     if not rows:
         raise NoteFileError(name, [Problem(name, "the file is empty")])
-    rows = rows[header_row(rows, required) :]
+    rows = rows[_header_row(rows, required) :]
     header_line, header = rows[0]
     columns = [h.strip().lower() for h in header]
     missing = [c for c in required if c not in columns and not defaults.get(c)]
