@@ -174,6 +174,19 @@ def test_a_title_above_the_header_row_is_not_a_note(event: Event) -> None:
     assert notes[["text", "source_line"]].values.tolist() == [["more money for pilots", 5]]
 
 
+def test_libreoffice_calcs_own_spreadsheet_is_read_as_a_workbook(event: Event) -> None:
+    buffer = io.BytesIO()
+    with pd.ExcelWriter(buffer, engine="odf") as writer:  # as LibreOffice Calc saves by default
+        read_me = pd.DataFrame([["One note a row, in the sheet 'Notes'."]])
+        read_me.to_excel(writer, sheet_name="Read me", header=False, index=False)
+        notes_sheet = [[*HEADER_ROW, "votes"], ["t1", 1, "green", "needs", "more money for pilots", 2]]
+        pd.DataFrame(notes_sheet).to_excel(writer, sheet_name="Notes", header=False, index=False)
+    notes = _read("notes.ods", event, buffer.getvalue())
+    assert notes[["round", "text", "votes", "note_id"]].values.tolist() == [
+        [1, "more money for pilots", 2, "notes-ods:sheet-notes-row-2"]
+    ]
+
+
 def _docx(*blocks: str | list[list[str]]) -> bytes:
     """A Word document of paragraphs (strings) and tables (lists of rows), in that order."""
     document = docx.Document()

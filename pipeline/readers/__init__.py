@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipeline.event import Event
 from pipeline.readers.common import NoteFileError, Problem, RawNote, validate_notes
-from pipeline.readers.tabular import read_csv, read_xlsx
+from pipeline.readers.tabular import read_csv, read_ods, read_xlsx
 from pipeline.readers.text import read_docx, read_text
 
 __all__ = ["READERS", "SUPPORTED_SUFFIXES", "NoteFileError", "Problem", "read_notes"]
@@ -19,6 +19,7 @@ __all__ = ["READERS", "SUPPORTED_SUFFIXES", "NoteFileError", "Problem", "read_no
 READERS: dict[str, tuple[Callable[[str, bytes, dict[str, str] | None], list[RawNote]], str]] = {
     ".csv": (read_csv, "row"),
     ".xlsx": (read_xlsx, "row"),
+    ".ods": (read_ods, "row"),
     ".md": (read_text, "line"),
     ".markdown": (read_text, "line"),
     ".txt": (read_text, "line"),

@@ -6,6 +6,7 @@ import csv
 import io
 import re
 import zipfile
+from dataclasses import dataclass
 
 from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, decode_text
 from pipeline.schema import OPTIONAL_NOTE_FIELDS, REQUIRED_NOTE_FIELDS
@@ -74,8 +75,7 @@ def read_xlsx(
         raise NoteFileError(name, [Problem(name, f"not a readable XLSX workbook ({exc})")]) from None
     if not workbook.worksheets:
         raise NoteFileError(name, [Problem(name, "the workbook has no worksheet")])
-    sheets: list[tuple[str, list[tuple[int, list[str]]]]] = []  # (place, numbered rows)
-    shown: list[bool] = []
+    sheets: list[Sheet] = []
     for sheet in workbook.worksheets:
         # the sheet's declared <dimension> ("A1:XFD1048576") would pad every row to 16,384 cells: read the
         # cells that are there
@@ -84,26 +84,75 @@ def read_xlsx(
             (i, ["" if v is None else _cell_text(v) for v in values])
             for i, values in enumerate(sheet.iter_rows(values_only=True), start=1)
         ]
-        # the first sheet's rows keep their plain numbers (and the notes their ids, as when only it was read)
-        place = f"sheet '{sheet.title}', row" if sheets else ""
-        sheets.append((place, rows))
-        shown.append(sheet.sheet_state == "visible")
+        sheets.append(Sheet(sheet.title, rows, sheet.sheet_state == "visible"))
     workbook.close()
+    return _notes_of_sheets(name, sheets, defaults or {}, columns)
+
+
+def read_ods(
+    name: str,
+    data: bytes,
+    defaults: dict[str, str] | None = None,
+    columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, KNOWN_COLUMNS),
+) -> list[RawNote]:
+    """Rows of an OpenDocument spreadsheet (LibreOffice Calc's own format), its sheets as an XLSX's
+    (``read_xlsx``), read by pandas with odfpy."""
+    import pandas as pd
+
+    if not data.strip():
+        raise NoteFileError(name, [Problem(name, "the file is empty")])
+    check_zip(name, data, "ODS spreadsheet")
+    try:
+        frames = pd.read_excel(io.BytesIO(data), engine="odf", sheet_name=None, header=None, dtype=object)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise NoteFileError(name, [Problem(name, f"not a readable ODS spreadsheet ({exc})")]) from None
+    if not frames:
+        raise NoteFileError(name, [Problem(name, "the spreadsheet has no sheet")])
+    sheets = [
+        Sheet(
+            str(title),
+            [
+                (i, ["" if pd.isna(v) else _cell_text(v) for v in values])
+                for i, values in enumerate(frame.itertuples(index=False), start=1)
+            ],
+        )
+        for title, frame in frames.items()
+    ]
+    return _notes_of_sheets(name, sheets, defaults or {}, columns)
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """A spreadsheet's sheet as read: its title, its numbered rows of cells, whether it is shown."""
+
+    title: str
+    rows: list[tuple[int, list[str]]]
+    visible: bool = True
+
+
+def _notes_of_sheets(
+    name: str, sheets: list[Sheet], defaults: dict[str, str], columns: tuple[tuple[str, ...], tuple[str, ...]]
+) -> list[RawNote]:
+    """The notes of a workbook's visible sheets whose header row names the columns, one after another.
+    The first sheet's rows keep their plain numbers (and so its notes their ids, as when only the first
+    sheet was read); a later sheet's are placed by its name."""
     required, known = columns
-    needed = [c for c in required if not (defaults or {}).get(c)]
+    needed = [c for c in required if not defaults.get(c)]
+    placed = [
+        (f"sheet '{sheet.title}', row" if position else "", sheet) for position, sheet in enumerate(sheets)
+    ]
     named = [
-        (place, rows)
-        for (place, rows), visible in zip(sheets, shown, strict=True)
-        if visible and _names_columns(rows, required, needed)
+        (place, sheet.rows)
+        for place, sheet in placed
+        if sheet.visible and _names_columns(sheet.rows, required, needed)
     ]
     if not named:  # the first sheet's problem: no header row
-        place, rows = sheets[0]
-        return notes_from_rows(name, rows, defaults or {}, required, known, place)
+        return notes_from_rows(name, sheets[0].rows, defaults, required, known)
     notes: list[RawNote] = []
     problems: list[Problem] = []
     for place, rows in named:
         try:
-            notes += notes_from_rows(name, rows, defaults or {}, required, known, place)
+            notes += notes_from_rows(name, rows, defaults, required, known, place)
         except NoteFileError as exc:
             problems += exc.problems
     if problems:
