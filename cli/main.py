@@ -98,7 +98,8 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
 def ingest(
     event_dir: EventDir,
     files: Annotated[
-        list[Path], typer.Argument(help="Note files: .csv .xlsx .ods .docx .md .txt", exists=True, dir_okay=False)
+        list[Path],
+        typer.Argument(help="Note files: .csv .xlsx .ods .docx .md .txt", exists=True, dir_okay=False),
     ],
     who: Annotated[str, typer.Option(help="Who hands the files in (recorded in the manifest).")] = "",
     data_dir: DataDir = None,
