@@ -332,6 +332,7 @@ def test_pasted_lines_get_a_bullet_each_unless_they_have_one_or_are_a_table() ->
 def test_a_paste_is_a_table_only_with_a_header_row_naming_its_text_column() -> None:
     cells = "table\ttext\tvotes\nt1\tmore funding\t2\n"
     assert pasted_upload(cells) == (".csv", cells.encode())
+    assert pasted_upload("\n  \n" + cells) == (".csv", cells.encode())  # its header row first
     with pytest.raises(ValueError, match="text_en column"):
         pasted_upload(cells, "the English")
     word_bullets = "\uf0b7\tmore funding\n\uf0b7\tless paper"  # Word's list, pasted: text, not cells

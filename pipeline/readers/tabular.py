@@ -96,7 +96,7 @@ def read_ods(
     columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, KNOWN_COLUMNS),
 ) -> list[RawNote]:
     """Rows of an OpenDocument spreadsheet (LibreOffice Calc's own format), its sheets as an XLSX's
-    (``read_xlsx``), read by pandas with odfpy."""
+    (``read_xlsx``), read by pandas with odfpy; hidden sheets too, which pandas does not tell apart."""
     import pandas as pd
 
     if not data.strip():

@@ -76,7 +76,7 @@ def pasted_upload(text: str, glosses: str = "") -> tuple[str, bytes]:
     if "\t" in first and "text" in {cell.strip().lower() for cell in first.split("\t")}:
         if glosses.strip():
             raise ValueError("pasted cells take their English in a text_en column, not beside them")
-        return ".csv", text.encode("utf-8")
+        return ".csv", text[text.index(first) :].encode("utf-8")  # the header row first, for its separator
     return ".txt", one_note_a_line(join_glosses(text, glosses)).encode("utf-8")
 
 
