@@ -1,4 +1,4 @@
-"""CSV and XLSX: one note a row, columns ``table, round, topic, question, text`` in any order and case."""
+"""CSV, XLSX and ODS: one note a row, columns ``table, round, topic, question, text``, any order and case."""
 
 from __future__ import annotations
 
