@@ -123,9 +123,9 @@ class Settings(BaseSettings):
     preload_language_models: bool = Field(
         default=True,
         description="The warm-up of harvest schedule and harvest serve loads lingua's full models of every "
-        "EU language (~3 s, ~630 MiB held while it serves) so that no run loads them; false leaves each "
-        "to load when a note the quick screening doubts first needs it (~0.3 s a language, during that "
-        "run).",
+        "European language it weighs (~3.7 s, ~850 MiB held while it serves) so that no run loads them; "
+        "false leaves each to load when a note the quick screening doubts first needs it (~0.3 s a "
+        "language, during that run).",
     )
 
     # --- the paper

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 if TYPE_CHECKING:
+    from lingua import ConfidenceValue, LanguageDetector
     from lingua import Language as LinguaLanguage
-    from lingua import LanguageDetector
     from spacy.language import Language
     from spacy.tokens import Doc
 
@@ -198,37 +198,47 @@ _EU_LANGUAGES = (
     "lv",
     "lt",
 )
+#: Notes come from candidate and partner countries too (Albania, Bosnia, Iceland, Norway, Turkey) and in
+#: regional languages (Catalan, Basque, Welsh, Irish): Europe's other languages in Latin script that lingua
+#: knows. Weighed for the EU's only, their notes were read as English (Albanian, Basque, Irish) or as
+#: another language (Turkish as Hungarian, Welsh as Lithuanian).
+_OTHER_EUROPEAN_LANGUAGES = ("sq", "bs", "ca", "cy", "eu", "ga", "is", "nb", "tr")
+#: The languages a text in the event's script is weighed for
+_EUROPEAN_LANGUAGES = frozenset({*_EU_LANGUAGES, *_OTHER_EUROPEAN_LANGUAGES})
 
-
-#: Languages per doubtful text whose full models decide it (by the screening's confidence). Three left
-#: every result on the texts measured as with all 24 (see ``detect_languages``).
-SHORTLIST = 3
+#: Languages per doubtful text whose full models decide it (the likeliest by the screening). Two gave the
+#: same results as three on the texts measured (see ``detect_languages``) and load fewer models.
+SHORTLIST = 2
+#: A text is in another language than the event's when the full models give the event's language less
+#: than ``_OWN_BELOW`` and another language a lead of at least ``_LEAD`` over it. Short English
+#: shorthand ("reduce red tape", "DIHs") looks foreign to any detector, so only a clear lead counts.
+_OWN_BELOW = 0.15
+_LEAD = 0.25
 
 
 @lru_cache(maxsize=32)
 def _detector(
-    default: str, low_accuracy: bool = False, shortlist: frozenset[str] | None = None, preload: bool = False
+    languages: frozenset[str], low_accuracy: bool = False, preload: bool = False
 ) -> LanguageDetector:
-    """Lingua's detector of the EU languages and ``default`` (or of ``shortlist`` only); ``preload``
-    loads all their models now rather than as texts need them."""
+    """Lingua's detector of ``languages`` (ISO 639-1 codes): the full models, or the trigrams only
+    (``low_accuracy``, ~10x faster) for a screening that names a language only when it leads by 0.25;
+    ``preload`` loads all their models now rather than as texts need them."""
     from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
-    codes = (set(_EU_LANGUAGES) if shortlist is None else set(shortlist)) | {default}
-    languages = [Language.from_iso_code_639_1(getattr(IsoCode639_1, c.upper())) for c in sorted(codes)]
-    # Short English shorthand ("reduce red tape", "DIHs") looks foreign to any detector, so a language
-    # other than the event's is only taken when lingua is clearly sure.
-    builder = LanguageDetectorBuilder.from_languages(*languages).with_minimum_relative_distance(0.25)
-    builder = builder.with_low_accuracy_mode() if low_accuracy else builder
+    chosen = [Language.from_iso_code_639_1(getattr(IsoCode639_1, c.upper())) for c in sorted(languages)]
+    builder = LanguageDetectorBuilder.from_languages(*chosen)
+    if low_accuracy:
+        builder = builder.with_low_accuracy_mode().with_minimum_relative_distance(0.25)
     return (builder.with_preloaded_language_models() if preload else builder).build()
 
 
 def preload_language_models(default: str = "en") -> None:
     """Load the full models of every language ``detect_languages`` may shortlist, for a process that
     serves many runs. Lingua keeps loaded models for the whole process, shared by every detector built
-    later, so no run then loads one. Measured: ~3 s and ~630 MiB, where five doubtful notes (a Polish,
-    a Czech, a French one, English shorthand screened Finnish...) load ~440 MiB of them in ~1.9 s, in
-    the middle of a run."""
-    _detector(default, preload=True)
+    later, so no run then loads one. Measured: ~3.7 s and ~850 MiB for 33 languages, where five doubtful
+    notes (a Polish, a Czech, a French one, English shorthand screened Finnish...) load ~440 MiB of them
+    in ~1.9 s, in the middle of a run."""
+    _detector(_EUROPEAN_LANGUAGES | {default}, preload=True)
 
 
 def detect_languages(texts: list[str], default: str = "en") -> list[str]:
@@ -236,13 +246,14 @@ def detect_languages(texts: list[str], default: str = "en") -> list[str]:
 
     A text written mostly in another script than the event language's (Arabic, Chinese, Cyrillic in an
     English event) is in another language, however short: lingua names it among all the languages it
-    knows of that script (``_in_other_scripts``). Lingua's low-accuracy mode (trigrams only, ~10x
-    faster) screens every other distinct text first; only those it does not call the event's language go
-    through the full models. On the 10,951 texts measured (ecc2020-dev, ecc2020-dev2, 10,000 recombined
-    sample notes) the result is the same as running the full models on all, at about a quarter of the
-    time. The full models are those of the event's language and of the screening's ``SHORTLIST``
-    likeliest languages of each doubtful text: loading all 24 takes ~5 s, most of a run after one new
-    table in a fresh process."""
+    knows of that script (``_in_other_scripts``). Every other distinct text of three words or more is
+    screened by lingua's low-accuracy mode for Europe's languages; those it does not call the event's
+    language are weighed by the full models of the event's language and of their ``SHORTLIST``
+    likeliest ones (``_clearly_other``). Measured on lingua's own test sentences (150 a
+    language, whole and cut to 3, 4 and 6 words; ``benchmarks/languages.py``) and on 10,951 note texts
+    (ecc2020-dev, ecc2020-dev2, 10,000 recombined sample notes): no English text is taken for another
+    language; whole sentences in the 31 others are found in 94-100 % of cases, cut to three words in
+    54-100 % (shorter texts are read as the event's language)."""
     from lingua import IsoCode639_1, Language
 
     own = Language.from_iso_code_639_1(getattr(IsoCode639_1, default.upper()))
@@ -250,21 +261,35 @@ def detect_languages(texts: list[str], default: str = "en") -> list[str]:
     found = _in_other_scripts(distinct, own)
     # fewer than three words is shorthand: the event's language, whatever a detector would say
     candidates = [t for t in distinct if t not in found and _alpha_words(t) >= 3]
-    screener = _detector(default, low_accuracy=True)
+    screener = _detector(_EUROPEAN_LANGUAGES | {default}, low_accuracy=True)
     screened = screener.detect_languages_in_parallel_of(candidates)
     doubtful = [t for t, lang in zip(candidates, screened, strict=True) if lang != own]
     if not doubtful:
         return [found.get(t, default) for t in texts]
     shortlist = {
         value.language.iso_code_639_1.name.lower()
-        for text in doubtful
-        for value in screener.compute_language_confidence_values(text)[:SHORTLIST]
+        for values in screener.compute_language_confidence_values_in_parallel(doubtful)
+        for value in values[:SHORTLIST]
     }
-    detector = _detector(default, shortlist=frozenset(shortlist))
-    for text, lang in zip(doubtful, detector.detect_languages_in_parallel_of(doubtful), strict=True):
-        if lang is not None and lang != own and detector.compute_language_confidence(text, own) < 0.15:
-            found[text] = _main_language(detector, text, own, lang).iso_code_639_1.name.lower()
+    detector = _detector(frozenset({*shortlist, default}))
+    for text, values in zip(
+        doubtful, detector.compute_language_confidence_values_in_parallel(doubtful), strict=True
+    ):
+        language = _clearly_other(values, own)
+        if language is not None and not _mostly_in(detector, text, own):
+            found[text] = language.iso_code_639_1.name.lower()
     return [found.get(t, default) for t in texts]
+
+
+def _clearly_other(values: list[ConfidenceValue], own: LinguaLanguage) -> LinguaLanguage | None:
+    """The likeliest language other than ``own`` when it clearly leads ``own`` (``_OWN_BELOW``,
+    ``_LEAD``). Its lead is taken over ``own`` alone, not over the runner-up: close languages (Croatian
+    and Bosnian, Danish and Norwegian) share the lead, and the text is still clearly not ``own``."""
+    own_value = next((v.value for v in values if v.language == own), 0.0)
+    other = next((v for v in values if v.language != own), None)
+    if other is None or own_value >= _OWN_BELOW or other.value - own_value < _LEAD:
+        return None
+    return other.language
 
 
 #: Lingua's groups of languages by script, as Unicode names the script of a letter ("LATIN SMALL ...")
@@ -314,18 +339,14 @@ def _any_language_detector() -> LanguageDetector:
     return LanguageDetectorBuilder.from_all_languages().build()
 
 
-def _main_language(
-    detector: LanguageDetector, text: str, own: LinguaLanguage, found: LinguaLanguage
-) -> LinguaLanguage:
-    """A note mixing languages ("Stärkere Zusammenarbeit: more € for café owners") is in the one most of
-    its words are in; on a tie, the event's."""
+def _mostly_in(detector: LanguageDetector, text: str, own: LinguaLanguage) -> bool:
+    """Whether most words of a note mixing languages ("Stärkere Zusammenarbeit: more € for café
+    owners") are in ``own``; a tie counts for ``own``. Only the share of ``own`` is taken from this
+    word-by-word reading: it names the other language less reliably than the whole text's confidence."""
     words: dict[LinguaLanguage, int] = {}
     for part in detector.detect_multiple_languages_of(text):
         words[part.language] = words.get(part.language, 0) + part.word_count
-    if not words:
-        return found
-    most = max(words.values())
-    return own if words.get(own, 0) == most else max(words, key=lambda lang: words[lang])
+    return bool(words) and words.get(own, 0) == max(words.values())
 
 
 # --------------------------------------------------------------------------- the step

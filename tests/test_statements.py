@@ -69,6 +69,24 @@ def test_a_note_in_another_script_is_in_another_language_however_short() -> None
     assert detect_languages(["Кластерите трябва да помагат на малките предприятия"], "bg") == ["bg"]
 
 
+def test_a_note_in_another_european_language_is_not_taken_for_english_or_a_neighbour() -> None:
+    """Notes from Albania, Bosnia, Iceland, Norway, Turkey and in Catalan, Basque, Welsh or Irish get their
+    own language. Albanian, Basque and Irish were English; the others an EU language: a neighbour (Bosnian
+    Croatian, Norwegian Danish, Catalan Spanish) or one they are not (Turkish Hungarian, Welsh Lithuanian)."""
+    texts = {
+        "sq": "Klasterët duhet të ndihmojnë ndërmarrjet e vogla me digjitalizimin",
+        "tr": "Kümelerin küçük işletmelere dijital dönüşümde destek olması gerekiyor",
+        "cy": "Dylai clystyrau helpu busnesau bach gyda sgiliau digidol",
+        "eu": "Klusterrek enpresa txikiei lagundu behar diete digitalizazioan",
+        "is": "Klasar ættu að hjálpa litlum fyrirtækjum með stafræna þróun",
+        "nb": "Klyngene bør hjelpe små bedrifter med digital omstilling",
+        "bs": "Klasteri trebaju pomoći malim preduzećima u digitalizaciji",
+        "ca": "Els clústers han d'ajudar les petites empreses amb la digitalització",
+        "ga": "Ba cheart do chnuasaigh cabhrú le gnólachtaí beaga",
+    }
+    assert detect_languages(list(texts.values())) == list(texts)
+
+
 def test_large_note_sets_are_split_in_chunks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
     import pandas as pd
 
