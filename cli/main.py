@@ -17,6 +17,7 @@ import typer
 
 from pipeline.config import Settings, SettingsError, load_settings
 from pipeline.event import Event, EventDefinitionError, load_event
+from pipeline.readers import SUPPORTED_SUFFIXES
 from pipeline.schema import LanguageRoute, UploadStatus
 from pipeline.store import DamagedUpload, Layout, Manifest, check_output_folder, read_derived
 
@@ -99,7 +100,7 @@ def ingest(
     event_dir: EventDir,
     files: Annotated[
         list[Path],
-        typer.Argument(help="Note files: .csv .xlsx .ods .docx .md .txt", exists=True, dir_okay=False),
+        typer.Argument(help=f"Note files: {' '.join(SUPPORTED_SUFFIXES)}", exists=True, dir_okay=False),
     ],
     who: Annotated[str, typer.Option(help="Who hands the files in (recorded in the manifest).")] = "",
     data_dir: DataDir = None,

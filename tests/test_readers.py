@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import zipfile
 
 import docx
 import pandas as pd
@@ -20,7 +21,7 @@ from pipeline.readers.text import one_note_a_line, pasted_upload
 from pipeline.statements import load_nlp, notes_to_statements
 from tests.conftest import FIXTURES
 
-FORMATS = ["table-notes.csv", "table-notes.xlsx", "table-notes.docx", "table-notes.md"]
+FORMATS = ["table-notes.csv", "table-notes.xlsx", "table-notes.docx", "table-notes.odt", "table-notes.md"]
 COMPARED = ["topic", "question", "table", "round", "text", "votes", "language", "facilitator"]
 
 
@@ -280,6 +281,62 @@ def test_docx_is_read_with_its_tracked_changes_accepted_and_its_fields_filled(ev
     assert then["text"].tolist()[-1] == "the last note"
 
 
+def test_an_odt_reads_as_the_word_document_libreoffice_saved_it_from(event: Event) -> None:
+    """writer-notes.odt is LibreOffice Writer's save of writer-notes.docx (tests/fixtures/make_fixtures.py):
+    a title above the header, nested bullets, runs of spaces, a line break, tracked changes, a comment
+    and a notes table. Writer keeps them its own way (text:s, deleted text in a change log apart, the
+    comment inside the paragraph); the notes must come out the same."""
+    docx_notes, odt_notes = (_read(f"writer-notes.{kind}", event) for kind in ("docx", "odt"))
+    compared = ["table", "round", "text", "votes"]
+    pd.testing.assert_frame_equal(odt_notes[compared], docx_notes[compared])
+    assert odt_notes["text"].tolist() == [
+        "more money for pilots",
+        "shared  testing   facilities",
+        "universities as partners for green skills",  # inserted, and "for nothing " deleted
+        "involve the regions early",  # not the comment on it
+        "cross-border cooperation\nwith neighbours",
+        "one-stop shop for SMEs",
+        "green public procurement",
+        "the last note",
+    ]
+    ids = [i.removeprefix("writer-notes-odt:") for i in odt_notes["note_id"]]
+    assert ids == [i.removeprefix("writer-notes-docx:") for i in docx_notes["note_id"]]
+
+
+def _writer_notes_with(old: bytes, new: bytes) -> bytes:
+    """writer-notes.odt with ``old`` replaced by ``new`` in its content."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(FIXTURES / "writer-notes.odt") as source, zipfile.ZipFile(buffer, "w") as target:
+        for entry in source.infolist():
+            data = source.read(entry)
+            target.writestr(entry, data.replace(old, new) if entry.filename == "content.xml" else data)
+    return buffer.getvalue()
+
+
+def test_an_odt_declaring_huge_repeats_is_read_within_bounds(event: Event) -> None:
+    """ODF writes runs of like cells and of spaces as one element with a count; a file declaring billions
+    must not make the reader expand them."""
+    spaces = _writer_notes_with(b'<text:s text:c="2"/>', b'<text:s text:c="2000000000"/>')
+    notes = _within(10, _read, "spaces.odt", event, spaces)
+    assert notes["text"].iloc[1].split() == ["shared", "testing", "facilities"]
+    assert len(notes["text"].iloc[1]) < 100
+    cell = b'office:value-type="string"><text:p text:style-name="P3">3<'
+    cells = _writer_notes_with(cell, cell.replace(b">", b' table:number-columns-repeated="2000000000">', 1))
+    with pytest.raises(NoteFileError, match=r"cells.odt, table 1, row 2: 65 cells but the header has 2"):
+        _within(10, _read, "cells.odt", event, cells)
+
+
+def test_a_title_may_stand_above_the_header_and_a_hashtag_is_a_note(event: Event) -> None:
+    header = "topic: green\nquestion: needs\ntable: t3\nround: 1\n"
+    text = f"# Table 3, green\n\n{header}\n#GreenDeal for SMEs\n\n## More\n- b c d\n"
+    notes = _read("titled.md", event, text.encode())
+    assert notes[["table", "text"]].values.tolist() == [["t3", "#GreenDeal for SMEs"], ["t3", "b c d"]]
+    # accepted before titles were read (its header picked on the upload page): its lines read as then
+    picked = {"topic": "green", "question": "needs", "table": "t9", "round": "2"}
+    then = read_notes("titled.md", text.encode(), event, defaults=picked, accepted=True)
+    assert then["text"].tolist()[0] == "topic: green question: needs table: t3 round: 1"
+
+
 def test_docx_header_may_be_a_table_of_keys_and_values(event: Event) -> None:
     header = [["Topic:", "green"], ["Question:", "needs"], ["Table:", "t4"], ["Round:", "2"]]
     notes = _read("notes.docx", event, _docx(header, "involve schools", "green procurement (+2)"))
@@ -362,6 +419,13 @@ def _xlsx(rows: list[list[object]]) -> bytes:
     return buffer.getvalue()
 
 
+def _ods(rows: list[list[object]]) -> bytes:
+    buffer = io.BytesIO()
+    with pd.ExcelWriter(buffer, engine="odf") as writer:
+        pd.DataFrame(rows).to_excel(writer, header=False, index=False)
+    return buffer.getvalue()
+
+
 BROKEN = {
     "wrong-column.csv": (
         b"table,round,topic,questoin,text\nt1,1,green,needs,hello world\n",
@@ -397,6 +461,8 @@ BROKEN = {
     "junk.csv": (bytes(range(256)) * 4, ["junk.csv, line 1: binary data (NUL byte)"]),
     "junk.xlsx": (b"PK\x03\x04 not really a zip" * 10, ["junk.xlsx: not a readable XLSX workbook"]),
     "junk.docx": (b"\x00\x01\x02 garbage", ["junk.docx: not a readable DOCX document"]),
+    "junk.odt": (b"PK\x03\x04 not an ODT either" * 10, ["junk.odt: not a readable ODT document"]),
+    "sheet.odt": (_ods([["text"], ["a note"]]), ["sheet.odt: not a text document (an ODF file of type"]),
     "table-of-ideas.docx": (  # its notes would be lost unseen: the file is rejected instead
         _docx(*DOCX_HEADER, "a note", [["Idea", "Votes"], ["universities as partners", "3"]]),
         ["table-of-ideas.docx, table 1: a table that is not a notes table"],

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from pipeline import db
 from pipeline.ingest import IngestResult, ingest, notes_already_in, withdraw
 from pipeline.publish import refresh_after_ingest
+from pipeline.readers import SUPPORTED_SUFFIXES
 from pipeline.readers.text import pasted_upload
 from pipeline.schema import UploadStatus
 from pipeline.store import Manifest, Upload
@@ -95,6 +96,7 @@ def _upload_page(
         site=site,
         tables=table_choices(site, grant),
         mine=my_hand_ins(site, grant, signed_in(request)),
+        note_suffixes=",".join(SUPPORTED_SUFFIXES),
         **context,
     )
 

@@ -11,8 +11,9 @@ import pandas as pd
 
 from pipeline.event import Event
 from pipeline.readers.common import NoteFileError, Problem, RawNote, validate_notes
+from pipeline.readers.documents import read_docx, read_odt
 from pipeline.readers.tabular import read_csv, read_ods, read_xlsx
-from pipeline.readers.text import read_docx, read_text
+from pipeline.readers.text import read_text
 
 __all__ = ["READERS", "SUPPORTED_SUFFIXES", "NoteFileError", "Problem", "read_notes"]
 
@@ -24,6 +25,7 @@ READERS: dict[str, tuple[Callable[[str, bytes, dict[str, str] | None], list[RawN
     ".markdown": (read_text, "line"),
     ".txt": (read_text, "line"),
     ".docx": (read_docx, "paragraph"),
+    ".odt": (read_odt, "paragraph"),
 }
 SUPPORTED_SUFFIXES = tuple(READERS)
 log = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ def read_notes(
             name, [Problem(name, f"file is {len(data):,} bytes, over the limit of {max_bytes:,} bytes")]
         )
     reader, line_kind = READERS[suffix]
-    if accepted and reader in (read_docx, read_text):
+    if accepted and reader in (read_docx, read_odt, read_text):
         reader = partial(reader, as_accepted=True)
     try:
         raw = reader(name, data, defaults)

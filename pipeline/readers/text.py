@@ -1,4 +1,4 @@
-"""Markdown / plain text and DOCX: a ``key: value`` header, then one note per bullet or paragraph.
+"""Markdown and plain text: a ``key: value`` header, then one note per bullet or paragraph.
 
 ---
 topic: green
@@ -13,29 +13,19 @@ round: 1
 
 A paragraph is one note too. A note in another language may carry an English gloss: a ``text_en:`` line
 right after it, or ``[en: ...]`` at its end. A table whose first row names its columns as in a CSV
-(``| text | votes |``, a Markdown pipe table or a DOCX table) holds one note a row.
+(``| text | votes |``, a Markdown pipe table) holds one note a row. Word-processor documents read the
+same way (``pipeline.readers.documents``).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import re
-import zipfile
-from typing import TYPE_CHECKING
 
 import yaml
 
-from pipeline.readers.common import NoteFileError, Problem, RawNote, check_zip, decode_text, join_glosses
-from pipeline.readers.tabular import header_names, notes_from_rows
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from docx.blkcntnr import BlockItemContainer
-    from docx.oxml.xmlchemy import BaseOxmlElement
-    from docx.table import Table, _Cell
-    from docx.text.paragraph import Paragraph
+from pipeline.readers.common import NoteFileError, Problem, RawNote, decode_text, join_glosses
+from pipeline.readers.tabular import notes_from_rows
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +34,8 @@ HEADER_KEYS = ("topic", "question", "table", "round", "facilitator", "language")
 _HEADER_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:(.*)$")
 _GLOSS_LINE = re.compile(r"^\s*(?:[-*]\s+)?text_en\s*:(.*)$", re.IGNORECASE)
 _TABLE_ROW = re.compile(r"^\s*\|")
+#: A Markdown heading ("# Ideas"; a document's headings and title read as one): not a note. "#GreenDeal" is.
+_HEADING = re.compile(r"^\s*#{1,6}(?:\s|$)")
 #: A list item's mark: the usual glyphs, those Word's lists paste as (its Symbol and Wingdings bullets in
 #: the private-use area, "o" and a tab for the second level), or a number
 BULLET = re.compile(r"^\s*(?:[-*•‣◦▪+–—·●○■□◆♦►▶»→➢✓☐\uf0b7\uf0a7\uf076\uf0d8\uf0fc]|o(?=\t)|\d{1,3}[.)])\s+")
@@ -81,11 +73,16 @@ def pasted_upload(text: str, glosses: str = "") -> tuple[str, bytes]:
 
 
 def parse_header(
-    name: str, lines: list[tuple[int, str]], line_kind: str, defaults: dict[str, str] | None = None
+    name: str,
+    lines: list[tuple[int, str]],
+    line_kind: str,
+    defaults: dict[str, str] | None = None,
+    as_accepted: bool = False,
 ) -> tuple[dict[str, str], list[tuple[int, str]]]:
-    """Split leading header lines (optionally fenced by ``---``) from the body.
+    """Split leading header lines (optionally fenced by ``---``, or below a title) from the body.
 
-    ``defaults`` (e.g. what a facilitator picked on the upload page) stand in for missing header keys."""
+    ``defaults`` (e.g. what a facilitator picked on the upload page) stand in for missing header keys.
+    ``as_accepted``: a file accepted before titles were read; its header lines start it, as then."""
     problems: list[Problem] = []
     body_start, header, fenced = 0, {}, False
     content = [(n, s) for n, s in lines if s.strip()]
@@ -135,7 +132,10 @@ def parse_header(
                 )
         body_start = end + 1
     else:
-        for i, (_, text) in enumerate(content):
+        # a title above the header lines (a document's title, a Markdown heading) is not a note either
+        untitled = (i for i, (_, text) in enumerate(content) if not _HEADING.match(text))
+        first = 0 if as_accepted else next(untitled, len(content))
+        for i, (_, text) in enumerate(content[first:], start=first):
             match = _HEADER_LINE.match(text)
             if not match or match.group(1).lower() not in HEADER_KEYS or BULLET.match(text):
                 break
@@ -162,7 +162,7 @@ def parse_header(
     return header, body
 
 
-def _notes_from_body(
+def notes_from_body(
     header: dict[str, str], body: list[tuple[int, str]], bullets_only_split: bool
 ) -> list[RawNote]:
     """Group body lines into notes: a bullet starts one; a blank line or heading ends one."""
@@ -182,7 +182,7 @@ def _notes_from_body(
             flush()
             notes[-1].fields["text_en"] = gloss.group(1).strip()
             continue
-        if not stripped or stripped.startswith("#") or stripped in ("---", "***"):
+        if not stripped or _HEADING.match(stripped) or stripped in ("---", "***"):
             flush()
             continue
         bullet = BULLET.match(text)
@@ -211,7 +211,7 @@ def read_text(
     lines of text, and a text file's lines as a Markdown file's, as then."""
     text = decode_text(name, data)
     lines = list(enumerate(text.splitlines(), start=1))
-    header, body = parse_header(name, lines, "line", defaults)
+    header, body = parse_header(name, lines, "line", defaults, as_accepted)
     placed: list[tuple[int, RawNote]] = []
     problems: list[Problem] = []
     in_tables: set[int] = set()
@@ -219,7 +219,7 @@ def read_text(
         first_line, names = rows[0][0], [cell.lower() for cell in rows[0][1]]
         if "text" not in names:
             if not as_accepted:
-                problems.append(_not_a_notes_table(name, rows[0][1], first_line, "line"))
+                problems.append(not_a_notes_table(name, rows[0][1], first_line, "line"))
             continue
         in_tables.update(range(first_line, rows[-1][0] + 1))
         try:
@@ -232,7 +232,7 @@ def read_text(
     # a text file without a bullet is one note a line, as Notepad users and Word's plain-text export write
     # them; Markdown's lines, and a bulleted list's, run on to the next blank line or bullet
     by_line = name.lower().endswith(".txt") and not as_accepted and not any(BULLET.match(s) for _, s in rest)
-    placed += [(n.line, n) for n in _notes_from_body(header, rest, bullets_only_split=not by_line)]
+    placed += [(n.line, n) for n in notes_from_body(header, rest, bullets_only_split=not by_line)]
     return [note for _, note in sorted(placed, key=lambda item: item[0])]
 
 
@@ -286,121 +286,7 @@ def _flat_yaml(block: str) -> None:
             depth -= 1
 
 
-def read_docx(
-    name: str,
-    data: bytes,
-    defaults: dict[str, str] | None = None,
-    as_accepted: bool = False,
-) -> list[RawNote]:
-    """A DOCX's notes: its paragraphs and bullets after the header, and the rows of its notes tables (a
-    first row naming the columns, one of them ``text``, as in a CSV); paragraphs read with their tracked
-    changes accepted and with what is typed into content controls. A table of ``key | value`` rows may
-    hold the header. Any other table with text rejects the file, since its notes would be lost unseen.
-
-    ``as_accepted``: the file was accepted before these rules, and is read as then where the rules would
-    reject it or number its paragraphs otherwise (its notes keep their ids): other tables are skipped, and
-    paragraphs inside block content controls are not read."""
-    import docx
-    from docx.opc.exceptions import PackageNotFoundError
-    from docx.table import Table
-
-    if not data.strip():
-        raise NoteFileError(name, [Problem(name, "the file is empty")])
-    check_zip(name, data, "DOCX document")
-    try:
-        document = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise NoteFileError(name, [Problem(name, f"not a readable DOCX document ({exc})")]) from None
-    paragraphs: list[tuple[int, str]] = []
-    tables: list[tuple[int, list[list[str]]]] = []  # (paragraphs before it, its rows of cells)
-    for block in _blocks(document.element.body, document._body, into_controls=not as_accepted):
-        if isinstance(block, Table):
-            rows = [[_cell_text(cell) for cell in row.cells] for row in block.rows]
-            tables.append((len(paragraphs), rows))
-            continue
-        style = (block.style.name if block.style is not None else "").lower()
-        text = _paragraph_text(block)
-        if style.startswith(("heading", "title")):
-            text = "# " + text  # headings structure the page; they are not notes
-        paragraphs.append((len(paragraphs) + 1, text))
-    headers = [_header_table(rows) for _, rows in tables]
-    from_tables = {key: value for pairs in headers if pairs for key, value in pairs.items()}
-    header, body = parse_header(name, paragraphs, "paragraph", {**(defaults or {}), **from_tables})
-    # every docx paragraph is its own note (Word has no soft continuation lines); a table's notes come
-    # after the paragraphs before it
-    placed = [((note.line, 0, 0), note) for note in _notes_from_body(header, body, bullets_only_split=False)]
-    problems: list[Problem] = []
-    for number, ((before, rows), pairs) in enumerate(zip(tables, headers, strict=True), start=1):
-        if pairs is not None or not any(cell for row in rows for cell in row):
-            continue  # the header, or an empty table
-        try:
-            numbered = list(enumerate(rows, start=1))
-            if "text" not in header_names(numbered):
-                if as_accepted:
-                    log.warning("%s: table %d is neither notes nor a header; skipped", name, number)
-                    continue
-                first_row = next(row for row in rows if any(row))
-                raise NoteFileError(name, [_not_a_notes_table(name, first_row, number, "table")])
-            for note in notes_from_rows(name, numbered, header, place=f"table {number}, row"):
-                placed.append(((before, number, note.line), note))
-        except NoteFileError as exc:
-            problems += exc.problems
-    if problems:
-        raise NoteFileError(name, problems)
-    return [note for _, note in sorted(placed, key=lambda item: item[0])]
-
-
-#: A paragraph's runs as they read with its tracked changes accepted: inserted runs (``w:ins``, ``w:moveTo``,
-#: which python-docx's ``Paragraph.text`` leaves out) count; moved-away ones do not, and deleted ones hold
-#: ``w:delText``, which no run's text reads. Text boxes' own paragraphs are not this paragraph's.
-_ACCEPTED_RUNS = ".//w:r[not(ancestor::w:moveFrom) and not(ancestor::w:txbxContent)]"
-
-
-def _blocks(
-    container: BaseOxmlElement, parent: BlockItemContainer, into_controls: bool = True
-) -> Iterator[Paragraph | Table]:
-    """The paragraphs and tables of a document's body in order, with ``into_controls`` those inside block
-    content controls too (a template's ``w:sdt`` fields, which python-docx's ``iter_inner_content``
-    passes over)."""
-    from docx.oxml.ns import qn
-    from docx.table import Table
-    from docx.text.paragraph import Paragraph
-
-    for child in container.iterchildren():
-        if child.tag == qn("w:p"):
-            yield Paragraph(child, parent)
-        elif child.tag == qn("w:tbl"):
-            yield Table(child, parent)
-        elif child.tag == qn("w:sdt") and into_controls:
-            content = child.find(qn("w:sdtContent"))
-            if content is not None:
-                yield from _blocks(content, parent, into_controls)
-
-
-def _paragraph_text(paragraph: Paragraph) -> str:
-    from docx.text.run import Run
-
-    return "".join(Run(run, paragraph).text for run in paragraph._p.xpath(_ACCEPTED_RUNS))
-
-
-def _cell_text(cell: _Cell) -> str:
-    return "\n".join(_paragraph_text(paragraph) for paragraph in cell.paragraphs).strip()
-
-
-def _header_table(rows: list[list[str]]) -> dict[str, str] | None:
-    """A table of ``topic | green`` rows (the first cell a header key, a colon allowed): its keys and
-    values; None for any other table."""
-    pairs: dict[str, str] = {}
-    for row in (row for row in rows if any(row)):
-        key = row[0].rstrip(":").strip().lower()
-        if key not in HEADER_KEYS:
-            return None
-        # a merged cell is listed once per column it spans: the value is the first other text
-        pairs[key] = next((cell for cell in row[1:] if cell and cell != row[0]), "")
-    return pairs or None
-
-
-def _not_a_notes_table(name: str, first_row: list[str], where: int, kind: str) -> Problem:
+def not_a_notes_table(name: str, first_row: list[str], where: int, kind: str) -> Problem:
     """The problem of a table that holds text but no notes Harvest can read (``where``: its number or
     line, as ``kind`` says)."""
     found = ", ".join(repr(cell) for cell in first_row[:6])
