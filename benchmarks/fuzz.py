@@ -140,8 +140,8 @@ def _zip(parts: dict[str, bytes]) -> bytes:
 
 
 def office(rng: random.Random) -> Hostile:
-    """DOCX and XLSX with one part truncated, emptied, deleted, nested deep, or claiming every cell."""
-    name = rng.choice(["table-notes.docx", "table-notes.xlsx"])
+    """DOCX, XLSX and ODT with one part truncated, emptied, deleted, nested deep, or claiming every cell."""
+    name = rng.choice(["table-notes.docx", "table-notes.xlsx", "table-notes.odt", "writer-notes.odt"])
     parts = _parts((FIXTURES / name).read_bytes())
     part = rng.choice(sorted(parts))
     kind = rng.randrange(6)
@@ -163,21 +163,26 @@ def office(rng: random.Random) -> Hostile:
             if blob:
                 blob[rng.randrange(len(blob))] = rng.randrange(256)
         parts[part] = bytes(blob)
-    return name.replace("table-notes", "mutated"), _zip(parts)
+    return "mutated" + Path(name).suffix, _zip(parts)
 
 
 def bombs(rng: random.Random) -> Hostile:
     """Small files that unpack to far more than notes can be."""
-    name = rng.choice(["table-notes.docx", "table-notes.xlsx"])
+    name = rng.choice(["table-notes.docx", "table-notes.xlsx", "table-notes.odt"])
     parts = _parts((FIXTURES / name).read_bytes())
     size = rng.choice([50, 200, 1000]) * 1024 * 1024
-    target = rng.choice(["word/media/x.bin", "xl/worksheets/sheet1.xml", "word/document.xml"])
+    targets = {
+        ".docx": ["word/media/x.bin", "word/document.xml"],
+        ".xlsx": ["xl/media/x.bin", "xl/worksheets/sheet1.xml"],
+        ".odt": ["Pictures/x.bin", "content.xml"],
+    }
+    target = rng.choice(targets[Path(name).suffix])
     parts[target] = b"\0" * size if not target.endswith("xml") else b"<x>" + b" " * size + b"</x>"
     return name.replace("table-notes", "bomb"), _zip(parts)
 
 
 def random_bytes(rng: random.Random) -> Hostile:
-    suffix = rng.choice([".csv", ".xlsx", ".docx", ".md", ".txt"])
+    suffix = rng.choice([".csv", ".xlsx", ".ods", ".docx", ".odt", ".md", ".txt"])
     return "random" + suffix, rng.randbytes(rng.randint(0, 20_000))
 
 
@@ -186,7 +191,7 @@ FAMILIES: dict[str, Callable[[random.Random], Hostile]] = {
     "csv text": csv_text,
     "csv shape": csv_shape,
     "markdown front matter": markdown,
-    "docx/xlsx parts": office,
+    "docx/xlsx/odt parts": office,
     "zip bombs": bombs,
     "random bytes": random_bytes,
 }

@@ -206,8 +206,9 @@ _OTHER_EUROPEAN_LANGUAGES = ("sq", "bs", "ca", "cy", "eu", "ga", "is", "nb", "tr
 #: The languages a text in the event's script is weighed for
 _EUROPEAN_LANGUAGES = frozenset({*_EU_LANGUAGES, *_OTHER_EUROPEAN_LANGUAGES})
 
-#: Languages per doubtful text whose full models decide it (the likeliest by the screening). Two gave the
-#: same results as three on the texts measured (see ``detect_languages``) and load fewer models.
+#: Languages per doubtful text whose full models decide it (the likeliest by the screening). Two found as
+#: many of lingua's test sentences as three (within three of 150 a language; no English one taken for
+#: another; ``benchmarks/languages.py``), and load fewer models; one loads about as many.
 SHORTLIST = 2
 #: A text is in another language than the event's when the full models give the event's language less
 #: than ``_OWN_BELOW`` and another language a lead of at least ``_LEAD`` over it. Short English

@@ -162,10 +162,12 @@ _TABLE_NS = "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
 _STYLE_NS = "urn:oasis:names:tc:opendocument:xmlns:style:1.0"
 #: Inside a paragraph, what is not its text: footnotes and endnotes, comments, frames (images, text boxes)
 _NOT_PARAGRAPH_TEXT = {"note", "annotation", "frame", "ruby-text"}
-#: Beside the paragraphs, what holds no note: deleted text of tracked changes, declarations, forms, and
-#: tables of contents or indexes (copies of the headings)
+#: Beside the paragraphs, what holds no note: deleted text of tracked changes, declarations, forms, frames
+#: anchored to the page (images, text boxes: a DOCX's are not read either), and tables of contents or
+#: indexes (copies of the headings)
 _NOT_BODY = {
     "tracked-changes",
+    "frame",
     "sequence-decls",
     "variable-decls",
     "user-field-decls",
