@@ -78,6 +78,30 @@ def test_headers_any_case_and_order_semicolons_and_encodings(event: Event) -> No
     assert _read("x.csv", event, big_endian)["text"].tolist() == ["more € for pilots"]
 
 
+def test_a_csv_in_another_windows_code_page_is_refused_not_garbled(event: Event) -> None:
+    """Excel's "CSV" on a Bulgarian, Greek or Polish Windows is not cp1252: read as cp1252 its notes
+    would be gibberish ("Ïîâå÷å"). Western European text in cp1252 is read as ever."""
+    header = "table,round,topic,question,text\n"
+    western = header + "t1,1,green,needs,¿Más financiación? 10 m³ für Bürger – let´s go\n"
+    assert _read("x.csv", event, western.encode("cp1252"))["text"].tolist() == [
+        "¿Más financiación? 10 m³ für Bürger – let´s go"
+    ]
+    for encoding, note, shown in (
+        ("cp1251", "Повече средства за малките предприятия", "Ïîâå÷å"),
+        ("cp1253", "Περισσότερα χρήματα για τις ΜΜΕ", "Ðåñéóóüôåñá"),
+        ("cp1250", "Więcej środków, współpraca z uczelniami", "wspó³praca"),
+    ):
+        data = (header + f't1,1,green,needs,"{note}"\n').encode(encoding)
+        with pytest.raises(NoteFileError) as info:
+            _read("x.csv", event, data)
+        [problem] = info.value.problems
+        assert str(problem).startswith(f"x.csv, line 2: unreadable encoding: '{shown}")
+        assert "save the file as UTF-8" in str(problem)
+    # accepted before the rule: read as then, whatever it says
+    garbled = note.encode(encoding).decode("cp1252")
+    assert read_notes("x.csv", data, event, accepted=True)["text"].tolist() == [garbled]
+
+
 def test_text_notes_saved_as_unicode_by_notepad_or_word(event: Event) -> None:
     """What Notepad's and Word's save dialogs call "Unicode": UTF-16, little-endian, with its mark."""
     header = "topic: green\r\nquestion: needs\r\ntable: t1\r\nround: 1\r\n\r\n"

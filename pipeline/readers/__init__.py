@@ -44,8 +44,8 @@ def read_notes(
 
     ``defaults`` fill fields the file leaves out (topic, question, table, round picked on a form).
     ``accepted``: the file was accepted before, perhaps under looser rules, and is read again: as then
-    where a later rule would reject it or renumber its notes (``read_docx``'s and ``read_text``'s
-    ``as_accepted``)."""
+    where a later rule would reject it or renumber its notes (the ``as_accepted`` of ``read_csv``,
+    ``read_docx``, ``read_odt`` and ``read_text``)."""
     suffix = PurePath(name).suffix.lower()
     if suffix not in READERS:
         raise NoteFileError(
@@ -63,7 +63,7 @@ def read_notes(
             name, [Problem(name, f"file is {len(data):,} bytes, over the limit of {max_bytes:,} bytes")]
         )
     reader, line_kind = READERS[suffix]
-    if accepted and reader in (read_docx, read_odt, read_text):
+    if accepted and reader in (read_csv, read_docx, read_odt, read_text):
         reader = partial(reader, as_accepted=True)
     try:
         raw = reader(name, data, defaults)

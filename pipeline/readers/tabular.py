@@ -22,9 +22,11 @@ def read_csv(
     data: bytes,
     defaults: dict[str, str] | None = None,
     columns: tuple[tuple[str, ...], tuple[str, ...]] = (REQUIRED_NOTE_FIELDS, KNOWN_COLUMNS),
+    as_accepted: bool = False,
 ) -> list[RawNote]:
-    """Rows of a CSV file; ``columns``: those required and all those read (a note file's by default)."""
-    text = decode_text(name, data)
+    """Rows of a CSV file; ``columns``: those required and all those read (a note file's by default).
+    ``as_accepted``: a file accepted before misread code pages were refused (``decode_text``)."""
+    text = decode_text(name, data, strict=not as_accepted)
     # the first line ends at \n, \r\n or a lone \r (old Mac Excel's "CSV (Macintosh)")
     first_line = next(iter(text.splitlines()), "")
     said = _SEPARATOR_LINE.fullmatch(first_line.strip())

@@ -208,8 +208,9 @@ def read_text(
     file without bullets), and the rows of its notes tables (a pipe table whose first row names the
     columns, one of them ``text``, as in a CSV). Any other pipe table rejects the file, since its rows
     would run into one note. ``as_accepted`` (a file accepted before these rules) reads such a table as
-    lines of text, and a text file's lines as a Markdown file's, as then."""
-    text = decode_text(name, data)
+    lines of text, a text file's lines as a Markdown file's, a title as a note and a misread code page
+    as it reads, as then."""
+    text = decode_text(name, data, strict=not as_accepted)
     lines = list(enumerate(text.splitlines(), start=1))
     header, body = parse_header(name, lines, "line", defaults, as_accepted)
     placed: list[tuple[int, RawNote]] = []
