@@ -198,10 +198,11 @@ _EU_LANGUAGES = (
     "lv",
     "lt",
 )
-#: Notes come from candidate and partner countries too (Albania, Bosnia, Iceland, Norway, Turkey) and in
-#: regional languages (Catalan, Basque, Welsh, Irish): Europe's other languages in Latin script that lingua
-#: knows. Weighed for the EU's only, their notes were read as English (Albanian, Basque, Irish) or as
-#: another language (Turkish as Hungarian, Welsh as Lithuanian).
+#: Notes come from candidate and partner countries too (Albania, Bosnia, Iceland, Norway, Turkey), in
+#: regional languages (Catalan, Basque, Welsh) and in Irish, an EU language the list above lacks (lingua
+#: does not know Maltese, the other): Europe's other languages in Latin script that lingua knows. Without
+#: them, their notes were read as English (Albanian, Basque, Irish) or as another language (Turkish as
+#: Hungarian, Welsh as Lithuanian).
 _OTHER_EUROPEAN_LANGUAGES = ("sq", "bs", "ca", "cy", "eu", "ga", "is", "nb", "tr")
 #: The languages a text in the event's script is weighed for
 _EUROPEAN_LANGUAGES = frozenset({*_EU_LANGUAGES, *_OTHER_EUROPEAN_LANGUAGES})
@@ -236,7 +237,7 @@ def _detector(
 def preload_language_models(default: str = "en") -> None:
     """Load the full models of every language ``detect_languages`` may shortlist, for a process that
     serves many runs. Lingua keeps loaded models for the whole process, shared by every detector built
-    later, so no run then loads one. Measured: ~3.7 s and ~850 MiB for 33 languages, where five doubtful
+    later, so no run then loads one. Measured: ~3.7 s and ~850 MiB for 31 languages, where five doubtful
     notes (a Polish, a Czech, a French one, English shorthand screened Finnish...) load ~440 MiB of them
     in ~1.9 s, in the middle of a run."""
     _detector(_EUROPEAN_LANGUAGES | {default}, preload=True)
@@ -253,7 +254,7 @@ def detect_languages(texts: list[str], default: str = "en") -> list[str]:
     likeliest ones (``_clearly_other``). Measured on lingua's own test sentences (150 a
     language, whole and cut to 3, 4 and 6 words; ``benchmarks/languages.py``) and on 10,951 note texts
     (ecc2020-dev, ecc2020-dev2, 10,000 recombined sample notes): no English text is taken for another
-    language; whole sentences in the 31 others are found in 94-100 % of cases, cut to three words in
+    language; whole sentences in the 30 others are found in 94-100 % of cases, cut to three words in
     54-100 % (shorter texts are read as the event's language)."""
     from lingua import IsoCode639_1, Language
 
