@@ -106,21 +106,17 @@ _MARKED_ENCODINGS = (
 #: Hungarian, Croatian, Slovene (cp1250), Baltic (cp1257) and Turkish (cp1254) letters read as cp1252
 #: letters, and mostly pass unseen.
 _LATIN1_LETTERS = "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÐÑÒÓÔÕÖØÙÚÛÜÝÞßàáâãäåæçèéêëìíîïðñòóôõöøùúûüýþÿ"
+#: The symbols cp1252 reads where cp1250 has a letter ("£¥¯³¹¼¾¿": Ł Ą Ż ł ą Ľ ľ ż), from the code pages
 _CENTRAL_LETTERS_AS_SYMBOLS = "".join(
-    latin
-    for latin, central in (
-        (bytes([b]).decode("cp1252", "replace"), bytes([b]).decode("cp1250", "replace"))
-        for b in range(0x80, 0x100)
+    western
+    for western, central in (
+        (bytes([code]).decode("cp1252"), bytes([code]).decode("cp1250")) for code in range(0xA0, 0x100)
     )
-    if central.isalpha()
-    and not latin.isalpha()
-    and not latin.isspace()
-    and latin != "\ufffd"
-    and central != "\u02c7"
+    if central.isalpha() and central != "ˇ" and not western.isalpha() and not western.isspace()
 )
 _MISREAD = re.compile(
-    rf"(?<![^\W\d_])[{_LATIN1_LETTERS}]{{4,}}(?![^\W\d_])"
-    rf"|[^\W\d_][{re.escape(_CENTRAL_LETTERS_AS_SYMBOLS)}](?=[^\W\d_])"
+    rf"(?<![^\W\d_])[{_LATIN1_LETTERS}]{{4,}}(?![^\W\d_])"  # a word of accented letters only
+    rf"|(?<=[^\W\d_])[{re.escape(_CENTRAL_LETTERS_AS_SYMBOLS)}](?=[^\W\d_])"  # a symbol inside a word
 )
 
 
