@@ -327,6 +327,21 @@ def test_an_odt_reads_as_the_word_document_libreoffice_saved_it_from(event: Even
     assert ids == [i.removeprefix("writer-notes-docx:") for i in docx_notes["note_id"]]
 
 
+def test_an_odt_of_writer_web_reads_its_heading_styles_lists_and_heading_rows(event: Event) -> None:
+    """LibreOffice saves a web page as an ODT of another type (Writer/Web), its h1 as a paragraph of a style
+    derived from Heading 1, and a table's heading row apart from its body (table-header-rows)."""
+    notes = _read("writer-web-notes.odt", event)
+    assert notes[["table", "text", "votes"]].values.tolist() == [
+        ["green-t09", "more money for pilots", 2],
+        ["green-t09", "shared testing facilities", 0],
+        ["green-t09", "involve the regions early", 0],
+        ["green-t09", "one-stop shop for SMEs", 0],
+        ["green-t09", "green public procurement", 3],
+        ["green-t09", "skills for the twin transition", 0],
+        ["green-t09", "the last note", 0],
+    ]
+
+
 def _writer_notes_with(old: bytes, new: bytes) -> bytes:
     """writer-notes.odt with ``old`` replaced by ``new`` in its content."""
     buffer = io.BytesIO()

@@ -203,11 +203,12 @@ def read_odt(
         document = load(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise NoteFileError(name, [Problem(name, f"not a readable ODT document ({exc})")]) from None
-    if document.mimetype != "application/vnd.oasis.opendocument.text":
+    # a text document, a template (.ott), a master document or Writer/Web's: all hold office:text
+    if not str(document.mimetype).startswith("application/vnd.oasis.opendocument.text"):
         raise NoteFileError(
             name, [Problem(name, f"not a text document (an ODF file of type {document.mimetype})")]
         )
-    titles = _title_styles(document)
+    titles = _heading_styles(document)
     paragraphs: Paragraphs = []
     tables: Tables = []
     for kind, element in _odt_blocks(document.text):
@@ -289,12 +290,22 @@ def _repeat(element: Element, attribute: str, text: str) -> int:
     return min(declared, _MAX_REPEAT) if text else 1
 
 
-def _title_styles(document: object) -> set[str]:
-    """The names of the paragraph styles that are titles: Title and Subtitle, and the automatic styles
-    LibreOffice derives from them when a title is formatted by hand."""
-    titles = {"Title", "Subtitle"}
-    automatic = getattr(document, "automaticstyles", None)
-    for style in automatic.childNodes if automatic is not None else []:
-        if _local(style) == "style" and style.getAttrNS(_STYLE_NS, "parent-style-name") in titles:
-            titles.add(style.getAttrNS(_STYLE_NS, "name"))
-    return titles
+def _heading_styles(document: object) -> set[str]:
+    """The names of the paragraph styles that make a paragraph a title or heading (Title, Subtitle,
+    Heading n), and of the automatic styles LibreOffice derives from them when one is formatted by hand
+    or comes from another format (an HTML h1 is a paragraph of such a style)."""
+
+    def heading(style_name: str) -> bool:
+        return style_name in ("Title", "Subtitle") or style_name.startswith("Heading")
+
+    names = set()
+    for family in ("styles", "automaticstyles"):
+        container = getattr(document, family, None)
+        for style in container.childNodes if container is not None else []:
+            if _local(style) != "style":
+                continue
+            name = str(style.getAttrNS(_STYLE_NS, "name") or "")
+            parent = str(style.getAttrNS(_STYLE_NS, "parent-style-name") or "")
+            if heading(name) or heading(parent):
+                names.add(name)
+    return names
