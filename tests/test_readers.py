@@ -342,6 +342,36 @@ def test_an_odt_of_writer_web_reads_its_heading_styles_lists_and_heading_rows(ev
     ]
 
 
+def test_an_odt_cell_merged_across_columns_keeps_the_columns_after_it(event: Event) -> None:
+    """Writer writes the columns a merged cell covers as one covered cell repeated: each stands for one."""
+    from odf.opendocument import OpenDocumentText
+    from odf.table import CoveredTableCell, Table, TableCell, TableColumn, TableRow
+    from odf.text import P
+
+    document = OpenDocumentText()
+    for line in DOCX_HEADER:
+        document.text.addElement(P(text=line))
+    table = Table()
+    table.addElement(TableColumn(numbercolumnsrepeated=4))
+    header = TableRow()
+    for name in ("text", "facilitator", "language", "votes"):
+        cell = TableCell()
+        cell.addElement(P(text=name))
+        header.addElement(cell)
+    row, merged, votes = TableRow(), TableCell(numbercolumnsspanned=3), TableCell()
+    merged.addElement(P(text="a note over three columns"))
+    votes.addElement(P(text="3"))
+    for cell in (merged, CoveredTableCell(numbercolumnsrepeated=2), votes):
+        row.addElement(cell)
+    table.addElement(header)
+    table.addElement(row)
+    document.text.addElement(table)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    notes = _read("merged.odt", event, buffer.getvalue())
+    assert notes[["text", "votes", "language"]].values.tolist() == [["a note over three columns", 3, ""]]
+
+
 def _writer_notes_with(old: bytes, new: bytes) -> bytes:
     """writer-notes.odt with ``old`` replaced by ``new`` in its content."""
     buffer = io.BytesIO()

@@ -271,8 +271,9 @@ def _odt_rows(table: Element) -> list[list[str]]:
             if _local(cell) not in ("table-cell", "covered-table-cell"):
                 continue
             text = "\n".join(_odt_text(p) for kind, p in _odt_blocks(cell) if kind != "table").strip()
-            cells += [text] * _repeat(cell, "number-columns-repeated", text)
-        rows += [cells] * _repeat(row, "number-rows-repeated", "".join(cells))
+            # covered cells of a merged one come as one repeated element: each stands for a column
+            cells += [text] * _repeat(cell, "number-columns-repeated")
+        rows += [cells] * (_repeat(row, "number-rows-repeated") if any(cells) else 1)
     return rows
 
 
@@ -284,10 +285,9 @@ def _odt_descendants(element: Element, kind: str, within: set[str]) -> Iterator[
             yield from _odt_descendants(child, kind, within)
 
 
-def _repeat(element: Element, attribute: str, text: str) -> int:
-    """How many times a cell or row stands: as declared, up to ``_MAX_REPEAT``; an empty one once."""
-    declared = int(element.getAttrNS(_TABLE_NS, attribute) or 1)
-    return min(declared, _MAX_REPEAT) if text else 1
+def _repeat(element: Element, attribute: str) -> int:
+    """How many times a cell or row stands: as declared, up to ``_MAX_REPEAT``."""
+    return min(int(element.getAttrNS(_TABLE_NS, attribute) or 1), _MAX_REPEAT)
 
 
 def _heading_styles(document: object) -> set[str]:
