@@ -9,6 +9,7 @@ import zipfile
 import docx
 import pandas as pd
 import pytest
+from docx.enum.style import WD_STYLE_TYPE
 from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
 from docx.oxml.xmlchemy import BaseOxmlElement
@@ -404,6 +405,21 @@ def test_a_title_may_stand_above_the_header_and_a_hashtag_is_a_note(event: Event
     picked = {"topic": "green", "question": "needs", "table": "t9", "round": "2"}
     then = read_notes("titled.md", text.encode(), event, defaults=picked, accepted=True)
     assert then["text"].tolist()[0] == "topic: green question: needs table: t3 round: 1"
+
+
+def test_a_heading_of_a_templates_own_style_is_no_note(event: Event) -> None:
+    """A template's "Table heading", based on Heading 2, and a Subtitle head the notes; they are none."""
+    document = docx.Document()
+    heading = document.styles.add_style("Table heading", WD_STYLE_TYPE.PARAGRAPH)
+    heading.base_style = document.styles["Heading 2"]
+    document.add_paragraph("Green transition, table 1", style="Subtitle")
+    for line in DOCX_HEADER:
+        document.add_paragraph(line)
+    document.add_paragraph("Our ideas", style="Table heading")
+    document.add_paragraph("more money for pilots")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    assert _read("notes.docx", event, buffer.getvalue())["text"].tolist() == ["more money for pilots"]
 
 
 def test_docx_header_may_be_a_table_of_keys_and_values(event: Event) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from docx.blkcntnr import BlockItemContainer
     from docx.oxml.xmlchemy import BaseOxmlElement
+    from docx.styles.style import ParagraphStyle
     from docx.table import Table, _Cell
     from docx.text.paragraph import Paragraph
     from odf.element import Element
@@ -111,9 +112,8 @@ def read_docx(
             rows = [[_cell_text(cell) for cell in row.cells] for row in block.rows]
             tables.append((len(paragraphs), rows))
             continue
-        style = (block.style.name if block.style is not None else "").lower()
         text = _paragraph_text(block)
-        if style.startswith(("heading", "title")):
+        if _is_heading(block.style, inherited=not as_accepted):
             text = "# " + text  # headings structure the page; they are not notes
         paragraphs.append((len(paragraphs) + 1, text))
     return _document_notes(name, paragraphs, tables, defaults, as_accepted)
@@ -144,6 +144,20 @@ def _blocks(
             content = child.find(qn("w:sdtContent"))
             if content is not None:
                 yield from _blocks(content, parent, into_controls)
+
+
+def _is_heading(style: ParagraphStyle | None, inherited: bool = True) -> bool:
+    """A title, subtitle or heading style, or with ``inherited`` one based on such a style (a template's
+    "Table heading" based on Heading 2). A file accepted before reads as then: its own style's name
+    only, a subtitle being a note."""
+    names = ("heading", "title", "subtitle") if inherited else ("heading", "title")
+    for _ in range(20 if inherited else 1):  # a style's base chain is short; a file may make it a loop
+        if style is None:
+            return False
+        if (style.name or "").lower().startswith(names):
+            return True
+        style = style.base_style
+    return False
 
 
 def _paragraph_text(paragraph: Paragraph) -> str:
