@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from docx import Document
+from odf.opendocument import OpenDocumentText
+from odf.text import P
 from playwright.sync_api import expect
 from typer.testing import CliRunner
 
@@ -47,8 +49,16 @@ def test_a_gloss_is_read_from_every_format(event: Event) -> None:
     document.add_paragraph("more money for pilots")
     docx = io.BytesIO()
     document.save(docx)
+    writer = OpenDocumentText()  # LibreOffice Writer's
+    for line in [*HEADER.strip().splitlines(), "moins de bureaucratie pour les PME"]:
+        writer.text.addElement(P(text=line))
+    writer.text.addElement(P(text="text_en: less red tape for SMEs"))
+    writer.text.addElement(P(text="more money for pilots"))
+    odt = io.BytesIO()
+    writer.save(odt)
 
-    for name, data in [("t.csv", csv.encode()), ("t.md", markdown.encode()), ("t.docx", docx.getvalue())]:
+    formats = [("t.csv", csv.encode()), ("t.md", markdown.encode()), ("t.docx", docx.getvalue())]
+    for name, data in [*formats, ("t.odt", odt.getvalue())]:
         notes = read_notes(name, data, event)
         glossed = notes.set_index("text")["text_en"]
         assert glossed["moins de bureaucratie pour les PME"] == "less red tape for SMEs", name
