@@ -105,7 +105,9 @@ _MARKED_ENCODINGS = (
 #: Bulgarian, Greek, Russian and Ukrainian ones are, 78 % of Polish and 49 % of Slovak ones. Czech,
 #: Hungarian, Croatian, Slovene (cp1250), Baltic (cp1257) and Turkish (cp1254) letters read as cp1252
 #: letters, and mostly pass unseen.
-_LATIN1_LETTERS = "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÐÑÒÓÔÕÖØÙÚÛÜÝÞßàáâãäåæçèéêëìíîïðñòóôõöøùúûüýþÿ"
+_LATIN1_LETTERS = "".join(
+    letter for letter in map(chr, range(0xC0, 0x100)) if letter.isalpha()
+)  # À-ÿ, no × ÷
 #: The symbols cp1252 reads where cp1250 has a letter ("£¥¯³¹¼¾¿": Ł Ą Ż ł ą Ľ ľ ż), from the code pages
 _CENTRAL_LETTERS_AS_SYMBOLS = "".join(
     western

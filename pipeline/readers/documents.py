@@ -222,7 +222,7 @@ def read_odt(
         raise NoteFileError(
             name, [Problem(name, f"not a text document (an ODF file of type {document.mimetype})")]
         )
-    titles = _heading_styles(document)
+    headings = _heading_styles(document)
     paragraphs: Paragraphs = []
     tables: Tables = []
     for kind, element in _odt_blocks(document.text):
@@ -230,7 +230,7 @@ def read_odt(
             tables.append((len(paragraphs), _odt_rows(element)))
             continue
         text = _odt_text(element)
-        if kind == "h" or element.getAttrNS(_TEXT_NS, "style-name") in titles:
+        if kind == "h" or element.getAttrNS(_TEXT_NS, "style-name") in headings:
             text = "# " + text  # headings structure the page; they are not notes
         paragraphs.append((len(paragraphs) + 1, text))
     return _document_notes(name, paragraphs, tables, defaults, as_accepted)
