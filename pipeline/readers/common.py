@@ -5,14 +5,26 @@ from __future__ import annotations
 import codecs
 import difflib
 import io
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 import pandas as pd
 
 from pipeline.event import Event
+from pipeline.readers.codepages import (
+    ACCENTED_RUN,
+    CODE_PAGE_NAMES,
+    LATIN_CODE_PAGES,
+    SYMBOL_IN_WORD,
+    choose_latin_code_page,
+    latin_readings,
+)
 from pipeline.schema import NOTES, OPTIONAL_NOTE_FIELDS, REQUIRED_NOTE_FIELDS, conform
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,35 +109,11 @@ _MARKED_ENCODINGS = (
 )
 
 
-#: Text saved in another Windows code page of Europe and read as cp1252 (Excel's "CSV" on a Bulgarian,
-#: Greek or Polish Windows): Cyrillic and Greek letters sit where cp1252 has its accented letters, so
-#: their words read as runs of those ("Ïîâå÷å"); Central European ł, ą, ż, ľ sit where it has symbols,
-#: which then stand inside words ("wspó³praca"). Neither occurs in Western European text: none of 15,731
-#: test sentences of 16 languages saved in cp1252 is refused (benchmarks/results/encodings.md), while all
-#: Bulgarian, Greek, Russian and Ukrainian ones are, 78 % of Polish and 49 % of Slovak ones. Czech,
-#: Hungarian, Croatian, Slovene (cp1250), Baltic (cp1257) and Turkish (cp1254) letters read as cp1252
-#: letters, and mostly pass unseen.
-_LATIN1_LETTERS = "".join(
-    letter for letter in map(chr, range(0xC0, 0x100)) if letter.isalpha()
-)  # À-ÿ, no × ÷
-#: The symbols cp1252 reads where cp1250 has a letter ("£¥¯³¹¼¾¿": Ł Ą Ż ł ą Ľ ľ ż), from the code pages
-_CENTRAL_LETTERS_AS_SYMBOLS = "".join(
-    western
-    for western, central in (
-        (bytes([code]).decode("cp1252"), bytes([code]).decode("cp1250")) for code in range(0xA0, 0x100)
-    )
-    if central.isalpha() and central != "ˇ" and not western.isalpha() and not western.isspace()
-)
-_MISREAD = re.compile(
-    rf"(?<![^\W\d_])[{_LATIN1_LETTERS}]{{4,}}(?![^\W\d_])"  # a word of accented letters only
-    rf"|(?<=[^\W\d_])[{re.escape(_CENTRAL_LETTERS_AS_SYMBOLS)}](?=[^\W\d_])"  # a symbol inside a word
-)
-
-
 def decode_text(name: str, data: bytes, strict: bool = True) -> str:
-    """UTF-8 (with or without BOM), the cp1252 that Excel writes, or UTF-16 / UTF-32 with their byte-order
-    mark; anything else is rejected, as is cp1252 that reads as another code page misread (``_MISREAD``)
-    unless ``strict`` is off (a file accepted before that rule)."""
+    """UTF-8 (with or without BOM), UTF-16 / UTF-32 with their byte-order mark, or the Latin Windows code
+    page Excel's "CSV" was saved in (``codepages.choose_latin_code_page``: Western, Central European,
+    Baltic or Turkish). Anything else is rejected: Cyrillic or Greek code pages (read in a Latin one, their
+    words are runs of accented letters) unless ``strict`` is off (a file accepted before that rule)."""
     marked = next((found for found in _MARKED_ENCODINGS if data.startswith(found[0])), None)
     if marked is not None:
         mark, codec, label = marked
@@ -140,30 +128,41 @@ def decode_text(name: str, data: bytes, strict: bool = True) -> str:
         raise NoteFileError(name, [Problem(name, "the file is empty")])
     if b"\x00" in data:
         line = data[: data.index(b"\x00")].count(b"\n") + 1
-        problem = "binary data (NUL byte): not a text file in UTF-8, cp1252, or UTF-16 with a byte-order mark"
+        problem = "binary data (NUL byte): not text in UTF-8, a Windows code page, or UTF-16 with its mark"
         raise NoteFileError(name, [Problem(name, problem, line, None, "line")])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as utf8_error:
         not_utf8 = utf8_error.start
-    try:
-        text = data.decode("cp1252")
-    except UnicodeDecodeError:
-        problem = f"unreadable encoding: byte 0x{data[not_utf8]:02x} is neither UTF-8 nor cp1252"
+    readings = latin_readings(data)
+    if readings:
+        code_page = choose_latin_code_page(data, readings)
+        if code_page != "cp1252":
+            log.info("%s is not UTF-8: read as %s", name, CODE_PAGE_NAMES[code_page])
+        return readings[code_page]
+    text = next((t for t in map(partial(_decoded, data), LATIN_CODE_PAGES) if t is not None), None)
+    if text is None:
+        problem = f"unreadable encoding: byte 0x{data[not_utf8]:02x} is neither UTF-8 nor a Windows code page"
         line = data[:not_utf8].count(b"\n") + 1
         raise NoteFileError(
             name, [Problem(name, f"{problem}; save the file as UTF-8", line, None, "line")]
         ) from None
-    misread = _MISREAD.search(text) if strict else None
-    if misread is not None:
-        problem = (
-            f"unreadable encoding: '{_word_at(text, misread.start())}' is how Western European (cp1252) "
-            "reads text saved in another Windows code page (Cyrillic, Greek or Central European); save the "
-            "file as UTF-8 (in Excel: Save As, 'CSV UTF-8')"
-        )
-        line = text[: misread.start()].count("\n") + 1
-        raise NoteFileError(name, [Problem(name, problem, line, None, "line")])
-    return text
+    misread = ACCENTED_RUN.search(text) or SYMBOL_IN_WORD.search(text)
+    if misread is None or not strict:  # accepted before Cyrillic and Greek code pages were refused
+        return text
+    problem = (
+        f"unreadable encoding: '{_word_at(text, misread.start())}' is how a Latin code page reads text "
+        "saved in a Cyrillic or Greek one; save the file as UTF-8 (in Excel: Save As, 'CSV UTF-8')"
+    )
+    line = text[: misread.start()].count("\n") + 1
+    raise NoteFileError(name, [Problem(name, problem, line, None, "line")])
+
+
+def _decoded(data: bytes, code_page: str) -> str | None:
+    try:
+        return data.decode(code_page)
+    except UnicodeDecodeError:
+        return None
 
 
 _WORD_ENDS = ' \t\r\n,;"'
