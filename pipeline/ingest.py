@@ -17,12 +17,14 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from pipeline import readers
 from pipeline.event import EVENT_FILE, Event
 from pipeline.readers import SUPPORTED_SUFFIXES, NoteFileError, Problem, read_notes
 from pipeline.schema import NOTES, STATEMENTS, UploadStatus, conform, is_in
@@ -139,12 +141,22 @@ def _keys(notes: pd.DataFrame) -> list[list[str | int]]:
 
 
 def _signature(event: Event, manifest: Manifest) -> str:
-    """What the current notes depend on: the event definition and the accepted uploads in arrival order,
+    """What the current notes depend on: the event definition, the accepted uploads in arrival order,
     each by its id (a hash of its bytes, form defaults and whether it adds) and the file name it was read
-    with. Sized by uploads, not by the groups they hold."""
+    with, and the readers' code (a new release reads the same bytes anew). Sized by uploads, not by the
+    groups they hold."""
     uploads = [[u.upload_id, u.filename, sorted(u.defaults.items()), u.adds] for u in manifest.accepted()]
-    payload = json.dumps([event.model_dump(mode="json"), uploads])
+    payload = json.dumps([event.model_dump(mode="json"), uploads, _readers_code()])
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+@lru_cache(maxsize=1)
+def _readers_code() -> str:
+    """A hash of the readers' source: when reading rules change, uploads kept parsed are parsed again."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(readers.__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _in_order(notes: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from pipeline import ingest as ingest_module
 from pipeline.event import Event, load_event
 from pipeline.ingest import (
     EVENT_FOLDER,
@@ -226,6 +227,24 @@ def test_current_notes_are_read_from_the_uploads_once_per_manifest_state(
     renamed = event.model_copy(update={"title": "Renamed"})
     assert len(current_notes(layout, renamed)) == 18
     assert len(list((layout.raw / "current").glob("notes-*.parquet"))) == 1  # the older copies are gone
+
+
+def test_kept_notes_are_read_again_by_a_release_whose_readers_changed(
+    layout: Layout, event: Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Czech CSV accepted garbled by an earlier release is read right by this one: the kept parse
+    of the uploads depends on the readers' code."""
+    czech = "table,round,topic,question,text\ngreen-t03,1,green,needs,Více peněz pro malé podniky\n"
+    ingest(layout, event, [("cz.csv", czech.encode("cp1250"))])
+    assert current_notes(layout, event)["text"].tolist() == ["Více peněz pro malé podniky"]
+    kept = next((layout.raw / "current").glob("notes-*.parquet"))
+    garbled = pd.read_parquet(kept).assign(text="Více penìz pro malé podniky")
+    garbled.to_parquet(kept)  # as an earlier release, which read every such file as cp1252, kept it
+    ingest_module._last_kept.clear()
+    assert current_notes(layout, event)["text"].tolist() == ["Více penìz pro malé podniky"]
+    monkeypatch.setattr(ingest_module, "_readers_code", lambda: "a release with other readers")
+    ingest_module._last_kept.clear()
+    assert current_notes(layout, event)["text"].tolist() == ["Více peněz pro malé podniky"]
 
 
 def test_an_upload_accepted_under_looser_rules_is_read_again_as_then(layout: Layout, event: Event) -> None:
