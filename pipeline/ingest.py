@@ -32,6 +32,7 @@ from pipeline.store import (
     Layout,
     Manifest,
     Upload,
+    made_by,
     read_derived,
     write_bytes,
     write_parquet,
@@ -153,9 +154,28 @@ def _signature(event: Event, manifest: Manifest) -> str:
 @lru_cache(maxsize=1)
 def _readers_code() -> str:
     """A hash of the readers' source: when reading rules change, uploads kept parsed are parsed again."""
+    return _hash_of(sorted(Path(readers.__file__).parent.glob("*.py")))
+
+
+@lru_cache(maxsize=1)
+def _statements_code() -> str:
+    """What a note's statements depend on besides the note: the splitting and language rules
+    (``pipeline.statements``, and the readers' bullets and votes it uses) and spaCy's and lingua's
+    versions. A release that changes them splits every note again, once."""
+    from importlib.metadata import version
+
+    from pipeline import statements
+
+    versions = f"spacy {version('spacy')}, lingua {version('lingua-language-detector')}"
+    return _hash_of([Path(statements.__file__)], _readers_code(), versions)
+
+
+def _hash_of(sources: list[Path], *also: str) -> str:
     digest = hashlib.sha256()
-    for source in sorted(Path(readers.__file__).parent.glob("*.py")):
+    for source in sources:
         digest.update(source.read_bytes())
+    for text in also:
+        digest.update(text.encode())
     return digest.hexdigest()[:16]
 
 
@@ -509,6 +529,7 @@ def build_statements(layout: Layout, event: Event) -> tuple[pd.DataFrame, pd.Dat
 
     Incremental: a note whose id, text and declared language are as in the last build keeps its
     statements (split and language as before); only new or changed notes go through spaCy and lingua.
+    Statements made by other splitting or language rules (``_statements_code``) are made again.
     """
     from pipeline.statements import load_splitter, notes_to_statements
 
@@ -516,7 +537,7 @@ def build_statements(layout: Layout, event: Event) -> tuple[pd.DataFrame, pd.Dat
     unchanged = np.zeros(len(notes), dtype=bool)
     reused = STATEMENTS.empty()
     previous_notes = read_derived(layout.notes)
-    old = read_derived(layout.statements)
+    old = read_derived(layout.statements) if made_by(layout.statements) == _statements_code() else None
     if previous_notes is not None and old is not None:
         before = conform(previous_notes, NOTES).set_index("note_id")
         old = conform(old, STATEMENTS)[[*_SPLIT_COLUMNS, "text_en", "language_route"]]
@@ -546,5 +567,5 @@ def build_statements(layout: Layout, event: Event) -> tuple[pd.DataFrame, pd.Dat
     )
     statements = conform(statements, STATEMENTS)
     write_parquet(layout.notes, notes)
-    write_parquet(layout.statements, statements)
+    write_parquet(layout.statements, statements, made_by=_statements_code())
     return notes, statements

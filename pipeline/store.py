@@ -318,9 +318,35 @@ def read_derived_json(path: Path) -> object | None:
         return None
 
 
-def write_parquet(target: Path, frame: pd.DataFrame) -> None:
+#: The key of a derived parquet file's metadata that says what made it (``write_parquet``'s ``made_by``)
+_MADE_BY = b"harvest.made_by"
+
+
+def write_parquet(target: Path, frame: pd.DataFrame, made_by: str = "") -> None:
+    """``frame`` as parquet, atomically; ``made_by`` (the code and versions it was made with) is kept in
+    the file's metadata, for ``made_by`` to read back."""
+    if not made_by:
+        with atomic_path(target) as tmp:
+            frame.to_parquet(tmp, index=False)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _MADE_BY: made_by.encode()})
     with atomic_path(target) as tmp:
-        frame.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
+
+
+def made_by(path: Path) -> str:
+    """What made a derived parquet file (``write_parquet``), read from its footer; "" when not said."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except Exception:  # missing or damaged: read_derived sets it aside
+        return ""
+    return str(metadata.get(_MADE_BY, b"").decode())
 
 
 def write_csv(target: Path, frame: pd.DataFrame) -> None:

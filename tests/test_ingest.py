@@ -24,7 +24,7 @@ from pipeline.ingest import (
     withdraw,
 )
 from pipeline.readers import read_notes
-from pipeline.store import Layout, Manifest
+from pipeline.store import Layout, Manifest, write_parquet
 from tests.conftest import FIXTURES, SAMPLE_EVENT
 from tests.test_readers import BROKEN, DOCX_HEADER, _docx
 
@@ -205,6 +205,26 @@ def test_statements_are_rebuilt_only_for_new_or_changed_notes(layout: Layout, ev
     assert t03["text"].tolist()[2:] == first["text"].tolist()[1:]  # the unchanged notes as before
     assert set(second[second.table == "green-t04"]["question"]) == {"actors"}
     assert second["statement_id"].is_unique
+
+
+def test_statements_made_by_other_rules_are_made_again(
+    layout: Layout, event: Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade that splits or detects languages differently applies to the notes already in, not
+    only to new ones: statements kept from a build by other rules are made again, once."""
+    from pipeline.ingest import build_statements
+
+    ingest(layout, event, [("t03.csv", GOOD)])
+    _, first = build_statements(layout, event)
+    as_an_earlier_release_made_them = first.assign(language="fr")
+    write_parquet(layout.statements, as_an_earlier_release_made_them, made_by="an earlier release")
+    _, again = build_statements(layout, event)
+    pd.testing.assert_frame_equal(again, first)
+    kept = again.assign(language="fr")  # made by these rules: kept as they are
+    write_parquet(layout.statements, kept, made_by=ingest_module._statements_code())
+    assert set(build_statements(layout, event)[1]["language"]) == {"fr"}
+    monkeypatch.setattr(ingest_module, "_statements_code", lambda: "a later release")
+    pd.testing.assert_frame_equal(build_statements(layout, event)[1], first)
 
 
 def test_current_notes_are_read_from_the_uploads_once_per_manifest_state(
