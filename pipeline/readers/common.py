@@ -19,8 +19,7 @@ from pipeline.readers.codepages import (
     CODE_PAGE_NAMES,
     LATIN_CODE_PAGES,
     SYMBOL_IN_WORD,
-    choose_latin_code_page,
-    latin_readings,
+    legacy_reading,
 )
 from pipeline.schema import NOTES, OPTIONAL_NOTE_FIELDS, REQUIRED_NOTE_FIELDS, conform
 
@@ -110,10 +109,10 @@ _MARKED_ENCODINGS = (
 
 
 def decode_text(name: str, data: bytes, strict: bool = True) -> str:
-    """UTF-8 (with or without BOM), UTF-16 / UTF-32 with their byte-order mark, or the Latin Windows code
-    page Excel's "CSV" was saved in (``codepages.choose_latin_code_page``: Western, Central European,
-    Baltic or Turkish). Anything else is rejected: Cyrillic or Greek code pages (read in a Latin one, their
-    words are runs of accented letters) unless ``strict`` is off (a file accepted before that rule)."""
+    """UTF-8 (with or without BOM), UTF-16 / UTF-32 with their byte-order mark, or the Windows code page
+    Excel's "CSV" was saved in (``codepages.legacy_reading``: Western, Central European, Baltic, Turkish,
+    Cyrillic or Greek). Anything else is rejected, unless ``strict`` is off (a file accepted before that
+    rule) and it decodes in a Latin code page."""
     marked = next((found for found in _MARKED_ENCODINGS if data.startswith(found[0])), None)
     if marked is not None:
         mark, codec, label = marked
@@ -134,12 +133,12 @@ def decode_text(name: str, data: bytes, strict: bool = True) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as utf8_error:
         not_utf8 = utf8_error.start
-    readings = latin_readings(data)
-    if readings:
-        code_page = choose_latin_code_page(data, readings)
+    found = legacy_reading(data)
+    if found is not None:
+        code_page, reading = found
         if code_page != "cp1252":
             log.info("%s is not UTF-8: read as %s", name, CODE_PAGE_NAMES[code_page])
-        return readings[code_page]
+        return reading
     text = next((t for t in map(partial(_decoded, data), LATIN_CODE_PAGES) if t is not None), None)
     if text is None:
         problem = f"unreadable encoding: byte 0x{data[not_utf8]:02x} is neither UTF-8 nor a Windows code page"
@@ -148,11 +147,12 @@ def decode_text(name: str, data: bytes, strict: bool = True) -> str:
             name, [Problem(name, f"{problem}; save the file as UTF-8", line, None, "line")]
         ) from None
     misread = ACCENTED_RUN.search(text) or SYMBOL_IN_WORD.search(text)
-    if misread is None or not strict:  # accepted before Cyrillic and Greek code pages were refused
+    if misread is None or not strict:  # accepted before such files were refused
         return text
     problem = (
-        f"unreadable encoding: '{_word_at(text, misread.start())}' is how a Latin code page reads text "
-        "saved in a Cyrillic or Greek one; save the file as UTF-8 (in Excel: Save As, 'CSV UTF-8')"
+        f"unreadable encoding: '{_word_at(text, misread.start())}' reads as no language in any Windows code "
+        "page (Western, Central European, Baltic, Turkish, Cyrillic or Greek); save the file as UTF-8 (in "
+        "Excel: Save As, 'CSV UTF-8')"
     )
     line = text[: misread.start()].count("\n") + 1
     raise NoteFileError(name, [Problem(name, problem, line, None, "line")])
