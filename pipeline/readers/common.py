@@ -146,15 +146,17 @@ def decode_text(name: str, data: bytes, strict: bool = True) -> str:
         raise NoteFileError(
             name, [Problem(name, f"{problem}; save the file as UTF-8", line, None, "line")]
         ) from None
-    misread = ACCENTED_RUN.search(text) or SYMBOL_IN_WORD.search(text)
-    if misread is None or not strict:  # accepted before such files were refused
+    if not strict:  # accepted before such files were refused: read as then
         return text
+    # no reading was plausible, so this one holds a word of accented letters or a symbol inside a word
+    misread = ACCENTED_RUN.search(text) or SYMBOL_IN_WORD.search(text)
+    where = misread.start() if misread is not None else 0
     problem = (
-        f"unreadable encoding: '{_word_at(text, misread.start())}' reads as no language in any Windows code "
+        f"unreadable encoding: '{_word_at(text, where)}' reads as no language in any Windows code "
         "page (Western, Central European, Baltic, Turkish, Cyrillic or Greek); save the file as UTF-8 (in "
         "Excel: Save As, 'CSV UTF-8')"
     )
-    line = text[: misread.start()].count("\n") + 1
+    line = text[:where].count("\n") + 1
     raise NoteFileError(name, [Problem(name, problem, line, None, "line")])
 
 
