@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from pipeline import readers
 from pipeline.event import EVENT_FILE, Event
+from pipeline.provenance import code_id
 from pipeline.readers import SUPPORTED_SUFFIXES, NoteFileError, Problem, read_notes
 from pipeline.schema import NOTES, STATEMENTS, UploadStatus, conform, is_in
 from pipeline.store import (
@@ -151,10 +151,9 @@ def _signature(event: Event, manifest: Manifest) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
-@lru_cache(maxsize=1)
 def _readers_code() -> str:
-    """A hash of the readers' source: when reading rules change, uploads kept parsed are parsed again."""
-    return _hash_of(sorted(Path(readers.__file__).parent.glob("*.py")))
+    """The readers' code: when reading rules change, uploads kept parsed are parsed again."""
+    return code_id("pipeline.readers")
 
 
 @lru_cache(maxsize=1)
@@ -164,19 +163,8 @@ def _statements_code() -> str:
     versions. A release that changes them splits every note again, once."""
     from importlib.metadata import version
 
-    from pipeline import statements
-
     versions = f"spacy {version('spacy')}, lingua {version('lingua-language-detector')}"
-    return _hash_of([Path(statements.__file__)], _readers_code(), versions)
-
-
-def _hash_of(sources: list[Path], *also: str) -> str:
-    digest = hashlib.sha256()
-    for source in sources:
-        digest.update(source.read_bytes())
-    for text in also:
-        digest.update(text.encode())
-    return digest.hexdigest()[:16]
+    return f"{code_id('pipeline.statements', 'pipeline.readers')} {versions}"
 
 
 def _in_order(notes: pd.DataFrame) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from pipeline.labels import (
     term_cache,
 )
 from pipeline.languages import BridgeParams, routed
+from pipeline.provenance import code_id
 from pipeline.rank import SUPPORT_COLUMNS, session_names, theme_support, unit_centre
 from pipeline.schema import (
     OFF_TOPIC_THEME_SUFFIX,
@@ -46,9 +47,13 @@ if TYPE_CHECKING:
 #: Changes when the prototypes or the way remarks are found change (the flags feed every group's themes).
 CHATTER_METHOD = "form, meaning, relevance, event classifier"
 CHATTER_VERSION = hashlib.sha256("\n".join([CHATTER_METHOD, *PROTOTYPES]).encode()).hexdigest()[:12]
-#: Raise it with any change to how themes, labels or recommendations are made: every group's fingerprint
-#: includes it, so the next run clusters every group again instead of keeping stale themes.
-ALGORITHM_VERSION = 1
+#: The modules whose code makes themes, labels and recommendations: every group's fingerprint includes
+#: a hash of their source (``provenance.code_id``), so a release that changes them clusters every group
+#: again instead of keeping themes made by other code.
+THEME_MODULES = (
+    *("pipeline.synthesis", "pipeline.themes", "pipeline.labels", "pipeline.chatter", "pipeline.rank"),
+    *("pipeline.languages", "pipeline.glossary", "pipeline.embed", "pipeline.encoders"),
+)
 #: Libraries whose upgrade may change the themes (their versions are in every fingerprint).
 THEME_LIBRARIES = ("hdbscan", "scikit-learn", "spacy", "sentence-transformers", "numpy")
 
@@ -144,10 +149,10 @@ def _installed(package: str) -> str:
 
 def models_id(encoder: EncoderSpec, nlp: Language | None) -> str:
     """Everything outside the data that a group's themes depend on: the embedding model, the spaCy
-    pipeline, the versions of the libraries that make themes, and the algorithm's version."""
+    pipeline, the versions of the libraries that make themes, and the code that makes them."""
     pipeline = pipeline_id(nlp) if nlp else "none"
     libraries = " ".join(f"{p}={_installed(p)}" for p in THEME_LIBRARIES)
-    return f"{encoder.id} | spacy {pipeline} | {libraries} | algorithm {ALGORITHM_VERSION}"
+    return f"{encoder.id} | spacy {pipeline} | {libraries} | code {code_id(*THEME_MODULES)}"
 
 
 def statement_rows(statements: pd.DataFrame) -> pd.Series:

@@ -150,12 +150,12 @@ def test_a_question_nothing_new_came_for_keeps_the_flags_its_themes_were_made_wi
     "change",
     [
         {"models": models_id(EncoderSpec(model="another-model"), None)},
-        {"models": MODELS.replace("algorithm ", "algorithm 999")},
+        {"models": MODELS.replace(" code ", " code of another release ")},
         {"params": SynthesisParams(themes=ThemeParams(merge_similarity=0.31))},
     ],
-    ids=["embedding model", "algorithm version", "parameters"],
+    ids=["embedding model", "code", "parameters"],
 )
-def test_models_algorithm_and_parameters_invalidate_every_fingerprint(
+def test_models_code_and_parameters_invalidate_every_fingerprint(
     tmp_path: Path, texts, change: dict
 ) -> None:
     layout = Layout(tmp_path, "ev")
