@@ -212,10 +212,9 @@ def run(
 def _handed_over(event_dir: Path, event: Event, settings: Settings, out: Path | None) -> dict | None:
     """The run done by the warm `harvest schedule` process serving this event, if one does (its
     summary); None: run it here."""
-    from flows.server import run_in_serving_process, serving_process
-    from pipeline.config import settings_id
+    from flows.server import run_in_serving_process, runs_alike, serving_process
 
-    serving = serving_process(settings.data_dir, event.id, settings_id(settings))
+    serving = serving_process(settings.data_dir, event.id, runs_alike(settings))
     if serving is None:
         return None
     typer.echo(f"run handed to the warm `harvest schedule` process serving this event (pid {serving.pid})")

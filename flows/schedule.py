@@ -52,12 +52,13 @@ from flows.server import (
     ServingProcess,
     flush_to_api,
     prefect_server_answers,
+    runs_alike,
     serving_file,
     serving_record,
     summary_file,
     wake_file,
 )
-from pipeline.config import load_settings, settings_id
+from pipeline.config import load_settings
 from pipeline.event import Event, load_event
 from pipeline.ingest import discover_note_files
 from pipeline.store import Layout, Manifest, write_text
@@ -404,7 +405,7 @@ def _serve(
             log.info("%s/%s is being served; its flow runs run in this process", FLOW_NAME, name)
             print(f"Your deployment '{FLOW_NAME}/{name}' is being served, warm (runs in this process).")
             serving = ServingProcess(
-                api, f"{FLOW_NAME}/{name}", settings_id(settings), os.getpid(), str(wake), str(results)
+                api, f"{FLOW_NAME}/{name}", runs_alike(settings), os.getpid(), str(wake), str(results)
             )
             record = serving_file(data_dir, event.id)
             write_text(record, json.dumps(asdict(serving)))  # `harvest run`s of the event hand over to us

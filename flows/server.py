@@ -27,7 +27,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ class HandOverFailed(RuntimeError):
 @dataclass(frozen=True)
 class ServingProcess:
     """A warm ``harvest schedule`` process: the Prefect API and deployment it serves, the digest of its
-    settings (``pipeline.config.settings_id``), its process id, the file it watches to look for due
+    settings and code (``runs_alike``), its process id, the file it watches to look for due
     runs at once (``wake_file``; empty: it finds them at its next poll), and the folder where it keeps
     the summaries of handed-over runs (``summary_file``; empty: it takes none)."""
 
@@ -106,6 +109,17 @@ class ServingProcess:
         return True
 
 
+def runs_alike(settings: Settings) -> str:
+    """What a ``harvest run`` and a serving process must share for the run to be handed over: their
+    settings (``pipeline.config.settings_id``) and their code, so that a run after an upgrade does not
+    go to a process still running the release before."""
+    from pipeline.config import settings_id
+    from pipeline.provenance import code_id
+
+    code = code_id("pipeline", "pipeline.readers", "pipeline.paper", "flows")
+    return f"{settings_id(settings)}-{code}"
+
+
 def wake_file(data_dir: Path, event_id: str) -> Path:
     """The file a warm ``harvest schedule`` serving ``event_id`` watches (``ServingProcess.wake_up``)."""
     return Path(data_dir) / "prefect" / f"wake-{event_id}"
@@ -127,7 +141,7 @@ def serving_record(data_dir: Path, event_id: str) -> ServingProcess | None:
 
 def serving_process(data_dir: Path, event_id: str, settings: str) -> ServingProcess | None:
     """The warm ``harvest schedule`` process serving ``event_id`` from this data root with the settings
-    whose digest is ``settings``, if it still runs and its API answers now."""
+    and code whose digest is ``settings`` (``runs_alike``), if it still runs and its API answers now."""
     serving = serving_record(data_dir, event_id)
     if serving is None or not serving.results or serving.settings != settings or not serving.alive():
         return None

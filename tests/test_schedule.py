@@ -270,6 +270,20 @@ def test_a_run_hands_over_only_to_a_live_serving_process_with_the_same_settings(
     assert serving_process(tmp_path, "mini", "s1") is None  # a record of another version
 
 
+def test_a_run_after_an_upgrade_is_not_handed_to_a_process_running_the_release_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.server import runs_alike
+    from pipeline import provenance
+    from pipeline.config import load_settings
+
+    settings = load_settings(data_dir=tmp_path)
+    serving_since_yesterday = runs_alike(settings)
+    assert runs_alike(settings) == serving_since_yesterday
+    monkeypatch.setattr(provenance, "code_id", lambda *modules: "the next release")
+    assert runs_alike(settings) != serving_since_yesterday
+
+
 class _Refusing(http.server.BaseHTTPRequestHandler):
     """An API that refuses every call, noting the credentials each came with."""
 
