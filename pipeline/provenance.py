@@ -2,7 +2,7 @@
 
 A store keeps what a run made (parsed uploads, statements, themes) and reuses it while its inputs are
 unchanged. A release that reads, splits or clusters differently must make it again, and a version
-number raised by hand is forgotten (the themes' one stayed 1 through 47 changes to how themes are
+number raised by hand is forgotten (the themes' one stayed 1 through 35 changes to how themes are
 made); a hash of the source is not.
 """
 
