@@ -155,9 +155,7 @@ def test_a_question_nothing_new_came_for_keeps_the_flags_its_themes_were_made_wi
     ],
     ids=["embedding model", "code", "parameters"],
 )
-def test_models_code_and_parameters_invalidate_every_fingerprint(
-    tmp_path: Path, texts, change: dict
-) -> None:
+def test_models_code_and_parameters_invalidate_every_fingerprint(tmp_path: Path, texts, change: dict) -> None:
     layout = Layout(tmp_path, "ev")
     statements = statements_of(texts)
     run(layout, statements)
