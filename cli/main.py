@@ -125,6 +125,7 @@ def ingest(
                 typer.echo(f"  {problem}", err=True)
         else:
             extra = f"; supersedes {', '.join(r.superseded)}" if r.superseded else ""
+            extra += f"; not UTF-8, read as {r.read_as}" if r.read_as else ""
             typer.echo(f"{r.status:9} {r.filename}: {r.n_notes} notes{extra}")
     if any(r.status == UploadStatus.ACCEPTED for r in results) or not layout.statements.exists():
         statements = refresh_after_ingest(layout, event, settings)

@@ -27,6 +27,7 @@ import pandas as pd
 from pipeline.event import EVENT_FILE, Event
 from pipeline.provenance import code_id
 from pipeline.readers import SUPPORTED_SUFFIXES, NoteFileError, Problem, read_notes
+from pipeline.readers.common import read_as
 from pipeline.schema import NOTES, STATEMENTS, UploadStatus, conform, is_in
 from pipeline.store import (
     Layout,
@@ -58,6 +59,7 @@ class IngestResult:
     superseded: list[str] = field(default_factory=list)  # files whose groups this upload replaced
     problems: list[Problem] = field(default_factory=list)
     notes: pd.DataFrame | None = None
+    read_as: str = ""  # the legacy code page a text file was read in ("Central European (cp1250)")
 
     @property
     def ok(self) -> bool:
@@ -351,11 +353,14 @@ def _ingest_one(
             adds=adds,
         )
     )
+    encoding = read_as(data)
     if waits:
         log.info("pending %s: it would replace notes handed in otherwise (%s)", name, ", ".join(superseded))
-        return IngestResult(name, upload_id, UploadStatus.PENDING, len(notes), superseded)
+        return IngestResult(name, upload_id, UploadStatus.PENDING, len(notes), superseded, read_as=encoding)
     log.info("accepted %s: %d notes in %d groups", name, len(notes), len(keys))
-    return IngestResult(name, upload_id, UploadStatus.ACCEPTED, len(notes), superseded, notes=notes)
+    return IngestResult(
+        name, upload_id, UploadStatus.ACCEPTED, len(notes), superseded, notes=notes, read_as=encoding
+    )
 
 
 def _check_tables(name: str, notes: pd.DataFrame, tables: set[str] | None) -> None:

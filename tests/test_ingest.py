@@ -255,7 +255,8 @@ def test_kept_notes_are_read_again_by_a_release_whose_readers_changed(
     """A Czech CSV accepted garbled by an earlier release is read right by this one: the kept parse
     of the uploads depends on the readers' code."""
     czech = "table,round,topic,question,text\ngreen-t03,1,green,needs,Více peněz pro malé podniky\n"
-    ingest(layout, event, [("cz.csv", czech.encode("cp1250"))])
+    [result] = ingest(layout, event, [("cz.csv", czech.encode("cp1250"))])
+    assert result.read_as == "Central European (cp1250)"  # said on the receipt
     assert current_notes(layout, event)["text"].tolist() == ["Více peněz pro malé podniky"]
     kept = next((layout.raw / "current").glob("notes-*.parquet"))
     garbled = pd.read_parquet(kept).assign(text="Více penìz pro malé podniky")

@@ -17,7 +17,7 @@ from openpyxl import Workbook, load_workbook
 
 from pipeline.event import Event
 from pipeline.readers import NoteFileError, read_notes
-from pipeline.readers.common import derive_note_id, split_vote_markers
+from pipeline.readers.common import derive_note_id, read_as, split_vote_markers
 from pipeline.readers.text import one_note_a_line, pasted_upload
 from pipeline.statements import load_nlp, notes_to_statements
 from tests.conftest import FIXTURES
@@ -137,6 +137,15 @@ def test_a_csv_in_another_latin_code_page_is_read_in_it(
     data = ("table,round,topic,question,text\n" + rows).encode(code_page)
     assert _read("x.csv", event, data)["text"].tolist() == notes
     assert read_notes("x.csv", data, event, accepted=True)["text"].tolist() == notes
+
+
+def test_the_receipt_names_the_code_page_a_file_was_read_in() -> None:
+    note = "table,round,topic,question,text\nt1,1,green,needs,Více peněz pro podniky\n"
+    assert read_as(note.encode("cp1250")) == "Central European (cp1250)"
+    assert read_as("t1,1,green,needs,café".encode("cp1252")) == "Western European (cp1252)"
+    for unicode in (note.encode(), note.encode("utf-8-sig"), note.encode("utf-16")):
+        assert read_as(unicode) == ""
+    assert read_as((FIXTURES / "table-notes.docx").read_bytes()) == ""
 
 
 def test_one_central_european_note_in_a_western_file_decides_its_code_page(event: Event) -> None:

@@ -238,6 +238,16 @@ def test_facilitator_uploads_on_a_phone_and_sees_statements(
     rejected = page.locator(".result.rejected")
     assert "Not accepted: broken.csv" in rejected.inner_text()
     assert "row 2, column 'topic': unknown topic 'gren' (valid: digital, green)" in rejected.inner_text()
+
+    czech = tmp_path / "czech.csv"  # Excel's "CSV" on a Czech Windows
+    czech.write_bytes(
+        "table,round,topic,question,text\ngreen-t23,1,green,actors,Více peněz pro podniky\n".encode("cp1250")
+    )
+    page.set_input_files("#files", str(czech))
+    page.click("button:has-text('Hand in')")
+    accepted = page.locator(".result.accepted")
+    assert accepted.get_by_text("Více peněz pro podniky").is_visible()
+    assert "it was read as Central European (cp1250)" in accepted.inner_text()
     page.close()
 
 

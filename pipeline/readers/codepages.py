@@ -82,6 +82,7 @@ _NON_ASCII_WORD = re.compile(r"[^\W\d_]*[^\W\d_a-zA-Z][^\W\d_]*")
 _WORD_BYTES = re.compile(rb"[^\x00-\x40\x5b-\x60\x7b-\x7f]+")
 
 
+@lru_cache(maxsize=1)  # the upload's receipt asks again for the file just read (``common.read_as``)
 def legacy_reading(data: bytes) -> tuple[str, str] | None:
     """The Windows code page ``data`` was most likely saved in, and its text; None when no reading is
     plausible."""

@@ -160,6 +160,20 @@ def decode_text(name: str, data: bytes, strict: bool = True) -> str:
     raise NoteFileError(name, [Problem(name, problem, line, None, "line")])
 
 
+def read_as(data: bytes) -> str:
+    """The legacy code page ``decode_text`` reads ``data`` in, by name ("Central European (cp1250)"),
+    for the upload's receipt: a facilitator who sees garbled notes then knows why. "" for Unicode text
+    (and for what is no text)."""
+    if b"\x00" in data or any(data.startswith(mark) for mark, _, _ in _MARKED_ENCODINGS):
+        return ""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        found = legacy_reading(data)
+        return CODE_PAGE_NAMES[found[0]] if found is not None else ""
+    return ""
+
+
 def _decoded(data: bytes, code_page: str) -> str | None:
     try:
         return data.decode(code_page)
