@@ -251,6 +251,7 @@ def validate(
     """Check event.yaml and note files without storing anything (default: the event folder's note files)."""
     from pipeline.ingest import discover_note_files
     from pipeline.readers import NoteFileError, read_notes
+    from pipeline.readers.common import read_as
 
     settings = _settings()
     event, _ = _event_and_layout(event_dir, settings)
@@ -258,8 +259,13 @@ def validate(
     failed = False
     for path in files or discover_note_files(event_dir, event):
         try:
-            notes = read_notes(path.name, path.read_bytes(), event, max_bytes=settings.max_upload_bytes)
-            typer.echo(f"ok       {path}: {len(notes)} notes")
+            data = path.read_bytes()
+            notes = read_notes(path.name, data, event, max_bytes=settings.max_upload_bytes)
+            encoding = read_as(data)
+            typer.echo(
+                f"ok       {path}: {len(notes)} notes"
+                + (f"; not UTF-8, read as {encoding}" if encoding else "")
+            )
         except NoteFileError as exc:
             failed = True
             typer.secho(f"INVALID  {path}:", fg="red", err=True)

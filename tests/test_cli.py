@@ -105,6 +105,12 @@ def test_validate_checks_every_file_and_names_each_problem(run, tmp_path: Path) 
     assert checked.exit_code == 1
     assert f"INVALID  {bad}:" in checked.output and "row 2" in checked.output and "round" in checked.output
     assert not (tmp_path / "data").exists()  # validate stores nothing
+    polish = tmp_path / "polish.csv"  # Excel's "CSV" on a Polish Windows
+    polish.write_bytes(
+        "table,round,topic,question,text\ngreen-t01,1,green,actors,Więcej środków\n".encode("cp1250")
+    )
+    said = run("validate", str(FIXTURES / "mini-event"), str(polish)).output
+    assert f"ok       {polish}: 1 notes; not UTF-8, read as Central European (cp1250)" in said
 
 
 def test_status_lists_accepted_superseded_and_rejected_uploads(run, tmp_path: Path) -> None:
