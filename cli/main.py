@@ -250,8 +250,7 @@ def validate(
 ) -> None:
     """Check event.yaml and note files without storing anything (default: the event folder's note files)."""
     from pipeline.ingest import discover_note_files
-    from pipeline.readers import NoteFileError, read_notes
-    from pipeline.readers.common import read_as
+    from pipeline.readers import READ_AS, NoteFileError, read_notes
 
     settings = _settings()
     event, _ = _event_and_layout(event_dir, settings)
@@ -259,9 +258,8 @@ def validate(
     failed = False
     for path in files or discover_note_files(event_dir, event):
         try:
-            data = path.read_bytes()
-            notes = read_notes(path.name, data, event, max_bytes=settings.max_upload_bytes)
-            encoding = read_as(data)
+            notes = read_notes(path.name, path.read_bytes(), event, max_bytes=settings.max_upload_bytes)
+            encoding = notes.attrs.get(READ_AS, "")
             typer.echo(
                 f"ok       {path}: {len(notes)} notes"
                 + (f"; not UTF-8, read as {encoding}" if encoding else "")

@@ -26,8 +26,7 @@ import pandas as pd
 
 from pipeline.event import EVENT_FILE, Event
 from pipeline.provenance import code_id
-from pipeline.readers import SUPPORTED_SUFFIXES, NoteFileError, Problem, read_notes
-from pipeline.readers.common import read_as
+from pipeline.readers import READ_AS, SUPPORTED_SUFFIXES, NoteFileError, Problem, read_notes
 from pipeline.schema import NOTES, STATEMENTS, UploadStatus, conform, is_in
 from pipeline.store import (
     Layout,
@@ -353,7 +352,7 @@ def _ingest_one(
             adds=adds,
         )
     )
-    encoding = read_as(data)
+    encoding = str(notes.attrs.get(READ_AS, ""))
     if waits:
         log.info("pending %s: it would replace notes handed in otherwise (%s)", name, ", ".join(superseded))
         return IngestResult(name, upload_id, UploadStatus.PENDING, len(notes), superseded, read_as=encoding)

@@ -10,12 +10,12 @@ from pathlib import PurePath
 import pandas as pd
 
 from pipeline.event import Event
-from pipeline.readers.common import NoteFileError, Problem, RawNote, validate_notes
+from pipeline.readers.common import NoteFileError, Problem, RawNote, read_as, validate_notes
 from pipeline.readers.documents import read_docx, read_odt
 from pipeline.readers.tabular import read_csv, read_ods, read_xlsx
 from pipeline.readers.text import read_text
 
-__all__ = ["READERS", "SUPPORTED_SUFFIXES", "NoteFileError", "Problem", "read_notes"]
+__all__ = ["READERS", "READ_AS", "SUPPORTED_SUFFIXES", "NoteFileError", "Problem", "read_notes"]
 
 READERS: dict[str, tuple[Callable[[str, bytes, dict[str, str] | None], list[RawNote]], str]] = {
     ".csv": (read_csv, "row"),
@@ -28,6 +28,8 @@ READERS: dict[str, tuple[Callable[[str, bytes, dict[str, str] | None], list[RawN
     ".odt": (read_odt, "paragraph"),
 }
 SUPPORTED_SUFFIXES = tuple(READERS)
+#: The key of a read file's notes' ``attrs`` naming the legacy code page it was read in (``read_as``)
+READ_AS = "read_as"
 log = logging.getLogger(__name__)
 
 
@@ -77,4 +79,7 @@ def read_notes(
         raise NoteFileError(
             name, [Problem(name, f"not a readable {kind} file ({type(exc).__name__}: {str(exc)[:200]})")]
         ) from None
-    return validate_notes(name, raw, event, upload_id, line_kind)
+    notes = validate_notes(name, raw, event, upload_id, line_kind)
+    # said where the file was read: in the web app, a worker process with limits (``guarded``)
+    notes.attrs[READ_AS] = read_as(data)
+    return notes
