@@ -125,7 +125,7 @@ def ingest(
                 typer.echo(f"  {problem}", err=True)
         else:
             extra = f"; supersedes {', '.join(r.superseded)}" if r.superseded else ""
-            extra += f"; not UTF-8, read as {r.read_as}" if r.read_as else ""
+            extra += _read_as(r.read_as)
             typer.echo(f"{r.status:9} {r.filename}: {r.n_notes} notes{extra}")
     if any(r.status == UploadStatus.ACCEPTED for r in results) or not layout.statements.exists():
         statements = refresh_after_ingest(layout, event, settings)
@@ -134,6 +134,11 @@ def ingest(
         )
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+def _read_as(code_page: str) -> str:
+    """What a file's line says of the legacy code page it was read in (nothing for UTF-8)."""
+    return f"; not UTF-8, read as {code_page}" if code_page else ""
 
 
 @app.command()
@@ -259,11 +264,7 @@ def validate(
     for path in files or discover_note_files(event_dir, event):
         try:
             notes = read_notes(path.name, path.read_bytes(), event, max_bytes=settings.max_upload_bytes)
-            encoding = notes.attrs.get(READ_AS, "")
-            typer.echo(
-                f"ok       {path}: {len(notes)} notes"
-                + (f"; not UTF-8, read as {encoding}" if encoding else "")
-            )
+            typer.echo(f"ok       {path}: {len(notes)} notes{_read_as(notes.attrs.get(READ_AS, ''))}")
         except NoteFileError as exc:
             failed = True
             typer.secho(f"INVALID  {path}:", fg="red", err=True)

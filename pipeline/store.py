@@ -323,17 +323,15 @@ _MADE_BY = b"harvest.made_by"
 
 
 def write_parquet(target: Path, frame: pd.DataFrame, made_by: str = "") -> None:
-    """``frame`` as parquet, atomically; ``made_by`` (the code and versions it was made with) is kept in
-    the file's metadata, for ``made_by`` to read back."""
-    if not made_by:
-        with atomic_path(target) as tmp:
-            frame.to_parquet(tmp, index=False)
-        return
+    """``frame`` as parquet, atomically, as ``DataFrame.to_parquet(index=False)`` writes it but for the
+    frame's ``attrs`` (what a reader said of one file, not data to keep); ``made_by`` (the code and
+    versions it was made with) is kept in the file's metadata, for ``made_by`` to read back."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _MADE_BY: made_by.encode()})
+    if made_by:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _MADE_BY: made_by.encode()})
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp)
 
