@@ -12,7 +12,7 @@ from pipeline.schema import (
     ThemeStatus,
     conform,
 )
-from pipeline.store import Layout, write_csv, write_parquet
+from pipeline.store import Layout, made_by, write_csv, write_parquet
 
 STATEMENT_EXTRAS = [
     "flag",
@@ -73,10 +73,15 @@ def review_themes(themes: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_exports(layout: Layout, statements: pd.DataFrame, themes: pd.DataFrame) -> None:
-    """The export, and every theme (off-topic ones too) for the review pages (``Layout.review_themes``)."""
+    """The export, and every theme (off-topic ones too) for the review pages (``Layout.review_themes``).
+
+    The exported statements replace the split ones in ``Layout.statements`` and keep what made those
+    (``store.made_by``): the next run reuses the statements of unchanged notes only while it says the
+    splitting and language rules that run has (``ingest.build_statements``)."""
     themes = review_themes(themes)
     write_parquet(layout.review_themes, themes)
     answers = themes[themes["status"] != ThemeStatus.OFF_TOPIC]  # session remarks are no theme (schema)
+    split_by = made_by(layout.statements)
     for frame, name in ((statements, "statements"), (answers, "themes")):
         write_csv(layout.processed / f"{name}.csv", spreadsheet_safe(frame))
-        write_parquet(layout.processed / f"{name}.parquet", frame)
+        write_parquet(layout.processed / f"{name}.parquet", frame, split_by if name == "statements" else "")

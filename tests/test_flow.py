@@ -13,6 +13,7 @@ import pytest
 
 from flows.harvest import harvest_event
 from pipeline import db, editing
+from pipeline import statements as statements_module
 from pipeline.schema import EXPORT_STATEMENT_COLUMNS, EXPORT_THEME_COLUMNS
 from pipeline.store import Layout
 from tests.conftest import FIXTURES
@@ -191,11 +192,18 @@ def test_labels_parsed_beside_a_forked_helper_give_the_same_result(
         assert (Path(summary["out"]) / name).read_bytes() == (first_run / name).read_bytes(), name
 
 
-def test_one_new_table_changes_only_its_question(tmp_path: Path) -> None:
+def test_one_new_table_changes_only_its_question(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     event_dir = tmp_path / "event"
     shutil.copytree(MINI, event_dir)
     data = tmp_path / "data"
     harvest_event(event_dir, data)
+    split: list[int] = []  # the notes each run splits and detects the language of
+    splitting = statements_module.notes_to_statements
+    monkeypatch.setattr(
+        statements_module,
+        "notes_to_statements",
+        lambda notes, *args: split.append(len(notes)) or splitting(notes, *args),
+    )
     out = data / "processed" / "mini"
     themes_before = pd.read_csv(out / "themes.csv", keep_default_na=False)
     cache = Layout(data, "mini").embedding_cache
@@ -214,6 +222,7 @@ def test_one_new_table_changes_only_its_question(tmp_path: Path) -> None:
     assert (summary["groups_clustered"], summary["groups_reused"]) == (1, 1)
     assert summary["unmatched_decisions"] == 1  # said, not silently dropped
     assert len(set(cache.glob(statement_shards)) - shards_before) == 1  # only the new statements
+    assert split == [2]  # only the new notes went through spaCy and lingua: the others kept theirs
 
     themes_after = pd.read_csv(out / "themes.csv", keep_default_na=False)
     untouched = themes_before[themes_before.question == "policy"].reset_index(drop=True)
