@@ -181,6 +181,7 @@ def run_flow(n: int, backend: str) -> dict:
     }
     bare = bare_encode(root / "texts.json", backend)
     command = ["-m", "cli.main", "-v", "run", str(root / "event"), "--no-documents", "--here"]
+    command.append("--no-keep-warm")  # a fresh process, as the run this measures
     log = root / "run.log"
     started = time.perf_counter()
     with log.open("w") as output:

@@ -164,6 +164,14 @@ def run(
             "process).",
         ),
     ] = True,
+    keep_warm: Annotated[
+        bool,
+        typer.Option(
+            help="After a run in this process, leave a warm process serving the event's next runs "
+            "(seconds each instead of a cold start); it stops after HARVEST_KEEP_WARM seconds without "
+            "a run (default 3 hours; 0: never leave one).",
+        ),
+    ] = True,
 ) -> None:
     """Run the whole pipeline (a Prefect flow) on every note file in EVENT_DIR.
 
@@ -178,6 +186,7 @@ def run(
     try:
         check_output_folder(layout.processed)
         summary = _handed_over(event_dir, event, settings, out) if hand_over else None
+        ran_here = summary is None
         if summary is None:
             summary = _run_here(event_dir, event, settings, out)
     except (PrefectDidNotStart, HandOverFailed, DamagedUpload, FileExistsError) as exc:
@@ -211,8 +220,32 @@ def run(
             fg="yellow",
             err=True,
         )
+    if ran_here and keep_warm:
+        _keep_warm(event_dir, event, settings)
     if summary["rejected"]:
         raise typer.Exit(1)
+
+
+def _keep_warm(event_dir: Path, event: Event, settings: Settings) -> None:
+    """Leave a process serving the event's next runs warm (``flows.server.keep_warm``); not where a
+    Prefect server of the user's runs the flows (PREFECT_API_URL), which has its own workers."""
+    from flows.server import keep_warm, runs_alike
+
+    if not settings.keep_warm or os.environ.get("PREFECT_API_URL"):
+        return
+    pid = keep_warm(event_dir, settings.data_dir, event.id, runs_alike(settings), settings.keep_warm)
+    if pid is not None:
+        typer.echo(
+            f"a warm process (pid {pid}) takes this event's next `harvest run`s; it stops after "
+            f"{_duration(settings.keep_warm)} without one (HARVEST_KEEP_WARM=0: no such process)"
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:g} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return " ".join(f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min")) if n)
 
 
 def _handed_over(event_dir: Path, event: Event, settings: Settings, out: Path | None) -> dict | None:
@@ -369,6 +402,14 @@ def schedule(
             "as Prefect's runner does, which can be cancelled from the Prefect UI).",
         ),
     ] = True,
+    idle_exit: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop after this many seconds without a run (warm only). Alone, without a schedule or "
+            "--watch, the process serves only the runs `harvest run`s hand over: what `harvest run` "
+            "leaves behind (HARVEST_KEEP_WARM).",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Serve the flow as a Prefect deployment: scheduled runs plus runs when new notes arrive.
@@ -382,14 +423,22 @@ def schedule(
 
     settings = _settings(data_dir, runs=True)
     _event_and_layout(event_dir, settings)  # a clear error for a bad event.yaml
-    if not (cron or interval or at_session_ends or watch):
+    if not (cron or interval or at_session_ends or watch or idle_exit):
         typer.secho(
             "nothing to schedule: give --cron, --interval, --at-session-ends or --watch", fg="red", err=True
         )
         raise typer.Exit(2)
     try:
         serve_event(
-            event_dir, settings.data_dir, cron or [], interval, at_session_ends, watch, debounce, warm=warm
+            event_dir,
+            settings.data_dir,
+            cron or [],
+            interval,
+            at_session_ends,
+            watch,
+            debounce,
+            warm=warm,
+            idle_exit=idle_exit,
         )
     except ValueError as exc:
         typer.secho(str(exc), fg="red", err=True)

@@ -19,7 +19,9 @@ A ``harvest run`` of the served event, from the same data root with the same set
 the warm process instead of starting cold (``flows.server.run_in_serving_process``): while it serves, the
 process leaves a record of itself under the data root's ``prefect/`` (``flows.server.serving_file``); the
 command starts a flow run of the deployment, tagged ``HANDED_OVER``, and waits for it; the runner keeps
-that run's summary (JSON under ``prefect/results``) for the command to print.
+that run's summary (JSON under ``prefect/results``) for the command to print. A ``harvest run`` that ran in
+its own process leaves such a process behind (``flows.server.keep_warm``): ``serve_event`` with
+``idle_exit``, which serves only handed-over runs and stops after that long without one.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
+from filelock import FileLock, Timeout
 from prefect.schedules import Cron, Interval, RRule, Schedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -51,10 +54,13 @@ from flows.server import (
     SERVER_ADDRESS_FILE,
     ServingProcess,
     flush_to_api,
+    forget_kept_warm,
+    keep_warm_lock,
     prefect_server_answers,
     runs_alike,
     serving_file,
     serving_record,
+    stop_kept_warm,
     summary_file,
     wake_file,
 )
@@ -199,7 +205,10 @@ def prefect_api(home: Path) -> Iterator[str]:
             finally:
                 flush_to_api()
     finally:
-        (home / SERVER_ADDRESS_FILE).unlink(missing_ok=True)
+        address = home / SERVER_ADDRESS_FILE
+        with suppress(OSError):  # not there, or not ours: one another server wrote since is left
+            if address.read_text(encoding="utf-8").strip() == url:
+                address.unlink()
         os.environ.pop("PREFECT_API_URL", None)
         server.terminate()
         try:
@@ -231,9 +240,12 @@ class WarmRunner:
         poll: float = 1.0,
         results: Path | None = None,
         wake: Path | None = None,
+        idle_exit: float | None = None,
     ) -> None:
         self.flow, self.deployment_id, self.poll = flow, deployment_id, poll
         self.results = results
+        self.idle_exit = idle_exit  # seconds without a run after which ``serve`` returns (None: never)
+        self.last_run = time.time()  # wall time, so that a machine's sleep counts as idle time
         self.wake = wake  # touched by a `harvest run` that has handed a run over (ServingProcess.wake_up)
         self.stopped = threading.Event()
         # the runs a `harvest run` handed over keep their summary, which that command prints
@@ -284,9 +296,10 @@ class WarmRunner:
         return len(old)
 
     def serve(self) -> None:
-        """Poll until ``stop``. In the main thread, Ctrl-C and SIGTERM stop it once the run under way has
-        finished (a run that is interrupted inside Prefect's engine ends as crashed and does not stop the
-        process); a second Ctrl-C stops at once."""
+        """Poll until ``stop``, or until ``idle_exit`` seconds have passed without a run. In the main
+        thread, Ctrl-C and SIGTERM stop it once the run under way has finished (a run that is interrupted
+        inside Prefect's engine ends as crashed and does not stop the process); a second Ctrl-C stops at
+        once."""
         from prefect.client.orchestration import get_client
 
         if threading.current_thread() is threading.main_thread():
@@ -299,11 +312,21 @@ class WarmRunner:
                 with get_client(sync_client=True) as client:
                     while not self.stopped.is_set():
                         woken = self._woken()  # before the look: a wake-up during it is not missed
-                        self.run_due(client)
+                        if self.run_due(client):
+                            self.last_run = time.time()
+                        elif self._idle_for_long():
+                            return
                         self._until_next_look(woken)
             except Exception:  # the API may be busy or restarting: a new client tries again
                 log.exception("could not fetch or run the due flow runs")
                 self.stopped.wait(self.poll)
+
+    def _idle_for_long(self) -> bool:
+        if self.idle_exit is None or time.time() - self.last_run < self.idle_exit:
+            return False
+        print(f"No run for {time.time() - self.last_run:.0f} s: stopping.", flush=True)
+        self.stop()
+        return True
 
     def _woken(self) -> int:
         try:
@@ -343,15 +366,34 @@ def serve_event(
     debounce: float = 60.0,
     poll: float = 2.0,
     warm: bool = True,
+    idle_exit: float | None = None,
 ) -> None:
     """Serve the flow for one event until interrupted (Ctrl-C / SIGTERM); ``warm`` runs the flow runs in
-    this process (``WarmRunner``), else each in a subprocess of Prefect's runner."""
+    this process (``WarmRunner``), else each in a subprocess of Prefect's runner. With ``idle_exit``
+    (warm only; ``flows.server.keep_warm``), it stops after that many seconds without a run.
+
+    A process that ``keep_warm`` left serving the event is stopped first: one process serves an event."""
     if threading.current_thread() is threading.main_thread():
         # A process started in the background of a script (`cmd &`) inherits SIGINT as ignored; Ctrl-C
         # or `kill -INT` must stop it all the same (SIGTERM is handled by Prefect's runner).
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    with prefect_api(Path(data_dir).resolve() / "prefect") as api:
-        _serve(api, event_dir, data_dir, cron, interval, at_session_ends, watch, debounce, poll, warm)
+    if idle_exit is not None and not warm:
+        raise ValueError("--idle-exit needs --warm: only a warm process has runs to wait for")
+    data_dir = Path(data_dir).resolve()
+    event = load_event(Path(event_dir))
+    with ExitStack() as stack:
+        if idle_exit is None:
+            stop_kept_warm(data_dir, event.id)
+        else:
+            stack.callback(forget_kept_warm, data_dir, event.id)
+            try:  # one such process an event; another one may be ending (keep_warm stopped it)
+                stack.enter_context(FileLock(str(keep_warm_lock(data_dir, event.id)), timeout=60))
+            except Timeout:
+                log.info("another process keeps %s warm: nothing to do", event.id)
+                return
+        api = stack.enter_context(prefect_api(data_dir / "prefect"))
+        triggers = (cron, interval, at_session_ends, watch, debounce)
+        _serve(api, event_dir, data_dir, *triggers, poll, warm, idle_exit)
 
 
 def _serve(
@@ -365,6 +407,7 @@ def _serve(
     debounce: float,
     poll: float,
     warm: bool,
+    idle_exit: float | None,
 ) -> None:
     from prefect.deployments import run_deployment
 
@@ -397,7 +440,9 @@ def _serve(
             # a handed-over run wakes the runner (a file it looks at 20 times a second); the API is asked
             # once a second, for runs Prefect's schedules make
             wake = wake_file(data_dir, event.id)
-            runner = WarmRunner(harvest_event, cast(UUID, deployment.apply()), min(poll, 1.0), results, wake)
+            runner = WarmRunner(
+                harvest_event, cast(UUID, deployment.apply()), min(poll, 1.0), results, wake, idle_exit
+            )
             # before the first run is due: it then costs what any later run costs
             settings = load_settings(data_dir=data_dir)
             loaded = warm_up(settings, event.language)
@@ -405,7 +450,13 @@ def _serve(
             log.info("%s/%s is being served; its flow runs run in this process", FLOW_NAME, name)
             print(f"Your deployment '{FLOW_NAME}/{name}' is being served, warm (runs in this process).")
             serving = ServingProcess(
-                api, f"{FLOW_NAME}/{name}", runs_alike(settings), os.getpid(), str(wake), str(results)
+                api,
+                f"{FLOW_NAME}/{name}",
+                runs_alike(settings),
+                os.getpid(),
+                str(wake),
+                str(results),
+                idle_exit or 0.0,
             )
             record = serving_file(data_dir, event.id)
             write_text(record, json.dumps(asdict(serving)))  # `harvest run`s of the event hand over to us

@@ -21,6 +21,9 @@ SAMPLE_EVENT = REPO / "data" / "raw" / "ecc2020-sample"
 # The embedding model's ONNX export is built once (the first test or `make demo` that encodes) and shared:
 # each test's throwaway data root would otherwise build its own (torch import and export, ~15 s each).
 os.environ.setdefault("HARVEST_MODELS_DIR", str(REPO / "data" / "models"))
+# A `harvest run` leaves no warm process behind in a test (test_schedule starts one on purpose): it would
+# outlive the test's data root by hours.
+os.environ["HARVEST_KEEP_WARM"] = "0"
 
 
 @pytest.fixture

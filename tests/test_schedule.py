@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -29,11 +30,15 @@ from flows.schedule import UploadWatcher, WarmRunner, build_schedules
 from flows.server import (
     HandOverFailed,
     ServingProcess,
+    keep_warm,
+    prefect_server_answers,
     run_in_serving_process,
     running_local_server,
     server_address_file,
     serving_file,
     serving_process,
+    serving_record,
+    stop_kept_warm,
 )
 from pipeline.event import load_event, parse_event
 from tests.conftest import FIXTURES
@@ -133,7 +138,8 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path, mode: str) 
         while not any("is being served" in line for line in lines):
             assert process.poll() is None and time.time() < deadline, "".join(lines)
             time.sleep(0.5)
-        assert running_local_server(data) is not None  # a `harvest run` meanwhile uses this server
+        api = running_local_server(data)
+        assert api is not None  # a `harvest run` meanwhile uses this server
         (event_dir / "notes" / "late.csv").write_text(
             "table,round,topic,question,text\ngreen-t50,1,green,actors,hydrogen valley consortia\n"
         )
@@ -194,10 +200,44 @@ def test_schedule_serves_runs_on_new_notes_and_stops(tmp_path: Path, mode: str) 
     assert "harvest-event/harvest-mini" in "".join(lines)
     assert not server_address_file(data).exists()
     assert not serving_file(data, "mini").exists()  # later runs start here
-    leftover = subprocess.run(
-        ["pgrep", "-f", f"prefect server start.*{data}"], capture_output=True, text=True
-    )
-    assert leftover.stdout.strip() == ""
+    assert not prefect_server_answers(api)  # its Prefect server stopped with it
+
+
+@pytest.mark.slow
+def test_a_run_leaves_a_warm_process_that_takes_the_next_run_and_stops_when_idle(tmp_path: Path) -> None:
+    event_dir = tmp_path / "mini-event"
+    shutil.copytree(FIXTURES / "mini-event", event_dir)
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "HARVEST_KEEP_WARM": "30"}
+    command = [sys.executable, "-m", "cli.main", "run", str(event_dir), "--data-dir", str(data)]
+    command.append("--no-documents")
+    cold = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert cold.returncode == 0, cold.stdout + cold.stderr
+    assert "it stops after 30 s without one" in cold.stdout
+    pid = int(cold.stdout.split("a warm process (pid ", 1)[1].split(")", 1)[0])
+    try:
+        deadline = time.time() + 300
+        while (serving := serving_record(data, "mini")) is None:  # it serves once its models are loaded
+            assert time.time() < deadline, (data / "prefect" / "keep-warm-mini.log").read_text()
+            time.sleep(0.5)
+        (event_dir / "notes" / "late.csv").write_text(
+            "table,round,topic,question,text\ngreen-t50,1,green,actors,hydrogen valley consortia\n"
+        )
+        warm = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert warm.returncode == 0, warm.stdout + warm.stderr
+        assert f"handed to the warm `harvest schedule` process serving this event (pid {pid})" in warm.stdout
+        assert "files: 1 new" in warm.stdout and "a warm process" not in warm.stdout
+        # 30 s after its run it stops, its Prefect server and records with it
+        while serving_record(data, "mini") is not None or ServingProcess("", "", "", pid).alive():
+            assert time.time() < deadline, (data / "prefect" / "keep-warm-mini.log").read_text()
+            time.sleep(1)
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    assert "No run for 3" in (data / "prefect" / "keep-warm-mini.log").read_text()
+    assert not server_address_file(data).exists()
+    assert not prefect_server_answers(serving.api)
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -438,3 +478,84 @@ def _hand_over_three_ways(tmp_path: Path) -> None:
         assert (
             client.get_scheduled_flow_runs_for_deployments([deployment_id], scheduled_before=now("UTC")) == []
         )
+
+
+@pytest.mark.slow  # the process it starts loads the models
+def test_keep_warm_starts_one_process_an_event_and_stops_one_of_other_settings_or_code(
+    tmp_path: Path, answering_api: tuple[str, Callable[[], None]]
+) -> None:
+    url, _ = answering_api
+    event_dir = tmp_path / "mini-event"
+    shutil.copytree(FIXTURES / "mini-event", event_dir)
+    record = serving_file(tmp_path, "mini")
+    record.parent.mkdir()
+    by_hand = ServingProcess(url, "harvest-event/harvest-mini", "s1", os.getpid(), results=str(tmp_path))
+    record.write_text(json.dumps(asdict(by_hand)))
+    # a `harvest schedule` started by hand serves the event: nothing starts beside it, whatever its settings
+    assert keep_warm(event_dir, tmp_path, "mini", "s2", 60) is None
+    # a process keep_warm left with the same settings and code serves the event: nothing to do
+    older = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    pid = None
+    try:
+        record.write_text(json.dumps(asdict(replace(by_hand, pid=older.pid, idle_exit=60.0))))
+        assert keep_warm(event_dir, tmp_path, "mini", "s1", 60) is None
+        assert older.poll() is None
+        # one of other settings or code (an upgrade) is stopped, and a new one started for this run's
+        pid = keep_warm(event_dir, tmp_path, "mini", "s2", 60)
+        assert pid is not None and pid != older.pid
+        assert older.wait(timeout=30) == -signal.SIGTERM
+        # the new one is loading: a run meanwhile starts none; it serves once loaded
+        assert keep_warm(event_dir, tmp_path, "mini", "s2", 60) is None
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        expected = ["schedule", str(event_dir), "--data-dir", str(tmp_path), "--no-watch", "--idle-exit"]
+        assert command[3:-1] == [*expected, "60"]
+        deadline = time.time() + 300
+        while getattr(serving_record(tmp_path, "mini"), "pid", None) != pid:
+            assert time.time() < deadline, (tmp_path / "prefect" / "keep-warm-mini.log").read_text()
+            time.sleep(0.5)
+        new = serving_record(tmp_path, "mini")
+        assert new is not None and new.pid == pid and new.idle_exit == 60
+    finally:
+        older.kill()
+        if pid is not None:  # stopped as keep_warm stops one, so it stops its Prefect server too
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.time() + 60
+            while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.time() < deadline:  # our child
+                time.sleep(0.2)
+    assert not prefect_server_answers(new.api)
+    assert serving_record(tmp_path, "mini") is None
+
+
+def test_harvest_schedule_stops_the_process_keep_warm_left_and_only_that(
+    tmp_path: Path, answering_api: tuple[str, Callable[[], None]]
+) -> None:
+    url, _ = answering_api
+    record = serving_file(tmp_path, "mini")
+    record.parent.mkdir()
+    kept = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        serving = ServingProcess(url, "harvest-event/harvest-mini", "s1", kept.pid, idle_exit=60.0)
+        record.write_text(json.dumps(asdict(replace(serving, idle_exit=0.0))))
+        stop_kept_warm(tmp_path, "mini", timeout=1)
+        assert kept.poll() is None  # serving by hand: left alone
+        record.write_text(json.dumps(asdict(serving)))
+        stop_kept_warm(tmp_path, "mini", timeout=30)
+        assert kept.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        kept.kill()
+
+
+@pytest.mark.usefixtures("prefect_ephemeral")
+def test_a_runner_with_an_idle_exit_stops_by_itself_after_that_long_without_a_run(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(1) as worker:  # no event loop in this thread (see the hand-over test)
+        worker.submit(contextvars.copy_context().run, _idle_runner, tmp_path).result()
+
+
+def _idle_runner(tmp_path: Path) -> None:
+    deployment_id = handed_over_echo.to_deployment(name="idle-test").apply()
+    runner = WarmRunner(handed_over_echo, deployment_id, poll=0.1, idle_exit=0.5)
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(runner.serve,), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert runner.stopped.is_set() and time.time() - runner.last_run >= 0.5  # no run: idle since made
