@@ -53,6 +53,26 @@ def test_language_detection_is_conservative_on_shorthand() -> None:
     assert detect_languages([]) == []
 
 
+def test_a_text_s_language_does_not_depend_on_the_texts_handed_in_with_it() -> None:
+    """A run after one table detects its notes alone; a cold run, with the whole event: the verdicts must
+    agree. Texts that went one way alone and the other in one batch, before each text was weighed among
+    its own likeliest languages only (lingua's test sentences, cut short, and English shorthand)."""
+    texts = [
+        "Plus au sud, la",
+        "Banca Centrale, il",
+        "Es evidente que",
+        "Ali kmalu se je",
+        "Kapitalist je čudna žival,",
+        "Há seis anos que",
+        "Le fichier argparser.h",
+        "academia; host: Lukas",
+        "more funding for pilots and regional hubs",
+    ]
+    together = detect_languages(texts)
+    assert together == [detect_languages([text])[0] for text in texts]
+    assert together[-1] == "en" and len(set(together)) > 2  # weighed, not all taken for one language
+
+
 def test_a_note_in_another_script_is_in_another_language_however_short() -> None:
     """Notes come from 51 countries: one in Chinese, Arabic or Ukrainian is never taken for English, and
     gets its own language, not the nearest EU one (Ukrainian was Bulgarian, Chinese English)."""
