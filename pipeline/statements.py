@@ -207,10 +207,6 @@ _OTHER_EUROPEAN_LANGUAGES = ("sq", "bs", "ca", "cy", "eu", "ga", "is", "nb", "tr
 #: The languages a text in the event's script is weighed for
 _EUROPEAN_LANGUAGES = frozenset({*_EU_LANGUAGES, *_OTHER_EUROPEAN_LANGUAGES})
 
-#: Languages per doubtful text whose full models decide it (the likeliest by the screening). Two found as
-#: many of lingua's test sentences as three (within three of 150 a language; no English one taken for
-#: another; ``benchmarks/languages.py``), and load fewer models; one loads about as many.
-SHORTLIST = 2
 #: A text is in another language than the event's when the full models give the event's language less
 #: than ``_OWN_BELOW`` and another language a lead of at least ``_LEAD`` over it. Short English
 #: shorthand ("reduce red tape", "DIHs") looks foreign to any detector, so only a clear lead counts.
@@ -235,7 +231,7 @@ def _detector(
 
 
 def preload_language_models(default: str = "en") -> None:
-    """Load the full models of every language ``detect_languages`` may shortlist, for a process that
+    """Load the full models of every language ``detect_languages`` weighs, for a process that
     serves many runs. Lingua keeps loaded models for the whole process, shared by every detector built
     later, so no run then loads one. Measured: ~3.7 s and ~850 MiB for 31 languages, where five doubtful
     notes (a Polish, a Czech, a French one, English shorthand screened Finnish...) load ~440 MiB of them
@@ -250,12 +246,12 @@ def detect_languages(texts: list[str], default: str = "en") -> list[str]:
     English event) is in another language, however short: lingua names it among all the languages it
     knows of that script (``_in_other_scripts``). Every other distinct text of three words or more is
     screened by lingua's low-accuracy mode for Europe's languages; those it does not call the event's
-    language are weighed by the full models of the event's language and of their ``SHORTLIST``
-    likeliest ones (``_clearly_other``). Measured on lingua's own test sentences (150 a
-    language, whole and cut to 3, 4 and 6 words; ``benchmarks/languages.py``) and on 10,951 note texts
-    (ecc2020-dev, ecc2020-dev2, 10,000 recombined sample notes): no English text is taken for another
-    language; whole sentences in the 30 others are found in 94-100 % of cases, cut to three words in
-    54-100 % (shorter texts are read as the event's language)."""
+    language are weighed by the full models of the same languages (``_clearly_other``). Measured on
+    lingua's own test sentences (150 a language, whole and cut to 3, 4 and 6 words;
+    ``benchmarks/languages.py``) and on 10,951 note texts (ecc2020-dev, ecc2020-dev2, 10,000 recombined
+    sample notes): no English text is taken for another language; whole sentences in the 30 others are
+    found in 93-100 % of cases, cut to three words in 54-100 % (shorter texts are read as the event's
+    language)."""
     from lingua import IsoCode639_1, Language
 
     own = Language.from_iso_code_639_1(getattr(IsoCode639_1, default.upper()))
@@ -266,35 +262,20 @@ def detect_languages(texts: list[str], default: str = "en") -> list[str]:
     screener = _detector(_EUROPEAN_LANGUAGES | {default}, low_accuracy=True)
     screened = screener.detect_languages_in_parallel_of(candidates)
     doubtful = [t for t, lang in zip(candidates, screened, strict=True) if lang != own]
-    # Each text is weighed among its own shortlist and the event's language, never among another text's:
-    # confidences are shares of the languages weighed, so a text's verdict would otherwise depend on the
-    # texts beside it (500 texts of lingua's test sentences and doubted notes: 24 took another language
-    # alone than in one batch), and a run after one table would judge its notes otherwise than a cold run.
-    by_shortlist: dict[frozenset[str], list[str]] = {}
+    # Every doubtful text is weighed among the same languages, whatever else is weighed beside it: lingua's
+    # confidences are shares of the languages weighed. Among the union of the texts' two likeliest
+    # languages, 24 of 500 texts (lingua's test sentences cut short, doubted English notes) went another
+    # way alone than in one batch, so a run after one table judged its notes otherwise than a cold run.
+    # Among each text's own two likeliest, English shorthand with names ("host: Lukas; host: Tomas") was
+    # taken for Finnish and Slovene (docs/performance.md).
+    detector = _detector(_EUROPEAN_LANGUAGES | {default})
     for text, values in zip(
-        doubtful, screener.compute_language_confidence_values_in_parallel(doubtful), strict=True
+        doubtful, detector.compute_language_confidence_values_in_parallel(doubtful), strict=True
     ):
-        shortlist = frozenset(
-            {default, *(v.language.iso_code_639_1.name.lower() for v in values[:SHORTLIST])}
-        )
-        by_shortlist.setdefault(shortlist, []).append(text)
-    if by_shortlist:  # their models, loaded side by side on every core (one shortlist after another: 1.5x)
-        _shortlist_detector(frozenset().union(*by_shortlist), preload=True)
-    for shortlist, weighed in by_shortlist.items():
-        detector = _shortlist_detector(shortlist)
-        for text, values in zip(
-            weighed, detector.compute_language_confidence_values_in_parallel(weighed), strict=True
-        ):
-            language = _clearly_other(values, own)
-            if language is not None and not _mostly_in(detector, text, own):
-                found[text] = language.iso_code_639_1.name.lower()
+        language = _clearly_other(values, own)
+        if language is not None and not _mostly_in(detector, text, own):
+            found[text] = language.iso_code_639_1.name.lower()
     return [found.get(t, default) for t in texts]
-
-
-def _shortlist_detector(languages: frozenset[str], preload: bool = False) -> LanguageDetector:
-    """The full models' detector of a few languages: built anew (a few hundred shortlists in a run would
-    churn ``_detector``'s cache); lingua keeps each language's loaded models for the whole process."""
-    return _detector.__wrapped__(languages, preload=preload)
 
 
 def _clearly_other(values: list[ConfidenceValue], own: LinguaLanguage) -> LinguaLanguage | None:
