@@ -316,11 +316,12 @@ def keep_warm(event_dir: Path, data_dir: Path, event_id: str, settings: str, idl
     unless one serves it already; returns its process id, or None when none was started.
 
     Python's imports, Prefect's server start and the model loads take a fresh ``harvest run`` several
-    seconds however little is new (a run after one table of an 8,030-note event: 7.3 s, 26.6 % of the
-    cold run); a warm process does that run in ~2 s. It stops after ``idle_exit`` seconds without a run,
-    as build tools' daemons do (Gradle's: 3 hours), holding ~1.5 GiB meanwhile. A process of other
-    settings or code (an upgrade) that ``keep_warm`` started is stopped for the new one; one that
-    ``harvest schedule`` serves by hand is left alone, and none is started beside it."""
+    seconds however little is new (a run after one table of an 8,030-note event: 8.7 s, 29.5 % of the
+    cold run); a warm process does that run in 2.4 s (``benchmarks/incremental.py``). It stops after
+    ``idle_exit`` seconds without a run, as build tools' daemons do (Gradle's: 3 hours), holding ~1.5 GiB
+    meanwhile. A process of other settings or code (an upgrade) that ``keep_warm`` started is stopped for
+    the new one; one that ``harvest schedule`` serves by hand is left alone, and none is started beside
+    it."""
     serving = serving_record(data_dir, event_id)
     if serving is not None and serving.alive() and prefect_server_answers(serving.api):
         if serving.settings == settings or not serving.idle_exit:
