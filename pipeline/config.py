@@ -124,16 +124,16 @@ class Settings(BaseSettings):
         default=True,
         description="The warm-up of harvest schedule and harvest serve loads lingua's full models of every "
         "European language it weighs (~3.7 s, ~850 MiB held while it serves) so that no run loads them; "
-        "false leaves each to load when a note the quick screening doubts first needs it (~0.3 s a "
-        "language, during that run).",
+        "false leaves them to load when a note the quick screening doubts first needs them (~3 s, "
+        "during that run).",
     )
 
     keep_warm: float = Field(
         default=3 * 3600.0,
         ge=0,
         description="Seconds a warm process that `harvest run` leaves behind keeps serving the event's next "
-        "runs after its last one (flows.keep_warm): a run after one new table then takes seconds instead "
-        "of a cold start, for ~1.5 GiB held meanwhile; 0: `harvest run` leaves none.",
+        "runs after its last one (flows.server.keep_warm): a run after one new table then takes seconds "
+        "instead of a cold start, for ~1.5 GiB held meanwhile; 0: `harvest run` leaves none.",
     )
 
     # --- the paper

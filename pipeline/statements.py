@@ -233,9 +233,8 @@ def _detector(
 def preload_language_models(default: str = "en") -> None:
     """Load the full models of every language ``detect_languages`` weighs, for a process that
     serves many runs. Lingua keeps loaded models for the whole process, shared by every detector built
-    later, so no run then loads one. Measured: ~3.7 s and ~850 MiB for 31 languages, where five doubtful
-    notes (a Polish, a Czech, a French one, English shorthand screened Finnish...) load ~440 MiB of them
-    in ~1.9 s, in the middle of a run."""
+    later, so no run then loads one. Measured: ~3.7 s and ~850 MiB for 31 languages, which a run loads
+    in the middle of its statements stage as soon as one of its texts is doubtful."""
     _detector(_EUROPEAN_LANGUAGES | {default}, preload=True)
 
 

@@ -4,9 +4,9 @@ Every model and heavy library loads where it is first used (a run that clusters 
 the encoder). A long-lived process that serves runs (``harvest schedule``, ``harvest serve``) calls
 ``warm_up`` when it starts, so the first run after a session does not pay the loads on top of its work:
 it costs what any later run costs. That includes lingua's full language models (~3.7 s, ~850 MiB): a run
-loads those of a text's likeliest languages when the quick screening doubts it is in the event's
-language, and English shorthand is often doubted ("academia; host: Lukas" screens Finnish), so a served
-process would load most of them during its first runs anyway, each load on a run's clock.
+loads all of them when the quick screening doubts one of its texts is in the event's language, and
+English shorthand is often doubted ("academia; host: Lukas" screens Finnish), so a served process would
+load them during its first runs anyway, on a run's clock.
 
 A fresh ``harvest run`` warms up too, without the full language models, while Prefect's temporary
 server starts: a wait it would otherwise spend idle.
