@@ -318,18 +318,18 @@ def _harvest_run(
 def kept_warm(pid: int, data: Path, event: str) -> Iterator[None]:
     """The warm process a `harvest run` left (``flows.server.keep_warm``), once it serves the event;
     stopped on exit as a newer one would stop it (SIGTERM), and waited for."""
-    from flows.server import ServingProcess, serving_record
+    from flows.server import process_alive, serving_record
 
     try:
         deadline = time.monotonic() + 300
         while getattr(serving_record(data, event), "pid", None) != pid:
-            if not ServingProcess("", "", "", pid).alive() or time.monotonic() > deadline:
+            if not process_alive(pid) or time.monotonic() > deadline:
                 raise RuntimeError(f"the warm process did not start: see {data / 'prefect'}")
             time.sleep(0.5)
         yield
     finally:
         os.kill(pid, signal.SIGTERM)
-        while ServingProcess("", "", "", pid).alive() and time.monotonic() < deadline + 120:
+        while process_alive(pid) and time.monotonic() < deadline + 120:
             time.sleep(0.2)
 
 

@@ -103,13 +103,18 @@ class ServingProcess:
                 Path(self.wake).touch()
 
     def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)  # signal 0: only asks whether the process exists
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # exists, another user's
-            return True
+        return process_alive(self.pid)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (another user's too)."""
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
         return True
+    return True
 
 
 def runs_alike(settings: Settings) -> str:
@@ -142,13 +147,22 @@ def serving_record(data_dir: Path, event_id: str) -> ServingProcess | None:
         return None
 
 
+def live_serving_record(data_dir: Path, event_id: str) -> ServingProcess | None:
+    """What ``serving_file`` says, if that process still runs and its API answers now (a record left by
+    a process that was killed is not)."""
+    serving = serving_record(data_dir, event_id)
+    if serving is None or not serving.alive() or not prefect_server_answers(serving.api):
+        return None
+    return serving
+
+
 def serving_process(data_dir: Path, event_id: str, settings: str) -> ServingProcess | None:
     """The warm ``harvest schedule`` process serving ``event_id`` from this data root with the settings
     and code whose digest is ``settings`` (``runs_alike``), if it still runs and its API answers now."""
-    serving = serving_record(data_dir, event_id)
-    if serving is None or not serving.results or serving.settings != settings or not serving.alive():
+    serving = live_serving_record(data_dir, event_id)
+    if serving is None or not serving.results or serving.settings != settings:
         return None
-    return serving if prefect_server_answers(serving.api) else None
+    return serving
 
 
 def run_in_serving_process(
@@ -295,7 +309,7 @@ def keep_warm_pid(data_dir: Path, event_id: str) -> Path:
 
 def _started_and_alive(data_dir: Path, event_id: str) -> bool:
     pid = _kept_warm_pid(data_dir, event_id)
-    return pid is not None and ServingProcess("", "", "", pid).alive()
+    return pid is not None and process_alive(pid)
 
 
 def _kept_warm_pid(data_dir: Path, event_id: str) -> int | None:
@@ -322,8 +336,8 @@ def keep_warm(event_dir: Path, data_dir: Path, event_id: str, settings: str, idl
     meanwhile. A process of other settings or code (an upgrade) that ``keep_warm`` started is stopped for
     the new one; one that ``harvest schedule`` serves by hand is left alone, and none is started beside
     it."""
-    serving = serving_record(data_dir, event_id)
-    if serving is not None and serving.alive() and prefect_server_answers(serving.api):
+    serving = live_serving_record(data_dir, event_id)
+    if serving is not None:
         if serving.settings == settings or not serving.idle_exit:
             return None
         os.kill(serving.pid, signal.SIGTERM)  # it stops once a run under way has ended
@@ -348,10 +362,8 @@ def keep_warm(event_dir: Path, data_dir: Path, event_id: str, settings: str, idl
 def stop_kept_warm(data_dir: Path, event_id: str, timeout: float = 60) -> None:
     """Stop the process ``keep_warm`` left serving the event, if one does, and wait until it has ended
     (``harvest schedule`` takes the event over)."""
-    serving = serving_record(data_dir, event_id)
-    if serving is None or not serving.idle_exit or not serving.alive():
-        return
-    if not prefect_server_answers(serving.api):  # a record left by a process that was killed
+    serving = live_serving_record(data_dir, event_id)
+    if serving is None or not serving.idle_exit:
         return
     os.kill(serving.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout

@@ -32,6 +32,7 @@ from flows.server import (
     ServingProcess,
     keep_warm,
     prefect_server_answers,
+    process_alive,
     run_in_serving_process,
     running_local_server,
     server_address_file,
@@ -229,7 +230,7 @@ def test_a_run_leaves_a_warm_process_that_takes_the_next_run_and_stops_when_idle
         assert f"handed to the warm `harvest schedule` process serving this event (pid {pid})" in warm.stdout
         assert "files: 1 new" in warm.stdout and "a warm process" not in warm.stdout
         # 30 s after its run it stops, its Prefect server and records with it
-        while serving_record(data, "mini") is not None or ServingProcess("", "", "", pid).alive():
+        while serving_record(data, "mini") is not None or process_alive(pid):
             assert time.time() < deadline, (data / "prefect" / "keep-warm-mini.log").read_text()
             time.sleep(1)
     finally:
