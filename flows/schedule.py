@@ -393,11 +393,12 @@ def serve_event(
                 return
         api = stack.enter_context(prefect_api(data_dir / "prefect"))
         triggers = (cron, interval, at_session_ends, watch, debounce)
-        _serve(api, event_dir, data_dir, *triggers, poll, warm, idle_exit)
+        _serve(api, event, event_dir, data_dir, *triggers, poll, warm, idle_exit)
 
 
 def _serve(
     api: str,
+    event: Event,
     event_dir: Path,
     data_dir: Path,
     cron: list[str],
@@ -412,8 +413,6 @@ def _serve(
     from prefect.deployments import run_deployment
 
     event_dir = Path(event_dir).resolve()
-    data_dir = Path(data_dir).resolve()
-    event = load_event(event_dir)
     layout = Layout(data_dir, event.id)
     name = deployment_name(event)
     parameters = {"event_dir": str(event_dir), "data_dir": str(data_dir)}
