@@ -477,8 +477,7 @@ def _environment(autoescape: bool) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.globals["bar_chart"] = bar_chart
-    env.globals["poll_chart"] = poll_chart
+    env.globals["chart"] = chart_html
     env.filters["markdown"] = markdown_html
     env.filters["percent"] = lambda share: f"{share:.0%}"
     return env
@@ -500,61 +499,114 @@ def render_html(paper: Paper) -> str:
 
 
 BAR_LABEL_CHARS = 90
+#: The longest bar, as a share of the chart's width: the rest is for the value written beside it.
+BAR_SPAN = 0.73
+#: Bars per image in the DOCX: an image never breaks across pages, and 20 bars fill about 80 % of an A4
+#: page at the width the DOCX gives them.
+BARS_PER_IMAGE = 20
 
 
-def bar_chart(section: QuestionSection, width: int = 640) -> Markup:
-    """An inline SVG bar per recommendation, labelled with its text and "N of M table sessions": the
-    table sessions that raised it, out of those that answered the question."""
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    share: float  # of the longest bar (BAR_SPAN of the chart's width), 0-1
+    value: str  # written beside the bar
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A labelled bar chart: a question's recommendations by their table sessions, or a poll's options."""
+
+    title: str
+    bars: list[Bar]
+    poll: bool = False
+
+
+def chart_of(item: QuestionSection | Poll) -> Chart:
+    """A question's chart (a bar per recommendation: the table sessions that raised it, out of those that
+    answered the question) or a poll's (a bar per option; a rank's bar is longer the better)."""
+    if isinstance(item, Poll):
+        top = max((v for _, v in item.options), default=1.0) or 1.0
+        return Chart(
+            item.question,
+            [
+                Bar(
+                    option,
+                    _clamped((top - value + 1) / top if item.measure == "rank" else value / top),
+                    item.shown(value),
+                )
+                for option, value in item.options
+            ],
+            poll=True,
+        )
+    sessions = max(1, item.n_sessions)
+    return Chart(
+        f"{item.text}: table sessions per recommendation",
+        [
+            Bar(
+                f"{r.rank}. {_bar_label(r.text)}",
+                _clamped(r.n_tables / sessions),
+                f"{r.n_tables} of {item.n_sessions} table sessions",
+            )
+            for r in item.recommendations
+        ],
+    )
+
+
+def _clamped(share: float) -> float:
+    return min(1.0, max(0.0, share))
+
+
+def _bar_label(text: str) -> str:
+    return text if len(text) <= BAR_LABEL_CHARS else text[: BAR_LABEL_CHARS - 1].rstrip() + "…"
+
+
+def chart_html(item: QuestionSection | Poll) -> Markup:
+    """The chart as HTML, a block per bar, for the HTML paper and its PDF. Not SVG: WeasyPrint lays out an
+    SVG text glyph by glyph (about 50 layouts a label: 4-5 s of the 24 s PDF of the 8,030-note event's
+    paper) and cannot break an SVG across pages (the chart of a question with 67 recommendations lost its
+    last 38 bars at the foot of its page); blocks break between bars."""
+    chart = chart_of(item)
+    rows = "".join(
+        f'<div class="bar"><div class="bar-label">{escape(bar.label)}</div><div class="bar-line">'
+        f'<span class="bar-fill" style="width: {bar.share * BAR_SPAN:.1%}"></span>'
+        f'<span class="bar-value">{escape(bar.value)}</span></div></div>'
+        for bar in chart.bars
+    )
+    kind = "chart poll" if chart.poll else "chart"
+    return Markup(f'<figure class="{kind}" role="img" aria-label="{escape(chart.title)}">{rows}</figure>')
+
+
+def chart_svg(chart: Chart, width: int = 640) -> str:
+    """``chart`` as an SVG of its own (for images: the DOCX's PNGs)."""
     row_height, bar_height, gap = 40, 14, 6
-    rows = section.recommendations
-    height = len(rows) * row_height + gap
-    scale = (width - 170) / max(1, section.n_sessions)
+    colour = "#ffb400" if chart.poll else "#003399"
+    height = len(chart.bars) * row_height + gap
     parts = [
-        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif">',
-        f"<title>{escape(section.text)}: table sessions per recommendation</title>",
+        f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif"><title>{escape(chart.title)}</title>'
     ]
-    for i, r in enumerate(rows):
+    for i, bar in enumerate(chart.bars):
         y = gap + i * row_height
-        label = r.text if len(r.text) <= BAR_LABEL_CHARS else r.text[: BAR_LABEL_CHARS - 1].rstrip() + "…"
-        length = max(2.0, r.n_tables * scale)
+        length = max(2.0, bar.share * BAR_SPAN * width)
         parts.append(
-            f'<text x="0" y="{y + 11}" font-size="12" fill="#1d2733">{r.rank}. {escape(label)}</text>'
-            f'<rect x="0" y="{y + 16}" width="{length:.1f}" height="{bar_height}" rx="3" fill="#003399"/>'
-            f'<text x="{length + 6:.1f}" y="{y + 27}" font-size="12" fill="#4a5a6a">{r.n_tables} of '
-            f"{section.n_sessions} table sessions</text>"
+            f'<text x="0" y="{y + 11}" font-size="12" fill="#1d2733">{escape(bar.label)}</text>'
+            f'<rect x="0" y="{y + 16}" width="{length:.1f}" height="{bar_height}" rx="3" fill="{colour}"/>'
+            f'<text x="{length + 6:.1f}" y="{y + 27}" font-size="12" fill="#4a5a6a">'
+            f"{escape(bar.value)}</text>"
         )
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return "".join(parts)
 
 
-def poll_chart(poll: Poll, width: int = 640) -> Markup:
-    """An inline SVG bar per option, labelled with it and its result; a rank's bar is longer the better."""
-    row_height, bar_height, gap = 36, 12, 6
-    height = len(poll.options) * row_height + gap
-    top = max((v for _, v in poll.options), default=1.0) or 1.0
-    parts = [
-        f'<svg class="chart poll" role="img" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif">',
-        f"<title>{escape(poll.question)}</title>",
-    ]
-    for i, (option, value) in enumerate(poll.options):
-        y = gap + i * row_height
-        share = (top - value + 1) / top if poll.measure == "rank" else value / top
-        length = max(2.0, share * (width - 170))
-        parts.append(
-            f'<text x="0" y="{y + 11}" font-size="12" fill="#1d2733">{escape(option)}</text>'
-            f'<rect x="0" y="{y + 15}" width="{length:.1f}" height="{bar_height}" rx="3" fill="#ffb400"/>'
-            f'<text x="{length + 6:.1f}" y="{y + 25}" font-size="12" fill="#4a5a6a">'
-            f"{escape(poll.shown(value))}</text>"
-        )
-    parts.append("</svg>")
-    return Markup("".join(parts))
-
-
-def chart_png(chart: QuestionSection | Poll) -> bytes:
-    """``bar_chart`` or ``poll_chart`` as a PNG, for documents that take images (the DOCX)."""
+def chart_pngs(item: QuestionSection | Poll) -> list[bytes]:
+    """The chart as PNGs of at most ``BARS_PER_IMAGE`` bars each, for documents that take images (the
+    DOCX), where an image taller than a page is cut at its foot."""
     import cairosvg
 
-    svg = bar_chart(chart) if isinstance(chart, QuestionSection) else poll_chart(chart)
-    return bytes(cairosvg.svg2png(bytestring=str(svg).encode(), output_width=1280))
+    chart = chart_of(item)
+    pieces = [
+        Chart(chart.title, chart.bars[start : start + BARS_PER_IMAGE], chart.poll)
+        for start in range(0, max(1, len(chart.bars)), BARS_PER_IMAGE)
+    ]
+    return [bytes(cairosvg.svg2png(bytestring=chart_svg(p).encode(), output_width=1280)) for p in pieces]

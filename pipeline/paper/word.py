@@ -13,7 +13,7 @@ from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.shared import Cm, Pt, RGBColor
 from docx.text.paragraph import Paragraph
 
-from pipeline.paper import Paper, Recommendation, chart_png
+from pipeline.paper import Paper, Recommendation, chart_pngs
 
 BLUE = RGBColor(0x00, 0x33, 0x99)
 RED = RGBColor(0xB0, 0x00, 0x20)
@@ -51,10 +51,11 @@ def _heading(before: Paragraph, text: str, level: int) -> Paragraph:
     return before.insert_paragraph_before(text, style="Title" if level == 0 else f"Heading {level}")
 
 
-def _picture(before: Paragraph, png: bytes) -> None:
-    picture = before.insert_paragraph_before()
-    picture.add_run().add_picture(io.BytesIO(png), width=Cm(16))
-    picture.alignment = WD_ALIGN_PARAGRAPH.LEFT
+def _pictures(before: Paragraph, pngs: list[bytes]) -> None:
+    for png in pngs:
+        picture = before.insert_paragraph_before()
+        picture.add_run().add_picture(io.BytesIO(png), width=Cm(16))
+        picture.alignment = WD_ALIGN_PARAGRAPH.LEFT
 
 
 def _table(doc: DocxDocument, header: list[str], rows: list[list[object]]) -> None:
@@ -172,7 +173,7 @@ def render_docx(paper: Paper) -> bytes:
             _heading(before, "Live polls", level=2)
         for poll in session.polls:
             _heading(before, _text(poll.question), level=3)
-            _picture(before, chart_png(poll))
+            _pictures(before, chart_pngs(poll))
             for option, value in poll.options:
                 before.insert_paragraph_before(
                     _text(f"{option} ({poll.shown(value)})"), style="List Number 3"
@@ -187,7 +188,7 @@ def render_docx(paper: Paper) -> bytes:
                         "No recommendation was raised at more than one table session."
                     )
                     continue
-                _picture(before, chart_png(q))
+                _pictures(before, chart_pngs(q))
                 for r in q.recommendations:
                     _recommendation(before, r, q.n_sessions)
 
