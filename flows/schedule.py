@@ -33,7 +33,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,6 +60,7 @@ from flows.server import (
     serving_file,
     serving_record,
     stop_kept_warm,
+    stopping_with_this_process,
     summary_file,
     wake_file,
 )
@@ -182,7 +182,7 @@ def prefect_api(home: Path) -> Iterator[str]:
     }
     log_file = open(home / "server.log", "ab")  # noqa: SIM115 - open for the server's whole life
     server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        stopping_with_this_process("prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)),
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,

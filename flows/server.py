@@ -397,8 +397,33 @@ TEMPORARY_SERVER_DEFAULTS = {
 }
 
 
+#: ``python -m MODULE ARGS`` run by ``python -c`` with this process's pid first: it stops itself (SIGTERM,
+#: as ``terminate`` would) once that process is gone (``stopping_with_this_process``).
+_STOPS_WITH_ITS_PARENT = """
+import os, runpy, signal, sys, threading, time
+parent, module = int(sys.argv[1]), sys.argv[2]
+def watch():
+    while os.getppid() == parent:
+        time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv = [module, *sys.argv[3:]]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def stopping_with_this_process(module: str, *args: str) -> list[str]:
+    """The command ``python -m module args``, whose process stops itself within a second of this one's
+    end, however this one ends. A process that is killed (``kill -9``, the OOM killer) runs no exit
+    handler, so a Prefect server it started would otherwise run on for good (~250 MiB); its end leaves
+    the server to another parent, which the server sees. (Linux's parent-death signal comes when the
+    thread that started the child ends, not the process.)"""
+    return [sys.executable, "-c", _STOPS_WITH_ITS_PARENT, str(os.getpid()), module, *args]
+
+
 class TemporaryServer:
-    """Prefect's ephemeral API server in a subprocess, started at once; ``address`` waits for it.
+    """Prefect's ephemeral API server in a subprocess, started at once; ``address`` waits for it; it
+    stops with the process that started it, however that process ends.
 
     The command and environment are those of ``prefect.server.api.server.SubprocessASGIServer``, which
     Prefect starts when no API is configured; launching it here needs no Prefect import (~4 s)."""
@@ -414,23 +439,11 @@ class TemporaryServer:
         if spec is None or not spec.submodule_search_locations:
             raise PrefectDidNotStart("Prefect is not installed")
         app_dir = str(Path(next(iter(spec.submodule_search_locations))).parent)
-        return [
-            sys.executable,
-            "-m",
+        return stopping_with_this_process(
             "uvicorn",
-            "--app-dir",
-            app_dir,
-            "--factory",
-            "prefect.server.api.server:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "error",
-            "--lifespan",
-            "on",
-        ]
+            *("--app-dir", app_dir, "--factory", "prefect.server.api.server:create_app"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"),
+        )
 
     def _launch(self) -> None:
         with socket.socket() as probe:

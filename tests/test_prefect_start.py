@@ -4,7 +4,9 @@ does not come up, and a failure ends in one clear line."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,48 @@ def test_the_temporary_server_answers_and_is_stopped(tmp_path: Path, monkeypatch
     with run_api(tmp_path) as api:
         url = api()
         assert url is not None and flows.server.prefect_server_answers(url)
+    assert not flows.server.prefect_server_answers(url)
+
+
+#: A child's Python: it starts a Prefect server, prints its address and waits to be killed
+SERVERS = {
+    "a run's temporary server": (
+        "import time; from flows.server import TemporaryServer; "
+        "print(TemporaryServer().address(), flush=True); time.sleep(600)"
+    ),
+    "harvest schedule's server": (
+        "import sys, time; from pathlib import Path; from flows.schedule import prefect_api; "
+        "api = prefect_api(Path(sys.argv[1])); print(api.__enter__(), flush=True); time.sleep(600)"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param("a run's temporary server"),
+        pytest.param("harvest schedule's server", marks=pytest.mark.slow),  # a whole `prefect server start`
+    ],
+)
+def test_a_killed_process_leaves_no_prefect_server_behind(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process killed outright (kill -9, the OOM killer) runs no exit handler: its server stops itself."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SERVERS[server], str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert parent.stdout is not None
+    url = parent.stdout.readline().strip()
+    assert flows.server.prefect_server_answers(url), url
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while flows.server.prefect_server_answers(url) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert not flows.server.prefect_server_answers(url)
 
 
