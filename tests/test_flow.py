@@ -161,6 +161,44 @@ def test_questions_clustered_one_at_a_time_give_the_same_result(
         assert (Path(summary["out"]) / name).read_bytes() == (first_run / name).read_bytes(), name
 
 
+def test_a_group_starts_as_soon_as_any_group_under_way_is_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every worker busy, the next group waits for whichever group finishes first, not for the
+    first one submitted: here the first group ends only once the third has started."""
+    import threading
+
+    import numpy as np
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    import flows.harvest as fh
+    from pipeline.config import Settings
+    from pipeline.incremental import RunPlan
+
+    third_started = threading.Event()
+
+    @task(cache_policy=NO_CACHE)
+    def stand_in(key: str, *_: object) -> tuple[str, bool]:
+        if key == "t/third":
+            third_started.set()
+        # the first group waits for the third (a bound, so that the old order fails rather than hangs)
+        return key, third_started.wait(timeout=60) if key == "t/first" else True
+
+    keys = ["t/first", "t/second", "t/third"]
+    plan = RunPlan({key: np.array([i]) for i, key in enumerate(keys)}, {}, {})
+    statements = pd.DataFrame({"statement_id": ["a", "b", "c"]})
+    glossaries = {("t", key.split("/")[1]): {} for key in keys}
+    monkeypatch.setattr(fh, "synthesise", stand_in)
+    monkeypatch.setattr(fh, "LOCAL_WORKERS", 2)
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))  # type: ignore[arg-type]
+    def themes_stage() -> dict:
+        embeddings, flags = np.zeros((3, 2)), np.array(["", "", ""], dtype=object)
+        return fh._synthesised(plan, statements, embeddings, flags, glossaries, Settings(), Path("."))
+
+    assert themes_stage() == {key: (key, True) for key in keys}
+
+
 def test_labels_parsed_beside_a_forked_helper_give_the_same_result(
     first_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
