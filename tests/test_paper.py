@@ -158,7 +158,7 @@ def test_a_question_s_long_chart_reaches_the_pdf_and_the_docx_bar_by_bar() -> No
     import pypdfium2 as pdfium
     from PIL import Image
 
-    from pipeline.paper import BARS_PER_IMAGE, QuestionSection, Recommendation, chart_html, chart_pngs
+    from pipeline.paper import QuestionSection, Recommendation, chart_html, chart_pngs
     from pipeline.paper.pdf import render_pdf
 
     recommendations = [
