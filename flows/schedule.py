@@ -245,7 +245,8 @@ class WarmRunner:
         self.flow, self.deployment_id, self.poll = flow, deployment_id, poll
         self.results = results
         self.idle_exit = idle_exit  # seconds without a run after which ``serve`` returns (None: never)
-        self.last_run = time.time()  # wall time, so that a machine's sleep counts as idle time
+        # wall time, so that a machine's sleep counts as idle time; from the start of ``serve``
+        self.last_run = time.time()
         self.wake = wake  # touched by a `harvest run` that has handed a run over (ServingProcess.wake_up)
         self.stopped = threading.Event()
         # the runs a `harvest run` handed over keep their summary, which that command prints
@@ -305,6 +306,9 @@ class WarmRunner:
         if threading.current_thread() is threading.main_thread():
             for number in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(number, self._on_signal)
+        # idle from now: the models' load after the runner was made (``warm_up``, seconds on a busy
+        # machine) is no time without a run, and counting it cut a short ``idle_exit`` shorter still
+        self.last_run = time.time()
         while not self.stopped.is_set():
             # One client for the polls while they work: opening one asks the server its version, ~45 ms of
             # CPU each time; at a poll a second the idle process took 5 % of a core, now 0.3 % (measured).
