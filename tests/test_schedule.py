@@ -513,7 +513,7 @@ def test_keep_warm_starts_one_process_an_event_and_stops_one_of_other_settings_o
         assert command[3:-1] == [*expected, "60"], log.read_text() if log.exists() else "no log"
         deadline = time.time() + 300
         while getattr(serving_record(tmp_path, "mini"), "pid", None) != pid:
-            assert time.time() < deadline, (tmp_path / "prefect" / "keep-warm-mini.log").read_text()
+            assert time.time() < deadline, log.read_text()
             time.sleep(0.5)
         new = serving_record(tmp_path, "mini")
         assert new is not None and new.pid == pid and new.idle_exit == 60
